@@ -1,0 +1,46 @@
+"""The result type of every estimator: a value with its interval."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["Estimate"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A policy-value estimate with a confidence interval.
+
+    Args:
+        value: point estimate (per request).
+        low: lower end of the interval.
+        high: upper end of the interval.
+        ess: effective sample size of the importance weights (``n`` for the
+            direct method).
+        n: number of requests it was estimated on.
+        level: confidence level of the interval, e.g. 0.95.
+
+    Example:
+        >>> e = Estimate(1.0, 0.9, 1.1, ess=50.0, n=100)
+        >>> e.contains(1.05)
+        True
+    """
+
+    value: float
+    low: float
+    high: float
+    ess: float
+    n: int
+    level: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not (math.isnan(self.value) or self.low <= self.value <= self.high):
+            raise ValueError(f"interval [{self.low}, {self.high}] excludes value {self.value}")
+
+    def contains(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2.0
