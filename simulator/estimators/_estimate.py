@@ -35,8 +35,8 @@ class Estimate:
     level: float = 0.95
 
     def __post_init__(self) -> None:
-        if not (math.isnan(self.value) or self.low <= self.value <= self.high):
-            raise ValueError(f"interval [{self.low}, {self.high}] excludes value {self.value}")
+        if not self.low <= self.high and not (math.isnan(self.low) or math.isnan(self.high)):
+            raise ValueError(f"interval low {self.low} exceeds high {self.high}")
 
     def contains(self, x: float) -> bool:
         return self.low <= x <= self.high
