@@ -1,0 +1,80 @@
+"""Base of the fusion formulas: per-task scores -> one ranking score."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+
+__all__ = ["BaseFusion", "WeightError"]
+
+
+class WeightError(ValueError):
+    """A fusion weight vector is unusable; the message says what is valid."""
+
+
+class BaseFusion(abc.ABC):
+    """A fusion formula that is linear in its weights after a per-task transform.
+
+    Every formula of the project has the form ``score = sum_k w_k * F_k(scores)``
+    for a transform ``F`` applied once per score table, so a whole population of
+    weight vectors is fused with one matrix product.
+
+    Subclasses set ``name`` and ``allows_negative`` and implement ``transform``.
+    """
+
+    name: ClassVar[str]
+    allows_negative: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def transform(self, scores: np.ndarray) -> np.ndarray:
+        """Per-task features to be weighted.
+
+        Args:
+            scores: ``[R, N, T]`` per-task scores of ``N`` candidates in ``R`` requests.
+
+        Returns:
+            ``[R, N, T]`` float32 array ``F(scores)``.
+        """
+
+    def fuse(self, transformed: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Fused ranking scores of a population of weight vectors.
+
+        Args:
+            transformed: ``[R, N, T]`` output of :meth:`transform`.
+            weights: ``[P, T]`` weight vectors.
+
+        Returns:
+            ``[P, R, N]`` fused scores.
+        """
+        return np.einsum("rnt,pt->prn", transformed, weights.astype(transformed.dtype))
+
+    def validate_weights(self, weights: np.ndarray, tasks: Sequence[str]) -> np.ndarray:
+        """Check a weight vector ``[T]`` or population ``[P, T]``; return it as ``[P, T]``.
+
+        Raises:
+            WeightError: wrong length, non-finite or (where the formula forbids it)
+                negative weights; the message names the task and what is valid.
+        """
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim == 1:
+            w = w[None, :]
+        if w.ndim != 2 or w.shape[1] != len(tasks):
+            raise WeightError(
+                f"{self.name} fusion needs {len(tasks)} weights, one per task "
+                f"{list(tasks)}; got shape {np.asarray(weights).shape}"
+            )
+        bad = ~np.isfinite(w)
+        if bad.any():
+            p, t = np.argwhere(bad)[0]
+            raise WeightError(f"weight of task {tasks[t]!r} is {w[p, t]}; weights must be finite")
+        if not self.allows_negative and (w < 0).any():
+            p, t = np.argwhere(w < 0)[0]
+            raise WeightError(
+                f"weight of task {tasks[t]!r} is {w[p, t]}; {self.name} fusion needs weights >= 0"
+            )
+        if (np.abs(w).sum(axis=1) == 0).any():
+            raise WeightError("all weights are zero; at least one task must have weight != 0")
+        return w
