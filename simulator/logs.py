@@ -337,14 +337,16 @@ def _from_columns(
     order = np.argsort(request, kind="stable")
     sorted_req = request[order]
     req_ids, starts, counts = np.unique(sorted_req, return_index=True, return_counts=True)
-    if not (counts == counts[0]).all():
-        row = int(order[starts[_first_bad(counts != counts[0])]])
+    values, freq = np.unique(counts, return_counts=True)
+    n = int(values[np.argmax(freq)])  # the usual number of candidates
+    if (counts != n).any():
+        odd = _first_bad(counts != n)
+        row = int(order[starts[odd]])
         raise fail(
-            f"column 'request_id' row {row}: request {request[row]} has "
-            f"{counts[_first_bad(counts != counts[0])]} candidates, but request "
-            f"{req_ids[0]} has {counts[0]}; every request needs the same number of candidates"
+            f"column 'request_id' row {row}: request {req_ids[odd]} has {counts[odd]} "
+            f"candidates, but most requests have {n}; every request needs the same number"
         )
-    r, n = len(req_ids), int(counts[0])
+    r = len(req_ids)
     if k > n:
         raise fail(f"{k} slots ({PSCORE_PREFIX}* columns) but only {n} candidates per request")
 
