@@ -1,0 +1,69 @@
+"""Multi-task ranking models (PyTorch): specs, MMoE, training, metrics, scoring, checkpoints.
+
+The ranker takes plain numpy arrays keyed by feature and task name and never
+imports ``simulator`` or ``tuner``.
+
+Example:
+    >>> import numpy as np
+    >>> from ranker import (CategoricalFeature, NumericFeature, RankerData, TaskSpec,
+    ...                     TrainConfig, build_mmoe, predict, train)
+    >>> model = build_mmoe(
+    ...     [CategoricalFeature("item", 100), NumericFeature("price")],
+    ...     [TaskSpec("click"), TaskSpec("buy", sample_space="after:click")],
+    ... )
+    >>> result = train(model, train_rows, valid_rows, TrainConfig())  # doctest: +SKIP
+    >>> scores = predict(model, {"item": np.arange(3), "price": np.ones(3)})
+    >>> sorted(scores)
+    ['buy', 'click']
+"""
+
+from __future__ import annotations
+
+from ranker.backbones import Backbone, MMoE
+from ranker.balancers import BaseBalancer, StaticBalancer
+from ranker.checkpoint import CheckpointError, load_checkpoint, model_fingerprint, save_checkpoint
+from ranker.data import RankerData, encode_features, encode_labels
+from ranker.experts import Expert, MLPExpert
+from ranker.features import CategoricalFeature, FeatureEmbedding, FeatureSpec, NumericFeature
+from ranker.heads import Heads, Towers
+from ranker.metrics import TaskMetrics, auc, evaluate
+from ranker.model import BUILDERS, MMoEConfig, ModelSpec, MultiTaskModel, build_mmoe
+from ranker.score import predict
+from ranker.tasks import TaskSpec
+from ranker.train import TrainConfig, TrainResult, task_losses, train
+
+__all__ = [
+    "BUILDERS",
+    "Backbone",
+    "BaseBalancer",
+    "CategoricalFeature",
+    "CheckpointError",
+    "Expert",
+    "FeatureEmbedding",
+    "FeatureSpec",
+    "Heads",
+    "MLPExpert",
+    "MMoE",
+    "MMoEConfig",
+    "ModelSpec",
+    "MultiTaskModel",
+    "NumericFeature",
+    "RankerData",
+    "StaticBalancer",
+    "TaskMetrics",
+    "TaskSpec",
+    "Towers",
+    "TrainConfig",
+    "TrainResult",
+    "auc",
+    "build_mmoe",
+    "encode_features",
+    "encode_labels",
+    "evaluate",
+    "load_checkpoint",
+    "model_fingerprint",
+    "predict",
+    "save_checkpoint",
+    "task_losses",
+    "train",
+]

@@ -94,7 +94,8 @@ def _zero_logged_propensity(cols: dict[str, np.ndarray]) -> None:
         (_duplicate_position, r"column 'position' row \d+: request 0 shows two candidates in "
                               r"slot 1"),
         (_set("position", 2, 9), r"column 'position' row 2: value 9 is not a valid slot"),
-        (_set("request_id", 0, 999), r"column 'request_id' row \d+: request \d+ has \d candidates, but most "
+        (_set("request_id", 0, 999), r"column 'request_id' row \d+: request \d+ has \d "
+                                     r"candidates, but most "
                                           r"requests have 6"),
         (_set("item_id", 4, 1.5), r"column 'item_id' row 4: must be an integer"),
     ],
