@@ -36,10 +36,11 @@ def top_k(fused: np.ndarray, k: int) -> np.ndarray:
 def slates_to_exposure(
     slates: np.ndarray, n_candidates: int, examination: np.ndarray
 ) -> np.ndarray:
-    """``[..., K]`` slates -> ``[..., N]`` exposure (``examination[k]`` at the slot-k item)."""
-    exposure = np.zeros((*slates.shape[:-1], n_candidates), dtype=np.float32)
-    np.put_along_axis(exposure, slates, examination.astype(np.float32), axis=-1)
-    return exposure
+    """``[..., K]`` slates -> ``[..., N]`` float32 exposure (``examination[k]`` at slot k)."""
+    index = torch.from_numpy(np.ascontiguousarray(slates))
+    exposure = torch.zeros((*slates.shape[:-1], n_candidates), dtype=torch.float32)
+    values = torch.from_numpy(examination.astype(np.float32)).expand(index.shape)
+    return exposure.scatter_(-1, index, values).numpy()
 
 
 class BasePolicy(abc.ABC):

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from simulator.estimators._base import BaseEstimator, RequestTerms, SlateFeedback
+from simulator.estimators._base import BaseEstimator, RequestTerms, SlateFeedback, expose
 
 __all__ = ["DirectMethod"]
 
@@ -30,7 +30,7 @@ class DirectMethod(BaseEstimator):
     def terms(self, feedback: SlateFeedback, exposure: np.ndarray) -> RequestTerms:
         self._check(feedback, exposure)
         assert feedback.reward_model is not None
-        num = np.einsum("prn,rnt->prt", exposure, feedback.reward_model)
+        num = expose(exposure, feedback.reward_model)
         n = float(feedback.n_requests)
         p = exposure.shape[0]
         return RequestTerms(num, None, None, np.full(p, n), np.full(p, n))

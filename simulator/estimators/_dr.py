@@ -11,6 +11,7 @@ from simulator.estimators._base import (
     BaseEstimator,
     RequestTerms,
     SlateFeedback,
+    expose,
     importance_weights,
     weight_moments,
 )
@@ -41,5 +42,5 @@ class DoublyRobust(BaseEstimator):
         w = importance_weights(feedback, exposure)
         q = feedback.reward_model
         residual = feedback.rewards - feedback.slot_examination[..., None] * q
-        num = np.einsum("prn,rnt->prt", exposure, q) + np.einsum("prn,rnt->prt", w, residual)
+        num = expose(exposure, q) + expose(w, residual)
         return RequestTerms(num, None, None, *weight_moments(w))

@@ -11,6 +11,7 @@ from simulator.estimators._base import (
     BaseEstimator,
     RequestTerms,
     SlateFeedback,
+    expose,
     importance_weights,
     weight_moments,
 )
@@ -51,5 +52,5 @@ class IPS(BaseEstimator):
         w = importance_weights(feedback, exposure)
         if np.isfinite(self.clip):
             w = np.minimum(w, self.clip)
-        num = np.einsum("prn,rnt->prt", w, feedback.rewards)
+        num = expose(w, feedback.rewards)
         return RequestTerms(num, None, None, *weight_moments(w))

@@ -11,6 +11,7 @@ from simulator.estimators._base import (
     BaseEstimator,
     RequestTerms,
     SlateFeedback,
+    expose,
     importance_weights,
     weight_moments,
 )
@@ -41,7 +42,8 @@ class SNIPS(BaseEstimator):
     def terms(self, feedback: SlateFeedback, exposure: np.ndarray) -> RequestTerms:
         self._check(feedback, exposure)
         w = importance_weights(feedback, exposure)
-        num = np.einsum("prn,rnt->prt", w, feedback.rewards)
-        den = np.einsum("prn,rn->pr", w, feedback.slot_examination)
+        both = expose(w, np.concatenate(
+            [feedback.rewards, feedback.slot_examination[..., None]], axis=2))
+        num, den = both[..., :-1], both[..., -1]
         scale = exposure.sum(axis=2, dtype=np.float64).mean(axis=1)
         return RequestTerms(num, den, scale, *weight_moments(w))
