@@ -1,0 +1,65 @@
+"""Multi-gate mixture of experts (Ma et al., KDD 2018).
+
+Every task mixes the outputs of the same experts with its own softmax gate
+over the input: ``h_t = sum_e softmax(W_t x)_e * expert_e(x)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ranker.backbones.base import Backbone
+from ranker.experts.base import Expert
+
+__all__ = ["MMoE"]
+
+
+class MMoE(Backbone):
+    """MMoE over experts passed in; one linear softmax gate per task.
+
+    Args:
+        experts: The shared experts; all with the same ``in_dim`` and ``out_dim``.
+        tasks: Task names, one gate each.
+
+    Example:
+        >>> from ranker.experts import MLPExpert
+        >>> mmoe = MMoE([MLPExpert(8, (16, 4)) for _ in range(3)], ["click", "like"])
+        >>> mmoe(torch.zeros(5, 8))["like"].shape
+        torch.Size([5, 4])
+    """
+
+    def __init__(self, experts: Sequence[Expert], tasks: Sequence[str]) -> None:
+        super().__init__()
+        if not experts:
+            raise ValueError("MMoE needs at least one expert")
+        dims = {(e.in_dim, e.out_dim) for e in experts}
+        if len(dims) != 1:
+            raise ValueError(f"MMoE experts must share (in_dim, out_dim), got {sorted(dims)}")
+        ((self.in_dim, out_dim),) = dims
+        self.tasks = tuple(tasks)
+        self.experts = nn.ModuleList(experts)
+        # All gates in one Linear: [in_dim] -> [n_tasks * n_experts], one matmul per batch.
+        self.gates = nn.Linear(self.in_dim, len(self.tasks) * len(experts))
+        self.out_dims = {t: out_dim for t in self.tasks}
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Mix the experts per task.
+
+        Args:
+            x: ``[B, in_dim]`` input.
+
+        Returns:
+            Task -> ``[B, out_dim]``.
+        """
+        n_exp = len(self.experts)
+        outs = torch.stack([e(x) for e in self.experts], dim=1)  # [B, n_experts, out_dim]
+        gates = self.gates(x).view(-1, len(self.tasks), n_exp).softmax(-1)  # [B, T, n_experts]
+        mixed = torch.bmm(gates, outs)  # [B, T, out_dim]
+        return {t: mixed[:, i] for i, t in enumerate(self.tasks)}
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        """The experts' parameters (gates are per task)."""
+        return self.experts.parameters()

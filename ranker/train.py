@@ -1,0 +1,251 @@
+"""Training: Adam on masked per-task cross-entropy, early stopping on validation loss.
+
+Batches are slices of tensors built once (no DataLoader), shuffled each epoch
+with a seeded ``torch.Generator``; with the same seed, data and thread count
+two runs give identical weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ranker.balancers.base import BaseBalancer
+from ranker.balancers.static import StaticBalancer, check_loss_weights
+from ranker.data import RankerData, encode_features, encode_labels
+from ranker.metrics import TaskMetrics, evaluate
+from ranker.model import MultiTaskModel
+from ranker.score import predict_logits
+from ranker.tasks import TaskSpec
+
+__all__ = ["TrainConfig", "TrainResult", "task_losses", "train"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyperparameters.
+
+    Args:
+        epochs: Maximum number of passes over the training rows.
+        batch_size: Rows per optimizer step.
+        lr: Adam learning rate.
+        weight_decay: Adam L2 penalty.
+        patience: Stop after this many epochs without a lower validation loss.
+        seed: Seed of shuffling and dropout.
+        loss_weights: Static weight >= 0 per task (missing tasks and None: 1).
+
+    Example:
+        >>> TrainConfig(epochs=3, loss_weights={"click": 1.0, "buy": 4.0}).batch_size
+        1024
+    """
+
+    epochs: int = 5
+    batch_size: int = 1024
+    lr: float = 2e-3
+    weight_decay: float = 1e-6
+    patience: int = 2
+    seed: int = 0
+    loss_weights: Mapping[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"TrainConfig.{name} must be an int >= {low}, got {value!r}")
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                raise ValueError(f"TrainConfig.{name} must be a finite number > 0, got {value!r}")
+        if self.loss_weights is not None:
+            check_loss_weights(self.loss_weights, list(self.loss_weights))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    Args:
+        model: The trained model, holding the weights of the best epoch.
+        history: One dict per epoch run: ``epoch`` (from 1), ``train_loss``,
+            ``valid_loss``, ``train_loss/<task>``, ``valid_loss/<task>``,
+            ``seconds``, ``rows_per_s``.
+        best_epoch: Epoch (from 1) with the lowest validation loss.
+        valid_metrics: Task -> metrics of the best model on the validation rows.
+    """
+
+    model: MultiTaskModel
+    history: list[dict[str, float]]
+    best_epoch: int
+    valid_metrics: dict[str, TaskMetrics]
+
+
+def task_losses(
+    logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], tasks: Sequence[TaskSpec]
+) -> dict[str, Tensor]:
+    """Binary cross-entropy per task, each a mean over the rows of its sample space.
+
+    For ``"after:x"`` only rows with ``labels[x] == 1`` count; labels of other rows
+    have no effect on the loss or its gradients. A space with no rows gives 0.
+
+    Args:
+        logits: Task -> ``[B]`` logits.
+        labels: Task -> ``[B]`` float labels.
+        tasks: The tasks to compute.
+
+    Returns:
+        Task -> scalar loss.
+
+    Example:
+        >>> z, y = {"c": torch.zeros(2)}, {"c": torch.tensor([0.0, 1.0])}
+        >>> round(task_losses(z, y, [TaskSpec("c")])["c"].item(), 4)
+        0.6931
+    """
+    out: dict[str, Tensor] = {}
+    for task in tasks:
+        z, y = logits[task.name], labels[task.name]  # [B], [B]
+        if task.parent is None:
+            out[task.name] = F.binary_cross_entropy_with_logits(z, y)
+            continue
+        space = labels[task.parent] == 1  # [B] bool
+        y = torch.where(space, y, torch.zeros_like(y))  # masked labels never reach the graph
+        bce = F.binary_cross_entropy_with_logits(z, y, reduction="none")  # [B]
+        bce = torch.where(space, bce, torch.zeros_like(bce))
+        out[task.name] = bce.sum() / space.sum().clamp(min=1)
+    return out
+
+
+def _validation_losses(
+    model: MultiTaskModel, cat: Tensor, num: Tensor, labels: dict[str, Tensor], batch_size: int
+) -> dict[str, Tensor]:
+    logits = predict_logits(model, cat, num, max(batch_size, 8192))
+    return task_losses(logits, labels, model.tasks)
+
+
+def train(
+    model: MultiTaskModel,
+    train_data: RankerData,
+    valid_data: RankerData,
+    config: TrainConfig,
+    progress: bool = True,
+    *,
+    balancer: BaseBalancer | None = None,
+) -> TrainResult:
+    """Train a multi-task ranker in place, keeping the weights of the best validation epoch.
+
+    Numeric standardization statistics are fitted on ``train_data`` unless the
+    model already has them (a fine-tuned model keeps its statistics).
+
+    Args:
+        model: Model to train (modified in place and returned in the result).
+        train_data: Training rows with a label for every task.
+        valid_data: Validation rows, for early stopping and the final metrics.
+        config: Training hyperparameters.
+        progress: Show a tqdm progress bar per epoch.
+        balancer: How task losses combine; default (and only with
+            ``config.loss_weights`` unset or equal to it): static ``loss_weights``.
+
+    Returns:
+        The trained model, per-epoch history, best epoch and validation metrics.
+
+    Example:
+        >>> result = train(model, train_rows, valid_rows, TrainConfig(epochs=3))  # doctest: +SKIP
+        >>> result.valid_metrics["click"].auc  # doctest: +SKIP
+    """
+    task_names = [t.name for t in model.tasks]
+    weights = check_loss_weights(config.loss_weights, task_names)
+    if balancer is None:
+        balancer = StaticBalancer(weights)
+    elif config.loss_weights is not None:
+        raise ValueError("pass either TrainConfig.loss_weights or a balancer, not both")
+    cat, num = encode_features(train_data.features, model.features)
+    labels = encode_labels(train_data.labels, model.tasks)
+    v_cat, v_num = encode_features(valid_data.features, model.features)
+    v_labels = encode_labels(valid_data.labels, model.tasks)
+    n = cat.shape[0]
+    if n == 0:
+        raise ValueError("train_data has no rows")
+    if v_cat.shape[0] == 0:
+        raise ValueError("valid_data has no rows; early stopping needs validation rows")
+    if not bool(model.embedding.numeric_fitted):
+        model.embedding.fit_numeric(num)
+
+    params = list(model.parameters()) + list(balancer.parameters())
+    # fused: one kernel over all parameters; ~10x faster steps than the per-tensor loop on CPU,
+    # which matters here because dense embedding tables make most of the parameters.
+    optimizer = torch.optim.Adam(
+        params, lr=config.lr, weight_decay=config.weight_decay, fused=True
+    )
+    gen = torch.Generator().manual_seed(config.seed)
+    history: list[dict[str, float]] = []
+    best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # dropout
+        for epoch in range(1, config.epochs + 1):
+            start_time = time.perf_counter()
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            e_cat, e_num = cat[perm], num[perm]  # one gather per epoch, then slices
+            e_labels = {t: y[perm] for t, y in labels.items()}
+            sums = {t: 0.0 for t in ["total", *task_names]}
+            bar = tqdm(
+                range(0, n, config.batch_size),
+                desc=f"epoch {epoch}/{config.epochs}",
+                disable=not progress,
+                leave=False,
+                unit="batch",
+            )
+            for i, lo in enumerate(bar):
+                hi = lo + config.batch_size
+                logits = model(e_cat[lo:hi], e_num[lo:hi])  # task -> [b]
+                losses = task_losses(
+                    logits, {t: y[lo:hi] for t, y in e_labels.items()}, model.tasks
+                )
+                optimizer.zero_grad(set_to_none=True)
+                total = balancer.backward(losses)
+                optimizer.step()
+                rows = min(hi, n) - lo
+                sums["total"] += float(total) * rows
+                for t, loss in losses.items():
+                    sums[t] += float(loss.detach()) * rows
+                if progress and i % 20 == 0:
+                    bar.set_postfix(loss=f"{float(total):.4f}")
+            bar.close()
+            seconds = time.perf_counter() - start_time
+            with torch.no_grad():
+                v_losses = _validation_losses(model, v_cat, v_num, v_labels, config.batch_size)
+                v_total = float(balancer.combine(v_losses))
+            record = {
+                "epoch": float(epoch),
+                "train_loss": sums["total"] / n,
+                "valid_loss": v_total,
+            }
+            record.update({f"train_loss/{t}": sums[t] / n for t in task_names})
+            record.update({f"valid_loss/{t}": float(v) for t, v in v_losses.items()})
+            record.update({"seconds": seconds, "rows_per_s": n / seconds})
+            history.append(record)
+            if progress:
+                tqdm.write(
+                    f"epoch {epoch}: train_loss {record['train_loss']:.5f} "
+                    f"valid_loss {v_total:.5f} ({n / seconds:,.0f} rows/s)"
+                )
+            if v_total < best_loss:
+                best_loss, best_epoch = v_total, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            elif epoch - best_epoch >= config.patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        model=model,
+        history=history,
+        best_epoch=best_epoch,
+        valid_metrics=evaluate(model, valid_data),
+    )
