@@ -32,7 +32,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,25 @@ class LoggedTraffic:
             labels={k: v[idx] for k, v in self.labels.items()},
             features={k: v[idx] for k, v in self.features.items()},
             examination=self.examination,
+        )
+
+    @staticmethod
+    def concatenate(parts: Sequence[LoggedTraffic]) -> LoggedTraffic:
+        """The requests of several logs with equal shapes, tasks and features, in order."""
+        first = parts[0]
+
+        def cat(get: Any) -> np.ndarray:
+            return np.concatenate([get(p) for p in parts])
+
+        return LoggedTraffic(
+            request_ids=cat(lambda p: p.request_ids),
+            user_ids=cat(lambda p: p.user_ids),
+            item_ids=cat(lambda p: p.item_ids),
+            positions=cat(lambda p: p.positions),
+            pscores=cat(lambda p: p.pscores),
+            labels={k: cat(lambda p, k=k: p.labels[k]) for k in first.labels},
+            features={k: cat(lambda p, k=k: p.features[k]) for k in first.features},
+            examination=first.examination,
         )
 
     def split(self, fraction: float, seed: int) -> tuple[LoggedTraffic, LoggedTraffic]:

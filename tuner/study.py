@@ -56,10 +56,14 @@ _STUDY_URLS: weakref.WeakKeyDictionary[optuna.Study, str] = weakref.WeakKeyDicti
 
 
 class _EstimateLike(Protocol):
-    value: float
-    low: float
-    high: float
-    ess: float
+    @property
+    def value(self) -> float: ...
+    @property
+    def low(self) -> float: ...
+    @property
+    def high(self) -> float: ...
+    @property
+    def ess(self) -> float: ...
 
 
 @dataclass(frozen=True)

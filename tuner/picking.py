@@ -1,0 +1,90 @@
+"""Choosing the weight vector to export, and judging it on held-out requests.
+
+The best of many noisy trials overstates itself (the winner's curse), so the
+default pick is CEM's final mean — the centre of the last elite, an average
+over many good trials — and every pick is judged on the held-out split of the
+log, which the search never saw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+
+from simulator.replay import OBJECTIVE
+from simulator.report import ABReport, ab_report
+from tuner.export import ExportedWeights
+from tuner.space import FusionSpace
+from tuner.strategies import CEMConfig
+from tuner.study import search_state
+from tuner.workspace import HOLDOUT, SEARCH, Workspace
+
+__all__ = ["PICKS", "export_pick", "pick_weights"]
+
+PICKS = ("cem_mean", "best_trial", "trial")
+
+
+def pick_weights(study: optuna.Study, space: FusionSpace, config: CEMConfig, pick: str,
+                 trial_number: int | None = None) -> tuple[np.ndarray, int | None]:
+    """``([T] weights, trial number or None)`` of a pick.
+
+    Raises:
+        ValueError: unknown pick, a study without complete trials, or a trial
+            number that does not exist or did not complete.
+    """
+    if pick not in PICKS:
+        raise ValueError(f"unknown pick {pick!r}; valid: {list(PICKS)}")
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        raise ValueError(f"study {study.study_name!r} has no complete trial yet; run "
+                         "'fusiontune search run' first")
+    if pick == "cem_mean":
+        state = search_state(study, space, config)
+        return space.matrix_to_weights(np.asarray(state.mean)[None])[0], None
+    if pick == "best_trial":
+        trial = max(complete, key=lambda t: t.value if t.value is not None else -np.inf)
+    else:
+        numbers = {t.number: t for t in complete}
+        if trial_number not in numbers:
+            valid = f"0..{len(study.trials) - 1}" if study.trials else "none"
+            raise ValueError(f"trial {trial_number} of study {study.study_name!r} does not "
+                             f"exist or did not complete; trial numbers: {valid}")
+        trial = numbers[trial_number]
+    return space.to_weights(trial.params), trial.number
+
+
+def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
+                trial_number: int | None) -> tuple[ExportedWeights, ABReport, float]:
+    """The export record of a pick, its held-out A/B report and its search-split value."""
+    settings = ws.settings
+    control = (np.asarray(settings.control, float) if settings.control is not None
+               else np.ones(len(ws.score_tasks)))
+    report = ab_report(ws.replay(HOLDOUT), control, weights, settings.objective)
+    search = ws.replay(SEARCH).evaluate(weights[None], settings.objective)
+    search_value = float(search.value[0, search.metrics.index(OBJECTIVE)])
+    row = report.row(OBJECTIVE)
+    exported = ExportedWeights(
+        formula=settings.formula,
+        tasks=ws.score_tasks,
+        weights=tuple(float(x) for x in weights),
+        objective={"value": row.treatment.value, "low": row.treatment.low,
+                   "high": row.treatment.high, "split": HOLDOUT},
+        pick=pick,
+        study_name=study_name,
+        trial_number=trial_number,
+        data_fingerprint=settings.data_fingerprint or ws.traffic.fingerprint(),
+        model_fingerprint=settings.model_fingerprint or "unknown",
+        extra={
+            "estimator": settings.estimator,
+            "objective_weights": dict(settings.objective),
+            "search_split_value": search_value,
+            "control_weights": control.tolist(),
+            "lift_vs_control": {"value": row.lift.value, "low": row.lift.low,
+                                "high": row.lift.high},
+            "holdout_metrics": {r.metric: {"value": r.treatment.value, "low": r.treatment.low,
+                                           "high": r.treatment.high}
+                                for r in report.rows},
+            "holdout_requests": report.n_requests,
+        },
+    )
+    return exported, report, search_value

@@ -1,0 +1,181 @@
+"""What a search reads: its settings, and the log and score table they point to.
+
+A study stores :class:`SearchSettings` as JSON in its user attributes, so
+``search run``, ``search history`` and ``search export`` rebuild the same
+replays from the database alone: the same files, the same request split,
+the same estimator and objective.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.estimators import ESTIMATORS, SlateFeedback, make_estimator
+from simulator.fusion import FUSIONS, make_fusion
+from simulator.intervals import BootstrapInterval
+from simulator.logs import LoggedTraffic
+from simulator.policies import TopKPolicy
+from simulator.replay import Replay
+from tuner.scores import ScoreTable
+
+__all__ = ["SearchSettings", "Workspace", "split_log"]
+
+SEARCH, HOLDOUT = "search", "holdout"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Everything a fusion search needs besides the CEM state.
+
+    Args:
+        logs: path of the logged traffic (Parquet or CSV).
+        scores: path of the score table (Parquet).
+        objective: task -> weight of the business objective (label tasks).
+        estimator: off-policy estimator name.
+        formula: fusion formula name.
+        splits: request split name -> fraction; needs ``search`` and ``holdout``.
+        split_seed: seed of the request split.
+        conditional: score task -> the task it is conditional on (``conversion``
+            -> ``click`` when ``p_conversion`` is ``P(conversion | click)``), so the
+            reward model of DM and DR can chain them.
+        control: control weights (score-task order), the A/B baseline and CEM's start.
+        n_bootstrap: bootstrap resamples of every interval.
+        data_fingerprint: fingerprint of the log.
+        model_fingerprint: fingerprint of the model behind the scores.
+    """
+
+    logs: str
+    scores: str
+    objective: Mapping[str, float]
+    estimator: str = "snips"
+    formula: str = "multiplicative"
+    splits: Mapping[str, float] = field(
+        default_factory=lambda: {SEARCH: 0.5, HOLDOUT: 0.5})
+    split_seed: int = 0
+    conditional: Mapping[str, str] = field(default_factory=dict)
+    control: Sequence[float] | None = None
+    n_bootstrap: int = 200
+    data_fingerprint: str = ""
+    model_fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {self.estimator!r}; valid: {sorted(ESTIMATORS)}")
+        if self.formula not in FUSIONS:
+            raise ValueError(f"unknown fusion formula {self.formula!r}; valid: {sorted(FUSIONS)}")
+        missing = [s for s in (SEARCH, HOLDOUT) if s not in self.splits]
+        if missing:
+            raise ValueError(f"splits need parts {missing}; got {dict(self.splits)}")
+        total = sum(self.splits.values())
+        if any(f <= 0 for f in self.splits.values()) or total > 1 + 1e-9:
+            raise ValueError(
+                f"split fractions must be > 0 and sum to <= 1, got {dict(self.splits)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["objective"], d["splits"] = dict(self.objective), dict(self.splits)
+        d["conditional"] = dict(self.conditional)
+        d["control"] = None if self.control is None else [float(x) for x in self.control]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchSettings:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown search setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))
+
+
+def split_log(traffic: LoggedTraffic, splits: Mapping[str, float],
+              seed: int) -> dict[str, LoggedTraffic]:
+    """Split requests into named parts of the given fractions (seeded, disjoint)."""
+    perm = np.random.default_rng([seed, 1]).permutation(traffic.n_requests)
+    bounds = np.cumsum([0.0, *splits.values()]) * traffic.n_requests
+    parts = {}
+    for name, a, b in zip(splits, bounds[:-1], bounds[1:], strict=True):
+        if int(b) <= int(a):
+            raise ValueError(f"split {name!r} of {traffic.n_requests} requests is empty")
+        parts[name] = traffic.take(perm[int(a):int(b)])
+    return parts
+
+
+class Workspace:
+    """The log, its score table and the replays of a search's splits.
+
+    Example:
+        >>> ws = Workspace(settings)  # doctest: +SKIP
+        >>> ws.replay("holdout").evaluate(np.array([1.0, 0.5, 2.0]))  # doctest: +SKIP
+    """
+
+    def __init__(self, settings: SearchSettings, traffic: LoggedTraffic | None = None,
+                 table: ScoreTable | None = None) -> None:
+        self.settings = settings
+        self.traffic = traffic if traffic is not None else LoggedTraffic.read(settings.logs)
+        self.table = table if table is not None else ScoreTable.read(settings.scores)
+        if settings.data_fingerprint and self.traffic.fingerprint() != settings.data_fingerprint:
+            raise ValueError(
+                f"log {settings.logs} has fingerprint {self.traffic.fingerprint()}, but the "
+                f"study was made on {settings.data_fingerprint}: the file changed"
+            )
+        unknown = [t for t in settings.objective if t not in self.traffic.tasks]
+        if unknown:
+            raise ValueError(f"objective names unknown task(s) {unknown}; the log's tasks: "
+                             f"{list(self.traffic.tasks)}")
+        self.parts = split_log(self.traffic, settings.splits, settings.split_seed)
+        self._replays: dict[str, Replay] = {}
+
+    @property
+    def score_tasks(self) -> tuple[str, ...]:
+        return self.table.tasks
+
+    def replay(self, part: str) -> Replay:
+        """The replay of one split (built once)."""
+        if part not in self._replays:
+            if part not in self.parts:
+                raise KeyError(f"no split {part!r}; splits: {list(self.parts)}")
+            self._replays[part] = self._build(self.parts[part])
+        return self._replays[part]
+
+    def _build(self, part: LoggedTraffic) -> Replay:
+        scores = self.table.aligned(part, self.score_tasks)
+        estimator = make_estimator(self.settings.estimator)
+        rm = self._reward_model(part, scores) if estimator.needs_reward_model else None
+        return Replay(
+            SlateFeedback.from_traffic(part, reward_model=rm),
+            scores,
+            self.score_tasks,
+            make_fusion(self.settings.formula),
+            TopKPolicy(part.slate_size),
+            estimator,
+            BootstrapInterval(self.settings.n_bootstrap, seed=self.settings.split_seed),
+        )
+
+    def _reward_model(self, part: LoggedTraffic, scores: np.ndarray) -> np.ndarray:
+        by_task = {t: scores[..., i] for i, t in enumerate(self.score_tasks)}
+        missing = [t for t in part.tasks if t not in by_task]
+        if missing:
+            raise ValueError(
+                f"estimator {self.settings.estimator!r} needs a score for every label task; "
+                f"the score table lacks {missing}: use 'ips' or 'snips'"
+            )
+
+        def unconditional(task: str, depth: int = 0) -> np.ndarray:
+            parent = self.settings.conditional.get(task)
+            if parent is None:
+                return by_task[task]
+            if depth > len(by_task):
+                raise ValueError(f"conditional tasks form a cycle at {task!r}")
+            return unconditional(parent, depth + 1) * by_task[task]
+
+        return np.stack([unconditional(t) for t in part.tasks], axis=-1)
+
+
+def resolve(path: str | Path) -> str:
+    """Absolute path as a string (what settings store)."""
+    return str(Path(path).resolve())
