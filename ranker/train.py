@@ -77,7 +77,8 @@ class TrainResult:
         history: One dict per epoch run: ``epoch`` (from 1), ``train_loss``,
             ``valid_loss``, ``train_loss/<task>``, ``valid_loss/<task>``,
             ``seconds``, ``rows_per_s``.
-        best_epoch: Epoch (from 1) with the lowest validation loss.
+        best_epoch: Epoch (from 1) with the lowest validation loss; 0 if no epoch had a
+            finite one (the model then keeps its weights from before training).
         valid_metrics: Task -> metrics of the best model on the validation rows.
     """
 
