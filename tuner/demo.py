@@ -92,7 +92,7 @@ class Pick:
 
     name: str
     weights: np.ndarray
-    search_value: float
+    search_values: dict[str, float]
     holdout: ABReport
     truth: dict[str, float]
 
@@ -190,11 +190,11 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
     exports = {}
     for name in ("cem_mean", "best_trial"):
         w, number = pick_weights(study, space, cem, name)
-        exported, report, search_value = export_pick(ws, config.study_name, w, name, number)
+        exported, report, search_values = export_pick(ws, config.study_name, w, name, number)
         truth = _true_metrics(world, ws.parts[HOLDOUT], table, ws.score_tasks, w)
         exported = dataclasses.replace(exported, extra={**exported.extra, "true_holdout": truth})
         exports[name] = exported
-        picks.append(Pick(name, w, search_value, report, truth))
+        picks.append(Pick(name, w, search_values, report, truth))
     control_truth = _true_metrics(world, ws.parts[HOLDOUT], table, ws.score_tasks, control)
     timings["report"] = time.perf_counter() - tick
 

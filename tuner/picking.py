@@ -54,14 +54,14 @@ def pick_weights(study: optuna.Study, space: FusionSpace, config: CEMConfig, pic
 
 
 def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
-                trial_number: int | None) -> tuple[ExportedWeights, ABReport, float]:
-    """The export record of a pick, its held-out A/B report and its search-split value."""
+                trial_number: int | None) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
+    """The export record of a pick, its held-out A/B report and its search-split values."""
     settings = ws.settings
     control = (np.asarray(settings.control, float) if settings.control is not None
                else np.ones(len(ws.score_tasks)))
     report = ab_report(ws.replay(HOLDOUT), control, weights, settings.objective)
     search = ws.replay(SEARCH).evaluate(weights[None], settings.objective)
-    search_value = float(search.value[0, search.metrics.index(OBJECTIVE)])
+    search_values = {m: float(search.value[0, i]) for i, m in enumerate(search.metrics)}
     row = report.row(OBJECTIVE)
     exported = ExportedWeights(
         formula=settings.formula,
@@ -77,7 +77,7 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
         extra={
             "estimator": settings.estimator,
             "objective_weights": dict(settings.objective),
-            "search_split_value": search_value,
+            "search_split_value": search_values[OBJECTIVE],
             "control_weights": control.tolist(),
             "lift_vs_control": {"value": row.lift.value, "low": row.lift.low,
                                 "high": row.lift.high},
@@ -87,4 +87,4 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
             "holdout_requests": report.n_requests,
         },
     )
-    return exported, report, search_value
+    return exported, report, search_values

@@ -1,0 +1,13 @@
+"""The ``fusiontune`` command line.
+
+``fusiontune demo`` runs the whole loop on the embedded synthetic world;
+``fusiontune search run|history|export`` work on a study in a database.
+Exit codes: 0 success, 1 a user error (one-line message, no traceback),
+2 a usage error (click's), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from tuner.cli._main import main
+
+__all__ = ["main"]

@@ -1,0 +1,63 @@
+"""Plain-text tables for the terminal."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from simulator.report import ABReport
+from tuner.study import RoundSummary
+
+__all__ = ["ab_table", "rounds_table", "table"]
+
+
+def _fmt(x: object) -> str:
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else f"{x:.4f}"
+    return str(x)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Right-aligned columns with a rule under the header."""
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
+              for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def rounds_table(rounds: Sequence[RoundSummary]) -> str:
+    """Round, best objective with interval, mean +- spread of each free weight."""
+    tasks = list(rounds[0].mean) if rounds else []
+    header = ["round", "trials", "best", "95% interval", "trial",
+              *[f"w_{t} mean+-sd" for t in tasks]]
+    rows = []
+    for r in rounds:
+        rows.append([r.round, r.n_trials, r.best_value,
+                     f"[{r.best_low:.4f}, {r.best_high:.4f}]", r.best_trial,
+                     *[f"{r.mean[t]:.3f}+-{r.sigma[t]:.3f}" for t in tasks]])
+    return table(header, rows)
+
+
+def ab_table(report: ABReport, search_values: dict[str, float] | None = None,
+             truth: dict[str, tuple[float, float]] | None = None) -> str:
+    """Per metric: control, treatment, lift with interval; optional search and true columns."""
+    header = ["metric", "control", "treatment", "lift", "lift 95% interval", "rel. lift"]
+    if search_values is not None:
+        header.append("search-split est.")
+    if truth is not None:
+        header += ["true control", "true treatment", "true lift"]
+    rows = []
+    for r in report.rows:
+        row: list[object] = [r.metric, r.control.value, r.treatment.value, r.lift.value,
+                             f"[{r.lift.low:+.4f}, {r.lift.high:+.4f}]",
+                             f"{100 * r.relative_lift:+.1f}%"]
+        if search_values is not None:
+            row.append(search_values.get(r.metric, float("nan")))
+        if truth is not None:
+            c, t = truth[r.metric]
+            row += [c, t, f"{t - c:+.4f} ({100 * (t / c - 1):+.1f}%)"]
+        rows.append(row)
+    return table(header, rows)

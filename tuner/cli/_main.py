@@ -1,0 +1,361 @@
+"""Commands: ``demo`` and ``search run|history|export``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import numpy as np
+import optuna
+
+from simulator.replay import OBJECTIVE
+from tuner.cli._format import ab_table, rounds_table, table
+from tuner.objective import FusionObjective, parse_objective
+from tuner.picking import export_pick, pick_weights
+from tuner.space import FusionSpace
+from tuner.storage import ProjectStore, SchemaVersionError
+from tuner.strategies import CEMConfig
+from tuner.study import create_or_load_study, history, load_search, run_rounds, trials_table
+from tuner.workspace import HOLDOUT, SEARCH, SearchSettings, Workspace, resolve
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, FileNotFoundError, KeyError, SchemaVersionError, IsADirectoryError,
+)
+
+
+def user_errors(fn: F) -> F:
+    """Turn a user mistake into a one-line message and exit code 1 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as err:
+            msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            raise click.ClickException(str(msg).splitlines()[0]) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted; completed trials are saved, run again to resume",
+                       err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def storage_url(value: str) -> str:
+    """A SQLAlchemy URL; a bare file path means a SQLite file."""
+    return value if "://" in value else f"sqlite:///{Path(value).resolve()}"
+
+
+def _dump(data: Any) -> None:
+    click.echo(json.dumps(_jsonable(data), indent=2, allow_nan=False))
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float | np.floating):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _weights_option(text: str | None, tasks: tuple[str, ...], what: str) -> list[float] | None:
+    if text is None:
+        return None
+    values = parse_objective(text)
+    unknown = [t for t in values if t not in tasks]
+    if unknown:
+        raise ValueError(f"{what} names unknown task(s) {unknown}; score tasks: {list(tasks)}")
+    return [values.get(t, 0.0) for t in tasks]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fusiontune")
+@click.option("-v", "--verbose", is_flag=True, help="Show Optuna's own log lines.")
+def main(verbose: bool) -> None:
+    """Tune the fusion weights of a multi-task ranker offline.
+
+    Start with `fusiontune demo`: it runs the whole loop on an embedded
+    synthetic world in a few minutes, with nothing to download or start.
+    """
+    optuna.logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("fusiontune-demo"), show_default=True,
+              help="Folder for logs, scores, ranker, study and export (its demo files are "
+                   "overwritten).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--requests", "n_requests", type=click.IntRange(min=1000), default=40_000,
+              show_default=True, help="Requests the synthetic world logs.")
+@click.option("--rounds", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--population", type=click.IntRange(min=4), default=32, show_default=True)
+@click.option("--elite-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.25,
+              show_default=True)
+@click.option("--estimator", default="snips", show_default=True,
+              type=click.Choice(["dm", "dr", "ips", "snips"]))
+@click.option("--objective", "objective_text", default="click=1,conversion=10,like=5",
+              show_default=True, help="Business objective: <task>=<weight>,...")
+@click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of tables.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@user_errors
+def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
+         elite_fraction: float, estimator: str, objective_text: str, epochs: int,
+         as_json: bool, no_progress: bool) -> None:
+    """Run the whole loop on the embedded synthetic marketplace.
+
+    world -> logs (Parquet) -> MMoE ranker -> score table -> CEM rounds over
+    fusion weights in a SQLite study -> A/B report on held-out requests with
+    the world's true lift -> weights.json.
+    """
+    from tuner.demo import DemoConfig, as_dict, run_demo
+
+    objective = parse_objective(objective_text)
+    db = out / "study.db"
+    if db.exists():
+        db.unlink()
+    config = DemoConfig(out_dir=out, seed=seed, n_requests=n_requests, rounds=rounds,
+                        population=population, elite_fraction=elite_fraction,
+                        estimator=estimator, objective=objective, epochs=epochs)
+    say = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+    result = run_demo(config, say=say, progress=not no_progress)
+    if as_json:
+        _dump({**as_dict(result), "picks": [
+            {"pick": p.name, "weights": p.weights.tolist(), "search": p.search_values,
+             "holdout": {r.metric: [r.treatment.value, r.treatment.low, r.treatment.high]
+                         for r in p.holdout.rows},
+             "true": p.truth} for p in result.picks]})
+        return
+    click.echo("\nCEM rounds (search split; best is the best single trial of the round):")
+    click.echo(rounds_table(result.rounds))
+    control = result.control_truth
+    for p in result.picks:
+        click.echo(f"\nA/B on {p.holdout.n_requests:,} held-out requests ({p.holdout.estimator}"
+                   f"), pick '{p.name}' {np.round(p.weights, 3).tolist()} vs control:")
+        truth = {t: (control[t], p.truth[t]) for t in control}
+        truth[OBJECTIVE] = (sum(objective.get(t, 0) * v for t, v in control.items()),
+                            p.true_objective(objective))
+        click.echo(ab_table(p.holdout, p.search_values, truth))
+    click.echo(f"\nexported '{result.exported.pick}' -> {result.export_path}")
+    click.echo(f"study: {result.storage} (optuna-dashboard {result.storage})")
+    click.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+
+
+@main.group()
+def search() -> None:
+    """Run, inspect and export a fusion-weight search stored in a database."""
+
+
+STORAGE = click.option("--storage", default="fusiontune.db", show_default=True,
+                       help="Database URL (sqlite:///f.db, postgresql://...) or a SQLite file.")
+STUDY = click.option("--study", "study_name", required=True, help="Study name.")
+
+
+@search.command("run")
+@STORAGE
+@STUDY
+@click.option("--logs", type=click.Path(dir_okay=False), help="Logged traffic (new study).")
+@click.option("--scores", type=click.Path(dir_okay=False), help="Score table (new study).")
+@click.option("--objective", "objective_text", help="<task>=<weight>,... (new study).")
+@click.option("--estimator", type=click.Choice(["dm", "dr", "ips", "snips"]), default="snips",
+              show_default=True)
+@click.option("--formula", type=click.Choice(["multiplicative", "additive", "rank"]),
+              default="multiplicative", show_default=True)
+@click.option("--pinned", help="Task whose weight is fixed at 1 (default: the first).")
+@click.option("--low", type=float, default=0.0, show_default=True)
+@click.option("--high", type=float, default=4.0, show_default=True)
+@click.option("--control", "control_text", help="Control weights <task>=<weight>,... "
+              "(the A/B baseline and CEM's start; default all 1).")
+@click.option("--conditional", "conditional_text",
+              help="Score tasks conditional on another, e.g. conversion=click (for dm/dr).")
+@click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.5, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="New CEM generations to run.")
+@click.option("--population", type=click.IntRange(min=4), default=32, show_default=True)
+@click.option("--elite-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.25,
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print round summaries as JSON.")
+@click.option("--no-progress", is_flag=True)
+@click.pass_context
+@user_errors
+def search_run(ctx: click.Context, storage: str, study_name: str, logs: str | None,
+               scores: str | None, objective_text: str | None, estimator: str, formula: str,
+               pinned: str | None, low: float, high: float, control_text: str | None,
+               conditional_text: str | None, holdout_fraction: float, rounds: int,
+               population: int, elite_fraction: float, seed: int, as_json: bool,
+               no_progress: bool) -> None:
+    """Run more CEM rounds; a new study needs --logs, --scores and --objective.
+
+    On an existing study every setting comes from the database and the run
+    continues where the last one stopped (an interrupted generation included).
+    """
+    url = storage_url(storage)
+    names = optuna.study.get_all_study_names(url)
+    if study_name in names:
+        given = [p for p in ("logs", "scores", "objective_text", "population", "seed",
+                             "estimator", "formula", "elite_fraction")
+                 if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+        study, space, cem, seed, raw = load_search(url, study_name)
+        if given:
+            stored = SearchSettings.from_dict(raw)
+            _check_same(given, stored, cem, seed, logs, scores, objective_text, population,
+                        elite_fraction, estimator, formula, seed_given=ctx.params["seed"])
+        settings = SearchSettings.from_dict(raw)
+    else:
+        missing = [o for o, v in (("--logs", logs), ("--scores", scores),
+                                  ("--objective", objective_text)) if v is None]
+        if missing:
+            existing = ", ".join(names) if names else "none"
+            raise ValueError(f"study {study_name!r} does not exist in {url} (studies: "
+                             f"{existing}); to create it give {' '.join(missing)}")
+        assert logs is not None and scores is not None and objective_text is not None
+        settings, space = _new_settings(logs, scores, objective_text, estimator, formula,
+                                        pinned, low, high, control_text, conditional_text,
+                                        holdout_fraction, seed)
+        cem = CEMConfig(population=population, elite_fraction=elite_fraction)
+        init = np.asarray(settings.control) if settings.control is not None else None
+        study = create_or_load_study(url, study_name, space, cem, seed,
+                                     settings=settings.to_dict(),
+                                     init_mean=None if init is None else space.from_weights(init))
+    ws = Workspace(settings)
+    objective = FusionObjective(ws.replay(SEARCH), dict(settings.objective))
+    summaries = run_rounds(study, space, cem, seed, objective, rounds, progress=not no_progress)
+    if as_json:
+        _dump([s.to_dict() for s in summaries])
+        return
+    click.echo(rounds_table(history(study, space, cem)))
+    click.echo(f"{len(study.trials)} trials in study {study_name!r} ({url})")
+
+
+def _check_same(given: list[str], stored: SearchSettings, cem: CEMConfig, seed: int,
+                logs: str | None, scores: str | None, objective_text: str | None,
+                population: int, elite_fraction: float, estimator: str, formula: str,
+                seed_given: int) -> None:
+    checks: dict[str, tuple[Any, Any]] = {
+        "logs": (stored.logs, logs and resolve(logs)),
+        "scores": (stored.scores, scores and resolve(scores)),
+        "objective_text": (dict(stored.objective),
+                           objective_text and parse_objective(objective_text)),
+        "population": (cem.population, population),
+        "elite_fraction": (cem.elite_fraction, elite_fraction),
+        "estimator": (stored.estimator, estimator),
+        "formula": (stored.formula, formula),
+        "seed": (seed, seed_given),
+    }
+    for name in given:
+        old, new = checks[name]
+        if old != new:
+            option = "--" + name.removesuffix("_text").replace("_", "-")
+            raise ValueError(f"{option} {new} conflicts with the study's stored {old}; "
+                             "omit it to continue the study, or use a new --study")
+
+
+def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, formula: str,
+                  pinned: str | None, low: float, high: float, control_text: str | None,
+                  conditional_text: str | None, holdout_fraction: float,
+                  seed: int) -> tuple[SearchSettings, FusionSpace]:
+    from simulator.logs import LoggedTraffic
+    from tuner.scores import ScoreTable
+
+    traffic = LoggedTraffic.read(logs)
+    table_ = ScoreTable.read(scores)
+    tasks = table_.tasks
+    conditional = {}
+    if conditional_text:
+        for term in conditional_text.split(","):
+            child, _, parent = term.partition("=")
+            if child.strip() not in tasks or parent.strip() not in tasks:
+                raise ValueError(f"--conditional term {term!r}: both tasks must be score "
+                                 f"tasks {list(tasks)}")
+            conditional[child.strip()] = parent.strip()
+    space = FusionSpace(tasks=tasks, pinned=pinned or tasks[0], low=low, high=high)
+    control = _weights_option(control_text, tasks, "--control")
+    settings = SearchSettings(
+        logs=resolve(logs), scores=resolve(scores), objective=parse_objective(objective_text),
+        estimator=estimator, formula=formula,
+        splits={SEARCH: 1 - holdout_fraction, HOLDOUT: holdout_fraction}, split_seed=seed,
+        conditional=conditional, control=control, data_fingerprint=traffic.fingerprint())
+    Workspace(settings, traffic, table_)  # validates the pair before the study is created
+    return settings, space
+
+
+@search.command("history")
+@STORAGE
+@STUDY
+@click.option("--trials", "show_trials", is_flag=True, help="List every trial, not rounds.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@user_errors
+def search_history(storage: str, study_name: str, show_trials: bool, as_json: bool) -> None:
+    """Show the rounds (or trials) of a study."""
+    study, space, cem, _, _ = load_search(storage_url(storage), study_name)
+    if show_trials:
+        rows = trials_table(study)
+        if as_json:
+            _dump(rows)
+            return
+        keys = ["number", "state", "round", "member", "value", "ci_low", "ci_high"]
+        click.echo(table([*keys, *space.param_names],
+                         [[r.get(k, "") if r.get(k) is not None else "" for k in keys]
+                          + [r.get("params", {}).get(p, "") for p in space.param_names]
+                          for r in rows]))
+        return
+    rounds = history(study, space, cem)
+    if as_json:
+        _dump([r.to_dict() for r in rounds])
+        return
+    if not rounds:
+        click.echo(f"study {study_name!r} has no trials yet")
+        return
+    click.echo(rounds_table(rounds))
+
+
+@search.command("export")
+@STORAGE
+@STUDY
+@click.option("--trial", "trial_number", type=int, help="Export this trial number.")
+@click.option("--best", is_flag=True, help="Export the best single trial (prone to the "
+              "winner's curse) instead of CEM's final mean.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("weights.json"), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the exported JSON.")
+@user_errors
+def search_export(storage: str, study_name: str, trial_number: int | None, best: bool,
+                  out: Path, as_json: bool) -> None:
+    """Export a weight vector, judged on the held-out split, as JSON for serving.
+
+    Default: CEM's final mean (denoised); --best: the best trial; --trial N.
+    """
+    if best and trial_number is not None:
+        raise ValueError("give --best or --trial, not both")
+    url = storage_url(storage)
+    study, space, cem, _, raw = load_search(url, study_name)
+    pick = "trial" if trial_number is not None else "best_trial" if best else "cem_mean"
+    weights, number = pick_weights(study, space, cem, pick, trial_number)
+    ws = Workspace(SearchSettings.from_dict(raw))
+    exported, report, search_values = export_pick(ws, study_name, weights, pick, number)
+    path = exported.write(out)
+    with ProjectStore(url) as store:
+        store.record_export(study_name, number, str(path.resolve()),
+                            json.loads(exported.to_json()))
+    if as_json:
+        click.echo(exported.to_json())
+        return
+    click.echo(f"pick '{pick}' weights {exported.weight_map}")
+    click.echo(ab_table(report, search_values))
+    click.echo(f"wrote {path}")
