@@ -1,8 +1,8 @@
 """Throughput of MMoE training and inference on synthetic rows (not a test; run by hand).
 
 Usage (from the repository root):
-    python -m tests.ranker.bench_throughput [--rows 200000] [--threads 2]
-    python -m tests.ranker.bench_throughput --sparse 20 --numeric 0 --experts 256,128 --towers 64
+    python bench/ranker_throughput.py [--rows 200000] [--threads 2]
+    python bench/ranker_throughput.py --sparse 20 --numeric 0 --experts 256,128 --towers 64
 
 Default setup: 5 categorical features (vocab 10,000, dim 16) + 5 numeric, tasks
 click and buy (after:click), MMoE(4 experts, (128, 64)), towers (32,), batch 1024.
