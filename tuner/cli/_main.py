@@ -15,6 +15,7 @@ import click
 import numpy as np
 import optuna
 
+from simulator.fusion import make_fusion
 from simulator.replay import OBJECTIVE
 from tuner.cli._format import ab_table, rounds_table, table
 from tuner.objective import FusionObjective, parse_objective
@@ -71,14 +72,87 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _weights_option(text: str | None, tasks: tuple[str, ...], what: str) -> list[float] | None:
+def _weights_option(text: str | None, space: FusionSpace, formula: str,
+                    what: str) -> list[float] | None:
+    """Parse ``<task>=<weight>,...`` into one weight per task of ``space``, validated.
+
+    Every task needs a weight; the formula decides the valid values (finite, and
+    ``>= 0`` for the multiplicative one), and the vector rescaled to a pinned weight
+    of 1 must lie in the search box, because CEM starts from it.
+    """
     if text is None:
         return None
-    values = parse_objective(text)
+    tasks = space.tasks
+    values: dict[str, float] = {}
+    for term in filter(None, (t.strip() for t in text.split(","))):
+        name, sep, raw = term.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            values[name.strip()] = float(raw)
+        except ValueError:
+            raise ValueError(f"{what} term {term!r} is not <task>=<weight>; give one per "
+                             f"score task {list(tasks)}, e.g. '{tasks[0]}=1'") from None
     unknown = [t for t in values if t not in tasks]
     if unknown:
         raise ValueError(f"{what} names unknown task(s) {unknown}; score tasks: {list(tasks)}")
-    return [values.get(t, 0.0) for t in tasks]
+    missing = [t for t in tasks if t not in values]
+    if missing:
+        raise ValueError(f"{what} lacks a weight for {missing}; give one per score task "
+                         f"{list(tasks)}")
+    weights = np.array([values[t] for t in tasks])
+    try:
+        make_fusion(formula).validate_weights(weights, tasks)
+        x = space.from_weights(weights)
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+    for task, v in zip(space.free_tasks, x, strict=True):
+        if not space.low <= v <= space.high:
+            raise ValueError(
+                f"{what}: weight of task {task!r} is {v:g} relative to the pinned "
+                f"{space.pinned!r}; CEM starts from it, so it must lie in the search box "
+                f"[{space.low:g}, {space.high:g}] (--low, --high)")
+    return weights.tolist()
+
+
+def _parse_conditional(text: str | None, tasks: tuple[str, ...]) -> dict[str, str]:
+    conditional: dict[str, str] = {}
+    for term in filter(None, (text or "").split(",")):
+        child, _, parent = term.partition("=")
+        if child.strip() not in tasks or parent.strip() not in tasks:
+            raise ValueError(f"--conditional term {term!r}: both tasks must be score "
+                             f"tasks {list(tasks)}")
+        conditional[child.strip()] = parent.strip()
+    return conditional
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    prefix = "sqlite:///"
+    rest = url[len(prefix):] if url.startswith(prefix) else ""
+    return Path(rest) if rest and rest != ":memory:" else None
+
+
+def _study_names(url: str) -> list[str]:
+    """Studies in the database; a SQLite file that does not exist is not created."""
+    path = _sqlite_path(url)
+    if path is not None and not path.exists():
+        return []
+    return list(optuna.study.get_all_study_names(url))
+
+
+def _load_existing(url: str, study_name: str
+                   ) -> tuple[optuna.Study, FusionSpace, CEMConfig, int, dict[str, Any]]:
+    """:func:`load_search` of a study that must exist; never creates a database."""
+    path = _sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"no database file {path}; --storage must name the SQLite "
+                                "file (or URL) that 'fusiontune search run' wrote")
+    names = _study_names(url)
+    if study_name not in names:
+        raise ValueError(f"study {study_name!r} does not exist in {url}; studies: "
+                         f"{', '.join(sorted(names)) or 'none'}")
+    return load_search(url, study_name)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -178,8 +252,8 @@ STUDY = click.option("--study", "study_name", required=True, help="Study name.")
 @click.option("--pinned", help="Task whose weight is fixed at 1 (default: the first).")
 @click.option("--low", type=float, default=0.0, show_default=True)
 @click.option("--high", type=float, default=4.0, show_default=True)
-@click.option("--control", "control_text", help="Control weights <task>=<weight>,... "
-              "(the A/B baseline and CEM's start; default all 1).")
+@click.option("--control", "control_text", help="Control weights <task>=<weight>,..., one "
+              "per score task (the A/B baseline and CEM's start; default all 1).")
 @click.option("--conditional", "conditional_text",
               help="Score tasks conditional on another, e.g. conversion=click (for dm/dr).")
 @click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -206,17 +280,14 @@ def search_run(ctx: click.Context, storage: str, study_name: str, logs: str | No
     continues where the last one stopped (an interrupted generation included).
     """
     url = storage_url(storage)
-    names = optuna.study.get_all_study_names(url)
+    names = _study_names(url)
     if study_name in names:
-        given = [p for p in ("logs", "scores", "objective_text", "population", "seed",
-                             "estimator", "formula", "elite_fraction")
-                 if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+        given = [p for p in ctx.params if p in _NEW_STUDY_OPTIONS
+                 and ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
         study, space, cem, seed, raw = load_search(url, study_name)
-        if given:
-            stored = SearchSettings.from_dict(raw)
-            _check_same(given, stored, cem, seed, logs, scores, objective_text, population,
-                        elite_fraction, estimator, formula, seed_given=ctx.params["seed"])
         settings = SearchSettings.from_dict(raw)
+        if given:
+            _check_same(given, ctx.params, settings, space, cem, seed)
     else:
         missing = [o for o, v in (("--logs", logs), ("--scores", scores),
                                   ("--objective", objective_text)) if v is None]
@@ -243,26 +314,40 @@ def search_run(ctx: click.Context, storage: str, study_name: str, logs: str | No
     click.echo(f"{len(study.trials)} trials in study {study_name!r} ({url})")
 
 
-def _check_same(given: list[str], stored: SearchSettings, cem: CEMConfig, seed: int,
-                logs: str | None, scores: str | None, objective_text: str | None,
-                population: int, elite_fraction: float, estimator: str, formula: str,
-                seed_given: int) -> None:
-    checks: dict[str, tuple[Any, Any]] = {
-        "logs": (stored.logs, logs and resolve(logs)),
-        "scores": (stored.scores, scores and resolve(scores)),
-        "objective_text": (dict(stored.objective),
-                           objective_text and parse_objective(objective_text)),
-        "population": (cem.population, population),
-        "elite_fraction": (cem.elite_fraction, elite_fraction),
-        "estimator": (stored.estimator, estimator),
-        "formula": (stored.formula, formula),
-        "seed": (seed, seed_given),
+# options that describe a study: on an existing one they must agree with what it stored
+_NEW_STUDY_OPTIONS = ("logs", "scores", "objective_text", "estimator", "formula", "pinned",
+                      "low", "high", "control_text", "conditional_text", "holdout_fraction",
+                      "population", "elite_fraction", "seed")
+
+
+def _check_same(given: list[str], params: dict[str, Any], stored: SearchSettings,
+                space: FusionSpace, cem: CEMConfig, seed: int) -> None:
+    def new(name: str) -> Any:
+        value = params[name]
+        if name in ("logs", "scores"):
+            return resolve(value)
+        if name == "objective_text":
+            return parse_objective(value)
+        if name == "control_text":
+            return _weights_option(value, space, stored.formula, "--control")
+        if name == "conditional_text":
+            return _parse_conditional(value, space.tasks)
+        return value
+
+    old: dict[str, Any] = {
+        "logs": stored.logs, "scores": stored.scores, "objective_text": dict(stored.objective),
+        "estimator": stored.estimator, "formula": stored.formula, "pinned": space.pinned,
+        "low": space.low, "high": space.high,
+        "control_text": None if stored.control is None else list(stored.control),
+        "conditional_text": dict(stored.conditional),
+        "holdout_fraction": stored.splits[HOLDOUT], "population": cem.population,
+        "elite_fraction": cem.elite_fraction, "seed": seed,
     }
     for name in given:
-        old, new = checks[name]
-        if old != new:
+        value = new(name)
+        if old[name] != value:
             option = "--" + name.removesuffix("_text").replace("_", "-")
-            raise ValueError(f"{option} {new} conflicts with the study's stored {old}; "
+            raise ValueError(f"{option} {value} conflicts with the study's stored {old[name]}; "
                              "omit it to continue the study, or use a new --study")
 
 
@@ -276,16 +361,9 @@ def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, f
     traffic = LoggedTraffic.read(logs)
     table_ = ScoreTable.read(scores)
     tasks = table_.tasks
-    conditional = {}
-    if conditional_text:
-        for term in conditional_text.split(","):
-            child, _, parent = term.partition("=")
-            if child.strip() not in tasks or parent.strip() not in tasks:
-                raise ValueError(f"--conditional term {term!r}: both tasks must be score "
-                                 f"tasks {list(tasks)}")
-            conditional[child.strip()] = parent.strip()
+    conditional = _parse_conditional(conditional_text, tasks)
     space = FusionSpace(tasks=tasks, pinned=pinned or tasks[0], low=low, high=high)
-    control = _weights_option(control_text, tasks, "--control")
+    control = _weights_option(control_text, space, formula, "--control")
     settings = SearchSettings(
         logs=resolve(logs), scores=resolve(scores), objective=parse_objective(objective_text),
         estimator=estimator, formula=formula,
@@ -303,7 +381,7 @@ def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, f
 @user_errors
 def search_history(storage: str, study_name: str, show_trials: bool, as_json: bool) -> None:
     """Show the rounds (or trials) of a study."""
-    study, space, cem, _, _ = load_search(storage_url(storage), study_name)
+    study, space, cem, _, _ = _load_existing(storage_url(storage), study_name)
     if show_trials:
         rows = trials_table(study)
         if as_json:
@@ -344,7 +422,7 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
     if best and trial_number is not None:
         raise ValueError("give --best or --trial, not both")
     url = storage_url(storage)
-    study, space, cem, _, raw = load_search(url, study_name)
+    study, space, cem, _, raw = _load_existing(url, study_name)
     pick = "trial" if trial_number is not None else "best_trial" if best else "cem_mean"
     weights, number = pick_weights(study, space, cem, pick, trial_number)
     ws = Workspace(SearchSettings.from_dict(raw))
