@@ -1,0 +1,443 @@
+"""The ``fusiontune`` command line: help, errors for people, malformed logs, resume, export.
+
+Every command runs through click's ``CliRunner`` in this process, except the
+interrupted run, which is a real subprocess killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import numpy as np
+import optuna
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner, Result
+
+from simulator.logs import LoggedTraffic
+from tuner.cli import main
+from tuner.export import ExportedWeights
+
+if TYPE_CHECKING:
+    from tests.tuner.conftest import DemoFiles
+
+CONTROL = "click=1,conversion=0.5,like=0.5"
+
+
+def invoke(args: list[str]) -> Result:
+    """Run the CLI in this process; an unexpected exception propagates as itself."""
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def assert_user_error(result: Result, *fragments: str) -> str:
+    """Exit code 1, one ``Error:`` line, no traceback, and every fragment in the message."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def study_names(db: Path) -> list[str]:
+    """Studies in a SQLite file ([] if the file does not exist), without creating it."""
+    return optuna.get_all_study_names(f"sqlite:///{db}") if db.exists() else []
+
+
+def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    yield prefix
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _command_paths(command, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+# --- help -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", list(_command_paths(main)), ids=" ".join)
+def test_help_of_every_command_and_group(path: tuple[str, ...]) -> None:
+    """``--help`` exits 0 and prints a usage line for the root, each group and each command."""
+    result = invoke([*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage: ")
+    assert not path or path[-1] in result.output.splitlines()[0]
+
+
+def test_the_command_tree_is_complete() -> None:
+    """The help test above covers demo and search run/history/export (none is lost)."""
+    paths = set(_command_paths(main))
+    assert {("demo",), ("search",), ("search", "run"), ("search", "history"),
+            ("search", "export")} <= paths
+
+
+# --- errors for people ----------------------------------------------------------------------
+
+BAD_CONTROLS = [
+    ("click=1,foo=0.5,conversion=1,like=1", ["--control", "unknown task", "'foo'",
+                                             "['click', 'conversion', 'like']"]),
+    ("click=1,conversion=nan,like=1", ["--control", "'conversion'", "nan", "finite"]),
+    ("click=1,conversion=inf,like=1", ["--control", "'conversion'", "inf", "finite"]),
+    ("click=1,conversion=-1,like=1", ["--control", "'conversion'", "-1", ">= 0",
+                                      "multiplicative"]),
+    ("click=1,conversion=9,like=1", ["--control", "'conversion'", "9", "[0, 4]"]),
+    ("click=0,conversion=1,like=1", ["--control", "pinned task 'click'", "positive"]),
+    ("click=1,like=1", ["--control", "lacks a weight", "'conversion'"]),
+    ("click", ["--control", "'click'", "<task>=<weight>"]),
+]
+
+
+@pytest.mark.parametrize(("control", "fragments"), BAD_CONTROLS,
+                         ids=[c for c, _ in BAD_CONTROLS])
+def test_bad_control_weights_are_refused_before_any_write(
+        demo_files: DemoFiles, tmp_path: Path, control: str, fragments: list[str]) -> None:
+    """A bad --control vector is one clear line naming the task and what is valid; the
+    database file is not even created."""
+    db = tmp_path / "s.db"
+    result = invoke([*demo_files.new_study_args(db), "--control", control])
+    assert_user_error(result, *fragments)
+    assert not db.exists()
+
+
+def test_unknown_objective_task_lists_the_log_tasks(demo_files: DemoFiles,
+                                                    tmp_path: Path) -> None:
+    """An --objective task the log lacks is named along with the log's tasks."""
+    args = demo_files.new_study_args(tmp_path / "s.db")
+    args[args.index("--objective") + 1] = "click=1,purchase=3"
+    assert_user_error(invoke(args), "'purchase'", "['click', 'conversion', 'like']")
+    assert study_names(tmp_path / "s.db") == []
+
+
+def test_missing_logs_file_is_named(demo_files: DemoFiles, tmp_path: Path) -> None:
+    """A --logs path that does not exist is reported with the path."""
+    args = demo_files.new_study_args(tmp_path / "s.db")
+    missing = tmp_path / "nowhere.parquet"
+    args[args.index("--logs") + 1] = str(missing)
+    assert_user_error(invoke(args), "not found", str(missing))
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_new_study_without_data_says_what_to_give(tmp_path: Path) -> None:
+    """``search run`` on an unknown study without --logs/--scores/--objective asks for them."""
+    result = invoke(["search", "run", "--storage", str(tmp_path / "s.db"), "--study", "s",
+                     "--no-progress"])
+    assert_user_error(result, "'s' does not exist", "--logs --scores --objective")
+    assert not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.parametrize("command", ["history", "export"])
+def test_unknown_study_lists_the_existing_ones(demo_files: DemoFiles, tmp_path: Path,
+                                               command: str) -> None:
+    """``search history|export --study nope`` names the studies the database holds."""
+    result = invoke(["search", command, "--storage", str(demo_files.out / "study.db"),
+                     "--study", "nope", "--out", str(tmp_path / "w.json")]
+                    if command == "export" else
+                    ["search", command, "--storage", str(demo_files.out / "study.db"),
+                     "--study", "nope"])
+    message = assert_user_error(result, "'nope'", "does not exist", "studies: demo")
+    assert "create=True" not in message  # a library hint means nothing on the command line
+    assert not (tmp_path / "w.json").exists()
+
+
+def test_missing_database_file_is_not_created(tmp_path: Path) -> None:
+    """``search history`` on a SQLite file that does not exist says so and creates nothing."""
+    db = tmp_path / "typo.db"
+    assert_user_error(invoke(["search", "history", "--storage", str(db), "--study", "s"]),
+                      str(db))
+    assert not db.exists()
+
+
+@pytest.fixture(scope="module")
+def searched(demo_files: DemoFiles, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A study 's' of 2 rounds x 8 trials with a --control, in its own SQLite file."""
+    db = tmp_path_factory.mktemp("searched") / "s.db"
+    result = invoke([*demo_files.new_study_args(db), "--control", CONTROL])
+    assert result.exit_code == 0, result.output
+    assert "16 trials in study 's'" in result.output
+    return db
+
+
+def test_export_of_a_trial_that_does_not_exist(searched: Path, tmp_path: Path) -> None:
+    """``search export --trial 999`` names the trial and the valid numbers; writes nothing."""
+    out = tmp_path / "w.json"
+    result = invoke(["search", "export", "--storage", str(searched), "--study", "s",
+                     "--trial", "999", "--out", str(out)])
+    assert_user_error(result, "trial 999", "0..15")
+    assert not out.exists()
+
+
+def test_export_best_and_trial_together_is_refused(searched: Path, tmp_path: Path) -> None:
+    """--best and --trial contradict each other."""
+    result = invoke(["search", "export", "--storage", str(searched), "--study", "s",
+                     "--best", "--trial", "1", "--out", str(tmp_path / "w.json")])
+    assert_user_error(result, "--best", "--trial")
+
+
+@pytest.mark.parametrize(("option", "value", "fragments"), [
+    ("--control", "click=1,conversion=0.7,like=0.5", ["--control", "[1.0, 0.5, 0.5]"]),
+    ("--high", "3", ["--high 3.0", "4.0"]),
+    ("--population", "16", ["--population 16", "8"]),
+    ("--seed", "1", ["--seed 1", "0"]),
+])
+def test_resume_refuses_settings_that_conflict_with_the_study(
+        searched: Path, tmp_path: Path, option: str, value: str,
+        fragments: list[str]) -> None:
+    """On an existing study a setting that differs from the stored one is an error, not
+    silently ignored; the study gains no trial."""
+    db = tmp_path / "s.db"
+    shutil.copy(searched, db)
+    result = invoke(["search", "run", "--storage", str(db), "--study", "s",
+                     "--rounds", "1", "--no-progress", option, value])
+    assert_user_error(result, "conflicts with the study's stored", *fragments)
+    assert len(optuna.load_study(study_name="s", storage=f"sqlite:///{db}").trials) == 16
+
+
+# --- malformed logs -------------------------------------------------------------------------
+
+
+def _edit_log(src: Path, dst: Path, edit: Any) -> None:
+    table = pq.read_table(src)
+    columns = {n: table.column(n).to_numpy(zero_copy_only=False).copy()
+               for n in table.column_names}
+    edit(columns)
+    pq.write_table(pa.table(columns).replace_schema_metadata(table.schema.metadata), dst)
+
+
+def _shown_row(c: dict[str, np.ndarray], k: int = 0) -> int:
+    return int(np.flatnonzero(c["position"] >= 0)[k])
+
+
+def _drop_item_id(c: dict[str, np.ndarray]) -> tuple[str, ...]:
+    del c["item_id"]
+    return ("missing column", "'item_id'")
+
+
+def _zero_propensity(c: dict[str, np.ndarray]) -> tuple[str, ...]:
+    row = _shown_row(c, 3)
+    column = f"pscore_{c['position'][row]}"
+    c[column][row] = 0.0
+    return (f"column '{column}' row {row}", "(0, 1]")
+
+
+def _big_propensity(c: dict[str, np.ndarray]) -> tuple[str, ...]:
+    row = _shown_row(c, 2)
+    column = f"pscore_{c['position'][row]}"
+    c[column][row] = 1.5
+    return (f"column '{column}' row {row}", "outside [0, 1]")
+
+
+def _nan_label(c: dict[str, np.ndarray]) -> tuple[str, ...]:
+    row = _shown_row(c, 5)
+    c["label_click"] = c["label_click"].astype(np.float64)
+    c["label_click"][row] = np.nan
+    return (f"column 'label_click' row {row}", "not finite")
+
+
+def _duplicate_position(c: dict[str, np.ndarray]) -> tuple[str, ...]:
+    request = c["request_id"].min()  # the first request the validator checks
+    rows = np.flatnonzero(c["request_id"] == request)
+    first_shown = next(r for r in rows if c["position"][r] >= 0)
+    later_hidden = next(r for r in rows if r > first_shown and c["position"][r] < 0)
+    slot = c["position"][first_shown]
+    c["position"][later_hidden] = slot
+    return (f"column 'position' row {later_hidden}", f"slot {slot}")
+
+
+MALFORMED = [_drop_item_id, _zero_propensity, _big_propensity, _nan_label,
+             _duplicate_position]
+
+
+@pytest.mark.parametrize("edit", MALFORMED, ids=[f.__name__.lstrip("_") for f in MALFORMED])
+def test_malformed_log_is_refused_and_nothing_is_written(
+        demo_files: DemoFiles, tmp_path: Path, edit: Any) -> None:
+    """A malformed log given to a new study is refused with the column and row at fault;
+    the database holding another study gains no study and no trial."""
+    bad = tmp_path / "bad.parquet"
+    fragments: list[tuple[str, ...]] = []
+    _edit_log(demo_files.logs, bad, lambda c: fragments.append(edit(c)))
+    db = tmp_path / "s.db"
+    shutil.copy(demo_files.out / "study.db", db)
+    url = f"sqlite:///{db}"
+    n_before = len(optuna.load_study(study_name="demo", storage=url).trials)
+    args = demo_files.new_study_args(db, study="bad")
+    args[args.index("--logs") + 1] = str(bad)
+    assert_user_error(invoke(args), str(bad), *fragments[0])
+    assert study_names(db) == ["demo"]
+    assert len(optuna.load_study(study_name="demo", storage=url).trials) == n_before
+
+
+def test_malformed_log_does_not_create_a_database(demo_files: DemoFiles,
+                                                  tmp_path: Path) -> None:
+    """Refused before the database is touched: no SQLite file appears."""
+    bad = tmp_path / "bad.parquet"
+    _edit_log(demo_files.logs, bad, _nan_label)
+    args = demo_files.new_study_args(tmp_path / "s.db")
+    args[args.index("--logs") + 1] = str(bad)
+    assert_user_error(invoke(args), "label_click")
+    assert not (tmp_path / "s.db").exists()
+
+
+# --- resume ---------------------------------------------------------------------------------
+
+
+def _trials(db: Path, study: str = "s") -> dict[int, tuple[str, dict[str, float], Any, Any]]:
+    loaded = optuna.load_study(study_name=study, storage=f"sqlite:///{db}")
+    return {t.number: (t.state.name, t.params, t.value, (t.user_attrs["round"],
+                                                         t.user_attrs["member"]))
+            for t in loaded.trials}
+
+
+def test_two_plus_two_rounds_equal_four(demo_files: DemoFiles, tmp_path: Path) -> None:
+    """``run --rounds 2`` twice (the second with the same full command line, as a user
+    re-running it would) gives exactly the trials of one ``run --rounds 4``."""
+    split, whole = tmp_path / "split.db", tmp_path / "whole.db"
+    args = [*demo_files.new_study_args(split, rounds=2), "--control", CONTROL]
+    assert invoke(args).exit_code == 0
+    assert invoke(args).exit_code == 0
+    result = invoke([*demo_files.new_study_args(whole, rounds=4), "--control", CONTROL])
+    assert result.exit_code == 0, result.output
+    ref = _trials(whole)
+    assert len(ref) == 32 and {s for s, *_ in ref.values()} == {"COMPLETE"}
+    assert _trials(split) == ref
+
+
+def _complete_trials(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2) as con:
+            row = con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()
+        return int(row[0])
+    except sqlite3.OperationalError:  # not created yet, or locked by the writer
+        return 0
+
+
+def test_killed_run_resumes_to_the_uninterrupted_trials(demo_files: DemoFiles,
+                                                        tmp_path: Path) -> None:
+    """SIGKILL a ``search run`` subprocess once its first round is in the database; running
+    the remaining rounds afterwards gives the same trials as an uninterrupted run."""
+    total, population = 4, 16
+    killed, whole = tmp_path / "killed.db", tmp_path / "whole.db"
+    args = [*demo_files.new_study_args(killed, rounds=total, population=population),
+            "--control", CONTROL]
+    code = "import sys; from tuner.cli import main; sys.argv[0] = 'fusiontune'; main()"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 40
+        while _complete_trials(killed) < population and proc.poll() is None:
+            assert time.monotonic() < deadline, "the first round never reached the database"
+            time.sleep(0.01)
+        assert proc.poll() is None, f"run ended before the kill: {proc.stderr.read()!r}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    done = _complete_trials(killed) // population
+    assert 1 <= done < total
+    resumed = invoke(["search", "run", "--storage", str(killed), "--study", "s",
+                      "--rounds", str(total - done), "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+    result = invoke([*demo_files.new_study_args(whole, rounds=total, population=population),
+                     "--control", CONTROL])
+    assert result.exit_code == 0, result.output
+    ref, got = _trials(whole), _trials(killed)
+    assert len(ref) == total * population
+    assert got.keys() == ref.keys()
+    for number, (state, params, value, tag) in ref.items():
+        assert got[number][0] == state == "COMPLETE"
+        assert got[number][1] == params
+        assert got[number][3] == tag
+        # a finished generation may be evaluated as a smaller batch on resume
+        assert got[number][2] == pytest.approx(value, rel=1e-12, abs=1e-15)
+
+
+# --- export and history ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("flags", "pick", "number"), [
+    ([], "cem_mean", None), (["--best"], "best_trial", int), (["--trial", "3"], "trial", 3),
+])
+def test_export_json_round_trips(demo_files: DemoFiles, searched: Path, tmp_path: Path,
+                                 flags: list[str], pick: str, number: Any) -> None:
+    """``search export --json`` prints what it writes: the pick's weights, formula, tasks,
+    held-out objective with its interval, study, trial number and fingerprints."""
+    out = tmp_path / "w.json"
+    result = invoke(["search", "export", "--storage", str(searched), "--study", "s",
+                     "--out", str(out), "--json", *flags])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    exported = ExportedWeights.from_json(result.output)
+    assert ExportedWeights.from_json(out.read_text()) == exported
+    assert exported.formula == data["formula"] == "multiplicative"
+    assert exported.tasks == ("click", "conversion", "like")
+    assert set(data["weights"]) == set(exported.tasks) and exported.weight_map["click"] == 1.0
+    objective = exported.objective
+    assert objective["split"] == "holdout"
+    assert objective["low"] <= objective["value"] <= objective["high"]
+    assert exported.pick == pick and exported.study_name == "s"
+    if number is None:
+        assert exported.trial_number is None
+    elif number is int:
+        assert isinstance(exported.trial_number, int)
+        best = optuna.load_study(study_name="s", storage=f"sqlite:///{searched}").best_trial
+        assert exported.trial_number == best.number
+    else:
+        assert exported.trial_number == number
+        trial = optuna.load_study(study_name="s", storage=f"sqlite:///{searched}").trials[3]
+        expected = [1.0, trial.params["w_conversion"], trial.params["w_like"]]
+        assert list(exported.weights) == expected
+    assert exported.data_fingerprint == LoggedTraffic.read(demo_files.logs).fingerprint()
+    assert exported.model_fingerprint  # "unknown": search run is given scores, not a model
+    assert datetime.fromisoformat(exported.created_at).utcoffset() is not None
+
+
+def test_history_json_lists_the_rounds(searched: Path) -> None:
+    """``search history --json`` is a JSON list of the rounds."""
+    result = invoke(["search", "history", "--storage", str(searched), "--study", "s",
+                     "--json"])
+    assert result.exit_code == 0, result.output
+    rounds = json.loads(result.output)
+    assert [r["round"] for r in rounds] == [0, 1]
+    assert all(r["n_trials"] == 8 for r in rounds)
+    assert set(rounds[0]["mean"]) == {"conversion", "like"}
+
+
+def test_history_trials_json_lists_every_trial(searched: Path) -> None:
+    """``search history --trials --json`` is a JSON list with one entry per trial."""
+    result = invoke(["search", "history", "--storage", str(searched), "--study", "s",
+                     "--trials", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["number"] for r in rows] == list(range(16))
+    assert {r["state"] for r in rows} == {"COMPLETE"}
+    assert {r["round"] for r in rows} == {0, 1}
+    assert set(rows[0]["params"]) == {"w_conversion", "w_like"}
+
+
+def test_history_tables_print(searched: Path) -> None:
+    """The text forms print the rounds table and the trials table."""
+    base = ["search", "history", "--storage", str(searched), "--study", "s"]
+    rounds = invoke(base)
+    assert rounds.exit_code == 0 and rounds.output.splitlines()[0].split()[:3] == [
+        "round", "trials", "best"]
+    trials = invoke([*base, "--trials"])
+    assert trials.exit_code == 0 and "w_conversion" in trials.output.splitlines()[0]
+    assert len(trials.output.strip().splitlines()) == 2 + 16
