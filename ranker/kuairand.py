@@ -170,13 +170,17 @@ def resolve_path(path: str | os.PathLike[str] | None = None) -> Path:
     else:
         folder, origin = default_path(), "the default location"
     needed = (*LOG_FILES, USER_FILE, VIDEO_FILE)
-    missing = [f for f in needed if not (folder / f).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"KuaiRand-Pure data folder {folder} (from {origin}) lacks {missing}; "
-            f"pass path=..., or set {ENV_VAR} to a folder holding {list(needed)}"
-        )
-    return folder
+    if not folder.is_dir():
+        problem = "does not exist"
+    else:
+        missing = [f for f in needed if not (folder / f).is_file()]
+        if not missing:
+            return folder
+        problem = f"lacks {missing}"
+    raise FileNotFoundError(
+        f"KuaiRand-Pure data folder {folder} (from {origin}) {problem}; pass path=..., "
+        f"or set {ENV_VAR} to a folder holding {list(needed)}"
+    )
 
 
 @dataclass(frozen=True)
