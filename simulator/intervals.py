@@ -24,11 +24,18 @@ def point_values(terms: RequestTerms, combine: np.ndarray) -> np.ndarray:
     """``[P, M]`` point estimates."""
     num = terms.numerator.sum(axis=1, dtype=np.float64) @ combine  # [P, M]
     if terms.denominator is None:
-        return num / terms.numerator.shape[1]
+        return num / terms.numerator.shape[1] + _offset_mean(terms, combine)
     assert terms.scale is not None
     den = terms.denominator.sum(axis=1, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return terms.scale[:, None] * num / den[:, None]
+        return terms.scale[:, None] * num / den[:, None] + _offset_mean(terms, combine)
+
+
+def _offset_mean(terms: RequestTerms, combine: np.ndarray) -> np.ndarray | float:
+    """``[P, M]`` mean of the additive ``offset`` term, or 0 without one."""
+    if terms.offset is None:
+        return 0.0
+    return terms.offset.mean(axis=1, dtype=np.float64) @ combine
 
 
 class BaseInterval(abc.ABC):
@@ -88,12 +95,16 @@ class BootstrapInterval(BaseInterval):
         counts = self._counts(r)
         per_req = np.einsum("prt,tm->rpm", terms.numerator, combine.astype(np.float32))
         num = (counts @ per_req.reshape(r, p * m)).reshape(-1, p, m).astype(np.float64)
+        off: np.ndarray | float = 0.0
+        if terms.offset is not None:
+            per_off = np.einsum("prt,tm->rpm", terms.offset, combine.astype(np.float32))
+            off = (counts @ per_off.reshape(r, p * m)).reshape(-1, p, m).astype(np.float64) / r
         if terms.denominator is None:
-            return num / r
+            return num / r + off
         assert terms.scale is not None
         den = (counts @ terms.denominator.T).astype(np.float64)  # [B, P]
         with np.errstate(divide="ignore", invalid="ignore"):
-            return terms.scale[None, :, None] * num / den[:, :, None]
+            return terms.scale[None, :, None] * num / den[:, :, None] + off
 
     def bounds(
         self, terms: RequestTerms, combine: np.ndarray, contrast: np.ndarray | None = None
@@ -123,14 +134,17 @@ class NormalInterval(BaseInterval):
 
     def _influence(self, terms: RequestTerms, combine: np.ndarray) -> np.ndarray:
         a = np.einsum("prt,tm->prm", terms.numerator.astype(np.float64), combine)
+        # an additive plain-mean term's influence is itself
+        off = (0.0 if terms.offset is None
+               else np.einsum("prt,tm->prm", terms.offset.astype(np.float64), combine))
         if terms.denominator is None:
-            return a
+            return a + off
         assert terms.scale is not None
         d = terms.denominator.astype(np.float64)
         a_bar, d_bar = a.mean(axis=1), d.mean(axis=1)  # [P, M], [P]
         ratio = a_bar / d_bar[:, None]
         return terms.scale[:, None, None] * (a - ratio[:, None, :] * d[..., None]) / d_bar[
-            :, None, None]
+            :, None, None] + off
 
     def draws(self, terms: RequestTerms, combine: np.ndarray) -> np.ndarray:
         low, high = self.bounds(terms, combine)

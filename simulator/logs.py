@@ -15,6 +15,10 @@ column             dtype    meaning
                             candidate in slot ``k`` (one column per slot)
 ``label_<task>``   float    observed label of a task (``0`` when not shown)
 ``feature_<name>`` number   any feature (user, item or context)
+``prefix_pscore``  float    optional: logging probability of the logged
+                            slate's prefix through this row's slot (what
+                            the ``rips`` estimator needs); ``(0, 1]`` on
+                            shown rows, ignored (``0``) elsewhere
 =================  =======  ==================================================
 
 ``pscore_<k>`` for the logged slot is *the* propensity of the logged
@@ -44,6 +48,7 @@ __all__ = ["LogValidationError", "LoggedTraffic"]
 LABEL_PREFIX = "label_"
 FEATURE_PREFIX = "feature_"
 PSCORE_PREFIX = "pscore_"
+PREFIX_PSCORE = "prefix_pscore"
 _KEY_COLUMNS = ("request_id", "user_id", "item_id", "position")
 _METADATA_KEY = b"fusiontune.examination"
 
@@ -67,6 +72,9 @@ class LoggedTraffic:
         labels: task name -> ``[R, N]`` float64 observed labels (``0`` if not shown).
         features: feature name -> ``[R, N]`` array.
         examination: ``[K]`` examination probability of each slot, if known.
+        prefix_pscores: ``[R, N]`` optional, the logging probability of the
+            logged slate's prefix through the slot of each shown row (``0``
+            where not shown), e.g. from :meth:`EpsilonGreedyTopK.prefix_probabilities`.
 
     Example:
         >>> traffic = LoggedTraffic.read("logs.parquet")  # doctest: +SKIP
@@ -81,6 +89,7 @@ class LoggedTraffic:
     labels: Mapping[str, np.ndarray]
     features: Mapping[str, np.ndarray] = field(default_factory=dict)
     examination: np.ndarray | None = None
+    prefix_pscores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         r, n = self.item_ids.shape
@@ -102,6 +111,17 @@ class LoggedTraffic:
                 f"examination must have one value per slot ({self.slate_size}), "
                 f"got shape {self.examination.shape}"
             )
+        if self.prefix_pscores is not None:
+            if self.prefix_pscores.shape != (r, n):
+                raise LogValidationError(f"prefix_pscores must have shape [{r}, {n}], "
+                                         f"got {self.prefix_pscores.shape}")
+            pp = np.where(self.positions >= 0, self.prefix_pscores, 1.0)
+            bad = ~((pp > 0) & (pp <= 1))
+            if bad.any():
+                req, cand = np.argwhere(bad)[0]
+                raise LogValidationError(
+                    f"prefix_pscores[{req}, {cand}] = {pp[req, cand]}: the probability of a "
+                    "logged prefix must be in (0, 1]")
 
     # ------------------------------------------------------------------ shape
     @property
@@ -152,6 +172,7 @@ class LoggedTraffic:
             labels={k: v[idx] for k, v in self.labels.items()},
             features={k: v[idx] for k, v in self.features.items()},
             examination=self.examination,
+            prefix_pscores=None if self.prefix_pscores is None else self.prefix_pscores[idx],
         )
 
     @staticmethod
@@ -171,6 +192,8 @@ class LoggedTraffic:
             labels={k: cat(lambda p, k=k: p.labels[k]) for k in first.labels},
             features={k: cat(lambda p, k=k: p.features[k]) for k in first.features},
             examination=first.examination,
+            prefix_pscores=None if first.prefix_pscores is None
+            else cat(lambda p: p.prefix_pscores),
         )
 
     def split(self, fraction: float, seed: int) -> tuple[LoggedTraffic, LoggedTraffic]:
@@ -195,6 +218,8 @@ class LoggedTraffic:
         for arr in [self.request_ids, self.user_ids, self.item_ids, self.positions,
                     self.pscores]:
             h.update(np.ascontiguousarray(arr).tobytes())
+        if self.prefix_pscores is not None:  # only when present: old fingerprints hold
+            h.update(np.ascontiguousarray(self.prefix_pscores).tobytes())
         for mapping in (self.labels, self.features):
             for k in sorted(mapping):
                 h.update(k.encode())
@@ -213,6 +238,8 @@ class LoggedTraffic:
         }
         for k in range(self.slate_size):
             cols[f"{PSCORE_PREFIX}{k}"] = self.pscores[:, :, k].reshape(-1)
+        if self.prefix_pscores is not None:
+            cols[PREFIX_PSCORE] = self.prefix_pscores.reshape(-1)
         for t, v in self.labels.items():
             cols[f"{LABEL_PREFIX}{t}"] = v.reshape(-1)
         for f, v in self.features.items():
@@ -343,7 +370,8 @@ def _from_columns(
                 raise fail(f"column {name!r} row {_first_bad(bad)}: must be an integer, "
                            f"got {arr[_first_bad(bad)]}")
         numeric[name] = arr.astype(np.int64)
-    for name in [*pscore_cols, *label_cols]:
+    prefix_cols = [PREFIX_PSCORE] if PREFIX_PSCORE in columns else []
+    for name in [*pscore_cols, *label_cols, *prefix_cols]:
         arr = numeric[name].astype(np.float64)
         bad = ~np.isfinite(arr)
         if bad.any():
@@ -440,6 +468,14 @@ def _from_columns(
         examination = np.asarray(examination, dtype=np.float64)
         if examination.shape != (k,) or not ((examination > 0) & (examination <= 1)).all():
             raise fail(f"examination curve must be {k} values in (0, 1], got {examination}")
+    prefix = None
+    if prefix_cols:
+        prefix = np.where(shown, dense(PREFIX_PSCORE), 0.0)
+        bad = shown & ~((prefix > 0) & (prefix <= 1))
+        if bad.any():
+            row = int(rows[bad][0])
+            raise fail(f"column '{PREFIX_PSCORE}' row {row}: probability "
+                       f"{numeric[PREFIX_PSCORE][row]} of a logged prefix must be in (0, 1]")
     return LoggedTraffic(
         request_ids=req_ids.astype(np.int64),
         user_ids=user[:, 0].copy(),
@@ -449,4 +485,5 @@ def _from_columns(
         labels=labels,
         features=features,
         examination=examination,
+        prefix_pscores=prefix,
     )

@@ -33,6 +33,39 @@ def top_k(fused: np.ndarray, k: int) -> np.ndarray:
     return torch.topk(torch.from_numpy(np.ascontiguousarray(fused)), k, dim=-1).indices.numpy()
 
 
+def prefix_match(fused: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
+    """Whether each logged prefix is the top-``k`` prefix of ``fused``.
+
+    Args:
+        fused: ``[P, R, N]`` (or ``[R, N]``) scores.
+        positions: ``[R, N]`` logged slot of each candidate, ``-1`` where not shown.
+        k: slate size of the policy; logged slots ``>= k`` never match.
+
+    Returns:
+        ``fused``-shaped float64: 1 where candidate ``n`` was shown in slot ``j < k``
+        and the logged slots ``0..j`` hold the top ``j + 1`` of ``fused`` in order.
+    """
+    n_slots = int(positions.max(initial=-1)) + 1
+    key = np.where(positions >= 0, positions, n_slots)
+    logged = np.argsort(key, axis=-1, kind="stable")[:, :n_slots]  # [R, Kl]
+    kk = min(k, n_slots)
+    greedy = top_k(fused, kk)  # [P, R, kk]
+    same = np.cumprod(greedy == logged[:, :kk], axis=-1)  # [P, R, kk]
+    same = np.concatenate(
+        [same, np.zeros((*same.shape[:-1], n_slots - kk), dtype=same.dtype)], axis=-1)
+    slot = np.broadcast_to(np.where(positions >= 0, positions, 0), fused.shape)
+    out = np.take_along_axis(same, slot, axis=-1).astype(np.float64)
+    return np.where(positions >= 0, out, 0.0)
+
+
+def _pad_slots(probs: np.ndarray, n_slots: int) -> np.ndarray:
+    """``[..., N, k]`` -> ``[..., N, n_slots]``: cut, or pad with zero columns."""
+    k = probs.shape[-1]
+    if k >= n_slots:
+        return probs[..., :n_slots]
+    return np.concatenate([probs, np.zeros((*probs.shape[:-1], n_slots - k))], axis=-1)
+
+
 def slates_to_exposure(
     slates: np.ndarray, n_candidates: int, examination: np.ndarray
 ) -> np.ndarray:
@@ -64,6 +97,30 @@ class BasePolicy(abc.ABC):
     def sample(self, fused: np.ndarray, seed: int) -> np.ndarray:
         """Draw one slate per request: ``[..., N]`` scores -> ``[..., K]`` indices."""
 
+    def slot_probabilities(self, fused: np.ndarray, n_slots: int) -> np.ndarray:
+        """``[..., N]`` scores -> ``[..., N, n_slots]`` ``P(n in slot k)`` (0 for ``k >= self.k``).
+
+        Needed by the pseudo-inverse estimator. Raises NotImplementedError for
+        policies that do not provide it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} gives no slot probabilities")
+
+    def prefix_probabilities(self, fused: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Probability that the policy's slate starts with each logged prefix.
+
+        Needed by the reward-interaction IPS estimator (``rips``).
+
+        Args:
+            fused: ``[P, R, N]`` (or ``[R, N]``) scores.
+            positions: ``[R, N]`` logged slots, ``-1`` where not shown.
+
+        Returns:
+            ``fused``-shaped: for a candidate shown in slot ``j``, the probability that
+            the policy puts the logged candidates of slots ``0..j`` there; 0 where
+            not shown.
+        """
+        raise NotImplementedError(f"{type(self).__name__} gives no prefix probabilities")
+
 
 @dataclass(frozen=True)
 class TopKPolicy(BasePolicy):
@@ -86,6 +143,12 @@ class TopKPolicy(BasePolicy):
 
     def sample(self, fused: np.ndarray, seed: int) -> np.ndarray:
         return top_k(fused, self.k)
+
+    def slot_probabilities(self, fused: np.ndarray, n_slots: int) -> np.ndarray:
+        return _pad_slots(EpsilonGreedyTopK(self.k, 0.0).pscores(fused), n_slots)
+
+    def prefix_probabilities(self, fused: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        return prefix_match(fused, positions, self.k)
 
 
 @dataclass(frozen=True)
@@ -135,3 +198,22 @@ class EpsilonGreedyTopK(BasePolicy):
         random_order = np.argsort(rng.random(fused.shape), axis=-1)[..., : self.k]
         explore = rng.random(fused.shape[:-1]) < self.epsilon
         return np.where(explore[..., None], random_order, greedy)
+
+    def slot_probabilities(self, fused: np.ndarray, n_slots: int) -> np.ndarray:
+        return _pad_slots(self.pscores(fused), n_slots)
+
+    def prefix_probabilities(self, fused: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """``(1 - eps) * 1{prefix is the greedy one} + eps * prod_{i <= j} 1 / (N - i)``.
+
+        The second term is the probability that a uniform random ordered
+        ``k``-subset starts with ``j + 1`` given distinct candidates. Used both
+        for a target policy and, with the logging scores, to write a log's
+        ``prefix_pscore`` column.
+        """
+        n = fused.shape[-1]
+        uniform = np.cumprod(1.0 / (n - np.arange(max(self.k, 1))))  # [k]
+        slot = np.where(positions >= 0, positions, 0)
+        in_slate = (positions >= 0) & (positions < self.k)
+        explore = np.where(in_slate, uniform[np.minimum(slot, self.k - 1)], 0.0)
+        greedy = prefix_match(fused, positions, self.k)
+        return (1.0 - self.epsilon) * greedy + self.epsilon * explore

@@ -138,8 +138,9 @@ class Replay:
         for start in range(0, self.feedback.n_requests, self.chunk_requests):
             stop = min(start + self.chunk_requests, self.feedback.n_requests)
             fused = self.fusion.fuse(transformed[start:stop], w)  # [P, c, N]
-            exposure = self.policy.exposure(fused, self.feedback.examination)
-            parts.append(self.estimator.terms(self.feedback.chunk(start, stop), exposure))
+            # the estimator asks the policy for what it needs (exposure by default)
+            parts.append(self.estimator.policy_terms(
+                self.feedback.chunk(start, stop), self.policy, fused))
         return RequestTerms.concatenate(parts)
 
     def evaluate(

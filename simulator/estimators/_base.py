@@ -5,11 +5,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from simulator.logs import LoggedTraffic
+
+if TYPE_CHECKING:
+    from simulator.policies import BasePolicy
 
 __all__ = ["BaseEstimator", "RequestTerms", "SlateFeedback"]
 
@@ -28,6 +31,18 @@ class SlateFeedback:
         examination: ``[K]`` examination curve of the position-based model.
         reward_model: ``[R, N, T]`` predicted ``E[label | examined]`` (e.g. the
             ranker's scores), needed by the direct method and doubly robust.
+        positions: ``[R, N]`` int64 logged slot, ``-1`` where not shown (the
+            slate-native estimators ``rips`` and ``pi`` need it).
+        pscores: ``[R, N, K]`` the logging policy's slot marginals ``P(n in slot k)``
+            (``pi`` needs them).
+        prefix_pscore: ``[R, N]`` logging probability of the logged slate's prefix
+            through the slot of each shown row (``rips`` needs it); ignored
+            where not shown.
+
+    Raises:
+        ValueError: naming the array, for disagreeing shapes, a non-finite
+            reward, a propensity or exposure of 0 on a shown candidate, or a
+            propensity above 1.
     """
 
     tasks: tuple[str, ...]
@@ -37,6 +52,12 @@ class SlateFeedback:
     logging_exposure: np.ndarray
     examination: np.ndarray
     reward_model: np.ndarray | None = None
+    positions: np.ndarray | None = None
+    pscores: np.ndarray | None = None
+    prefix_pscore: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        _validate_feedback(self)
 
     @classmethod
     def from_traffic(
@@ -75,6 +96,9 @@ class SlateFeedback:
             logging_exposure=(traffic.pscores @ exam).astype(np.float32),
             examination=exam,
             reward_model=None if reward_model is None else reward_model.astype(np.float32),
+            positions=traffic.positions,
+            pscores=traffic.pscores,
+            prefix_pscore=traffic.prefix_pscores,
         )
 
     @property
@@ -92,7 +116,22 @@ class SlateFeedback:
             logging_exposure=self.logging_exposure[sl],
             examination=self.examination,
             reward_model=None if self.reward_model is None else self.reward_model[sl],
+            positions=None if self.positions is None else self.positions[sl],
+            pscores=None if self.pscores is None else self.pscores[sl],
+            prefix_pscore=None if self.prefix_pscore is None else self.prefix_pscore[sl],
         )
+
+    @property
+    def slate_size(self) -> int:
+        return int(self.examination.shape[0])
+
+    def logged_slates(self) -> np.ndarray:
+        """``[R, K]`` candidate index shown in each slot (needs ``positions``)."""
+        if self.positions is None:
+            raise ValueError("positions are needed for the logged slates; none were given")
+        k = self.slate_size
+        key = np.where(self.positions >= 0, self.positions, k)
+        return np.argsort(key, axis=-1, kind="stable")[:, :k]
 
 
 @dataclass(frozen=True)
@@ -100,7 +139,9 @@ class RequestTerms:
     """Per-request terms of an estimate for ``P`` policies over ``R`` requests.
 
     The estimate is ``mean_r numerator[p, r]`` or, when ``denominator`` is set
-    (self-normalized estimators), ``scale[p] * sum_r numerator / sum_r denominator``.
+    (self-normalized estimators), ``scale[p] * sum_r numerator / sum_r denominator``;
+    when ``offset`` is set, ``mean_r offset[p, r]`` is added to either (the
+    direct-method part of self-normalized doubly robust).
     Keeping the terms per request lets every interval resample requests.
 
     Args:
@@ -109,6 +150,7 @@ class RequestTerms:
         scale: ``[P]`` or None (with ``denominator``).
         weight_sum: ``[P]`` sum of importance weights over logged impressions.
         weight_sq_sum: ``[P]`` sum of squared importance weights.
+        offset: ``[P, R, T]`` or None, a plain per-request mean added to the estimate.
     """
 
     numerator: np.ndarray
@@ -116,6 +158,7 @@ class RequestTerms:
     scale: np.ndarray | None
     weight_sum: np.ndarray
     weight_sq_sum: np.ndarray
+    offset: np.ndarray | None = None
 
     @property
     def ess(self) -> np.ndarray:
@@ -127,6 +170,7 @@ class RequestTerms:
     def concatenate(parts: Sequence[RequestTerms]) -> RequestTerms:
         """Join the terms of consecutive request chunks."""
         den = parts[0].denominator
+        off = parts[0].offset
         return RequestTerms(
             numerator=np.concatenate([p.numerator for p in parts], axis=1),
             denominator=None if den is None else np.concatenate(
@@ -134,6 +178,8 @@ class RequestTerms:
             scale=parts[0].scale,
             weight_sum=np.sum([p.weight_sum for p in parts], axis=0),
             weight_sq_sum=np.sum([p.weight_sq_sum for p in parts], axis=0),
+            offset=None if off is None else np.concatenate(
+                [p.offset for p in parts if p.offset is not None], axis=1),
         )
 
 
@@ -156,13 +202,74 @@ class BaseEstimator(abc.ABC):
             exposure: ``[P, R, N]`` target exposure ``sum_k examination[k] * pi(n in k)``.
         """
 
+    def policy_terms(
+        self, feedback: SlateFeedback, policy: BasePolicy, fused: np.ndarray
+    ) -> RequestTerms:
+        """Per-request terms of ``policy`` ranking by ``fused`` ``[P, R, N]`` scores.
+
+        What the replay calls. Estimators that need only exposure (the default)
+        ask the policy for it; slate-native ones (``rips``, ``pi``) override this
+        to ask for the slot or prefix probabilities they need.
+        """
+        return self.terms(feedback, policy.exposure(fused, feedback.examination))
+
     def _check(self, feedback: SlateFeedback, exposure: np.ndarray) -> None:
         if exposure.ndim != 3 or exposure.shape[1:] != feedback.shown.shape:
             raise ValueError(f"exposure must have shape [P, R, N] with [R, N] = "
                              f"{feedback.shown.shape}, got {exposure.shape}")
+        if not np.isfinite(exposure).all() or (exposure < 0).any():
+            raise ValueError("exposure must be finite and >= 0")
         if self.needs_reward_model and feedback.reward_model is None:
             raise ValueError(f"the {self.name} estimator needs a reward model (per-task "
                              "predictions for every candidate); none was given")
+
+
+def _validate_feedback(fb: SlateFeedback) -> None:
+    """Shapes and ranges of a :class:`SlateFeedback`; every message names the array."""
+    if fb.rewards.ndim != 3 or fb.rewards.shape[2] != len(fb.tasks):
+        raise ValueError(f"rewards must have shape [R, N, T] with T = {len(fb.tasks)} tasks, "
+                         f"got {fb.rewards.shape}")
+    r, n, t = fb.rewards.shape
+    for name, arr, shape in [
+        ("shown", fb.shown, (r, n)),
+        ("slot_examination", fb.slot_examination, (r, n)),
+        ("logging_exposure", fb.logging_exposure, (r, n)),
+        ("reward_model", fb.reward_model, (r, n, t)),
+        ("positions", fb.positions, (r, n)),
+        ("prefix_pscore", fb.prefix_pscore, (r, n)),
+    ]:
+        if arr is not None and arr.shape != shape:
+            raise ValueError(f"{name} must have shape {list(shape)}, got {list(arr.shape)}")
+    k = fb.examination.shape[0] if fb.examination.ndim == 1 else -1
+    if not ((fb.examination > 0) & (fb.examination <= 1)).all() or k < 1:
+        raise ValueError(f"examination must be [K] values in (0, 1], got {fb.examination}")
+    if fb.pscores is not None and fb.pscores.shape != (r, n, k):
+        raise ValueError(f"pscores must have shape [R, N, K] = {[r, n, k]}, "
+                         f"got {list(fb.pscores.shape)}")
+    if not np.isfinite(fb.rewards).all():
+        raise ValueError("rewards must be finite")
+    if fb.reward_model is not None and not np.isfinite(fb.reward_model).all():
+        raise ValueError("reward_model must be finite")
+    shown = fb.shown
+    e0 = fb.logging_exposure
+    if not np.isfinite(e0).all() or ((e0 <= 0) & shown).any() or (e0 > 1 + 1e-6).any():
+        raise ValueError("logging_exposure must be in (0, 1] on shown candidates (a shown "
+                         "candidate had logging propensity 0, or a propensity exceeds 1)")
+    if fb.positions is not None and ((fb.positions >= 0) != shown).any():
+        raise ValueError("positions must be >= 0 exactly where shown is True")
+    if fb.pscores is not None:
+        ps = fb.pscores
+        if not np.isfinite(ps).all() or (ps < 0).any() or (ps > 1 + 1e-9).any():
+            raise ValueError("pscores must be propensities in [0, 1]")
+        if fb.positions is not None:
+            slot = np.where(shown, fb.positions, 0)
+            logged = np.take_along_axis(ps, slot[..., None], axis=2)[..., 0]
+            if ((logged <= 0) & shown).any():
+                raise ValueError("pscores of a logged impression must be > 0, got 0")
+    if fb.prefix_pscore is not None:
+        pp = np.where(shown, fb.prefix_pscore, 1.0)
+        if not (np.isfinite(pp) & (pp > 0) & (pp <= 1 + 1e-9)).all():
+            raise ValueError("prefix_pscore must be in (0, 1] on shown candidates")
 
 
 def importance_weights(feedback: SlateFeedback, exposure: np.ndarray) -> np.ndarray:

@@ -158,5 +158,5 @@ def test_dm_without_reward_model_is_refused() -> None:
 
 def test_make_estimator_lists_valid_names() -> None:
     assert make_estimator("snips").name == "snips"
-    with pytest.raises(ValueError, match="valid: \\['dm', 'dr', 'ips', 'snips'\\]"):
+    with pytest.raises(ValueError, match="valid: \\['clipped_ips', 'dm', 'dr', 'iips', 'ips', "):
         make_estimator("magic")
