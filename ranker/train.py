@@ -1,5 +1,10 @@
 """Training: Adam on masked per-task cross-entropy, early stopping on validation loss.
 
+How the task losses make one step is the balancer's business
+(:mod:`ranker.balancers`); the trainer hands it the batch losses and the
+model's shared parameters each step, and the epoch's mean task losses after
+each epoch.
+
 Batches are slices of tensors built once (no DataLoader), shuffled each epoch
 with a seeded ``torch.Generator``; with the same seed, data and thread count
 two runs give identical weights.
@@ -75,8 +80,10 @@ class TrainResult:
     Args:
         model: The trained model, holding the weights of the best epoch.
         history: One dict per epoch run: ``epoch`` (from 1), ``train_loss``,
-            ``valid_loss``, ``train_loss/<task>``, ``valid_loss/<task>``,
-            ``seconds``, ``rows_per_s``.
+            ``valid_loss`` (both the balancer's fixed ``validation_loss``, for the
+            static balancer its weighted sum), ``train_loss/<task>``,
+            ``valid_loss/<task>``, ``loss_weight/<task>`` (the balancer's weights at
+            the end of the epoch), ``seconds``, ``rows_per_s``.
         best_epoch: Epoch (from 1) with the lowest validation loss; 0 if no epoch had a
             finite one (the model then keeps its weights from before training).
         valid_metrics: Task -> metrics of the best model on the validation rows.
@@ -150,8 +157,11 @@ def train(
         valid_data: Validation rows, for early stopping and the final metrics.
         config: Training hyperparameters.
         progress: Show a tqdm progress bar per epoch.
-        balancer: How task losses combine; default (and only with
-            ``config.loss_weights`` unset or equal to it): static ``loss_weights``.
+        balancer: How task losses make a training step (any of
+            :data:`ranker.balancers.BALANCERS`, built for the model's tasks; its
+            learned weights are optimized with the model and left as they were at the
+            end of training). Default: static ``config.loss_weights``; passing both
+            is an error.
 
     Returns:
         The trained model, per-epoch history, best epoch and validation metrics.
@@ -166,6 +176,11 @@ def train(
         balancer = StaticBalancer(weights)
     elif config.loss_weights is not None:
         raise ValueError("pass either TrainConfig.loss_weights or a balancer, not both")
+    unknown = [t for t in balancer.tasks if t not in task_names]
+    if unknown:
+        raise ValueError(
+            f"balancer names task(s) {unknown} the model does not have; model tasks: {task_names}"
+        )
     cat, num = encode_features(train_data.features, model.features)
     labels = encode_labels(train_data.labels, model.tasks)
     v_cat, v_num = encode_features(valid_data.features, model.features)
@@ -178,6 +193,8 @@ def train(
     if not bool(model.embedding.numeric_fitted):
         model.embedding.fit_numeric(num)
 
+    # in a fixed order, for the balancers that work on gradients (PCGrad, GradNorm, PEC)
+    shared = [p for p in model.shared_parameters() if p.requires_grad]
     params = list(model.parameters()) + list(balancer.parameters())
     # fused: one kernel over all parameters; ~10x faster steps than the per-tensor loop on CPU,
     # which matters here because dense embedding tables make most of the parameters.
@@ -210,19 +227,23 @@ def train(
                     logits, {t: y[lo:hi] for t, y in e_labels.items()}, model.tasks
                 )
                 optimizer.zero_grad(set_to_none=True)
-                total = balancer.backward(losses)
+                balancer.backward(losses, shared)
                 optimizer.step()
                 rows = min(hi, n) - lo
-                sums["total"] += float(total) * rows
-                for t, loss in losses.items():
-                    sums[t] += float(loss.detach()) * rows
+                detached = {t: loss.detach() for t, loss in losses.items()}
+                total = float(balancer.validation_loss(detached))
+                sums["total"] += total * rows
+                for t, loss in detached.items():
+                    sums[t] += float(loss) * rows
                 if progress and i % 20 == 0:
-                    bar.set_postfix(loss=f"{float(total):.4f}")
+                    bar.set_postfix(loss=f"{total:.4f}")
             bar.close()
             seconds = time.perf_counter() - start_time
+            weights_used = balancer.current_weights()
+            balancer.on_epoch_end({t: sums[t] / n for t in task_names})
             with torch.no_grad():
                 v_losses = _validation_losses(model, v_cat, v_num, v_labels, config.batch_size)
-                v_total = float(balancer.combine(v_losses))
+                v_total = float(balancer.validation_loss(v_losses))
             record = {
                 "epoch": float(epoch),
                 "train_loss": sums["total"] / n,
@@ -230,6 +251,7 @@ def train(
             }
             record.update({f"train_loss/{t}": sums[t] / n for t in task_names})
             record.update({f"valid_loss/{t}": float(v) for t, v in v_losses.items()})
+            record.update({f"loss_weight/{t}": w for t, w in weights_used.items()})
             record.update({"seconds": seconds, "rows_per_s": n / seconds})
             history.append(record)
             if progress:

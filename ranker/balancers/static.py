@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any, Self
 
 import torch
 from torch import Tensor
@@ -47,7 +48,10 @@ def check_loss_weights(
 
 
 class StaticBalancer(BaseBalancer):
-    """Weighted sum of task losses with fixed weights.
+    """Weighted sum of task losses with fixed weights: ``L = sum_t w_t * L_t``.
+
+    One backward pass per step, and its weighted sum is also the early-stopping
+    objective.
 
     Args:
         weights: Task -> weight >= 0 for every task to combine.
@@ -60,13 +64,34 @@ class StaticBalancer(BaseBalancer):
     def __init__(self, weights: Mapping[str, float]) -> None:
         super().__init__()
         self.weights = check_loss_weights(weights, list(weights))
+        self.tasks = tuple(self.weights)
 
-    def combine(self, losses: dict[str, Tensor]) -> Tensor:
+    @classmethod
+    def build(cls, tasks: Sequence[str], **options: Any) -> Self:
+        """Static weights for ``tasks`` from ``weights=``; missing tasks (or all, if None) get 1.
+
+        Example:
+            >>> StaticBalancer.build(["a", "b"], weights={"b": 3.0}).weights
+            {'a': 1.0, 'b': 3.0}
+        """
+        weights = options.pop("weights", None)
+        if options:
+            raise ValueError(
+                f"StaticBalancer options {sorted(options)} unknown; valid: ['weights']"
+            )
+        return cls(check_loss_weights(weights, list(tasks)))
+
+    def combine(self, losses: Mapping[str, Tensor]) -> Tensor:
         """Return ``sum_t w_t * losses[t]`` over the balancer's tasks."""
-        missing = [t for t in self.weights if t not in losses]
-        if missing:
-            raise ValueError(f"no loss for task(s) {missing}; got {sorted(losses)}")
         total = torch.zeros(())
-        for task, w in self.weights.items():
-            total = total + w * losses[task]
+        for task in self._present(losses):
+            total = total + self.weights[task] * losses[task]
         return total
+
+    def current_weights(self) -> dict[str, float]:
+        """The fixed weights."""
+        return dict(self.weights)
+
+    def validation_loss(self, losses: Mapping[str, Tensor]) -> Tensor:
+        """The same weighted sum (the weights never move)."""
+        return self.combine(losses)
