@@ -20,7 +20,16 @@ Example:
 from __future__ import annotations
 
 from ranker.backbones import Backbone, MMoE
-from ranker.balancers import BaseBalancer, StaticBalancer
+from ranker.balancers import (
+    BALANCERS,
+    BaseBalancer,
+    DWABalancer,
+    GradNormBalancer,
+    PCGradBalancer,
+    PECBalancer,
+    StaticBalancer,
+    UncertaintyBalancer,
+)
 from ranker.checkpoint import CheckpointError, load_checkpoint, model_fingerprint, save_checkpoint
 from ranker.data import RankerData, encode_features, encode_labels
 from ranker.experts import Expert, MLPExpert
@@ -33,14 +42,17 @@ from ranker.tasks import TaskSpec
 from ranker.train import TrainConfig, TrainResult, task_losses, train
 
 __all__ = [
+    "BALANCERS",
     "BUILDERS",
     "Backbone",
     "BaseBalancer",
     "CategoricalFeature",
     "CheckpointError",
+    "DWABalancer",
     "Expert",
     "FeatureEmbedding",
     "FeatureSpec",
+    "GradNormBalancer",
     "Heads",
     "MLPExpert",
     "MMoE",
@@ -48,6 +60,8 @@ __all__ = [
     "ModelSpec",
     "MultiTaskModel",
     "NumericFeature",
+    "PCGradBalancer",
+    "PECBalancer",
     "RankerData",
     "StaticBalancer",
     "TaskMetrics",
@@ -55,6 +69,7 @@ __all__ = [
     "Towers",
     "TrainConfig",
     "TrainResult",
+    "UncertaintyBalancer",
     "auc",
     "build_mmoe",
     "encode_features",
