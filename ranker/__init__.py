@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from ranker.backbones import Backbone, MMoE
+from ranker.backbones import CGC, PLE, Backbone, CGCLevel, MMoE, SharedBottom
 from ranker.balancers import (
     BALANCERS,
     BaseBalancer,
@@ -32,11 +32,33 @@ from ranker.balancers import (
 )
 from ranker.checkpoint import CheckpointError, load_checkpoint, model_fingerprint, save_checkpoint
 from ranker.data import RankerData, encode_features, encode_labels
-from ranker.experts import Expert, MLPExpert
+from ranker.experts import DCNExpert, Expert, ExpertInput, FieldStack, FMExpert, MLPExpert
 from ranker.features import CategoricalFeature, FeatureEmbedding, FeatureSpec, NumericFeature
-from ranker.heads import Heads, Towers
+from ranker.heads import (
+    ChainHeads,
+    ESCM2Heads,
+    ESMMHeads,
+    HeadOutputs,
+    Heads,
+    Towers,
+    entire_space_probs,
+)
 from ranker.metrics import TaskMetrics, auc, evaluate
-from ranker.model import BUILDERS, MMoEConfig, ModelSpec, MultiTaskModel, build_mmoe
+from ranker.model import (
+    BUILDERS,
+    CGCConfig,
+    MMoEConfig,
+    ModelSpec,
+    MultiTaskModel,
+    PartsConfig,
+    PLEConfig,
+    SharedBottomConfig,
+    build_cgc,
+    build_mmoe,
+    build_model,
+    build_ple,
+    build_shared_bottom,
+)
 from ranker.score import predict
 from ranker.tasks import TaskSpec
 from ranker.train import TrainConfig, TrainResult, task_losses, train
@@ -46,12 +68,23 @@ __all__ = [
     "BUILDERS",
     "Backbone",
     "BaseBalancer",
+    "CGC",
+    "CGCConfig",
+    "CGCLevel",
     "CategoricalFeature",
+    "ChainHeads",
     "CheckpointError",
+    "DCNExpert",
+    "ESCM2Heads",
+    "ESMMHeads",
     "DWABalancer",
     "Expert",
+    "ExpertInput",
+    "FMExpert",
     "FeatureEmbedding",
     "FeatureSpec",
+    "FieldStack",
+    "HeadOutputs",
     "GradNormBalancer",
     "Heads",
     "MLPExpert",
@@ -60,9 +93,14 @@ __all__ = [
     "ModelSpec",
     "MultiTaskModel",
     "NumericFeature",
+    "PLE",
+    "PLEConfig",
+    "PartsConfig",
     "PCGradBalancer",
     "PECBalancer",
     "RankerData",
+    "SharedBottom",
+    "SharedBottomConfig",
     "StaticBalancer",
     "TaskMetrics",
     "TaskSpec",
@@ -71,9 +109,14 @@ __all__ = [
     "TrainResult",
     "UncertaintyBalancer",
     "auc",
+    "build_cgc",
     "build_mmoe",
+    "build_model",
+    "build_ple",
+    "build_shared_bottom",
     "encode_features",
     "encode_labels",
+    "entire_space_probs",
     "evaluate",
     "load_checkpoint",
     "model_fingerprint",

@@ -1,21 +1,23 @@
-"""The backbone extension point: shared layers turning one input vector into per-task ones."""
+"""The backbone extension point: shared layers turning one input into per-task vectors."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from torch import Tensor, nn
+
+from ranker.experts.base import Expert, ExpertInput
 
 __all__ = ["Backbone"]
 
 
 class Backbone(nn.Module, ABC):
-    """Base of backbones (MMoE now; shared-bottom, CGC, PLE later).
+    """Base of backbones (shared-bottom, MMoE, CGC, PLE).
 
-    Subclasses set ``in_dim``, ``out_dims`` (task -> width of its representation)
-    and say which of their parameters all tasks share (for gradient-level
-    balancers such as GradNorm and PCGrad).
+    Subclasses set ``in_dim`` (width of the flat input), ``out_dims`` (task ->
+    width of its representation) and say which of their parameters all tasks
+    share (for gradient-level balancers such as GradNorm and PCGrad).
 
     Example:
         >>> from ranker.backbones import MMoE
@@ -28,9 +30,26 @@ class Backbone(nn.Module, ABC):
     out_dims: dict[str, int]
 
     @abstractmethod
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Map ``x`` ``[B, in_dim]`` to task -> ``[B, out_dims[task]]``."""
+    def forward(self, inp: ExpertInput | Tensor) -> dict[str, Tensor]:
+        """Map ``inp`` (flat ``[B, in_dim]``, fields if built) to task -> ``[B, out_dims[t]]``."""
 
     @abstractmethod
     def shared_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters every task's loss flows through."""
+        """Parameters through which more than one task's loss flows."""
+
+
+def check_experts(experts: Sequence[Expert], where: str) -> tuple[int, int]:
+    """The common ``(in_dim, out_dim)`` of ``experts``; ValueError naming ``where`` otherwise.
+
+    Example:
+        >>> from ranker.experts import MLPExpert
+        >>> check_experts([MLPExpert(8, (4,)), MLPExpert(8, (2, 4))], "MMoE")
+        (8, 4)
+    """
+    if not experts:
+        raise ValueError(f"{where} needs at least one expert")
+    dims = {(int(e.in_dim), int(e.out_dim)) for e in experts}
+    if len(dims) != 1:
+        raise ValueError(f"{where} experts must share (in_dim, out_dim), got {sorted(dims)}")
+    ((in_dim, out_dim),) = dims
+    return in_dim, out_dim

@@ -11,14 +11,14 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from ranker.backbones.base import Backbone
-from ranker.experts.base import Expert
+from ranker.backbones.base import Backbone, check_experts
+from ranker.experts.base import Expert, ExpertInput
 
 __all__ = ["MMoE"]
 
 
 class MMoE(Backbone):
-    """MMoE over experts passed in; one linear softmax gate per task.
+    """MMoE over experts passed in (any mix of kinds); one linear softmax gate per task.
 
     Args:
         experts: The shared experts; all with the same ``in_dim`` and ``out_dim``.
@@ -33,30 +33,26 @@ class MMoE(Backbone):
 
     def __init__(self, experts: Sequence[Expert], tasks: Sequence[str]) -> None:
         super().__init__()
-        if not experts:
-            raise ValueError("MMoE needs at least one expert")
-        dims = {(e.in_dim, e.out_dim) for e in experts}
-        if len(dims) != 1:
-            raise ValueError(f"MMoE experts must share (in_dim, out_dim), got {sorted(dims)}")
-        ((self.in_dim, out_dim),) = dims
+        self.in_dim, out_dim = check_experts(list(experts), "MMoE")
         self.tasks = tuple(tasks)
         self.experts = nn.ModuleList(experts)
         # All gates in one Linear: [in_dim] -> [n_tasks * n_experts], one matmul per batch.
         self.gates = nn.Linear(self.in_dim, len(self.tasks) * len(experts))
         self.out_dims = {t: out_dim for t in self.tasks}
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
+    def forward(self, inp: ExpertInput | Tensor) -> dict[str, Tensor]:
         """Mix the experts per task.
 
         Args:
-            x: ``[B, in_dim]`` input.
+            inp: Flat ``[B, in_dim]`` input (and fields, for FM experts).
 
         Returns:
             Task -> ``[B, out_dim]``.
         """
+        inp = ExpertInput.of(inp)
         n_exp = len(self.experts)
-        outs = torch.stack([e(x) for e in self.experts], dim=1)  # [B, n_experts, out_dim]
-        gates = self.gates(x).view(-1, len(self.tasks), n_exp).softmax(-1)  # [B, T, n_experts]
+        outs = torch.stack([e(inp) for e in self.experts], dim=1)  # [B, n_experts, out_dim]
+        gates = self.gates(inp.flat).view(-1, len(self.tasks), n_exp).softmax(-1)  # [B, T, E]
         mixed = torch.bmm(gates, outs)  # [B, T, out_dim]
         return {t: mixed[:, i] for i, t in enumerate(self.tasks)}
 

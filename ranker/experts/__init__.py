@@ -1,8 +1,21 @@
-"""Experts: sub-networks a backbone mixes (MLP now; FM and DCN-v2 cross later)."""
+"""Experts: sub-networks a backbone mixes (MLP, FM, DCN-v2 cross), and their shared input."""
 
 from __future__ import annotations
 
-from ranker.experts.base import Expert
+from ranker.experts.base import Expert, ExpertInput
+from ranker.experts.dcn import CrossLayer, DCNExpert
+from ranker.experts.fields import FieldStack
+from ranker.experts.fm import FMExpert, fm_interaction
 from ranker.experts.mlp import MLPExpert, make_mlp
 
-__all__ = ["Expert", "MLPExpert", "make_mlp"]
+__all__ = [
+    "CrossLayer",
+    "DCNExpert",
+    "Expert",
+    "ExpertInput",
+    "FMExpert",
+    "FieldStack",
+    "MLPExpert",
+    "fm_interaction",
+    "make_mlp",
+]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ranker.experts.base import Expert
+from ranker.experts.base import Expert, ExpertInput
 
 __all__ = ["MLPExpert", "make_mlp"]
 
@@ -57,6 +57,6 @@ class MLPExpert(Expert):
         self.out_dim = hidden[-1]
         self.net = make_mlp(in_dim, hidden, dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Map ``x`` ``[B, in_dim]`` to ``[B, out_dim]``."""
-        return self.net(x)  # type: ignore[no-any-return]
+    def forward(self, inp: ExpertInput | Tensor) -> Tensor:
+        """Map ``inp.flat`` ``[B, in_dim]`` (or a bare tensor) to ``[B, out_dim]``."""
+        return self.net(ExpertInput.of(inp).flat)  # type: ignore[no-any-return]
