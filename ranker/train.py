@@ -134,7 +134,7 @@ def _validation_losses(
     model: MultiTaskModel, cat: Tensor, num: Tensor, labels: dict[str, Tensor], batch_size: int
 ) -> dict[str, Tensor]:
     logits = predict_logits(model, cat, num, max(batch_size, 8192))
-    return task_losses(logits, labels, model.tasks)
+    return model.losses(logits, labels)
 
 
 def train(
@@ -223,9 +223,8 @@ def train(
             for i, lo in enumerate(bar):
                 hi = lo + config.batch_size
                 logits = model(e_cat[lo:hi], e_num[lo:hi])  # task -> [b]
-                losses = task_losses(
-                    logits, {t: y[lo:hi] for t, y in e_labels.items()}, model.tasks
-                )
+                # the heads own their loss (towers: per-task BCE; ESMM/ESCM2: entire space)
+                losses = model.losses(logits, {t: y[lo:hi] for t, y in e_labels.items()})
                 optimizer.zero_grad(set_to_none=True)
                 balancer.backward(losses, shared)
                 optimizer.step()
