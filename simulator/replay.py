@@ -129,18 +129,21 @@ class Replay:
                              f"{self.feedback.examination.shape[0]} slots")
         # transformed once: the only per-vector work left is a product and a top-k
         object.__setattr__(self, "_transformed", self.fusion.transform(self.scores))
+        # request chunks are sliced (and validated) once, not once per generation
+        bounds = range(0, self.feedback.n_requests, self.chunk_requests)
+        chunks = [(a, min(a + self.chunk_requests, self.feedback.n_requests)) for a in bounds]
+        object.__setattr__(self, "_chunks",
+                           [(a, b, self.feedback.chunk(a, b)) for a, b in chunks])
 
     def terms(self, weights: np.ndarray) -> RequestTerms:
         """Per-request estimator terms of a population ``[P, S]`` of weight vectors."""
         w = self.fusion.validate_weights(weights, self.score_tasks)
         transformed: np.ndarray = self.__dict__["_transformed"]
         parts = []
-        for start in range(0, self.feedback.n_requests, self.chunk_requests):
-            stop = min(start + self.chunk_requests, self.feedback.n_requests)
+        for start, stop, feedback in self.__dict__["_chunks"]:
             fused = self.fusion.fuse(transformed[start:stop], w)  # [P, c, N]
             # the estimator asks the policy for what it needs (exposure by default)
-            parts.append(self.estimator.policy_terms(
-                self.feedback.chunk(start, stop), self.policy, fused))
+            parts.append(self.estimator.policy_terms(feedback, self.policy, fused))
         return RequestTerms.concatenate(parts)
 
     def evaluate(
