@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tuner.space import FusionSpace
-from tuner.storage import ProjectStore, SchemaVersionError
+from tuner.storage import HEAD, ProjectStore, SchemaVersionError
 from tuner.strategies import CEMConfig
 from tuner.study import (
     TrialResult,
@@ -179,11 +179,14 @@ def test_init_mean_is_stored_and_used(tmp_path: Path) -> None:
 def test_schema_refuses_a_newer_database(tmp_path: Path) -> None:
     path = tmp_path / "v.db"
     store = ProjectStore(f"sqlite:///{path}")
-    assert store.ensure_schema() == 1
+    assert store.ensure_schema() == HEAD
     store.close()
     with sqlite3.connect(path) as con:
-        con.execute("UPDATE fusiontune_schema SET version = 7")
-    msg = r"database schema version 7 is newer than this fusiontune \(knows 1\); upgrade"
+        con.execute("UPDATE fusiontune_alembic_version SET version_num = '0099'")
+    msg = (
+        r"database schema revision 0099 is newer than this fusiontune knows "
+        rf"\(head {HEAD}\); upgrade fusiontune"
+    )
     with pytest.raises(SchemaVersionError, match=msg):
         ProjectStore(f"sqlite:///{path}").ensure_schema()
     with pytest.raises(SchemaVersionError, match=msg):

@@ -1,13 +1,25 @@
-"""fusiontune's own tables in the trial database, behind :class:`ProjectStore`."""
+"""fusiontune's own tables in the trial database, behind :class:`ProjectStore` and
+:class:`ClaimBoard`; alembic revisions in ``migrations/``."""
 
 from __future__ import annotations
 
+from tuner.storage._claims import ClaimBoard, RoundProgress
+from tuner.storage._migrate import HEAD, current_revision, migrate
 from tuner.storage._tables import (
-    SCHEMA_VERSION,
     ExportRecord,
     ProjectStore,
     RoundRecord,
     SchemaVersionError,
 )
 
-__all__ = ["SCHEMA_VERSION", "ExportRecord", "ProjectStore", "RoundRecord", "SchemaVersionError"]
+__all__ = [
+    "HEAD",
+    "ClaimBoard",
+    "ExportRecord",
+    "ProjectStore",
+    "RoundProgress",
+    "RoundRecord",
+    "SchemaVersionError",
+    "current_revision",
+    "migrate",
+]

@@ -1,8 +1,9 @@
 """fusiontune's own tables, beside Optuna's in the same database.
 
-Optuna has no place for CEM round summaries or exported weight vectors; they live here. All
-table definitions are in this module (alembic revisions will build on ``METADATA``); ORM
-rows never leave :class:`ProjectStore`, callers get frozen records.
+Optuna has no place for CEM round summaries, exported weight vectors or the claims of
+workers; they live here. ``METADATA`` describes the tables at the newest alembic revision
+(``tuner/storage/migrations``), which :meth:`ProjectStore.ensure_schema` upgrades a database
+to; ORM rows never leave this package, callers get frozen records.
 """
 
 from __future__ import annotations
@@ -30,20 +31,22 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-__all__ = ["SCHEMA_VERSION", "ExportRecord", "ProjectStore", "RoundRecord", "SchemaVersionError"]
+from tuner.storage._migrate import HEAD, SchemaVersionError, migrate
 
-SCHEMA_VERSION = 1
-"""Version of the tables below that this fusiontune reads and writes."""
+__all__ = [
+    "HEAD",
+    "METADATA",
+    "ExportRecord",
+    "ProjectStore",
+    "RoundRecord",
+    "SchemaVersionError",
+    "insert_ignore",
+]
 
 METADATA = MetaData()
-
-SCHEMA_TABLE = Table(
-    "fusiontune_schema",
-    METADATA,
-    Column("version", Integer, primary_key=True, autoincrement=False),
-)
 
 ROUNDS_TABLE = Table(
     "fusiontune_rounds",
@@ -73,9 +76,32 @@ EXPORTS_TABLE = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+CLAIMS_TABLE = Table(
+    "fusiontune_claims",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("study_name", String(512), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("member", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # open | claimed | done
+    Column("worker", String(256), nullable=True),
+    Column("heartbeat_at", Float, nullable=True),  # epoch seconds, database clock
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    UniqueConstraint(
+        "study_name", "round", "member", name="uq_fusiontune_claims_study_round_member"
+    ),
+)
 
-class SchemaVersionError(RuntimeError):
-    """The database holds fusiontune tables of a version this code does not know."""
+
+def insert_ignore(table: Table, dialect: str) -> Any:
+    """``INSERT`` that skips rows clashing with a unique constraint (PostgreSQL, SQLite)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise ValueError(
+        f"fusiontune's workers support PostgreSQL and SQLite databases, not {dialect}"
+    )
 
 
 @dataclass(frozen=True)
@@ -119,7 +145,7 @@ class ProjectStore:
     Example:
         >>> store = ProjectStore("sqlite://")
         >>> store.ensure_schema()
-        1
+        '0002'
     """
 
     def __init__(self, storage_url: str) -> None:
@@ -148,39 +174,19 @@ class ProjectStore:
                 session.rollback()
                 raise
 
-    def ensure_schema(self) -> int:
-        """Create the tables at version 1, or check the stored version.
+    def ensure_schema(self) -> str:
+        """Create the tables, or upgrade them to the newest revision this code knows.
 
         Returns:
-            The schema version (1).
+            The revision (:data:`HEAD`).
 
         Raises:
-            SchemaVersionError: the database's version is newer than, or unknown to, this
+            SchemaVersionError: the database's revision is newer than, or unknown to, this
                 fusiontune; nothing is written then.
         """
-        SCHEMA_TABLE.create(self._engine, checkfirst=True)
-        with self._session() as s:
-            versions = list(s.execute(select(SCHEMA_TABLE.c.version)).scalars())
-            if len(versions) > 1:
-                raise SchemaVersionError(
-                    f"table fusiontune_schema in {self.url} has {len(versions)} rows "
-                    f"{versions}; it must have one"
-                )
-            if versions and versions[0] > SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"database schema version {versions[0]} is newer than this fusiontune "
-                    f"(knows {SCHEMA_VERSION}); upgrade fusiontune"
-                )
-            if versions and versions[0] != SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"database schema version {versions[0]} is unknown to this fusiontune "
-                    f"(knows {SCHEMA_VERSION})"
-                )
-            METADATA.create_all(s.connection(), checkfirst=True)
-            if not versions:
-                s.execute(insert(SCHEMA_TABLE).values(version=SCHEMA_VERSION))
+        migrate(self._engine, "head")
         self._checked = True
-        return SCHEMA_VERSION
+        return HEAD
 
     def _ready(self) -> None:
         if not self._checked:
@@ -196,20 +202,23 @@ class ProjectStore:
                     & (ROUNDS_TABLE.c.round == record.round)
                 )
             )
-            s.execute(
-                insert(ROUNDS_TABLE).values(
-                    study_name=record.study_name,
-                    round=record.round,
-                    n_trials=record.n_trials,
-                    best_value=_nullable(record.best_value),
-                    best_low=_nullable(record.best_low),
-                    best_high=_nullable(record.best_high),
-                    best_trial=None if record.best_trial < 0 else record.best_trial,
-                    mean=dict(record.mean),
-                    sigma=dict(record.sigma),
-                    created_at=record.created_at,
-                )
+            s.execute(insert(ROUNDS_TABLE).values(**_round_values(record)))
+
+    def record_round_once(self, record: RoundRecord) -> bool:
+        """Insert a round summary unless one of the same study and round is stored.
+
+        Returns:
+            True if this call inserted it (the unique constraint decides between processes).
+        """
+        self._ready()
+        with self._session() as s:
+            stmt = (
+                insert_ignore(ROUNDS_TABLE, self._engine.dialect.name)
+                .values(**_round_values(record))
+                .returning(ROUNDS_TABLE.c.id)
             )
+            # a row comes back only if inserted (rowcount is -1 for this on psycopg 3)
+            return s.execute(stmt).first() is not None
 
     def rounds(self, study_name: str) -> list[RoundRecord]:
         """Stored round summaries of a study, by round."""
@@ -275,6 +284,21 @@ class ProjectStore:
                 )
                 for r in rows
             ]
+
+
+def _round_values(record: RoundRecord) -> dict[str, Any]:
+    return {
+        "study_name": record.study_name,
+        "round": record.round,
+        "n_trials": record.n_trials,
+        "best_value": _nullable(record.best_value),
+        "best_low": _nullable(record.best_low),
+        "best_high": _nullable(record.best_high),
+        "best_trial": None if record.best_trial < 0 else record.best_trial,
+        "mean": dict(record.mean),
+        "sigma": dict(record.sigma),
+        "created_at": record.created_at,
+    }
 
 
 def _now() -> datetime:
