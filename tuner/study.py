@@ -414,8 +414,17 @@ def _fail_running(study: optuna.Study) -> None:
 
 def _members(study: optuna.Study) -> list[FrozenTrial]:
     """Finished trials that hold a CEM member: COMPLETE, or FAIL for a non-finite value."""
+    return _select_members(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+    )
+
+
+def _select_members(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials of ``trials`` (by number) that hold a CEM member."""
     out = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state not in (TrialState.COMPLETE, TrialState.FAIL):
+            continue
         ua = t.user_attrs
         if "round" not in ua or "member" not in ua:
             continue
@@ -532,6 +541,27 @@ def _check_kept(
 
 def _record(store: ProjectStore, study_name: str, s: RoundSummary) -> None:
     store.record_round(
+        RoundRecord(
+            study_name,
+            s.round,
+            s.n_trials,
+            s.best_value,
+            s.best_low,
+            s.best_high,
+            s.best_trial,
+            s.mean,
+            s.sigma,
+            datetime.now(UTC),
+        )
+    )
+
+
+def _record_once(
+    store: ProjectStore, study_name: str, g: int, members: Sequence[FrozenTrial], cem: CEM
+) -> bool:
+    """Record round ``g`` (told next to ``cem``) unless recorded; True if this call did."""
+    s = _summary(g, members, cem.state, cem.space)
+    return store.record_round_once(
         RoundRecord(
             study_name,
             s.round,

@@ -1,11 +1,14 @@
-"""Commands: ``demo`` and ``search run|history|export``."""
+"""Commands: ``demo`` and ``search run|worker|history|export``."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib
 import json
 import logging
 import math
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +26,15 @@ from tuner.picking import export_pick, pick_weights
 from tuner.space import FusionSpace
 from tuner.storage import ProjectStore, SchemaVersionError
 from tuner.strategies import CEMConfig
-from tuner.study import create_or_load_study, history, load_search, run_rounds, trials_table
+from tuner.study import (
+    create_or_load_study,
+    history,
+    load_search,
+    run_rounds,
+    search_state,
+    trials_table,
+)
+from tuner.workers import set_target_rounds
 from tuner.workspace import HOLDOUT, SEARCH, SearchSettings, Workspace, resolve
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -264,6 +275,11 @@ STUDY = click.option("--study", "study_name", required=True, help="Study name.")
 @click.option("--elite-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.25,
               show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Spawn this many 'search worker' processes sharing the rounds (best on "
+                   "PostgreSQL); default: this process alone.")
+@click.option("--chunk", type=click.IntRange(min=1), default=None,
+              help="Members a worker claims at a time (default population / workers).")
 @click.option("--json", "as_json", is_flag=True, help="Print round summaries as JSON.")
 @click.option("--no-progress", is_flag=True)
 @click.pass_context
@@ -272,12 +288,14 @@ def search_run(ctx: click.Context, storage: str, study_name: str, logs: str | No
                scores: str | None, objective_text: str | None, estimator: str, formula: str,
                pinned: str | None, low: float, high: float, control_text: str | None,
                conditional_text: str | None, holdout_fraction: float, rounds: int,
-               population: int, elite_fraction: float, seed: int, as_json: bool,
-               no_progress: bool) -> None:
+               population: int, elite_fraction: float, seed: int, workers: int | None,
+               chunk: int | None, as_json: bool, no_progress: bool) -> None:
     """Run more CEM rounds; a new study needs --logs, --scores and --objective.
 
     On an existing study every setting comes from the database and the run
     continues where the last one stopped (an interrupted generation included).
+    With --workers N, N worker processes share each generation; more workers
+    may join from other machines with 'fusiontune search worker'.
     """
     url = storage_url(storage)
     names = _study_names(url)
@@ -304,14 +322,110 @@ def search_run(ctx: click.Context, storage: str, study_name: str, logs: str | No
         study = create_or_load_study(url, study_name, space, cem, seed,
                                      settings=settings.to_dict(),
                                      init_mean=None if init is None else space.from_weights(init))
-    ws = Workspace(settings)
-    objective = FusionObjective(ws.replay(SEARCH), dict(settings.objective))
-    summaries = run_rounds(study, space, cem, seed, objective, rounds, progress=not no_progress)
+    if workers is not None:
+        done = search_state(study, space, cem).generation
+        set_target_rounds(study, done + rounds)
+        n_chunk = chunk or max(1, -(-cem.population // workers))
+        _spawn_workers(url, study_name, workers, n_chunk)
+        summaries = history(study, space, cem)[done:done + rounds]
+    else:
+        ws = Workspace(settings)
+        objective = FusionObjective(ws.replay(SEARCH), dict(settings.objective))
+        summaries = run_rounds(study, space, cem, seed, objective, rounds,
+                               progress=not no_progress)
     if as_json:
         _dump([s.to_dict() for s in summaries])
         return
     click.echo(rounds_table(history(study, space, cem)))
     click.echo(f"{len(study.trials)} trials in study {study_name!r} ({url})")
+
+
+def _spawn_workers(url: str, study_name: str, n: int, chunk: int) -> None:
+    """Run ``n`` ``search worker`` processes to the study's target and wait for them."""
+    cmd = [sys.executable, "-c", "from tuner.cli import main; main()", "search", "worker",
+           "--storage", url, "--study", study_name, "--chunk", str(chunk)]
+    # the workers' lines go to stderr, so that stdout stays this command's (e.g. --json)
+    procs = [subprocess.Popen(cmd, stdout=2) for _ in range(n)]
+    try:
+        codes = [p.wait() for p in procs]
+    except BaseException:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+        raise
+    bad = [c for c in codes if c != 0]
+    if bad:
+        raise ValueError(f"{len(bad)} of {n} workers failed (exit codes {bad}); run again "
+                         "to resume, completed trials are saved")
+
+
+def _import_evaluate(spec: str) -> Callable[[np.ndarray], Any]:
+    """``module:function`` -> the function."""
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"--evaluate {spec!r} is not module:function")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"--evaluate {spec!r}: {err}") from None
+    if not callable(fn):
+        raise ValueError(f"--evaluate {spec!r} is not callable")
+    return fn  # type: ignore[no-any-return]
+
+
+@search.command("worker")
+@STORAGE
+@STUDY
+@click.option("--until", type=click.IntRange(min=0), default=None,
+              help="Stop when the study has this many complete rounds (default: the target "
+                   "the last 'search run --workers' stored).")
+@click.option("--chunk", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Members claimed and evaluated at a time.")
+@click.option("--heartbeat", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True, help="Seconds between heartbeats of this worker's claims.")
+@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True,
+              help="Seconds without heartbeat after which a claim is taken over.")
+@click.option("--evaluate", "evaluate_spec", default=None,
+              help="module:function mapping weights W [M, T] to TrialResults, instead of the "
+                   "study's replay objective.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON line per event (chunk, refit, lost) and a final report.")
+@user_errors
+def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
+                  heartbeat: float, stale_after: float, evaluate_spec: str | None,
+                  as_json: bool) -> None:
+    """Evaluate claimed chunks of a study's CEM generations until its target.
+
+    Start any number of workers, on any machines, against one database
+    (PostgreSQL): each generation's members are handed out once, a dead
+    worker's claims are taken over after --stale-after, and the trials are
+    those a single process would have written.
+    """
+    from tuner.workers import WorkerConfig, run_worker
+
+    url = storage_url(storage)
+    study, _, _, _, raw = _load_existing(url, study_name)
+    if evaluate_spec is not None:
+        evaluate = _import_evaluate(evaluate_spec)
+    else:
+        settings = SearchSettings.from_dict(raw)
+        evaluate = FusionObjective(Workspace(settings).replay(SEARCH), dict(settings.objective))
+    config = WorkerConfig(chunk=chunk, heartbeat_interval=heartbeat, stale_after=stale_after)
+
+    def show(event: dict[str, Any]) -> None:
+        if as_json:
+            click.echo(json.dumps(event))
+        elif event["event"] == "refit":
+            click.echo(f"round {event['round']} complete (refit recorded by this worker)")
+
+    report = run_worker(url, study_name, evaluate, until, config, on_event=show)
+    if as_json:
+        click.echo(json.dumps({"event": "report", **dataclasses.asdict(report)}))
+    else:
+        click.echo(f"worker {report.worker}: {report.evaluated} trials in {report.chunks} "
+                   f"chunks; study has {report.rounds_done} complete rounds")
 
 
 # options that describe a study: on an existing one they must agree with what it stored
