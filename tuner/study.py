@@ -35,6 +35,7 @@ __all__ = [
     "TrialResult",
     "create_or_load_study",
     "history",
+    "jsonable",
     "load_search",
     "run_rounds",
     "search_state",
@@ -117,7 +118,7 @@ class RoundSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; non-finite numbers become ``None``."""
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
 
 def create_or_load_study(
@@ -307,7 +308,7 @@ def trials_table(study: optuna.Study) -> list[dict[str, Any]]:
                 "datetime_complete": _iso(t.datetime_complete),
             }
         )
-    return [_jsonable(r) for r in rows]
+    return [jsonable(r) for r in rows]
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -631,11 +632,12 @@ def _json_roundtrip(value: Mapping[str, Any], what: str) -> dict[str, Any]:
         raise ValueError(f"{what} must be JSON-able (finite numbers): {err}") from err
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """``x`` with numpy scalars made plain and non-finite floats made ``None`` (for JSON)."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, float | np.floating):
         return float(x) if math.isfinite(x) else None
     if isinstance(x, np.integer):

@@ -7,7 +7,6 @@ import functools
 import importlib
 import json
 import logging
-import math
 import subprocess
 import sys
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from tuner.strategies import CEMConfig
 from tuner.study import (
     create_or_load_study,
     history,
+    jsonable,
     load_search,
     run_rounds,
     search_state,
@@ -68,19 +68,7 @@ def storage_url(value: str) -> str:
 
 
 def _dump(data: Any) -> None:
-    click.echo(json.dumps(_jsonable(data), indent=2, allow_nan=False))
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float | np.floating):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
+    click.echo(json.dumps(jsonable(data), indent=2, allow_nan=False))
 
 
 def _weights_option(text: str | None, space: FusionSpace, formula: str,
