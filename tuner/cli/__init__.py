@@ -1,7 +1,8 @@
 """The ``fusiontune`` command line.
 
 ``fusiontune demo`` runs the whole loop on the embedded synthetic world;
-``fusiontune search run|history|export`` work on a study in a database.
+``fusiontune search run|history|export`` work on a study in a database;
+``fusiontune ranker train|evaluate|score`` run the multi-task ranker from a TOML file.
 Exit codes: 0 success, 1 a user error (one-line message, no traceback),
 2 a usage error (click's), 130 interrupted.
 """
@@ -9,5 +10,8 @@ Exit codes: 0 success, 1 a user error (one-line message, no traceback),
 from __future__ import annotations
 
 from tuner.cli._main import main
+from tuner.cli._ranker import ranker
+
+main.add_command(ranker)
 
 __all__ = ["main"]

@@ -1,0 +1,287 @@
+"""Commands ``ranker train|evaluate|score``: the multi-task ranker on KuaiRand from a TOML file.
+
+The run file (:mod:`ranker.config_file`) picks model, experts, head, balancer,
+tasks and training settings; these commands compose the ranker's parts from it
+and report per-task AUC, GAUC (per user), logloss and calibration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ranker import MultiTaskModel, build_model, evaluate, load_checkpoint, predict, save_checkpoint
+from ranker import train as train_model
+from ranker.config_file import RankerRunConfig, load_run_config, parse_run_config
+from ranker.gauc import task_gauc
+from ranker.kuairand import KuaiRandData, KuaiRandSplit, load_kuairand
+from tuner.cli._format import table
+from tuner.cli._main import user_errors
+
+__all__ = ["ranker"]
+
+SPLITS = ("train", "valid", "test")
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(_finite(data), indent=2, allow_nan=False))
+
+
+def _finite(x: Any) -> Any:
+    """JSON-ready: non-finite floats become null."""
+    if isinstance(x, Mapping):
+        return {str(k): _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    if isinstance(x, float | np.floating):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def data_fingerprint(data: KuaiRandData) -> str:
+    """SHA-256 (16 hex digits) of every split's feature and label arrays, names and dtypes.
+
+    Two loads of the same files give the same fingerprint; any change of rows,
+    features, encodings or tasks changes it.
+    """
+    h = hashlib.sha256()
+    for name, split in data.splits().items():
+        h.update(f"split {name} {split.n_rows}|".encode())
+        for kind, arrays in (("f", split.data.features), ("y", split.data.labels)):
+            for key in sorted(arrays):
+                arr = np.ascontiguousarray(arrays[key])
+                h.update(f"{kind}:{key}:{arr.dtype}|".encode())
+                h.update(arr.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _load_data(config: RankerRunConfig, tasks: tuple[str, ...], progress: bool) -> KuaiRandData:
+    if progress:
+        click.echo("loading KuaiRand-Pure...", err=True)
+    return load_kuairand(config.data.path, tasks=tasks)
+
+
+def _train_rows(config: RankerRunConfig, split: KuaiRandSplit) -> KuaiRandSplit:
+    """The train split, subsampled to ``[data] max_train_rows`` (seeded by ``[train] seed``)."""
+    cap = config.data.max_train_rows
+    if cap is None or cap >= split.n_rows:
+        return split
+    rng = np.random.default_rng(config.train.seed)
+    return split.take(np.sort(rng.choice(split.n_rows, cap, replace=False)))
+
+
+def split_metrics(model: MultiTaskModel, split: KuaiRandSplit) -> dict[str, dict[str, float]]:
+    """Task -> ``auc``, ``gauc``, ``logloss``, ``calibration``, ``rows``, ``users`` on a split.
+
+    Each task is measured over its sample space (``after:click``: clicked rows);
+    GAUC is the row-weighted mean AUC over users with both labels.
+    """
+    metrics = evaluate(model, split.data)
+    gaucs = task_gauc(
+        split.data.labels, predict(model, split.data.features), split.user_id, model.tasks
+    )
+    return {
+        t.name: {
+            "auc": metrics[t.name].auc,
+            "gauc": gaucs[t.name].value,
+            "logloss": metrics[t.name].logloss,
+            "calibration": metrics[t.name].calibration,
+            "rows": metrics[t.name].n,
+            "users": gaucs[t.name].n_groups,
+        }
+        for t in model.tasks
+    }
+
+
+def metrics_table(model: MultiTaskModel, metrics: Mapping[str, Mapping[str, float]]) -> str:
+    """One row per task: sample space, rows, AUC, GAUC (users), logloss, calibration."""
+    rows = [
+        [
+            t.name,
+            t.sample_space or "all",
+            int(metrics[t.name]["rows"]),
+            float(metrics[t.name]["auc"]),
+            float(metrics[t.name]["gauc"]),
+            int(metrics[t.name]["users"]),
+            float(metrics[t.name]["logloss"]),
+            float(metrics[t.name]["calibration"]),
+        ]
+        for t in model.tasks
+    ]
+    header = ["task", "space", "rows", "AUC", "GAUC", "users", "logloss", "calibration"]
+    return table(header, rows)
+
+
+def _checkpoint_config(meta: Mapping[str, Any], path: Path) -> RankerRunConfig:
+    if "config" not in meta:
+        raise ValueError(f"checkpoint {path} holds no run config; pass --config FILE")
+    try:
+        return parse_run_config(meta["config"])
+    except ValueError as err:
+        raise ValueError(f"checkpoint {path}: its stored config is invalid here: {err}") from None
+
+
+def _open(checkpoint: Path, config_path: Path | None,
+          ) -> tuple[MultiTaskModel, dict[str, Any], RankerRunConfig]:
+    model, meta = load_checkpoint(checkpoint)
+    config = (_checkpoint_config(meta, checkpoint) if config_path is None
+              else load_run_config(config_path))
+    return model, meta, config
+
+
+def _check_fingerprint(meta: Mapping[str, Any], data: KuaiRandData, checkpoint: Path) -> str:
+    fp = data_fingerprint(data)
+    stored = meta.get("data_fingerprint")
+    if stored is not None and stored != fp:
+        click.echo(f"warning: the data differ from those {checkpoint} was trained on "
+                   f"(fingerprint {fp}, checkpoint {stored})", err=True)
+    return fp
+
+
+_CONFIG = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+    help="Run file (TOML): [model], [balancer], [train], [data].")
+_CHECKPOINT = click.option(
+    "--checkpoint", type=click.Path(path_type=Path, dir_okay=False), default=Path("ranker.pt"),
+    show_default=True, help="Checkpoint file.")
+_SPLIT = click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True,
+                      help="Date split: train 04-25..05-04, valid 05-05..06, test 05-07..08.")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+_PROGRESS = click.option("--progress/--no-progress", default=True,
+                         help="Progress bars and notes on stderr.")
+
+
+@click.group()
+def ranker() -> None:
+    """Train, evaluate and score the multi-task ranker on KuaiRand-Pure from a run file."""
+
+
+@ranker.command("train")
+@_CONFIG
+@_CHECKPOINT
+@_JSON
+@_PROGRESS
+@user_errors
+def train_cmd(config_path: Path | None, checkpoint: Path, as_json: bool, progress: bool) -> None:
+    """Train a ranker, save it with its config, data fingerprint and metrics; print test metrics.
+
+    Early stopping uses the valid days; the table is on the test days.
+    """
+    if config_path is None:
+        raise ValueError("ranker train needs --config FILE (see configs/kuairand_mmoe.toml)")
+    config = load_run_config(config_path)
+    if not checkpoint.parent.is_dir():
+        raise FileNotFoundError(
+            f"cannot write checkpoint {checkpoint}: folder {checkpoint.parent} does not exist")
+    data = _load_data(config, config.data.tasks, progress)
+    fingerprint = data_fingerprint(data)
+    train_split = _train_rows(config, data.train)
+    model = build_model(config.model.kind, data.features, data.tasks, config.model.config,
+                        seed=config.train.seed)
+    balancer = config.balancer.build([t.name for t in data.tasks])
+    result = train_model(model, train_split.data, data.valid.data, config.train,
+                         progress=progress, balancer=balancer)
+    test = split_metrics(result.model, data.test)
+    valid = split_metrics(result.model, data.valid)
+    meta = {
+        "config": config.to_dict(),
+        "data_fingerprint": fingerprint,
+        "train_rows": train_split.n_rows,
+        "best_epoch": result.best_epoch,
+        "history": result.history,
+        "metrics": {"valid": valid, "test": test},
+    }
+    model_fp = save_checkpoint(checkpoint, result.model, meta)
+    if as_json:
+        _echo_json({"checkpoint": str(checkpoint), "fingerprint": model_fp,
+                    "data_fingerprint": fingerprint, "train_rows": train_split.n_rows,
+                    "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                    "split": "test", "metrics": test})
+        return
+    click.echo(f"{config.model.kind} ({config.model.config.head} head, balancer "
+               f"{config.balancer.name}): {train_split.n_rows:,} train rows, "
+               f"best epoch {result.best_epoch} of {len(result.history)}")
+    click.echo(f"checkpoint {checkpoint} (model {model_fp}, data {fingerprint})\n")
+    click.echo(f"test days ({data.test.n_rows:,} rows):")
+    click.echo(metrics_table(result.model, test))
+
+
+@ranker.command("evaluate")
+@_CONFIG
+@_CHECKPOINT
+@_SPLIT
+@_JSON
+@_PROGRESS
+@user_errors
+def evaluate_cmd(config_path: Path | None, checkpoint: Path, split: str, as_json: bool,
+                 progress: bool) -> None:
+    """Per-task metrics of a checkpoint on a split.
+
+    The data are found from --config, else from the run config stored in the checkpoint.
+    """
+    model, meta, config = _open(checkpoint, config_path)
+    data = _load_data(config, tuple(t.name for t in model.tasks), progress)
+    fp = _check_fingerprint(meta, data, checkpoint)
+    rows = data.splits()[split]
+    metrics = split_metrics(model, rows)
+    if as_json:
+        _echo_json({"checkpoint": str(checkpoint), "fingerprint": meta["fingerprint"],
+                    "data_fingerprint": fp, "split": split, "metrics": metrics})
+        return
+    click.echo(f"{checkpoint} ({model.spec.arch}) on the {split} days ({rows.n_rows:,} rows):")
+    click.echo(metrics_table(model, metrics))
+
+
+@ranker.command("score")
+@_CONFIG
+@_CHECKPOINT
+@_SPLIT
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Score table to write (Parquet).")
+@_PROGRESS
+@user_errors
+def score_cmd(config_path: Path | None, checkpoint: Path, split: str, out: Path,
+              progress: bool) -> None:
+    """Write a score table for a split: row_id, user_id, video_id, time_ms, p_<task>...
+
+    ``row_id`` is the row's index in the split (sorted by time). For an
+    ``after:x`` task the score is conditional, p(task | x).
+    """
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {out}: folder {out.parent} does not exist")
+    model, meta, config = _open(checkpoint, config_path)
+    data = _load_data(config, tuple(t.name for t in model.tasks), progress)
+    _check_fingerprint(meta, data, checkpoint)
+    rows = data.splits()[split]
+    probs = predict(model, rows.data.features)
+    columns: dict[str, Any] = {
+        "row_id": np.arange(rows.n_rows, dtype=np.int64),
+        "user_id": rows.user_id.astype(np.int64),
+        "video_id": rows.video_id.astype(np.int64),
+        "time_ms": rows.time_ms.astype(np.int64),
+    }
+    columns.update({f"p_{t.name}": probs[t.name] for t in model.tasks})
+    meta_kv = {"fusiontune.checkpoint": meta["fingerprint"], "fusiontune.split": split}
+    tbl = pa.table(columns).replace_schema_metadata(meta_kv)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:  # a failed write never leaves a half-written table under the final name
+        pq.write_table(tbl, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    click.echo(f"wrote {rows.n_rows:,} rows x {len(model.tasks)} tasks ({split} days) to {out}")
