@@ -155,7 +155,12 @@ class Replay:
             weights: ``[P, S]`` (or ``[S]``) fusion weight vectors.
             objective: task -> weight of the business objective, or None.
         """
-        terms = self.terms(weights)
+        return self.estimates(self.terms(weights), objective)
+
+    def estimates(
+        self, terms: RequestTerms, objective: Mapping[str, float] | None = None
+    ) -> PopulationEstimate:
+        """Estimates with intervals from per-request terms (see :meth:`terms`)."""
         combine = objective_matrix(self.feedback.tasks, objective)
         low, high = self.interval.bounds(terms, combine)
         metrics = self.feedback.tasks + ((OBJECTIVE,) if objective is not None else ())

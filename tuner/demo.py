@@ -178,7 +178,7 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
     study = create_or_load_study(storage, config.study_name, space, cem, config.seed,
                                  settings=settings.to_dict(),
                                  init_mean=space.from_weights(control))
-    objective = FusionObjective(ws.replay(SEARCH), dict(config.objective))
+    objective = FusionObjective.for_workspace(ws)
     rounds = run_rounds(study, space, cem, config.seed, objective, config.rounds,
                         progress=progress)
     say(f"[4/6] CEM: {config.rounds} rounds x {config.population} trials in {storage}")

@@ -8,13 +8,16 @@ per-task estimates).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from simulator.replay import OBJECTIVE, Replay
+from tuner.guardrails import Guardrail, guardrail_reasons, parse_guardrails
 from tuner.study import TrialResult
+from tuner.workspace import SEARCH, Workspace
 
 __all__ = ["FusionObjective", "parse_objective"]
 
@@ -47,9 +50,15 @@ def parse_objective(text: str) -> dict[str, float]:
 class FusionObjective:
     """Callable ``W [M, S] -> list[TrialResult]`` over one replay.
 
+    With guardrails, the control weights are evaluated in the same pass and
+    each weight vector's paired lift over control is checked; a vector that
+    breaks one gets ``TrialResult.infeasible`` set to the reason.
+
     Args:
         replay: the replay of the search split of the log.
         objective: task -> weight of the business objective.
+        guardrails: metric floors relative to control.
+        control: ``[S]`` control weights (needed with guardrails).
 
     Example:
         >>> obj = FusionObjective(replay, {"click": 1.0, "conversion": 10.0})  # doctest: +SKIP
@@ -58,12 +67,38 @@ class FusionObjective:
 
     replay: Replay
     objective: Mapping[str, float] = field(default_factory=dict)
+    guardrails: tuple[Guardrail, ...] = ()
+    control: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.guardrails and self.control is None:
+            raise ValueError("guardrails are judged against control: give control weights")
+
+    @classmethod
+    def for_workspace(cls, ws: Workspace, part: str = SEARCH) -> FusionObjective:
+        """The objective a study's settings define, on one split of its log."""
+        s = ws.settings
+        guardrails = parse_guardrails(s.guardrails, ws.traffic.tasks)
+        control = None if s.control is None else np.asarray(s.control, dtype=float)
+        if guardrails and control is None:
+            control = np.ones(len(ws.score_tasks))
+        return cls(ws.replay(part), dict(s.objective), guardrails, control)
 
     def __call__(self, weights: np.ndarray) -> Sequence[TrialResult]:
-        result = self.replay.evaluate(weights, self.objective)
+        weights = np.atleast_2d(np.asarray(weights, dtype=float))
         tasks = self.replay.feedback.tasks
+        if self.guardrails:
+            assert self.control is not None
+            terms = self.replay.terms(np.vstack([self.control[None, :], weights]))
+            reasons = guardrail_reasons(terms, self.replay.interval, tasks, self.guardrails)
+            terms = terms.take(np.arange(1, len(weights) + 1))
+        else:
+            terms = self.replay.terms(weights)
+            reasons = [""] * len(weights)
+        result = self.replay.estimates(terms, self.objective)
         out = []
         for p in range(len(result)):
             metrics = {t: float(result.value[p, i]) for i, t in enumerate(tasks)}
-            out.append(TrialResult.from_estimate(result.estimate(p, OBJECTIVE), metrics))
+            base = TrialResult.from_estimate(result.estimate(p, OBJECTIVE), metrics)
+            out.append(dataclasses.replace(base, infeasible=reasons[p]))
         return out

@@ -14,9 +14,10 @@ import optuna
 from simulator.replay import OBJECTIVE
 from simulator.report import ABReport, ab_report
 from tuner.export import ExportedWeights
+from tuner.objective import FusionObjective
 from tuner.space import FusionSpace
 from tuner.strategies import CEMConfig
-from tuner.study import search_state
+from tuner.study import INFEASIBLE, is_feasible_complete, search_state
 from tuner.workspace import HOLDOUT, SEARCH, Workspace
 
 __all__ = ["PICKS", "export_pick", "pick_weights"]
@@ -41,8 +42,12 @@ def pick_weights(study: optuna.Study, space: FusionSpace, config: CEMConfig, pic
     if pick == "cem_mean":
         state = search_state(study, space, config)
         return space.matrix_to_weights(np.asarray(state.mean)[None])[0], None
+    feasible = [t for t in complete if is_feasible_complete(t)]
     if pick == "best_trial":
-        trial = max(complete, key=lambda t: t.value if t.value is not None else -np.inf)
+        if not feasible:
+            raise ValueError(f"every complete trial of study {study.study_name!r} breaks a "
+                             "guardrail; none can be exported as best")
+        trial = max(feasible, key=lambda t: t.value if t.value is not None else -np.inf)
     else:
         numbers = {t.number: t for t in complete}
         if trial_number not in numbers:
@@ -50,6 +55,9 @@ def pick_weights(study: optuna.Study, space: FusionSpace, config: CEMConfig, pic
             raise ValueError(f"trial {trial_number} of study {study.study_name!r} does not "
                              f"exist or did not complete; trial numbers: {valid}")
         trial = numbers[trial_number]
+        if not is_feasible_complete(trial):
+            raise ValueError(f"trial {trial_number} breaks a guardrail "
+                             f"({trial.user_attrs.get(INFEASIBLE)}); it cannot be exported")
     return space.to_weights(trial.params), trial.number
 
 
@@ -60,6 +68,12 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
     control = (np.asarray(settings.control, float) if settings.control is not None
                else np.ones(len(ws.score_tasks)))
     report = ab_report(ws.replay(HOLDOUT), control, weights, settings.objective)
+    holdout = FusionObjective.for_workspace(ws, HOLDOUT)
+    if holdout.guardrails:
+        reason = holdout(weights[None])[0].infeasible
+        if reason:
+            raise ValueError(f"the {pick} pick breaks a guardrail on the held-out split "
+                             f"({reason}); it is not exported")
     search = ws.replay(SEARCH).evaluate(weights[None], settings.objective)
     search_values = {m: float(search.value[0, i]) for i, m in enumerate(search.metrics)}
     row = report.row(OBJECTIVE)

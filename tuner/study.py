@@ -35,6 +35,7 @@ __all__ = [
     "TrialResult",
     "create_or_load_study",
     "history",
+    "is_feasible_complete",
     "jsonable",
     "load_search",
     "run_rounds",
@@ -49,6 +50,7 @@ ATTR_SETTINGS = "fusiontune:settings"
 ATTR_INIT_MEAN = "fusiontune:init_mean"
 FAIL_REASON = "fail_reason"
 REASON_NONFINITE = "non-finite objective value"
+INFEASIBLE = "infeasible"
 REASON_INTERRUPTED = "left RUNNING by an interrupted run; marked FAIL on resume"
 
 # URL of the storage each study was opened with here, so run_rounds can reach the project
@@ -77,6 +79,9 @@ class TrialResult:
         high: upper end of its confidence interval.
         ess: effective sample size of the estimate.
         metrics: per-task estimates, stored as trial user attrs ``metric:<task>``.
+        infeasible: why the weight vector breaks a guardrail (``""``: feasible);
+            stored as user attr ``infeasible``. Infeasible trials never become CEM
+            elites and are never reported as a round's best.
     """
 
     value: float
@@ -84,6 +89,7 @@ class TrialResult:
     high: float
     ess: float
     metrics: Mapping[str, float] = field(default_factory=dict)
+    infeasible: str = ""
 
     @classmethod
     def from_estimate(
@@ -304,6 +310,7 @@ def trials_table(study: optuna.Study) -> list[dict[str, Any]]:
                 "params": dict(t.params),
                 "metrics": {k[7:]: v for k, v in ua.items() if k.startswith("metric:")},
                 "fail_reason": ua.get(FAIL_REASON),
+                "infeasible": ua.get(INFEASIBLE),
                 "datetime_start": _iso(t.datetime_start),
                 "datetime_complete": _iso(t.datetime_complete),
             }
@@ -471,12 +478,18 @@ def _generations(
     return out
 
 
+def is_feasible_complete(t: FrozenTrial) -> bool:
+    """A COMPLETE trial with a value that breaks no guardrail."""
+    return (t.state == TrialState.COMPLETE and t.value is not None
+            and not t.user_attrs.get(INFEASIBLE))
+
+
 def _arrays(space: FusionSpace, members: Sequence[FrozenTrial]) -> tuple[np.ndarray, np.ndarray]:
     """Stored ``X [M, dim]`` and ``values [M]`` (NaN for FAIL) of one generation."""
     X = np.stack([space.from_params(t.params) for t in members])
     values = np.array(
         [
-            t.value if t.state == TrialState.COMPLETE and t.value is not None else np.nan
+            t.value if is_feasible_complete(t) else np.nan
             for t in members
         ],
         dtype=np.float64,
@@ -488,7 +501,8 @@ def _summary(
     g: int, members: Sequence[FrozenTrial], state: CEMState, space: FusionSpace
 ) -> RoundSummary:
     done = [t for t in members if t.state == TrialState.COMPLETE and t.value is not None]
-    best = max(done, key=lambda t: (t.value, -t.number)) if done else None
+    feasible = [t for t in done if is_feasible_complete(t)]
+    best = max(feasible, key=lambda t: (t.value, -t.number)) if feasible else None
     ua = best.user_attrs if best is not None else {}
     return RoundSummary(
         round=g,
@@ -514,6 +528,8 @@ def _frozen(
         "ess": float(result.ess),
     }
     attrs.update({f"metric:{k}": float(v) for k, v in result.metrics.items()})
+    if result.infeasible:
+        attrs[INFEASIBLE] = result.infeasible
     finite = math.isfinite(value)
     if not finite:
         attrs[FAIL_REASON] = f"{REASON_NONFINITE} {value}"

@@ -44,6 +44,8 @@ class SearchSettings:
             -> ``click`` when ``p_conversion`` is ``P(conversion | click)``), so the
             reward model of DM and DR can chain them.
         control: control weights (score-task order), the A/B baseline and CEM's start.
+        guardrails: metric -> largest allowed drop below control, a fraction
+            (see :mod:`tuner.guardrails`).
         n_bootstrap: bootstrap resamples of every interval.
         data_fingerprint: fingerprint of the log.
         model_fingerprint: fingerprint of the model behind the scores.
@@ -60,6 +62,7 @@ class SearchSettings:
     conditional: Mapping[str, str] = field(default_factory=dict)
     control: Sequence[float] | None = None
     n_bootstrap: int = 200
+    guardrails: Mapping[str, float] = field(default_factory=dict)
     data_fingerprint: str = ""
     model_fingerprint: str = ""
 
@@ -80,6 +83,7 @@ class SearchSettings:
         d = asdict(self)
         d["objective"], d["splits"] = dict(self.objective), dict(self.splits)
         d["conditional"] = dict(self.conditional)
+        d["guardrails"] = dict(self.guardrails)
         d["control"] = None if self.control is None else [float(x) for x in self.control]
         return d
 

@@ -166,6 +166,18 @@ class RequestTerms:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.weight_sq_sum > 0, self.weight_sum**2 / self.weight_sq_sum, 0.0)
 
+    def take(self, policies: np.ndarray) -> RequestTerms:
+        """The terms of a subset of the policies (indices into the ``P`` axis)."""
+        idx = np.asarray(policies)
+        return RequestTerms(
+            numerator=self.numerator[idx],
+            denominator=None if self.denominator is None else self.denominator[idx],
+            scale=None if self.scale is None else self.scale[idx],
+            weight_sum=self.weight_sum[idx],
+            weight_sq_sum=self.weight_sq_sum[idx],
+            offset=None if self.offset is None else self.offset[idx],
+        )
+
     @staticmethod
     def concatenate(parts: Sequence[RequestTerms]) -> RequestTerms:
         """Join the terms of consecutive request chunks."""

@@ -20,6 +20,7 @@ import optuna
 from simulator.fusion import make_fusion
 from simulator.replay import OBJECTIVE
 from tuner.cli._format import ab_table, rounds_table, table
+from tuner.guardrails import parse_guardrails
 from tuner.objective import FusionObjective, parse_objective
 from tuner.picking import export_pick, pick_weights
 from tuner.space import FusionSpace
@@ -257,6 +258,9 @@ STUDY = click.option("--study", "study_name", required=True, help="Study name.")
               help="Score tasks conditional on another, e.g. conversion=click (for dm/dr).")
 @click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.5, show_default=True)
+@click.option("--guardrail", "guardrail_text",
+              help="Metrics that may not drop more than a fraction below control, judged at "
+                   "the lower end of the paired 95%% lift interval: click=0.05,like=2%%.")
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
               help="New CEM generations to run.")
 @click.option("--population", type=click.IntRange(min=4), default=32, show_default=True)
@@ -275,7 +279,8 @@ STUDY = click.option("--study", "study_name", required=True, help="Study name.")
 def search_run(ctx: click.Context, storage: str, study_name: str, logs: str | None,
                scores: str | None, objective_text: str | None, estimator: str, formula: str,
                pinned: str | None, low: float, high: float, control_text: str | None,
-               conditional_text: str | None, holdout_fraction: float, rounds: int,
+               conditional_text: str | None, holdout_fraction: float,
+               guardrail_text: str | None, rounds: int,
                population: int, elite_fraction: float, seed: int, workers: int | None,
                chunk: int | None, as_json: bool, no_progress: bool) -> None:
     """Run more CEM rounds; a new study needs --logs, --scores and --objective.
@@ -304,7 +309,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, logs: str | No
         assert logs is not None and scores is not None and objective_text is not None
         settings, space = _new_settings(logs, scores, objective_text, estimator, formula,
                                         pinned, low, high, control_text, conditional_text,
-                                        holdout_fraction, seed)
+                                        holdout_fraction, seed, guardrail_text)
         cem = CEMConfig(population=population, elite_fraction=elite_fraction)
         init = np.asarray(settings.control) if settings.control is not None else None
         study = create_or_load_study(url, study_name, space, cem, seed,
@@ -318,7 +323,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, logs: str | No
         summaries = history(study, space, cem)[done:done + rounds]
     else:
         ws = Workspace(settings)
-        objective = FusionObjective(ws.replay(SEARCH), dict(settings.objective))
+        objective = FusionObjective.for_workspace(ws)
         summaries = run_rounds(study, space, cem, seed, objective, rounds,
                                progress=not no_progress)
     if as_json:
@@ -399,7 +404,7 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
         evaluate = _import_evaluate(evaluate_spec)
     else:
         settings = SearchSettings.from_dict(raw)
-        evaluate = FusionObjective(Workspace(settings).replay(SEARCH), dict(settings.objective))
+        evaluate = FusionObjective.for_workspace(Workspace(settings))
     config = WorkerConfig(chunk=chunk, heartbeat_interval=heartbeat, stale_after=stale_after)
 
     def show(event: dict[str, Any]) -> None:
@@ -419,6 +424,7 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
 # options that describe a study: on an existing one they must agree with what it stored
 _NEW_STUDY_OPTIONS = ("logs", "scores", "objective_text", "estimator", "formula", "pinned",
                       "low", "high", "control_text", "conditional_text", "holdout_fraction",
+                      "guardrail_text",
                       "population", "elite_fraction", "seed")
 
 
@@ -434,6 +440,8 @@ def _check_same(given: list[str], params: dict[str, Any], stored: SearchSettings
             return _weights_option(value, space, stored.formula, "--control")
         if name == "conditional_text":
             return _parse_conditional(value, space.tasks)
+        if name == "guardrail_text":
+            return {g.metric: g.max_drop for g in parse_guardrails(value)}
         return value
 
     old: dict[str, Any] = {
@@ -442,6 +450,7 @@ def _check_same(given: list[str], params: dict[str, Any], stored: SearchSettings
         "low": space.low, "high": space.high,
         "control_text": None if stored.control is None else list(stored.control),
         "conditional_text": dict(stored.conditional),
+        "guardrail_text": dict(stored.guardrails),
         "holdout_fraction": stored.splits[HOLDOUT], "population": cem.population,
         "elite_fraction": cem.elite_fraction, "seed": seed,
     }
@@ -456,7 +465,8 @@ def _check_same(given: list[str], params: dict[str, Any], stored: SearchSettings
 def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, formula: str,
                   pinned: str | None, low: float, high: float, control_text: str | None,
                   conditional_text: str | None, holdout_fraction: float,
-                  seed: int) -> tuple[SearchSettings, FusionSpace]:
+                  seed: int, guardrail_text: str | None = None
+                  ) -> tuple[SearchSettings, FusionSpace]:
     from simulator.logs import LoggedTraffic
     from tuner.scores import ScoreTable
 
@@ -470,7 +480,9 @@ def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, f
         logs=resolve(logs), scores=resolve(scores), objective=parse_objective(objective_text),
         estimator=estimator, formula=formula,
         splits={SEARCH: 1 - holdout_fraction, HOLDOUT: holdout_fraction}, split_seed=seed,
-        conditional=conditional, control=control, data_fingerprint=traffic.fingerprint())
+        conditional=conditional, control=control, data_fingerprint=traffic.fingerprint(),
+        guardrails={g.metric: g.max_drop
+                    for g in parse_guardrails(guardrail_text, traffic.tasks)})
     Workspace(settings, traffic, table_)  # validates the pair before the study is created
     return settings, space
 
