@@ -4,6 +4,26 @@ true value of any policy on it."""
 from __future__ import annotations
 
 from simulator.worlds._base import BaseWorld
+from simulator.worlds._kuairand import (
+    FitConfig,
+    FitQuality,
+    KuaiRandConfig,
+    KuaiRandFit,
+    KuaiRandWorld,
+    evaluate_response_model,
+    load_response_model,
+)
 from simulator.worlds._marketplace import MarketplaceConfig, MarketplaceWorld
 
-__all__ = ["BaseWorld", "MarketplaceConfig", "MarketplaceWorld"]
+__all__ = [
+    "BaseWorld",
+    "FitConfig",
+    "FitQuality",
+    "KuaiRandConfig",
+    "KuaiRandFit",
+    "KuaiRandWorld",
+    "MarketplaceConfig",
+    "MarketplaceWorld",
+    "evaluate_response_model",
+    "load_response_model",
+]
