@@ -45,6 +45,11 @@ class BaseStrategy(abc.ABC):
     def reset(self) -> None:
         """Return to the initial state (before generation 0)."""
 
+    def pick(self) -> np.ndarray:
+        """The point ``x [dim]`` the strategy recommends exporting now (denoised where it can
+        be, e.g. CEM's mean rather than its best noisy trial)."""
+        raise NotImplementedError(f"{type(self).__name__} does not recommend a point")
+
     def replay(self, history: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
         """Reset, then tell each completed generation ``(X [M, dim], values [M])`` in order."""
         self.reset()

@@ -146,6 +146,10 @@ class CEM(BaseStrategy):
             raise ValueError(f"state has wrong dimension; the space has dim {self.space.dim}")
         self._state = state
 
+    def pick(self) -> np.ndarray:
+        """The recommended vector ``[dim]``: the current mean (the denoised pick)."""
+        return np.asarray(self._state.mean, dtype=np.float64)
+
     def reset(self) -> None:
         width = self.space.high - self.space.low
         sigma = np.full(self.space.dim, self.config.init_sigma * width)
