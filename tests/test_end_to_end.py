@@ -92,3 +92,24 @@ def test_demo_json_output_parses(tmp_path: Path) -> None:
         assert set(pick["true"]) == {"click", "conversion", "like"}
     assert Path(data["export"]) == tmp_path / "weights.json"
     assert set(data["control_truth"]) == {"click", "conversion", "like"}
+
+
+def test_demo_on_the_kuairand_fitted_world(tmp_path: Path) -> None:
+    """One flag runs the whole loop on the world fitted on real KuaiRand logs."""
+    import os
+
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kuairand-pure"
+    if not data.is_dir() and not os.environ.get("FUSIONTUNE_KUAIRAND"):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the KuaiRand data at {data}")
+        pytest.skip(f"KuaiRand data not found at {data}")
+    result = CliRunner().invoke(
+        main, ["demo", "--world", "kuairand", "--out", str(tmp_path), "--requests", "3000",
+               "--rounds", "2", "--population", "8", "--epochs", "1", "--no-progress"],
+        catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for task in ("click", "long_view", "like", "profile_enter"):
+        assert task in result.output
+    assert "true lift" in result.output
+    exported = json.loads((tmp_path / "weights.json").read_text())
+    assert exported["tasks"] == ["click", "long_view", "like", "profile_enter"]

@@ -37,7 +37,7 @@ from simulator.fusion import make_fusion
 from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
 from simulator.report import ABReport
-from simulator.worlds import MarketplaceConfig, MarketplaceWorld
+from simulator.worlds import KuaiRandConfig, KuaiRandWorld, MarketplaceConfig, MarketplaceWorld
 from tuner.bridge import candidate_features, default_feature_specs, ranker_rows
 from tuner.export import ExportedWeights
 from tuner.objective import FusionObjective
@@ -52,6 +52,13 @@ __all__ = ["DemoConfig", "DemoResult", "Pick", "run_demo"]
 
 RANKER_TASKS = (TaskSpec("click"), TaskSpec("conversion", sample_space="after:click"),
                 TaskSpec("like"))
+KUAIRAND_RANKER_TASKS = (TaskSpec("click"), TaskSpec("long_view", sample_space="after:click"),
+                         TaskSpec("like"), TaskSpec("profile_enter"))
+WORLDS = ("marketplace", "kuairand")
+DEFAULT_OBJECTIVES = {
+    "marketplace": {"click": 1.0, "conversion": 10.0, "like": 5.0},
+    "kuairand": {"click": 1.0, "long_view": 2.0, "like": 20.0, "profile_enter": 20.0},
+}
 # fractions of requests: ranker train / ranker validation / search / held-out
 SPLITS = {"train": 0.4, "valid": 0.1, "search": 0.25, "holdout": 0.25}
 
@@ -71,6 +78,10 @@ class DemoConfig:
         objective: task -> weight of the business objective.
         epochs: ranker training epochs (early stopping may end sooner).
         study_name: name of the study in the database.
+        world: ``"marketplace"`` (synthetic, embedded) or ``"kuairand"`` (fitted on
+            the real KuaiRand-Pure slice, which must be at ``../shared/data`` or
+            ``$FUSIONTUNE_KUAIRAND``).
+        guardrails: metric -> largest allowed drop below control (a fraction).
     """
 
     out_dir: Path = Path("fusiontune-demo")
@@ -81,9 +92,15 @@ class DemoConfig:
     elite_fraction: float = 0.25
     estimator: str = "snips"
     objective: Mapping[str, float] = field(
-        default_factory=lambda: {"click": 1.0, "conversion": 10.0, "like": 5.0})
+        default_factory=lambda: dict(DEFAULT_OBJECTIVES["marketplace"]))
     epochs: int = 4
     study_name: str = "demo"
+    world: str = "marketplace"
+    guardrails: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.world not in WORLDS:
+            raise ValueError(f"unknown world {self.world!r}; valid: {list(WORLDS)}")
 
 
 @dataclass(frozen=True)
@@ -123,7 +140,16 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
     tick = time.perf_counter()
 
     # 1. world -> logs
-    world = MarketplaceWorld(MarketplaceConfig(n_requests=config.n_requests, seed=config.seed))
+    world: MarketplaceWorld | KuaiRandWorld
+    ranker_tasks: tuple[TaskSpec, ...]
+    if config.world == "kuairand":
+        say("[0/6] loading the response model fitted on KuaiRand-Pure (fits once, cached)")
+        world = KuaiRandWorld(KuaiRandConfig(n_requests=config.n_requests, seed=config.seed))
+        ranker_tasks, conditional = KUAIRAND_RANKER_TASKS, {"long_view": "click"}
+    else:
+        world = MarketplaceWorld(MarketplaceConfig(n_requests=config.n_requests,
+                                                   seed=config.seed))
+        ranker_tasks, conditional = RANKER_TASKS, {"conversion": "click"}
     traffic = world.generate()
     log_path = traffic.write(out / "logs.parquet")
     say(f"[1/6] world: {traffic.n_requests:,} requests x {traffic.n_candidates} candidates, "
@@ -134,12 +160,12 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
     # 2. ranker
     tick = time.perf_counter()
     specs = default_feature_specs(traffic)
-    model = build_mmoe(specs, RANKER_TASKS, MMoEConfig(), seed=config.seed)
-    result = train(model, ranker_rows(parts["train"], RANKER_TASKS),
-                   ranker_rows(parts["valid"], RANKER_TASKS),
+    model = build_mmoe(specs, ranker_tasks, MMoEConfig(), seed=config.seed)
+    result = train(model, ranker_rows(parts["train"], ranker_tasks),
+                   ranker_rows(parts["valid"], ranker_tasks),
                    TrainConfig(epochs=config.epochs, seed=config.seed), progress=progress)
     replay_parts = LoggedTraffic.concatenate([parts[SEARCH], parts[HOLDOUT]])
-    test_rows = ranker_rows(replay_parts, RANKER_TASKS)
+    test_rows = ranker_rows(replay_parts, ranker_tasks)
     metrics = evaluate(result.model, test_rows)
     model_fp = save_checkpoint(out / "ranker.pt", result.model, {
         "data_fingerprint": traffic.fingerprint(), "test_metrics": metrics,
@@ -158,7 +184,7 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
     probs = predict(result.model, candidate_features(traffic, position=top))
     shape = traffic.item_ids.shape
     table = ScoreTable(traffic.request_ids, traffic.item_ids,
-                       {t.name: probs[t.name].reshape(shape) for t in RANKER_TASKS})
+                       {t.name: probs[t.name].reshape(shape) for t in ranker_tasks})
     score_path = table.write(out / "scores.parquet")
     say(f"[3/6] scored {traffic.n_requests * traffic.n_candidates:,} candidates -> {score_path}")
     timings["score"] = time.perf_counter() - tick
@@ -169,7 +195,8 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
     settings = SearchSettings(
         logs=resolve(log_path), scores=resolve(score_path), objective=dict(config.objective),
         estimator=config.estimator, splits=SPLITS, split_seed=config.seed,
-        conditional={"conversion": "click"}, control=control.tolist(),
+        conditional=conditional, control=control.tolist(),
+        guardrails=dict(config.guardrails),
         data_fingerprint=traffic.fingerprint(), model_fingerprint=model_fp)
     ws = Workspace(settings, traffic, table)
     space = FusionSpace(tasks=ws.score_tasks, pinned="click", low=0.0, high=4.0)
@@ -204,7 +231,7 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
                       control_truth, timings)
 
 
-def _true_metrics(world: MarketplaceWorld, part: LoggedTraffic, table: ScoreTable,
+def _true_metrics(world: MarketplaceWorld | KuaiRandWorld, part: LoggedTraffic, table: ScoreTable,
                   tasks: tuple[str, ...], weights: np.ndarray) -> dict[str, float]:
     fusion = make_fusion("multiplicative")
     fused = fusion.fuse(fusion.transform(table.aligned(part, tasks)), weights[None])

@@ -17,6 +17,7 @@ import click
 import numpy as np
 import optuna
 
+from simulator.estimators import ESTIMATORS
 from simulator.fusion import make_fusion
 from simulator.replay import OBJECTIVE
 from tuner.cli._format import ab_table, rounds_table, table
@@ -180,31 +181,41 @@ def main(verbose: bool) -> None:
 @click.option("--elite-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.25,
               show_default=True)
 @click.option("--estimator", default="snips", show_default=True,
-              type=click.Choice(["dm", "dr", "ips", "snips"]))
-@click.option("--objective", "objective_text", default="click=1,conversion=10,like=5",
-              show_default=True, help="Business objective: <task>=<weight>,...")
+              type=click.Choice(sorted(ESTIMATORS)))
+@click.option("--objective", "objective_text",
+              help="Business objective <task>=<weight>,... [default: marketplace "
+                   "click=1,conversion=10,like=5; kuairand click=1,long_view=2,like=20,"
+                   "profile_enter=20]")
 @click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--world", type=click.Choice(["marketplace", "kuairand"]), default="marketplace",
+              show_default=True, help="Embedded synthetic marketplace, or the world fitted on "
+              "the real KuaiRand-Pure logs (needs ../shared/data or $FUSIONTUNE_KUAIRAND).")
+@click.option("--guardrail", "guardrail_text",
+              help="Metrics that may not drop more than a fraction below control: click=0.05.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of tables.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @user_errors
 def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
-         elite_fraction: float, estimator: str, objective_text: str, epochs: int,
-         as_json: bool, no_progress: bool) -> None:
+         elite_fraction: float, estimator: str, objective_text: str | None, epochs: int,
+         world: str, guardrail_text: str | None, as_json: bool, no_progress: bool) -> None:
     """Run the whole loop on the embedded synthetic marketplace.
 
     world -> logs (Parquet) -> MMoE ranker -> score table -> CEM rounds over
     fusion weights in a SQLite study -> A/B report on held-out requests with
     the world's true lift -> weights.json.
     """
-    from tuner.demo import DemoConfig, as_dict, run_demo
+    from tuner.demo import DEFAULT_OBJECTIVES, DemoConfig, as_dict, run_demo
 
-    objective = parse_objective(objective_text)
+    objective = (parse_objective(objective_text) if objective_text
+                 else dict(DEFAULT_OBJECTIVES[world]))
+    guardrails = {g.metric: g.max_drop for g in parse_guardrails(guardrail_text)}
     db = out / "study.db"
     if db.exists():
         db.unlink()
     config = DemoConfig(out_dir=out, seed=seed, n_requests=n_requests, rounds=rounds,
                         population=population, elite_fraction=elite_fraction,
-                        estimator=estimator, objective=objective, epochs=epochs)
+                        estimator=estimator, objective=objective, epochs=epochs,
+                        world=world, guardrails=guardrails)
     say = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     result = run_demo(config, say=say, progress=not no_progress)
     if as_json:
@@ -245,7 +256,7 @@ STUDY = click.option("--study", "study_name", required=True, help="Study name.")
 @click.option("--logs", type=click.Path(dir_okay=False), help="Logged traffic (new study).")
 @click.option("--scores", type=click.Path(dir_okay=False), help="Score table (new study).")
 @click.option("--objective", "objective_text", help="<task>=<weight>,... (new study).")
-@click.option("--estimator", type=click.Choice(["dm", "dr", "ips", "snips"]), default="snips",
+@click.option("--estimator", type=click.Choice(sorted(ESTIMATORS)), default="snips",
               show_default=True)
 @click.option("--formula", type=click.Choice(["multiplicative", "additive", "rank"]),
               default="multiplicative", show_default=True)
