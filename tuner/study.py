@@ -26,6 +26,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from tqdm.auto import tqdm
 
+from tuner._trial_writer import add_trials
 from tuner.space import FusionSpace
 from tuner.storage import ProjectStore, RoundRecord
 from tuner.strategies import CEM, CEMConfig, CEMSampler, CEMState
@@ -356,8 +357,13 @@ def _run(
                         f"evaluate returned {len(results)} results for {len(missing)} weight "
                         "vectors; it must return one per row, in order"
                     )
-                for m, result in zip(missing, results, strict=True):
-                    study.add_trial(_frozen(space, g, m, X[m], result, start))
+                _add_trials(
+                    study,
+                    [
+                        _frozen(space, g, m, X[m], result, start)
+                        for m, result in zip(missing, results, strict=True)
+                    ],
+                )
             members = _round_members(study, g, m_pop)
             summary = _summary(g, members, cem.state, space)
             cem.tell(g, *_arrays(space, members))
@@ -542,6 +548,21 @@ def _frozen(
     )
     trial.datetime_start = start
     return trial
+
+
+def _add_trials(study: optuna.Study, trials: Sequence[FrozenTrial]) -> None:
+    """Write ``trials`` into ``study`` in one transaction (:mod:`tuner._trial_writer`).
+
+    A study not in an RDB, or whose ``add_trial`` was replaced on the instance (a wrapper,
+    a test double), gets them one ``add_trial`` at a time instead.
+    """
+    storage = getattr(study, "_storage", None)
+    rdb = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+    if not isinstance(rdb, RDBStorage) or "add_trial" in vars(study):
+        for trial in trials:
+            study.add_trial(trial)
+        return
+    add_trials(rdb, rdb.get_study_id_from_name(study.study_name), trials)
 
 
 def _check_kept(

@@ -1,0 +1,279 @@
+"""The bulk trial writer stores what ``study.add_trial`` stores, as Optuna reads it back.
+
+Runs on SQLite and on a fresh PostgreSQL database (``$FUSIONTUNE_TEST_PG``, default
+``postgresql://postgres@127.0.0.1:5432/postgres``; skipped when unreachable, except under
+``CI=true``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import sqlalchemy as sa
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+import tuner.study as study_mod
+from tests.tuner import toy_objective as toy
+from tuner._trial_writer import (
+    OPTUNA_ALEMBIC_HEAD,
+    OptunaSchemaError,
+    add_trials,
+    check_schema,
+    write_trials,
+)
+from tuner.study import create_or_load_study, run_rounds
+
+ADMIN_URL = os.environ.get("FUSIONTUNE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as err:  # any failure to reach the server
+        admin.dispose()
+        reason = f"PostgreSQL unreachable at {ADMIN_URL}: {str(err).splitlines()[0]}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true needs it)")
+        pytest.skip(reason)
+    name = f"fusiontune_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'w.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+DISTS = {
+    "x": FloatDistribution(-2.0, 3.0),
+    "lr": FloatDistribution(1e-5, 1e-1, log=True),
+    "q": FloatDistribution(0.0, 1.0, step=0.25),
+    "n": IntDistribution(1, 64, log=True),
+    "k": IntDistribution(0, 10, step=2),
+    "kind": CategoricalDistribution(["a", 3, None, 2.5, True]),
+}
+
+
+def _batch(n: int, seed: int) -> list[FrozenTrial]:
+    """COMPLETE (finite and infinite values), FAIL and PRUNED trials with every attr kind."""
+    rng = np.random.default_rng(seed)
+    start = datetime(2026, 3, 29, 1, 30, 0, 123456)  # near a DST change in many zones
+    out = []
+    for i in range(n):
+        params = {
+            "x": float(rng.uniform(-2, 3)),
+            "lr": float(10 ** rng.uniform(-5, -1)),
+            "q": float(rng.integers(0, 5) * 0.25),
+            "n": int(rng.integers(1, 65)),
+            "k": int(rng.integers(0, 6) * 2),
+            "kind": [ "a", 3, None, 2.5, True][i % 5],
+        }
+        state = [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL,
+                 TrialState.PRUNED][i % 4]
+        value = [float(rng.normal()), math.inf if i % 8 == 1 else -1e300][i % 2]
+        trial = create_trial(
+            state=state,
+            value=value if state == TrialState.COMPLETE else None,
+            params=params,
+            distributions=DISTS,
+            user_attrs={"round": i // 4, "member": i, "ci_low": value - 0.1,
+                        "nested": {"a": [1, 2.5, None, "é"], "b": True}, "none": None,
+                        "metric:click": float(rng.uniform())},
+            system_attrs={"fixed_params": {"x": 1.0}} if i % 3 == 0 else {},
+            intermediate_values={0: 0.5, 3: -math.inf} if state == TrialState.PRUNED else {},
+        )
+        trial.datetime_start = start + timedelta(seconds=7 * i)
+        trial.datetime_complete = start + timedelta(seconds=7 * i + 3)
+        out.append(trial)
+    return out
+
+
+def _fields(t: FrozenTrial) -> tuple:
+    return (t.number, t.state, t.values, t.params, t.distributions, t.user_attrs,
+            t.system_attrs, t.intermediate_values, t.datetime_start, t.datetime_complete)
+
+
+def test_bulk_written_trials_equal_add_trial_ones(url: str) -> None:
+    a = optuna.create_study(storage=url, study_name="by_add_trial", direction="maximize")
+    b = optuna.create_study(storage=url, study_name="by_writer", direction="maximize")
+    for s in (a, b):  # one trial from Optuna itself first: numbering continues from it
+        s.optimize(lambda t: t.suggest_float("x", -2, 3), n_trials=1)
+    first, second = _batch(9, seed=1), _batch(7, seed=2)
+    for t in first + second:
+        a.add_trial(t)
+    rdb = RDBStorage(url)
+    sid = rdb.get_study_id_from_name("by_writer")
+    w1 = add_trials(rdb, sid, first)
+    w2 = add_trials(rdb, sid, second)
+    assert w1.numbers == tuple(range(1, 10)) and w2.numbers == tuple(range(10, 17))
+    b.add_trial(_batch(1, seed=3)[0])  # Optuna numbers after a bulk write as after its own
+    a.add_trial(_batch(1, seed=3)[0])
+    # read back through fresh storages (no cache), as optuna-dashboard would
+    fa = optuna.load_study(study_name="by_add_trial", storage=url).trials
+    fb = optuna.load_study(study_name="by_writer", storage=url).trials
+    assert [t.number for t in fb] == list(range(18))
+    assert len(fa) == len(fb) == 18
+    for ta, tb in zip(fa[1:], fb[1:], strict=True):
+        assert _fields(ta) == _fields(tb)
+    assert optuna.load_study(study_name="by_writer", storage=url).best_trial.number == (
+        optuna.load_study(study_name="by_add_trial", storage=url).best_trial.number
+    )
+    # also the cached storage of a study object that existed before the writes sees them
+    assert [_fields(t) for t in b.trials[1:]] == [_fields(t) for t in fa[1:]]
+    rdb.engine.dispose()
+
+
+def test_numbers_stay_unique_under_concurrent_writers(url: str) -> None:
+    optuna.create_study(storage=url, study_name="race", direction="maximize")
+    rdb = RDBStorage(url)
+    sid = rdb.get_study_id_from_name("race")
+    errors: list[BaseException] = []
+
+    def bulk(seed: int) -> None:
+        try:
+            for k in range(5):
+                add_trials(rdb, sid, _batch(6, seed=100 * seed + k))
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    def single() -> None:
+        try:
+            study = optuna.load_study(study_name="race", storage=url)
+            for t in _batch(10, seed=999):
+                study.add_trial(t)
+        except BaseException as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=bulk, args=(s,)) for s in range(4)]
+    threads.append(threading.Thread(target=single))
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    trials = optuna.load_study(study_name="race", storage=url).trials
+    assert len(trials) == 4 * 5 * 6 + 10
+    # Optuna's rule: a trial's number counts the study's trials with a smaller id
+    by_id = sorted(trials, key=lambda t: t._trial_id)
+    assert [t.number for t in by_id] == list(range(len(trials)))
+    rdb.engine.dispose()
+
+
+def test_a_failed_batch_writes_nothing(url: str) -> None:
+    optuna.create_study(storage=url, study_name="s", direction="maximize")
+    rdb = RDBStorage(url)
+    sid = rdb.get_study_id_from_name("s")
+    add_trials(rdb, sid, _batch(3, seed=1))
+    other = create_trial(value=1.0, params={"x": 1}, distributions={"x": IntDistribution(0, 4)})
+    with pytest.raises(ValueError, match="[Cc]annot set different distribution kind"):
+        add_trials(rdb, sid, _batch(2, seed=2) + [other])
+    with pytest.raises(ValueError, match="values"):
+        add_trials(rdb, sid, [create_trial(values=[1.0, 2.0])])
+    with pytest.raises(ValueError, match="finished"):
+        add_trials(rdb, sid, [create_trial(state=TrialState.RUNNING)])
+    with pytest.raises(KeyError):
+        add_trials(rdb, sid + 1000, _batch(1, seed=3))
+    with rdb.engine.connect() as conn:  # rolled back by the caller: nothing stays
+        write_trials(conn, sid, _batch(4, seed=4))
+        conn.rollback()
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 3
+    rdb.engine.dispose()
+
+
+def test_schema_is_pinned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    check_schema()
+    rdb = RDBStorage(f"sqlite:///{tmp_path / 'v.db'}")
+    assert rdb.get_current_version() == rdb.get_head_version() == OPTUNA_ALEMBIC_HEAD
+    monkeypatch.setattr(models, "SCHEMA_VERSION", models.SCHEMA_VERSION + 1)
+    with pytest.raises(OptunaSchemaError, match="SCHEMA_VERSION is 13, not 12"):
+        add_trials(rdb, 1, _batch(1, seed=0))
+    monkeypatch.undo()
+    col = sa.Column("extra", sa.Integer)
+    models.TrialModel.__table__.append_column(col)
+    try:
+        with pytest.raises(OptunaSchemaError, match="table 'trials' has columns"):
+            check_schema()
+    finally:
+        models.TrialModel.__table__._columns.remove(col)
+    check_schema()
+
+
+def test_run_rounds_writes_a_round_in_one_batch(url: str, monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    calls: list[int] = []
+    real = study_mod.add_trials
+
+    def counting(rdb: RDBStorage, sid: int, trials: list[FrozenTrial]):  # type: ignore[no-untyped-def]
+        calls.append(len(trials))
+        return real(rdb, sid, trials)
+
+    monkeypatch.setattr(study_mod, "add_trials", counting)
+    name = f"bulk_{uuid.uuid4().hex[:6]}"
+    study = create_or_load_study(url, name, toy.SPACE, toy.CONFIG, seed=toy.SEED)
+    run_rounds(study, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 3, progress=False)
+    assert calls == [toy.CONFIG.population] * 3
+    # the same search written one add_trial at a time (the path for a replaced add_trial)
+    ref_url = f"sqlite:///{tmp_path / 'ref.db'}"
+    ref = create_or_load_study(ref_url, "ref", toy.SPACE, toy.CONFIG, seed=toy.SEED)
+    ref.add_trial = ref.add_trial  # type: ignore[method-assign]
+    run_rounds(ref, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 3, progress=False)
+    assert calls == [toy.CONFIG.population] * 3  # the reference did not use the writer
+
+    def strip(t: FrozenTrial) -> tuple:
+        return _fields(t)[:8]
+
+    assert [strip(t) for t in study.trials] == [strip(t) for t in ref.trials]
+
+
+def test_run_rounds_resumes_after_a_crash_inside_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    study = create_or_load_study(url, "s", toy.SPACE, toy.CONFIG, seed=toy.SEED)
+    run_rounds(study, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 1, progress=False)
+
+    def write_then_die(rdb: RDBStorage, sid: int, trials: list[FrozenTrial]) -> None:
+        with rdb.engine.connect() as conn:
+            write_trials(conn, sid, trials)
+            raise KeyboardInterrupt  # before commit
+
+    monkeypatch.setattr(study_mod, "add_trials", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_rounds(study, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 1, progress=False)
+    monkeypatch.undo()
+    assert len(study.trials) == toy.CONFIG.population
+    run_rounds(study, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 2, progress=False)
+    ref = create_or_load_study(f"sqlite:///{tmp_path / 'ref.db'}", "s", toy.SPACE, toy.CONFIG,
+                               seed=toy.SEED)
+    run_rounds(ref, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 3, progress=False)
+    assert [_fields(t)[:8] for t in study.trials] == [_fields(t)[:8] for t in ref.trials]
