@@ -37,14 +37,10 @@ from typing import Any
 
 import numpy as np
 import optuna
-import sqlalchemy as sa
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner._trial_writer import write_trials
 from tuner.storage import ClaimBoard, ProjectStore
-from tuner.storage._claims import CLAIMED, DONE
-from tuner.storage._tables import CLAIMS_TABLE
 from tuner.strategies import CEM
 from tuner.study import (
     TrialResult,
@@ -225,7 +221,7 @@ def run_worker(
                     _frozen(space, g, m, X[m], r, start)
                     for m, r in zip(mine, results, strict=True)
                 ]
-                if _commit_chunk(board, study_id, g, me, mine, trials):
+                if board.commit_chunk(g, me, mine, trials):
                     evaluated += len(mine)
                     chunks += 1
                     emit({"event": "chunk", "round": g, "members": mine, "worker": me})
@@ -255,42 +251,6 @@ def run_worker(
         store.close()
         rdb.engine.dispose()
     return WorkerReport(me, evaluated, chunks, lost, tuple(refits), cem.state.generation)
-
-
-def _commit_chunk(
-    board: ClaimBoard,
-    study_id: int,
-    g: int,
-    worker: str,
-    members: Sequence[int],
-    trials: Sequence[FrozenTrial],
-) -> bool:
-    """Mark ``members`` of round ``g`` done and write their ``trials``, in one transaction,
-    only if every member is still claimed by ``worker`` (else nothing; False).
-
-    :meth:`ClaimBoard.commit_chunk` with the trials written by the bulk writer
-    (:func:`tuner._trial_writer.write_trials`: a few multi-row INSERTs under Optuna's lock of
-    the study row) instead of one ``add_trial``-style write per trial.
-    """
-    t = CLAIMS_TABLE
-    mark = (
-        sa.update(t)
-        .where(
-            (t.c.study_name == board.study_name)
-            & (t.c.round == g)
-            & t.c.member.in_(list(members))
-            & (t.c.worker == worker)
-            & (t.c.state == CLAIMED)
-        )
-        .values(state=DONE, heartbeat_at=board._now)
-    )
-    with board.rdb.engine.connect() as conn:
-        if conn.execute(mark).rowcount != len(members):
-            conn.rollback()
-            return False
-        write_trials(conn, study_id, trials)
-        conn.commit()
-    return True
 
 
 @contextmanager

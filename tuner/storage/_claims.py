@@ -21,7 +21,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import models as optuna_models
 from optuna.trial import FrozenTrial
 
 from tuner.storage._tables import CLAIMS_TABLE, insert_ignore
@@ -190,22 +189,14 @@ class ClaimBoard:
             )
             .values(state=DONE, heartbeat_at=self._now)
         )
+        from tuner._trial_writer import write_trials  # the writer imports storage models
+
         study_id = self.rdb.get_study_id_from_name(self.study_name)
-        session = self.rdb.scoped_session()
-        try:
-            if session.execute(mark).rowcount != len(members):  # type: ignore[attr-defined]
-                session.rollback()
+        with self.rdb.engine.connect() as conn:
+            if conn.execute(mark).rowcount != len(members):
+                conn.rollback()
                 return False
-            # Optuna's own lock of the study row: trial numbers are counted under it
-            optuna_models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-            for trial in trials:
-                # Optuna's RDB writer of a template trial (what add_trial runs), here inside
-                # our transaction so that trials and claims commit together
-                self.rdb._get_prepared_new_trial(study_id, trial, session)
-            session.commit()
-            return True
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            self.rdb.scoped_session.remove()
+            # a few multi-row INSERTs under Optuna's lock of the study row
+            write_trials(conn, study_id, trials)
+            conn.commit()
+        return True
