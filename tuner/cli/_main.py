@@ -503,10 +503,18 @@ def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, f
 @STUDY
 @click.option("--trials", "show_trials", is_flag=True, help="List every trial, not rounds.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write objective.png and weights.png (per round) into this folder.")
 @user_errors
-def search_history(storage: str, study_name: str, show_trials: bool, as_json: bool) -> None:
-    """Show the rounds (or trials) of a study."""
+def search_history(storage: str, study_name: str, show_trials: bool, as_json: bool,
+                   plot_dir: Path | None) -> None:
+    """Show the rounds (or trials) of a study; --plot draws them."""
     study, space, cem, _, _ = _load_existing(storage_url(storage), study_name)
+    if plot_dir is not None:
+        from tuner.plots import plot_history
+
+        for path in plot_history(history(study, space, cem), plot_dir, study_name):
+            click.echo(f"wrote {path}", err=True)
     if show_trials:
         rows = trials_table(study)
         if as_json:
