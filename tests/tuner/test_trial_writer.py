@@ -8,10 +8,8 @@ Runs on SQLite and on a fresh PostgreSQL database (``$FUSIONTUNE_TEST_PG``, defa
 from __future__ import annotations
 
 import math
-import os
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -39,32 +37,9 @@ from tuner._trial_writer import (
 )
 from tuner.study import create_or_load_study, run_rounds
 
-ADMIN_URL = os.environ.get("FUSIONTUNE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as err:  # any failure to reach the server
-        admin.dispose()
-        reason = f"PostgreSQL unreachable at {ADMIN_URL}: {str(err).splitlines()[0]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true needs it)")
-        pytest.skip(reason)
-    name = f"fusiontune_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

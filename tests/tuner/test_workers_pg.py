@@ -16,7 +16,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,36 +30,11 @@ from tuner.study import create_or_load_study, run_rounds
 from tuner.workers import set_target_rounds
 
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN_URL = os.environ.get(
-    "FUSIONTUNE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 ROUNDS = 4
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    """URL of a fresh PostgreSQL database, dropped after the module's tests."""
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as err:  # any failure to reach the server
-        admin.dispose()
-        reason = f"PostgreSQL unreachable at {ADMIN_URL}: {str(err).splitlines()[0]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true needs it; .ci/run starts the local cluster)")
-        pytest.skip(reason)
-    name = f"fusiontune_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")
