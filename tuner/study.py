@@ -577,21 +577,13 @@ def _check_kept(
             )
 
 
+def _round_record(study_name: str, s: RoundSummary) -> RoundRecord:
+    return RoundRecord(study_name, s.round, s.n_trials, s.best_value, s.best_low, s.best_high,
+                       s.best_trial, s.mean, s.sigma, datetime.now(UTC))
+
+
 def _record(store: ProjectStore, study_name: str, s: RoundSummary) -> None:
-    store.record_round(
-        RoundRecord(
-            study_name,
-            s.round,
-            s.n_trials,
-            s.best_value,
-            s.best_low,
-            s.best_high,
-            s.best_trial,
-            s.mean,
-            s.sigma,
-            datetime.now(UTC),
-        )
-    )
+    store.record_round(_round_record(study_name, s))
 
 
 def _record_once(
@@ -599,20 +591,7 @@ def _record_once(
 ) -> bool:
     """Record round ``g`` (told next to ``cem``) unless recorded; True if this call did."""
     s = _summary(g, members, cem.state, cem.space)
-    return store.record_round_once(
-        RoundRecord(
-            study_name,
-            s.round,
-            s.n_trials,
-            s.best_value,
-            s.best_low,
-            s.best_high,
-            s.best_trial,
-            s.mean,
-            s.sigma,
-            datetime.now(UTC),
-        )
-    )
+    return store.record_round_once(_round_record(study_name, s))
 
 
 def _default_store(study: optuna.Study) -> ProjectStore | None:
