@@ -82,20 +82,31 @@ class CGCLevel(nn.Module):
             Task -> ``[B, out_dim]``, and the shared output ``[B, out_dim]`` (None
             without a shared gate).
         """
-        shared_outs = torch.stack([e(shared_input) for e in self.shared], 1)  # [B, S, d]
+        n_shared = len(self.shared)
+        outs_all = self._run_experts(task_inputs, shared_input)  # [n_all, B, d]
+        shared_outs = outs_all[len(outs_all) - n_shared :]  # [S, B, d]
         outs: dict[str, Tensor] = {}
-        owns: list[Tensor] = []
+        start = 0
         for task in self.tasks:
-            x = task_inputs[task]
-            own = torch.stack([e(x) for e in self._specific[task]], 1)  # [B, n_t, d]
-            owns.append(own)
-            gate = self.gates[task](x.flat).softmax(-1).unsqueeze(1)  # [B, 1, n_t + S]
-            outs[task] = torch.bmm(gate, torch.cat([own, shared_outs], 1)).squeeze(1)  # [B, d]
+            n_own = len(self._specific[task])
+            own = outs_all[start : start + n_own]  # [n_t, B, d]
+            start += n_own
+            gate = self.gates[task](task_inputs[task].flat).softmax(-1).t().unsqueeze(-1)
+            # gate: [n_t + S, B, 1]; a broadcast multiply-sum is much cheaper on CPU
+            # than a bmm of B tiny [1, n] x [n, d] products
+            outs[task] = (gate[:n_own] * own).sum(0) + (gate[n_own:] * shared_outs).sum(0)
         if self.shared_gate is None:
             return outs, None
-        every = torch.cat([*owns, shared_outs], 1)  # [B, n_all, d]
-        gate = self.shared_gate(shared_input.flat).softmax(-1).unsqueeze(1)  # [B, 1, n_all]
-        return outs, torch.bmm(gate, every).squeeze(1)  # [B, d]
+        gate = self.shared_gate(shared_input.flat).softmax(-1).t().unsqueeze(-1)  # [n_all, B, 1]
+        return outs, (gate * outs_all).sum(0)  # [B, d]
+
+    def _run_experts(
+        self, task_inputs: Mapping[str, ExpertInput], shared_input: ExpertInput
+    ) -> Tensor:
+        """Every expert's output, ``[n_all, B, d]``: each task's own in task order, then shared."""
+        outs = [e(task_inputs[t]) for t in self.tasks for e in self._specific[t]]
+        outs += [e(shared_input) for e in self.shared]
+        return torch.stack(outs, 0)
 
     def shared_parameters(self, next_has_shared_gate: bool) -> Iterator[nn.Parameter]:
         """Parameters more than one task's loss flows through.
