@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["BaseStrategy"]
+__all__ = ["BaseStrategy", "checked_tell"]
 
 
 class BaseStrategy(abc.ABC):
@@ -55,3 +55,27 @@ class BaseStrategy(abc.ABC):
         self.reset()
         for generation, (X, values) in enumerate(history):
             self.tell(generation, X, values)
+
+
+def checked_tell(
+    who: str, generation: int, expected: int, dim: int, X: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The arguments of a :meth:`BaseStrategy.tell`, checked: ``(X [M, dim], values [M])``.
+
+    Raises:
+        ValueError: a generation out of order (``who`` expects ``expected``), or shapes
+            that do not fit ``dim``.
+    """
+    if generation != expected:
+        raise ValueError(
+            f"told generation {generation} but {who} expects generation "
+            f"{expected} next (tell generations in order)"
+        )
+    X = np.asarray(X, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if X.ndim != 2 or X.shape[1] != dim or X.shape[0] != values.shape[0]:
+        raise ValueError(
+            f"tell got X {X.shape} and values {values.shape}; need X [M, {dim}] "
+            "and values [M]"
+        )
+    return X, values

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.space import FusionSpace
-from tuner.strategies._base import BaseStrategy
+from tuner.strategies._base import BaseStrategy, checked_tell
 
 __all__ = ["CEM", "CEMConfig", "CEMState"]
 
@@ -168,18 +168,8 @@ class CEM(BaseStrategy):
         return self.space.clip(np.asarray(state.mean) + np.asarray(state.sigma) * z)
 
     def tell(self, generation: int, X: np.ndarray, values: np.ndarray) -> None:
-        if generation != self._state.generation:
-            raise ValueError(
-                f"told generation {generation} but CEM expects generation "
-                f"{self._state.generation} next (tell generations in order)"
-            )
-        X = np.asarray(X, dtype=np.float64)
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        if X.ndim != 2 or X.shape[1] != self.space.dim or X.shape[0] != values.shape[0]:
-            raise ValueError(
-                f"tell got X {X.shape} and values {values.shape}; need X [M, {self.space.dim}] "
-                "and values [M]"
-            )
+        X, values = checked_tell("CEM", generation, self._state.generation, self.space.dim,
+                                 X, values)
         self._state = self._refit(X, values)
 
     def replay(self, history: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:

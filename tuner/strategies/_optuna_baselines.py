@@ -18,7 +18,7 @@ from optuna.samplers import (
 from optuna.trial import Trial, TrialState, create_trial
 
 from tuner.space import FusionSpace
-from tuner.strategies._base import BaseStrategy
+from tuner.strategies._base import BaseStrategy, checked_tell
 
 __all__ = ["OptunaStrategy", "SamplerFactory", "cmaes", "nsga2", "random_search", "tpe"]
 
@@ -96,18 +96,8 @@ class OptunaStrategy(BaseStrategy):
         return self._pending[1].copy()
 
     def tell(self, generation: int, X: np.ndarray, values: np.ndarray) -> None:
-        if generation != self._generation:
-            raise ValueError(
-                f"told generation {generation} but the study expects generation "
-                f"{self._generation} next (tell generations in order)"
-            )
-        X = np.asarray(X, dtype=np.float64)
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        if X.ndim != 2 or X.shape[1] != self.space.dim or X.shape[0] != values.shape[0]:
-            raise ValueError(
-                f"tell got X {X.shape} and values {values.shape}; need X [M, {self.space.dim}] "
-                "and values [M]"
-            )
+        X, values = checked_tell("the study", generation, self._generation, self.space.dim,
+                                 X, values)
         pending, self._pending = self._pending, None
         if pending is not None and np.array_equal(pending[1], X):
             for trial, value in zip(pending[0], values.tolist(), strict=True):

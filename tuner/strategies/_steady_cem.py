@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.space import FusionSpace
-from tuner.strategies._base import BaseStrategy
+from tuner.strategies._base import BaseStrategy, checked_tell
 
 __all__ = ["SteadyCEM", "SteadyCEMConfig"]
 
@@ -153,18 +153,8 @@ class SteadyCEM(BaseStrategy):
         return np.concatenate([survivors, fresh])
 
     def tell(self, generation: int, X: np.ndarray, values: np.ndarray) -> None:
-        if generation != self._generation:
-            raise ValueError(
-                f"told generation {generation} but SteadyCEM expects generation "
-                f"{self._generation} next (tell generations in order)"
-            )
-        X = np.asarray(X, dtype=np.float64)
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        if X.ndim != 2 or X.shape[1] != self.space.dim or X.shape[0] != values.shape[0]:
-            raise ValueError(
-                f"tell got X {X.shape} and values {values.shape}; need X [M, {self.space.dim}] "
-                "and values [M]"
-            )
+        X, values = checked_tell("SteadyCEM", generation, self._generation, self.space.dim,
+                                 X, values)
         value, count = self._merge(X, values)
         # best first; members without a finite evaluation last; stable for reproducibility
         order = np.argsort(-np.where(count > 0, value, -np.inf), kind="stable")
