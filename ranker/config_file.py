@@ -57,7 +57,9 @@ __all__ = [
     "ModelSection",
     "RankerRunConfig",
     "load_run_config",
+    "parse_model_table",
     "parse_run_config",
+    "parse_train_table",
 ]
 
 DATA_SOURCES = ("kuairand",)
@@ -322,6 +324,26 @@ def _train_config(table: Mapping[str, Any]) -> TrainConfig:
         return TrainConfig(**table)
     except (ValueError, TypeError) as err:
         raise _config_error("[train]", err) from None
+
+
+def parse_model_table(table: Mapping[str, Any]) -> ModelSection:
+    """A ``[model]`` table alone, checked as in a run file (for callers with their own data).
+
+    Example:
+        >>> parse_model_table({"kind": "ple", "n_levels": 1}).config.n_levels
+        1
+    """
+    return _model_section(table)
+
+
+def parse_train_table(table: Mapping[str, Any]) -> TrainConfig:
+    """A ``[train]`` table alone, checked as in a run file (no ``loss_weights``).
+
+    Example:
+        >>> parse_train_table({"epochs": 2}).epochs
+        2
+    """
+    return _train_config(table)
 
 
 def parse_run_config(raw: Mapping[str, Any]) -> RankerRunConfig:

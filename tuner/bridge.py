@@ -12,10 +12,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ranker import CategoricalFeature, FeatureSpec, NumericFeature, RankerData, TaskSpec
+from ranker import (
+    CategoricalFeature,
+    FeatureSpec,
+    MultiTaskModel,
+    NumericFeature,
+    RankerData,
+    TaskSpec,
+    predict,
+)
 from simulator.logs import LoggedTraffic
+from tuner.scores import ScoreTable
 
-__all__ = ["candidate_features", "default_feature_specs", "ranker_rows"]
+__all__ = ["candidate_features", "default_feature_specs", "ranker_rows", "score_traffic"]
 
 POSITION = "position"
 
@@ -67,3 +76,12 @@ def ranker_rows(traffic: LoggedTraffic, tasks: Sequence[TaskSpec]) -> RankerData
         features=candidate_features(traffic, shown),
         labels={t.name: traffic.labels[t.name][shown] for t in tasks},
     )
+
+
+def score_traffic(model: MultiTaskModel, traffic: LoggedTraffic) -> ScoreTable:
+    """Every logged candidate scored as if shown in the top slot (``p_<task>`` per task)."""
+    top = np.zeros_like(traffic.positions)
+    probs = predict(model, candidate_features(traffic, position=top))
+    shape = traffic.item_ids.shape
+    return ScoreTable(traffic.request_ids, traffic.item_ids,
+                      {t.name: probs[t.name].reshape(shape) for t in model.tasks})

@@ -29,7 +29,6 @@ from ranker import (
     TrainConfig,
     build_mmoe,
     evaluate,
-    predict,
     save_checkpoint,
     train,
 )
@@ -38,7 +37,7 @@ from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
 from simulator.report import ABReport
 from simulator.worlds import KuaiRandConfig, KuaiRandWorld, MarketplaceConfig, MarketplaceWorld
-from tuner.bridge import candidate_features, default_feature_specs, ranker_rows
+from tuner.bridge import default_feature_specs, ranker_rows, score_traffic
 from tuner.export import ExportedWeights
 from tuner.objective import FusionObjective
 from tuner.picking import export_pick, pick_weights
@@ -180,11 +179,7 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
 
     # 3. score every logged candidate
     tick = time.perf_counter()
-    top = np.zeros_like(traffic.positions)
-    probs = predict(result.model, candidate_features(traffic, position=top))
-    shape = traffic.item_ids.shape
-    table = ScoreTable(traffic.request_ids, traffic.item_ids,
-                       {t.name: probs[t.name].reshape(shape) for t in ranker_tasks})
+    table = score_traffic(result.model, traffic)
     score_path = table.write(out / "scores.parquet")
     say(f"[3/6] scored {traffic.n_requests * traffic.n_candidates:,} candidates -> {score_path}")
     timings["score"] = time.perf_counter() - tick

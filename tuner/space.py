@@ -26,6 +26,8 @@ class FusionSpace:
         pinned: the task whose weight is fixed at 1.0.
         low: lower bound of every free weight.
         high: upper bound of every free weight.
+        prefix: prefix of the Optuna parameter names (``"w_"``: fusion weights;
+            a loss-weight search uses ``"loss_"``).
 
     Example:
         >>> space = FusionSpace(("click", "like", "follow"), pinned="click")
@@ -39,6 +41,7 @@ class FusionSpace:
     pinned: str
     low: float = 0.0
     high: float = 4.0
+    prefix: str = "w_"
 
     def __post_init__(self) -> None:
         tasks = tuple(self.tasks)
@@ -73,8 +76,8 @@ class FusionSpace:
 
     @property
     def param_names(self) -> tuple[str, ...]:
-        """Optuna parameter names, ``"w_<task>"`` for each free task."""
-        return tuple(f"w_{t}" for t in self.free_tasks)
+        """Optuna parameter names, ``"<prefix><task>"`` for each free task."""
+        return tuple(f"{self.prefix}{t}" for t in self.free_tasks)
 
     def distributions(self) -> dict[str, FloatDistribution]:
         """One ``FloatDistribution(low, high)`` per parameter name."""
@@ -138,13 +141,17 @@ class FusionSpace:
         return bool(np.all(np.isfinite(X))) and bool(np.array_equal(X, self.clip(X)))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form, inverse of :meth:`from_dict`."""
-        return {
+        """JSON-able form, inverse of :meth:`from_dict` (``prefix`` only when not ``"w_"``,
+        so the spaces stored by studies made before it existed still compare equal)."""
+        out: dict[str, Any] = {
             "tasks": list(self.tasks),
             "pinned": self.pinned,
             "low": float(self.low),
             "high": float(self.high),
         }
+        if self.prefix != "w_":
+            out["prefix"] = self.prefix
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FusionSpace:
@@ -154,6 +161,7 @@ class FusionSpace:
             pinned=str(data["pinned"]),
             low=float(data["low"]),
             high=float(data["high"]),
+            prefix=str(data.get("prefix", "w_")),
         )
 
     def _check_width(self, X: np.ndarray, what: str) -> None:

@@ -83,6 +83,9 @@ class TrialResult:
         infeasible: why the weight vector breaks a guardrail (``""``: feasible);
             stored as user attr ``infeasible``. Infeasible trials never become CEM
             elites and are never reported as a round's best.
+        attrs: further JSON-able user attrs of the trial, stored as given (e.g. a
+            loss-weight trial's ``auc:<task>`` and ``fusion:<task>``); they must be
+            deterministic functions of the weight vector, or resume changes the trials.
     """
 
     value: float
@@ -91,6 +94,7 @@ class TrialResult:
     ess: float
     metrics: Mapping[str, float] = field(default_factory=dict)
     infeasible: str = ""
+    attrs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_estimate(
@@ -310,6 +314,9 @@ def trials_table(study: optuna.Study) -> list[dict[str, Any]]:
                 "ess": ua.get("ess"),
                 "params": dict(t.params),
                 "metrics": {k[7:]: v for k, v in ua.items() if k.startswith("metric:")},
+                "auc": {k[4:]: v for k, v in ua.items() if k.startswith("auc:")},
+                "fusion": {k[7:]: v for k, v in ua.items() if k.startswith("fusion:")},
+                "ranker": ua.get("ranker"),
                 "fail_reason": ua.get(FAIL_REASON),
                 "infeasible": ua.get(INFEASIBLE),
                 "datetime_start": _iso(t.datetime_start),
@@ -534,6 +541,7 @@ def _frozen(
         "ess": float(result.ess),
     }
     attrs.update({f"metric:{k}": float(v) for k, v in result.metrics.items()})
+    attrs.update(result.attrs)
     if result.infeasible:
         attrs[INFEASIBLE] = result.infeasible
     finite = math.isfinite(value)

@@ -28,11 +28,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def rounds_table(rounds: Sequence[RoundSummary]) -> str:
+def rounds_table(rounds: Sequence[RoundSummary], prefix: str = "w_") -> str:
     """Round, best objective with interval, mean +- spread of each free weight."""
     tasks = list(rounds[0].mean) if rounds else []
     header = ["round", "trials", "best", "95% interval", "trial",
-              *[f"w_{t} mean+-sd" for t in tasks]]
+              *[f"{prefix}{t} mean+-sd" for t in tasks]]
     rows = []
     for r in rounds:
         rows.append([r.round, r.n_trials, r.best_value,

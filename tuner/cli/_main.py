@@ -21,9 +21,17 @@ from simulator.estimators import ESTIMATORS
 from simulator.fusion import make_fusion
 from simulator.replay import OBJECTIVE
 from tuner.cli._format import ab_table, rounds_table, table
+from tuner.cli._loss import (
+    export_loss_study,
+    loss_trial_columns,
+    objective_for,
+    open_config_study,
+)
 from tuner.guardrails import parse_guardrails
-from tuner.objective import FusionObjective, parse_objective
+from tuner.loss_search import is_loss_study
+from tuner.objective import parse_objective
 from tuner.picking import export_pick, pick_weights
+from tuner.search_config import SPACES
 from tuner.space import FusionSpace
 from tuner.storage import ProjectStore, SchemaVersionError
 from tuner.strategies import CEMConfig
@@ -253,6 +261,14 @@ STUDY = click.option("--study", "study_name", required=True, help="Study name.")
 @search.command("run")
 @STORAGE
 @STUDY
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Search file (TOML) with data, objective, ranker and search settings "
+                   "(new study; see tuner/search_config.py). Replaces --logs, --scores... .")
+@click.option("--space", "space_name", type=click.Choice(SPACES), default=None,
+              help="With --config: which weights are searched (default: the file's). fusion: "
+                   "fusion weights over one score table; loss: the ranker's loss weights, "
+                   "every trial retrains it (cached); joint: loss weights, every trial also "
+                   "tunes the fusion weights by an inner CEM.")
 @click.option("--logs", type=click.Path(dir_okay=False), help="Logged traffic (new study).")
 @click.option("--scores", type=click.Path(dir_okay=False), help="Score table (new study).")
 @click.option("--objective", "objective_text", help="<task>=<weight>,... (new study).")
@@ -287,14 +303,15 @@ STUDY = click.option("--study", "study_name", required=True, help="Study name.")
 @click.option("--no-progress", is_flag=True)
 @click.pass_context
 @user_errors
-def search_run(ctx: click.Context, storage: str, study_name: str, logs: str | None,
-               scores: str | None, objective_text: str | None, estimator: str, formula: str,
+def search_run(ctx: click.Context, storage: str, study_name: str, config_path: str | None,
+               space_name: str | None, logs: str | None, scores: str | None,
+               objective_text: str | None, estimator: str, formula: str,
                pinned: str | None, low: float, high: float, control_text: str | None,
                conditional_text: str | None, holdout_fraction: float,
                guardrail_text: str | None, rounds: int,
                population: int, elite_fraction: float, seed: int, workers: int | None,
                chunk: int | None, as_json: bool, no_progress: bool) -> None:
-    """Run more CEM rounds; a new study needs --logs, --scores and --objective.
+    """Run more CEM rounds; a new study needs --config, or --logs, --scores and --objective.
 
     On an existing study every setting comes from the database and the run
     continues where the last one stopped (an interrupted generation included).
@@ -303,9 +320,19 @@ def search_run(ctx: click.Context, storage: str, study_name: str, logs: str | No
     """
     url = storage_url(storage)
     names = _study_names(url)
-    if study_name in names:
-        given = [p for p in ctx.params if p in _NEW_STUDY_OPTIONS
-                 and ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+    given = [p for p in ctx.params if p in _NEW_STUDY_OPTIONS
+             and ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+    rounds_given = ctx.get_parameter_source("rounds") == click.core.ParameterSource.COMMANDLINE
+    raw = load_search(url, study_name)[4] if study_name in names else {}
+    if config_path is not None or space_name is not None or is_loss_study(raw):
+        if given:
+            options = ", ".join("--" + g.removesuffix("_text").replace("_", "-") for g in given)
+            raise ValueError(f"{options}: a search file study takes its settings from the "
+                             "file (--config), not from options")
+        study, space, cem, seed, file_rounds = open_config_study(
+            url, study_name, config_path, space_name, lambda m: click.echo(m, err=True))
+        rounds = rounds if rounds_given else file_rounds
+    elif study_name in names:
         study, space, cem, seed, raw = load_search(url, study_name)
         settings = SearchSettings.from_dict(raw)
         if given:
@@ -316,7 +343,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, logs: str | No
         if missing:
             existing = ", ".join(names) if names else "none"
             raise ValueError(f"study {study_name!r} does not exist in {url} (studies: "
-                             f"{existing}); to create it give {' '.join(missing)}")
+                             f"{existing}); to create it give --config, or {' '.join(missing)}")
         assert logs is not None and scores is not None and objective_text is not None
         settings, space = _new_settings(logs, scores, objective_text, estimator, formula,
                                         pinned, low, high, control_text, conditional_text,
@@ -333,14 +360,13 @@ def search_run(ctx: click.Context, storage: str, study_name: str, logs: str | No
         _spawn_workers(url, study_name, workers, n_chunk)
         summaries = history(study, space, cem)[done:done + rounds]
     else:
-        ws = Workspace(settings)
-        objective = FusionObjective.for_workspace(ws)
+        objective = objective_for(load_search(url, study_name)[4], progress=not no_progress)
         summaries = run_rounds(study, space, cem, seed, objective, rounds,
                                progress=not no_progress)
     if as_json:
         _dump([s.to_dict() for s in summaries])
         return
-    click.echo(rounds_table(history(study, space, cem)))
+    click.echo(rounds_table(history(study, space, cem), space.prefix))
     click.echo(f"{len(study.trials)} trials in study {study_name!r} ({url})")
 
 
@@ -411,11 +437,8 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
 
     url = storage_url(storage)
     study, _, _, _, raw = _load_existing(url, study_name)
-    if evaluate_spec is not None:
-        evaluate = _import_evaluate(evaluate_spec)
-    else:
-        settings = SearchSettings.from_dict(raw)
-        evaluate = FusionObjective.for_workspace(Workspace(settings))
+    evaluate = (_import_evaluate(evaluate_spec) if evaluate_spec is not None
+                else objective_for(raw))
     config = WorkerConfig(chunk=chunk, heartbeat_interval=heartbeat, stale_after=stale_after)
 
     def show(event: dict[str, Any]) -> None:
@@ -509,7 +532,7 @@ def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, f
 def search_history(storage: str, study_name: str, show_trials: bool, as_json: bool,
                    plot_dir: Path | None) -> None:
     """Show the rounds (or trials) of a study; --plot draws them."""
-    study, space, cem, _, _ = _load_existing(storage_url(storage), study_name)
+    study, space, cem, _, raw = _load_existing(storage_url(storage), study_name)
     if plot_dir is not None:
         from tuner.plots import plot_history
 
@@ -519,6 +542,9 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
         rows = trials_table(study)
         if as_json:
             _dump(rows)
+            return
+        if is_loss_study(raw):
+            click.echo(table(*loss_trial_columns(rows)))
             return
         keys = ["number", "state", "round", "member", "value", "ci_low", "ci_high"]
         click.echo(table([*keys, *space.param_names],
@@ -533,7 +559,7 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
     if not rounds:
         click.echo(f"study {study_name!r} has no trials yet")
         return
-    click.echo(rounds_table(rounds))
+    click.echo(rounds_table(rounds, space.prefix))
 
 
 @search.command("export")
@@ -557,9 +583,14 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
     url = storage_url(storage)
     study, space, cem, _, raw = _load_existing(url, study_name)
     pick = "trial" if trial_number is not None else "best_trial" if best else "cem_mean"
-    weights, number = pick_weights(study, space, cem, pick, trial_number)
-    ws = Workspace(SearchSettings.from_dict(raw))
-    exported, report, search_values = export_pick(ws, study_name, weights, pick, number)
+    if is_loss_study(raw):
+        exported, report, search_values = export_loss_study(
+            study, space, cem, raw, pick, trial_number, lambda m: click.echo(m, err=True))
+        number = exported.trial_number
+    else:
+        weights, number = pick_weights(study, space, cem, pick, trial_number)
+        ws = Workspace(SearchSettings.from_dict(raw))
+        exported, report, search_values = export_pick(ws, study_name, weights, pick, number)
     path = exported.write(out)
     with ProjectStore(url) as store:
         store.record_export(study_name, number, str(path.resolve()),
@@ -567,6 +598,10 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
     if as_json:
         click.echo(exported.to_json())
         return
-    click.echo(f"pick '{pick}' weights {exported.weight_map}")
+    if "loss_weights" in exported.extra:
+        click.echo(f"pick '{pick}' loss weights {exported.extra['loss_weights']}, ranker "
+                   f"{exported.extra['ranker_checkpoint']}")
+    click.echo(f"pick '{pick}' {'fusion ' if 'loss_weights' in exported.extra else ''}"
+               f"weights {exported.weight_map}")
     click.echo(ab_table(report, search_values))
     click.echo(f"wrote {path}")

@@ -1,0 +1,184 @@
+"""``search run --config F --space fusion|loss|joint``, and loss-weight studies in
+``search history`` and ``search export``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from tuner.export import ExportedWeights
+from tuner.loss_search import (
+    LossObjective,
+    RankerCache,
+    config_of,
+    control_weights,
+    fusion_space,
+    is_loss_study,
+    loss_space,
+    study_settings,
+)
+from tuner.objective import FusionObjective
+from tuner.picking import export_pick, pick_weights
+from tuner.search_config import SearchConfig, load_search_config
+from tuner.space import FusionSpace
+from tuner.strategies import CEMConfig
+from tuner.study import create_or_load_study, load_search
+from tuner.workspace import SearchSettings, Workspace
+
+__all__ = ["export_loss_study", "loss_trial_columns", "objective_for", "open_config_study"]
+
+Evaluate = Callable[[np.ndarray], Any]
+
+
+def objective_for(settings: dict[str, Any], progress: bool = False) -> Evaluate:
+    """The objective a study's stored settings define (fusion or loss-weight study)."""
+    if is_loss_study(settings):
+        return LossObjective(config_of(settings), progress=progress)
+    return FusionObjective.for_workspace(Workspace(SearchSettings.from_dict(settings)))
+
+
+def _fusion_settings(config: SearchConfig, say: Callable[[str], None]
+                     ) -> tuple[SearchSettings, FusionSpace]:
+    """A fusion study's settings from a search file (training the base ranker if needed)."""
+    scores, model_fp = config.scores, ""
+    if scores is None:  # the ranker with every loss weight 1, trained once and cached
+        cache = RankerCache(config)
+        assert config.ranker is not None
+        run = cache.run(dict.fromkeys(config.ranker.task_names, 1.0))
+        say(f"ranker with loss weights 1: {'trained' if run.trained else 'cached'} "
+            f"({run.folder})")
+        scores, model_fp = str(run.scores), run.model_fingerprint
+        traffic = cache.traffic
+    else:
+        from simulator.logs import LoggedTraffic
+
+        traffic = LoggedTraffic.read(config.logs)
+    from tuner.scores import ScoreTable
+
+    table_ = ScoreTable.read(scores)
+    space = fusion_space(config, table_.tasks)
+    conditional = config.ranker.conditional if config.ranker is not None else {}
+    settings = SearchSettings(
+        logs=config.logs, scores=scores, objective=dict(config.objective),
+        estimator=config.estimator, formula=config.formula, splits=dict(config.splits),
+        split_seed=config.split_seed, conditional=conditional,
+        control=control_weights(config, space).tolist(), n_bootstrap=config.n_bootstrap,
+        guardrails=dict(config.guardrails), data_fingerprint=traffic.fingerprint(),
+        model_fingerprint=model_fp)
+    Workspace(settings, traffic, table_)  # validates the pair before the study is created
+    return settings, space
+
+
+def open_config_study(url: str, study_name: str, config_path: str | None, space_name: str | None,
+                      say: Callable[[str], None]
+                      ) -> tuple[optuna.Study, FusionSpace, CEMConfig, int, int]:
+    """Create (from a search file) or continue a study; also its file's ``rounds``.
+
+    An existing study keeps its stored settings: a ``--config``/``--space`` that differs
+    from them is refused.
+    """
+    names = optuna.study.get_all_study_names(url) if _db_exists(url) else []
+    config = None
+    if config_path is not None:
+        config = load_search_config(config_path)
+        if space_name is not None:
+            config = config.with_space(space_name)
+    if study_name in names:
+        study, space, cem, seed, raw = load_search(url, study_name)
+        stored_space = config_of(raw).space if is_loss_study(raw) else "fusion"
+        if space_name is not None and space_name != stored_space:
+            raise ValueError(f"study {study_name!r} searches space {stored_space!r}, not "
+                             f"{space_name!r}; use a new --study for another space")
+        if config is not None and is_loss_study(raw) and config.raw != config_of(raw).raw:
+            raise ValueError(f"--config {config_path} differs from the search file study "
+                             f"{study_name!r} stored; omit --config to continue it, or use a "
+                             "new --study")
+        rounds = config_of(raw).rounds if is_loss_study(raw) else config.rounds if config else 1
+        return study, space, cem, seed, rounds
+    if config is None:
+        existing = ", ".join(sorted(names)) or "none"
+        raise ValueError(f"study {study_name!r} does not exist in {url} (studies: {existing}); "
+                         "to create it from a search file give --config")
+    cem = CEMConfig(population=config.population, elite_fraction=config.elite_fraction)
+    init: np.ndarray | None
+    if config.space == "fusion":
+        settings, space = _fusion_settings(config, say)
+        init = space.from_weights(np.asarray(settings.control))
+        study = create_or_load_study(url, study_name, space, cem, config.seed,
+                                     settings=settings.to_dict(), init_mean=init)
+    else:
+        space = loss_space(config)
+        assert config.ranker is not None  # refuse a bad control before any training
+        control_weights(config, fusion_space(config, config.ranker.task_names))
+        ones = space.from_weights(np.ones(len(space.tasks)))
+        init = ones if space.contains(ones) else None
+        study = create_or_load_study(url, study_name, space, cem, config.seed,
+                                     settings=study_settings(config), init_mean=init)
+    return study, space, cem, config.seed, config.rounds
+
+
+def _db_exists(url: str) -> bool:
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        rest = url[len(prefix):]
+        return rest == ":memory:" or Path(rest).exists()
+    return True
+
+
+def loss_trial_columns(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """``search history --trials`` of a loss-weight study: weights, AUCs, fused result."""
+    loss = sorted({k for r in rows for k in r.get("params", {})})
+    aucs = sorted({k for r in rows for k in r.get("auc", {})})
+    fusion = sorted({k for r in rows for k in r.get("fusion", {})})
+    header = ["number", "state", "round", "value", "ci_low", "ci_high", *loss,
+              *[f"auc:{t}" for t in aucs], *[f"fusion:{t}" for t in fusion]]
+
+    def cell(x: Any) -> Any:
+        return "" if x is None else x
+
+    out = []
+    for r in rows:
+        out.append([cell(r.get(k)) for k in ("number", "state", "round", "value", "ci_low",
+                                             "ci_high")]
+                   + [cell(r.get("params", {}).get(p)) for p in loss]
+                   + [cell(r.get("auc", {}).get(t)) for t in aucs]
+                   + [cell(r.get("fusion", {}).get(t)) for t in fusion])
+    return header, out
+
+
+def export_loss_study(study: optuna.Study, space: FusionSpace, cem: CEMConfig,
+                      raw: dict[str, Any], pick: str, trial_number: int | None,
+                      say: Callable[[str], None]) -> tuple[ExportedWeights, Any, dict[str, float]]:
+    """Export the loss weights of a pick with the fusion weights that go with them.
+
+    The ranker of the pick is taken from the cache (trained now if it is not there, e.g.
+    CEM's final mean); its fusion weights are the trial's (``loss``: control; ``joint``:
+    the inner CEM's mean), judged on the held-out split.
+    """
+    config = config_of(raw)
+    loss_weights, number = pick_weights(study, space, cem, pick, trial_number)
+    objective = LossObjective(config)
+    weights = dict(zip(space.tasks, loss_weights.tolist(), strict=True))
+    run = objective.cache.run(weights)
+    if run.trained:
+        say(f"trained the ranker of the {pick} loss weights ({run.folder})")
+    ws = objective.workspace(run)
+    fusion = objective.fusion_pick(ws)
+    exported, report, search_values = export_pick(ws, study.study_name, fusion, pick, number)
+    extra = {
+        **exported.extra,
+        "space": config.space,
+        "loss_weights": weights,
+        "ranker_checkpoint": str(run.checkpoint),
+        "ranker_scores": str(run.scores),
+        "ranker_valid_metrics": run.valid_metrics,
+    }
+    return dataclasses.replace(exported, extra=json.loads(json.dumps(extra))), report, \
+        search_values
+
