@@ -115,6 +115,7 @@ def open_config_study(url: str, study_name: str, config_path: str | None, space_
     else:
         space = loss_space(config)
         assert config.ranker is not None  # refuse a bad control before any training
+        RankerCache(config)  # the log has a label for every ranker task
         control_weights(config, fusion_space(config, config.ranker.task_names))
         ones = space.from_weights(np.ones(len(space.tasks)))
         init = ones if space.contains(ones) else None
