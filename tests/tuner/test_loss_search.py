@@ -170,6 +170,10 @@ def test_cli_joint_search_history_export_and_resume(tmp_path: Path,
     assert set(first["auc"]) == set(TASKS) and set(first["fusion"]) == set(TASKS)
     table = invoke("search", "history", "--storage", db, "--study", "two", "--trials")
     assert "auc:like" in table and "fusion:conversion" in table
+    invoke("search", "history", "--storage", db, "--study", "two", "--plot",
+           str(tmp_path / "plots"))
+    for name in ("objective.png", "weights.png", "loss_trials.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = tmp_path / "w.json"
     invoke("search", "export", "--storage", db, "--study", "two", "--trial", "5",
            "--out", str(out))

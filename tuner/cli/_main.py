@@ -367,6 +367,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         _dump([s.to_dict() for s in summaries])
         return
     click.echo(rounds_table(history(study, space, cem), space.prefix))
+    if is_loss_study(load_search(url, study_name)[4]):  # what each loss vector bought
+        click.echo(table(*loss_trial_columns(trials_table(study)[-rounds * cem.population:])))
     click.echo(f"{len(study.trials)} trials in study {study_name!r} ({url})")
 
 
@@ -536,7 +538,12 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
     if plot_dir is not None:
         from tuner.plots import plot_history
 
-        for path in plot_history(history(study, space, cem), plot_dir, study_name):
+        paths = plot_history(history(study, space, cem), plot_dir, study_name, space.prefix)
+        if is_loss_study(raw):
+            from tuner.plots import plot_loss_trials
+
+            paths.append(plot_loss_trials(trials_table(study), plot_dir, study_name))
+        for path in paths:
             click.echo(f"wrote {path}", err=True)
     if show_trials:
         rows = trials_table(study)
