@@ -240,3 +240,33 @@ def test_options_that_the_search_file_owns_are_refused_beside_it(
                                        "--study", "x", "--config", str(path),
                                        "--estimator", "ips"])
     assert result.exit_code == 1 and "--estimator" in result.output
+
+
+def test_two_workers_on_postgresql_share_a_loss_study(
+        tmp_path: Path, demo_files: DemoFiles, pg_url: str) -> None:
+    """`search run --workers 2` on a joint study: each worker trains the rankers of the
+    members it claims; the trials equal a single process's on SQLite (own caches)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    configs = [_write_config(folder, demo_files) for folder in (one, two)]
+
+    def run(*args: str) -> None:
+        result = CliRunner().invoke(main, ["search", "run", *args, "--rounds", "2",
+                                           "--no-progress"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+
+    run("--storage", str(one / "ref.db"), "--study", "ref", "--config", str(configs[0]))
+    run("--storage", pg_url, "--study", "pg", "--config", str(configs[1]), "--workers", "2",
+        "--chunk", "2")
+    ref = json.loads(CliRunner().invoke(main, ["search", "history", "--storage",
+                                               str(one / "ref.db"), "--study", "ref",
+                                               "--trials", "--json"]).output)
+    got = json.loads(CliRunner().invoke(main, ["search", "history", "--storage", pg_url,
+                                               "--study", "pg", "--trials", "--json"]).output)
+    assert len(got) == len(ref) == 8
+    key = sorted(got, key=lambda r: (r["round"], r["member"]))
+    want = sorted(ref, key=lambda r: (r["round"], r["member"]))
+    assert [r["params"] for r in key] == [r["params"] for r in want]
+    assert [r["value"] for r in key] == pytest.approx([r["value"] for r in want], rel=1e-6)
+    assert len(list((two / "cache").iterdir())) == 8  # the workers trained every member
