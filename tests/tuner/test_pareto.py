@@ -244,6 +244,12 @@ def test_front_table_prints_control_and_points(pareto_dbs: dict[str, Path]) -> N
     assert lines[0].split()[:4] == ["trial", "w_conversion", "w_like", "click"]
     assert lines[2].split()[:3] == ["control", "0.500", "0.500"]
     assert "feasible trials (cem; metrics click, like" in result.output
+    few = invoke(["search", "pareto", "--storage", str(pareto_dbs["cem"]), "--study", "p",
+                  "--rounds", "0", "--points", "2"])
+    points = [r for r in lines[3:] if " [" in r]
+    few_points = [r for r in few.output.splitlines()[3:] if " [" in r]
+    assert len(points) > 2 and "distinct front points shown (--points)" in few.output
+    assert few_points == [points[0], points[-1]]  # both ends of the front
 
 
 def _trials(db: Path) -> list[tuple[Any, ...]]:

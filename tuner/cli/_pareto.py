@@ -31,6 +31,7 @@ from tuner.pareto import (
     ParetoConfig,
     ParetoFront,
     ParetoObjective,
+    ParetoPoint,
     ParetoSearch,
     create_pareto_study,
     front_of_trials,
@@ -90,6 +91,9 @@ _PARETO_OPTIONS = ("strategy", "scalarisations", "scalarisation")
 @click.option("--elite-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.25,
               show_default=True, help="CEM: share of each CEM's points refitted to.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--points", "max_points", type=click.IntRange(min=2), default=None,
+              help="Print at most this many front points, evenly spread along the first "
+                   "metric (--json always lists all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the front as JSON.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write pareto.png (trials, front with intervals, control) here.")
@@ -103,7 +107,8 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
                   conditional_text: str | None, holdout_fraction: float,
                   guardrail_text: str | None, rounds: int, population: int,
                   scalarisations: int, scalarisation: str, elite_fraction: float, seed: int,
-                  as_json: bool, plot_dir: Path | None, no_progress: bool) -> None:
+                  max_points: int | None, as_json: bool, plot_dir: Path | None,
+                  no_progress: bool) -> None:
     """Search and print the Pareto front of 2 or 3 metrics (e.g. clicks vs likes).
 
     A new study needs --logs, --scores and --metrics; every evaluated weight
@@ -128,7 +133,7 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
                                  "pareto'; give --rounds 0 to see the front of its trials on "
                                  "--metrics, or start a new --study")
             _show(_front_of_run_study(study, space, metrics_text), settings, space,
-                  "search run", as_json, plot_dir)
+                  "search run", as_json, plot_dir, max_points)
             return
         search = load_pareto(url, study_name)
         _check_same(sorted(given & set(_NEW_STUDY_OPTIONS)), params, settings, space, cem,
@@ -161,7 +166,7 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
     if metrics_text is not None and not rounds:
         metrics, directions = parse_metrics(metrics_text, _recorded(search))
     front = front_of_trials(search.study, search.space, metrics, directions, search.control)
-    _show(front, settings, search.space, search.config.strategy, as_json, plot_dir)
+    _show(front, settings, search.space, search.config.strategy, as_json, plot_dir, max_points)
 
 
 def _new_settings(logs: str, scores: str, metrics_text: str, objective_text: str | None,
@@ -248,7 +253,7 @@ def _front_of_run_study(study: Any, space: FusionSpace,
 
 
 def _show(front: ParetoFront, settings: SearchSettings, space: FusionSpace, strategy: str,
-          as_json: bool, plot_dir: Path | None) -> None:
+          as_json: bool, plot_dir: Path | None, max_points: int | None = None) -> None:
     if plot_dir is not None:
         from tuner.pareto import plot_front
 
@@ -258,15 +263,22 @@ def _show(front: ParetoFront, settings: SearchSettings, space: FusionSpace, stra
         _dump({**front.to_dict(), "strategy": strategy, "tasks": list(space.tasks),
                "control_weights": dict(zip(space.tasks, control.tolist(), strict=True))})
         return
-    click.echo(front_table(front, space, control))
-    n_feasible = len(front.trials) - front.n_infeasible
     distinct = front.distinct()
+    shown = [p for p, _ in distinct]
+    if max_points is not None and len(shown) > max_points:
+        keep = np.unique(np.linspace(0, len(shown) - 1, max_points).round().astype(int))
+        shown = [shown[i] for i in keep]
+    click.echo(front_table(front, space, control, shown))
+    n_feasible = len(front.trials) - front.n_infeasible
     lines = [f"{len(front.points)} non-dominated of {n_feasible} feasible trials "
              f"({strategy}; metrics {', '.join(front.metrics)}; estimates and 95% intervals "
              "on the search split)"]
     if len(distinct) < len(front.points):
         lines.append(f"{len(front.points) - len(distinct)} front trials repeat the weights "
                      "of a listed one and are not shown (--json lists them)")
+    if len(shown) < len(distinct):
+        lines.append(f"{len(shown)} of the {len(distinct)} distinct front points shown "
+                     "(--points)")
     if front.n_infeasible:
         lines.append(f"{front.n_infeasible} trials break a guardrail and are never on the "
                      "front (reasons: 'search history --trials --json')")
@@ -277,9 +289,10 @@ def _show(front: ParetoFront, settings: SearchSettings, space: FusionSpace, stra
     click.echo("\n".join(lines))
 
 
-def front_table(front: ParetoFront, space: FusionSpace, control: np.ndarray) -> str:
-    """Trial, free weights, each metric's estimate [95% CI] and lift vs control; the
-    control first when its estimates are known."""
+def front_table(front: ParetoFront, space: FusionSpace, control: np.ndarray,
+                points: list[ParetoPoint] | None = None) -> str:
+    """Trial, free weights, each metric's estimate [95% CI] and lift vs control of each of
+    ``points`` (default the front's distinct points); the control first when known."""
     header = ["trial", *space.param_names, *[f"{m} [95% CI]" for m in front.metrics]]
     if front.control:
         header += [f"{m} lift" for m in front.metrics]
@@ -295,7 +308,7 @@ def front_table(front: ParetoFront, space: FusionSpace, control: np.ndarray) -> 
         rows.append(["control", *[f"{control[i] / scale:.3f}" for i in free],
                      *[cell(c[m].value, c[m].low, c[m].high) for m in front.metrics],
                      *["" for _ in front.metrics]])
-    for p, _ in front.distinct():
+    for p in points if points is not None else [p for p, _ in front.distinct()]:
         row: list[object] = [p.trial, *[f"{p.weights[space.tasks[i]]:.3f}" for i in free],
                              *[cell(p.metrics[m].value, p.metrics[m].low, p.metrics[m].high)
                                for m in front.metrics]]
