@@ -319,6 +319,8 @@ def test_export_of_a_front_point_round_trips(pareto_dbs: dict[str, Path], tmp_pa
                       "Pareto study", "search pareto")
     assert_user_error(invoke(["search", "run", "--storage", str(db), "--study", "p",
                               "--no-progress"]), "single-objective", "search pareto")
+    assert_user_error(invoke(["search", "worker", "--storage", str(db), "--study", "p",
+                              "--until", "3"]), "Pareto study", "search pareto")
 
 
 def test_guardrail_infeasible_trials_are_never_on_the_front_nor_exported(
