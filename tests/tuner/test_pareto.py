@@ -401,6 +401,13 @@ def test_front_of_a_search_run_study(demo_files: DemoFiles, tmp_path: Path) -> N
     assert_user_error(invoke([*base, "--rounds", "1"]), "'search run'", "--rounds 0")
 
 
+def test_cem_options_with_nsga2_are_refused(demo_files: DemoFiles, tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    result = invoke([*pareto_args(demo_files, db, "nsga2"), "--scalarisations", "2"])
+    assert_user_error(result, "--scalarisations", "only for --strategy cem")
+    assert not db.exists()
+
+
 def test_new_study_without_metrics_says_what_to_give(tmp_path: Path) -> None:
     result = invoke(["search", "pareto", "--storage", str(tmp_path / "p.db"), "--study", "p"])
     assert_user_error(result, "does not exist", "--logs --scores --metrics")

@@ -147,6 +147,10 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
             raise ValueError(f"study {study_name!r} does not exist in {url} (studies: "
                              f"{names}); to create it give {' '.join(missing)}")
         assert logs is not None and scores is not None and metrics_text is not None
+        cem_only = sorted(given & {"scalarisations", "scalarisation", "elite_fraction"})
+        if strategy == "nsga2" and cem_only:
+            options = ", ".join("--" + o.replace("_", "-") for o in cem_only)
+            raise ValueError(f"{options}: only for --strategy cem, not nsga2")
         settings, space, ws, metrics, directions = _new_settings(
             logs, scores, metrics_text, objective_text, estimator, formula, pinned, low, high,
             control_text, conditional_text, holdout_fraction, seed, guardrail_text)

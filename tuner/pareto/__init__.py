@@ -1,12 +1,13 @@
 """Multi-objective (Pareto) search of fusion weights: the trade-off between 2 or 3 metrics.
 
-``_front``: non-dominated sorting and the front of a study's trials; ``_search``: a
-resumable NSGA-II or CEM-over-scalarisations search stored in a multi-objective Optuna
-study; ``_plots``: the front as a PNG.
+``_config``: which metrics and how to search; ``_front``: non-dominated sorting and the
+front of a study's trials; ``_search``: a resumable NSGA-II or CEM-over-scalarisations
+search stored in a multi-objective Optuna study; ``_plots``: the front as a PNG.
 """
 
 from __future__ import annotations
 
+from tuner.pareto._config import PARETO_STRATEGIES, ParetoConfig, parse_metrics
 from tuner.pareto._front import (
     DIRECTIONS,
     MetricEstimate,
@@ -20,15 +21,12 @@ from tuner.pareto._front import (
 from tuner.pareto._plots import plot_front
 from tuner.pareto._search import (
     ATTR_PARETO,
-    PARETO_STRATEGIES,
-    ParetoConfig,
     ParetoObjective,
     ParetoResult,
     ParetoSearch,
     create_pareto_study,
     load_pareto,
     make_strategy,
-    parse_metrics,
     run_pareto,
 )
 

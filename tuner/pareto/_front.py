@@ -8,7 +8,7 @@ vectors do not dominate each other, so duplicates share a front.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -161,7 +161,6 @@ class ParetoFront:
     trials: tuple[ParetoPoint, ...]
     control: Mapping[str, MetricEstimate] | None = None
     n_failed: int = 0
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def n_infeasible(self) -> int:
@@ -210,7 +209,6 @@ class ParetoFront:
             "control": {m: c.to_dict() for m, c in control.items() if m in self.metrics},
             "n_front_trials": len(self.points),
             "front": [point(p, same) for p, same in self.distinct()],
-            **dict(self.extra),
         })
 
 
@@ -238,17 +236,17 @@ def front_of_trials(study: optuna.Study, space: FusionSpace, metrics: Sequence[s
     Raises:
         ValueError: a metric the study's trials did not record.
     """
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                  key=lambda t: t.number)
     n_failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-    points = [_point(t, space) for t in sorted(done, key=lambda t: t.number)]
+    points = [_point(t, space) for t in done]
     if points:
         missing = sorted({m for p in points for m in metrics if m not in p.metrics})
         if missing:
             have = sorted(set.intersection(*(set(p.metrics) for p in points)))
             raise ValueError(f"the trials of study {study.study_name!r} do not record "
                              f"metric(s) {missing}; they record {have}")
-    feasible = [p for p, t in zip(points, sorted(done, key=lambda t: t.number), strict=True)
-                if is_feasible_complete(t)]
+    feasible = [p for p, t in zip(points, done, strict=True) if is_feasible_complete(t)]
     Y = np.array([[p.metrics[m].value for m in metrics] for p in feasible],
                  dtype=np.float64).reshape(len(feasible), len(metrics))
     mask = pareto_mask(Y, directions)
