@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.replay import OBJECTIVE, Replay
+from simulator.replay import OBJECTIVE, PopulationEstimate, Replay
 from tuner.guardrails import Guardrail, guardrail_reasons, parse_guardrails
 from tuner.study import TrialResult
 from tuner.workspace import SEARCH, Workspace
@@ -85,6 +85,22 @@ class FusionObjective:
         return cls(ws.replay(part), dict(s.objective), guardrails, control)
 
     def __call__(self, weights: np.ndarray) -> Sequence[TrialResult]:
+        result, reasons = self.population(weights)
+        out = []
+        for p in range(len(result)):
+            metrics = {t: float(result.value[p, i])
+                       for i, t in enumerate(self.replay.feedback.tasks)}
+            base = TrialResult.from_estimate(result.estimate(p, OBJECTIVE), metrics)
+            out.append(dataclasses.replace(base, infeasible=reasons[p]))
+        return out
+
+    def population(self, weights: np.ndarray) -> tuple[PopulationEstimate, list[str]]:
+        """Every metric of every weight vector ``W [P, S]`` with its interval, in one pass.
+
+        Returns:
+            The estimates (``[P, M]`` per-task metrics, then the objective) and, per
+            vector, why it breaks a guardrail (``""`` when feasible).
+        """
         weights = np.atleast_2d(np.asarray(weights, dtype=float))
         tasks = self.replay.feedback.tasks
         if self.guardrails:
@@ -95,10 +111,4 @@ class FusionObjective:
         else:
             terms = self.replay.terms(weights)
             reasons = [""] * len(weights)
-        result = self.replay.estimates(terms, self.objective)
-        out = []
-        for p in range(len(result)):
-            metrics = {t: float(result.value[p, i]) for i, t in enumerate(tasks)}
-            base = TrialResult.from_estimate(result.estimate(p, OBJECTIVE), metrics)
-            out.append(dataclasses.replace(base, infeasible=reasons[p]))
-        return out
+        return self.replay.estimates(terms, self.objective), reasons

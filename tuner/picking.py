@@ -39,6 +39,11 @@ def pick_weights(study: optuna.Study, space: FusionSpace, config: CEMConfig, pic
     if not complete:
         raise ValueError(f"study {study.study_name!r} has no complete trial yet; run "
                          "'fusiontune search run' first")
+    if len(study.directions) > 1 and pick != "trial":
+        raise ValueError(f"study {study.study_name!r} is a Pareto study: it has no single best "
+                         "trial or CEM mean; export one point of its front with --trial N "
+                         f"(listed by 'fusiontune search pareto --study {study.study_name} "
+                         "--rounds 0')")
     if pick == "cem_mean":
         state = search_state(study, space, config)
         return space.matrix_to_weights(np.asarray(state.mean)[None])[0], None

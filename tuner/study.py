@@ -167,7 +167,8 @@ def create_or_load_study(
     names = optuna.get_all_study_names(rdb)
     if study_name in names:
         study = optuna.load_study(study_name=study_name, storage=rdb)
-        if study.direction != StudyDirection.MAXIMIZE or len(study.directions) != 1:
+        pareto = "fusiontune:pareto" in study.user_attrs  # tuner.pareto: one direction a metric
+        if not pareto and study.directions != [StudyDirection.MAXIMIZE]:
             raise ValueError(f"study {study_name!r} in {storage} is not single-objective max")
         stored = _read_attrs(study)
         _check_same(study_name, "space", stored[0].to_dict(), space and space.to_dict())
@@ -288,6 +289,9 @@ def search_state(study: optuna.Study, space: FusionSpace, config: CEMConfig) -> 
 
 def history(study: optuna.Study, space: FusionSpace, config: CEMConfig) -> list[RoundSummary]:
     """Summaries of every round in the study, the last one possibly partial."""
+    if len(study.directions) > 1:
+        raise ValueError(f"study {study.study_name!r} is a Pareto study; show its front with "
+                         f"'fusiontune search pareto --study {study.study_name} --rounds 0'")
     cem = CEM(space, config, 0, _stored_init_mean(study))
     out = []
     for g, members, complete in _generations(_members(study), config.population):
@@ -308,7 +312,8 @@ def trials_table(study: optuna.Study) -> list[dict[str, Any]]:
                 "state": t.state.name,
                 "round": ua.get("round"),
                 "member": ua.get("member"),
-                "value": t.value if t.values is not None else None,
+                "value": t.values[0] if t.values is not None and len(t.values) == 1 else None,
+                "values": None if t.values is None else list(t.values),
                 "ci_low": ua.get("ci_low"),
                 "ci_high": ua.get("ci_high"),
                 "ess": ua.get("ess"),
@@ -393,8 +398,9 @@ def _prepare(
     init_mean: np.ndarray | None,
 ) -> CEM:
     """Check the study against the arguments (storing what it lacks); build the CEM."""
-    if study.direction != StudyDirection.MAXIMIZE or len(study.directions) != 1:
-        raise ValueError(f"study {study.study_name!r} must be single-objective, maximize")
+    if study.directions != [StudyDirection.MAXIMIZE]:
+        raise ValueError(f"study {study.study_name!r} must be single-objective, maximize (a "
+                         "Pareto study continues with 'fusiontune search pareto')")
     attrs = study.user_attrs
     name = study.study_name
     given = {
@@ -493,7 +499,7 @@ def _generations(
 
 def is_feasible_complete(t: FrozenTrial) -> bool:
     """A COMPLETE trial with a value that breaks no guardrail."""
-    return (t.state == TrialState.COMPLETE and t.value is not None
+    return (t.state == TrialState.COMPLETE and t.values is not None
             and not t.user_attrs.get(INFEASIBLE))
 
 

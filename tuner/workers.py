@@ -166,6 +166,9 @@ def run_worker(
     me = worker or worker_id()
     emit = on_event or (lambda event: None)
     study, space, cem_config, seed, _ = load_search(storage, study_name)
+    if len(study.directions) > 1:
+        raise ValueError(f"study {study_name!r} is a Pareto study; workers share 'search run' "
+                         "studies only (continue it with 'fusiontune search pareto')")
     target = until if until is not None else study.user_attrs.get(ATTR_TARGET)
     if target is None:
         raise ValueError(

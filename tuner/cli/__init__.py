@@ -1,7 +1,7 @@
 """The ``fusiontune`` command line.
 
 ``fusiontune demo`` runs the whole loop on the embedded synthetic world;
-``fusiontune search run|history|export`` work on a study in a database;
+``fusiontune search run|history|export|pareto`` work on a study in a database;
 ``fusiontune ranker train|evaluate|score`` run the multi-task ranker from a TOML file.
 Exit codes: 0 success, 1 a user error (one-line message, no traceback),
 2 a usage error (click's), 130 interrupted.
@@ -9,9 +9,11 @@ Exit codes: 0 success, 1 a user error (one-line message, no traceback),
 
 from __future__ import annotations
 
-from tuner.cli._main import main
+from tuner.cli._main import main, search
+from tuner.cli._pareto import search_pareto
 from tuner.cli._ranker import ranker
 
 main.add_command(ranker)
+search.add_command(search_pareto)
 
 __all__ = ["main"]

@@ -1,5 +1,6 @@
 """Search strategies: CEM as an ask/tell strategy and as an Optuna sampler; steady-state
-CEM; Optuna's samplers as ask/tell baselines; ``STRATEGIES`` names them all."""
+CEM; Optuna's samplers as ask/tell baselines; ``STRATEGIES`` names them all. Multi-objective
+(Pareto) strategies: NSGA-II and CEM over scalarisations."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Callable
 from tuner.space import FusionSpace
 from tuner.strategies._base import BaseStrategy
 from tuner.strategies._cem import CEM, CEMConfig, CEMState
+from tuner.strategies._multi import BaseMultiStrategy
+from tuner.strategies._nsga2_multi import NSGA2Multi
 from tuner.strategies._optuna_baselines import (
     OptunaStrategy,
     SamplerFactory,
@@ -17,6 +20,12 @@ from tuner.strategies._optuna_baselines import (
     tpe,
 )
 from tuner.strategies._optuna_sampler import CEMSampler
+from tuner.strategies._scalarised_cem import (
+    SCALARISATIONS,
+    ScalarisedCEM,
+    ScalarisedCEMConfig,
+    simplex_directions,
+)
 from tuner.strategies._steady_cem import SteadyCEM, SteadyCEMConfig
 
 StrategyFactory = Callable[[FusionSpace, int, int], BaseStrategy]
@@ -46,13 +55,18 @@ STRATEGIES: dict[str, StrategyFactory] = {
 
 __all__ = [
     "CEM",
+    "SCALARISATIONS",
     "STRATEGIES",
+    "BaseMultiStrategy",
     "BaseStrategy",
     "CEMConfig",
     "CEMSampler",
     "CEMState",
+    "NSGA2Multi",
     "OptunaStrategy",
     "SamplerFactory",
+    "ScalarisedCEM",
+    "ScalarisedCEMConfig",
     "SteadyCEM",
     "SteadyCEMConfig",
     "StrategyFactory",
@@ -60,6 +74,7 @@ __all__ = [
     "cmaes",
     "nsga2",
     "random_search",
+    "simplex_directions",
     "steady_cem",
     "tpe",
 ]
