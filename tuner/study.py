@@ -664,7 +664,7 @@ def _json_roundtrip(value: Mapping[str, Any], what: str) -> dict[str, Any]:
 
 def jsonable(x: Any) -> Any:
     """``x`` with numpy scalars made plain and non-finite floats made ``None`` (for JSON)."""
-    if isinstance(x, dict):
+    if isinstance(x, Mapping):
         return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
         return [jsonable(v) for v in x]

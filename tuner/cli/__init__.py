@@ -9,10 +9,12 @@ Exit codes: 0 success, 1 a user error (one-line message, no traceback),
 
 from __future__ import annotations
 
-from tuner.cli._main import main, search
+from tuner.cli._main import main
 from tuner.cli._pareto import search_pareto
 from tuner.cli._ranker import ranker
+from tuner.cli._search import search
 
+main.add_command(search)
 main.add_command(ranker)
 search.add_command(search_pareto)
 

@@ -9,20 +9,19 @@ import click
 import numpy as np
 
 from simulator.estimators import ESTIMATORS
-from tuner.cli._format import table
-from tuner.cli._main import (
-    _NEW_STUDY_OPTIONS,
+from tuner.cli._common import (
     STORAGE,
     STUDY,
-    _check_same,
-    _dump,
-    _load_existing,
-    _parse_conditional,
-    _study_names,
-    _weights_option,
+    dump,
+    load_existing,
+    parse_conditional,
     storage_url,
+    study_names,
     user_errors,
+    weights_option,
 )
+from tuner.cli._format import table
+from tuner.cli._search import NEW_STUDY_OPTIONS, check_same
 from tuner.guardrails import parse_guardrails
 from tuner.objective import FusionObjective, parse_objective
 from tuner.pareto import (
@@ -124,8 +123,8 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
     given = {p for p in params
              if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     ws: Workspace | None = None
-    if study_name in _study_names(url):
-        study, space, cem, stored_seed, raw = _load_existing(url, study_name)
+    if study_name in study_names(url):
+        study, space, cem, stored_seed, raw = load_existing(url, study_name)
         settings = SearchSettings.from_dict(raw)
         if ATTR_PARETO not in study.user_attrs:
             if rounds:
@@ -136,14 +135,14 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
                   "search run", as_json, plot_dir, max_points)
             return
         search = load_pareto(url, study_name)
-        _check_same(sorted(given & set(_NEW_STUDY_OPTIONS)), params, settings, space, cem,
+        check_same(sorted(given & set(NEW_STUDY_OPTIONS)), params, settings, space, cem,
                     stored_seed)
         _check_pareto_options(given, params, search, rounds)
     else:
         missing = [o for o, v in (("--logs", logs), ("--scores", scores),
                                   ("--metrics", metrics_text)) if v is None]
         if missing:
-            names = ", ".join(sorted(_study_names(url))) or "none"
+            names = ", ".join(sorted(study_names(url))) or "none"
             raise ValueError(f"study {study_name!r} does not exist in {url} (studies: "
                              f"{names}); to create it give {' '.join(missing)}")
         assert logs is not None and scores is not None and metrics_text is not None
@@ -194,8 +193,8 @@ def _new_settings(logs: str, scores: str, metrics_text: str, objective_text: str
     settings = SearchSettings(
         logs=resolve(logs), scores=resolve(scores), objective=objective, estimator=estimator,
         formula=formula, splits={SEARCH: 1 - holdout_fraction, HOLDOUT: holdout_fraction},
-        split_seed=seed, conditional=_parse_conditional(conditional_text, tasks),
-        control=_weights_option(control_text, space, formula, "--control"),
+        split_seed=seed, conditional=parse_conditional(conditional_text, tasks),
+        control=weights_option(control_text, space, formula, "--control"),
         data_fingerprint=traffic.fingerprint(),
         guardrails={g.metric: g.max_drop
                     for g in parse_guardrails(guardrail_text, traffic.tasks)})
@@ -264,7 +263,7 @@ def _show(front: ParetoFront, settings: SearchSettings, space: FusionSpace, stra
         click.echo(f"wrote {plot_front(front, plot_dir)}", err=True)
     control = _control_weights(settings, space)
     if as_json:
-        _dump({**front.to_dict(), "strategy": strategy, "tasks": list(space.tasks),
+        dump({**front.to_dict(), "strategy": strategy, "tasks": list(space.tasks),
                "control_weights": dict(zip(space.tasks, control.tolist(), strict=True))})
         return
     distinct = front.distinct()

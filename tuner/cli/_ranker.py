@@ -8,8 +8,6 @@ and report per-task AUC, GAUC (per user), logloss and calibration.
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -26,29 +24,12 @@ from ranker import train as train_model
 from ranker.config_file import RankerRunConfig, load_run_config, parse_run_config
 from ranker.gauc import task_gauc
 from ranker.kuairand import KuaiRandData, KuaiRandSplit, load_kuairand
+from tuner.cli._common import dump, user_errors
 from tuner.cli._format import table
-from tuner.cli._main import user_errors
 
 __all__ = ["ranker"]
 
 SPLITS = ("train", "valid", "test")
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(_finite(data), indent=2, allow_nan=False))
-
-
-def _finite(x: Any) -> Any:
-    """JSON-ready: non-finite floats become null."""
-    if isinstance(x, Mapping):
-        return {str(k): _finite(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
-    if isinstance(x, float | np.floating):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def data_fingerprint(data: KuaiRandData) -> str:
@@ -206,7 +187,7 @@ def train_cmd(config_path: Path | None, checkpoint: Path, as_json: bool, progres
     }
     model_fp = save_checkpoint(checkpoint, result.model, meta)
     if as_json:
-        _echo_json({"checkpoint": str(checkpoint), "fingerprint": model_fp,
+        dump({"checkpoint": str(checkpoint), "fingerprint": model_fp,
                     "data_fingerprint": fingerprint, "train_rows": train_split.n_rows,
                     "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                     "split": "test", "metrics": test})
@@ -238,7 +219,7 @@ def evaluate_cmd(config_path: Path | None, checkpoint: Path, split: str, as_json
     rows = data.splits()[split]
     metrics = split_metrics(model, rows)
     if as_json:
-        _echo_json({"checkpoint": str(checkpoint), "fingerprint": meta["fingerprint"],
+        dump({"checkpoint": str(checkpoint), "fingerprint": meta["fingerprint"],
                     "data_fingerprint": fp, "split": split, "metrics": metrics})
         return
     click.echo(f"{checkpoint} ({model.spec.arch}) on the {split} days ({rows.n_rows:,} rows):")

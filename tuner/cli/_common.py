@@ -1,0 +1,145 @@
+"""What the commands share: one-line user errors, storage URLs, study options, weights."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import numpy as np
+import optuna
+
+from simulator.fusion import make_fusion
+from tuner.space import FusionSpace
+from tuner.storage import SchemaVersionError
+from tuner.strategies import CEMConfig
+from tuner.study import (
+    jsonable,
+    load_search,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, FileNotFoundError, KeyError, SchemaVersionError, IsADirectoryError,
+)
+
+
+def user_errors(fn: F) -> F:
+    """Turn a user mistake into a one-line message and exit code 1 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as err:
+            msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            raise click.ClickException(str(msg).splitlines()[0]) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted; completed trials are saved, run again to resume",
+                       err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def storage_url(value: str) -> str:
+    """A SQLAlchemy URL; a bare file path means a SQLite file."""
+    return value if "://" in value else f"sqlite:///{Path(value).resolve()}"
+
+
+def dump(data: Any) -> None:
+    click.echo(json.dumps(jsonable(data), indent=2, allow_nan=False))
+
+
+def weights_option(text: str | None, space: FusionSpace, formula: str,
+                    what: str) -> list[float] | None:
+    """Parse ``<task>=<weight>,...`` into one weight per task of ``space``, validated.
+
+    Every task needs a weight; the formula decides the valid values (finite, and
+    ``>= 0`` for the multiplicative one), and the vector rescaled to a pinned weight
+    of 1 must lie in the search box, because CEM starts from it.
+    """
+    if text is None:
+        return None
+    tasks = space.tasks
+    values: dict[str, float] = {}
+    for term in filter(None, (t.strip() for t in text.split(","))):
+        name, sep, raw = term.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            values[name.strip()] = float(raw)
+        except ValueError:
+            raise ValueError(f"{what} term {term!r} is not <task>=<weight>; give one per "
+                             f"score task {list(tasks)}, e.g. '{tasks[0]}=1'") from None
+    unknown = [t for t in values if t not in tasks]
+    if unknown:
+        raise ValueError(f"{what} names unknown task(s) {unknown}; score tasks: {list(tasks)}")
+    missing = [t for t in tasks if t not in values]
+    if missing:
+        raise ValueError(f"{what} lacks a weight for {missing}; give one per score task "
+                         f"{list(tasks)}")
+    weights = np.array([values[t] for t in tasks])
+    try:
+        make_fusion(formula).validate_weights(weights, tasks)
+        x = space.from_weights(weights)
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+    for task, v in zip(space.free_tasks, x, strict=True):
+        if not space.low <= v <= space.high:
+            raise ValueError(
+                f"{what}: weight of task {task!r} is {v:g} relative to the pinned "
+                f"{space.pinned!r}; CEM starts from it, so it must lie in the search box "
+                f"[{space.low:g}, {space.high:g}] (--low, --high)")
+    return weights.tolist()
+
+
+def parse_conditional(text: str | None, tasks: tuple[str, ...]) -> dict[str, str]:
+    conditional: dict[str, str] = {}
+    for term in filter(None, (text or "").split(",")):
+        child, _, parent = term.partition("=")
+        if child.strip() not in tasks or parent.strip() not in tasks:
+            raise ValueError(f"--conditional term {term!r}: both tasks must be score "
+                             f"tasks {list(tasks)}")
+        conditional[child.strip()] = parent.strip()
+    return conditional
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    prefix = "sqlite:///"
+    rest = url[len(prefix):] if url.startswith(prefix) else ""
+    return Path(rest) if rest and rest != ":memory:" else None
+
+
+def study_names(url: str) -> list[str]:
+    """Studies in the database; a SQLite file that does not exist is not created."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return []
+    return list(optuna.study.get_all_study_names(url))
+
+
+def load_existing(url: str, study_name: str
+                   ) -> tuple[optuna.Study, FusionSpace, CEMConfig, int, dict[str, Any]]:
+    """:func:`load_search` of a study that must exist; never creates a database."""
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"no database file {path}; --storage must name the SQLite "
+                                "file (or URL) that 'fusiontune search run' wrote")
+    names = study_names(url)
+    if study_name not in names:
+        raise ValueError(f"study {study_name!r} does not exist in {url}; studies: "
+                         f"{', '.join(sorted(names)) or 'none'}")
+    return load_search(url, study_name)
+
+
+
+STORAGE = click.option("--storage", default="fusiontune.db", show_default=True,
+                       help="Database URL (sqlite:///f.db, postgresql://...) or a SQLite file.")
+STUDY = click.option("--study", "study_name", required=True, help="Study name.")

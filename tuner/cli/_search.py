@@ -1,0 +1,417 @@
+"""``search run|worker|history|export``: a search stored in a database."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from simulator.estimators import ESTIMATORS
+from tuner.cli._common import (
+    STORAGE,
+    STUDY,
+    dump,
+    load_existing,
+    parse_conditional,
+    storage_url,
+    study_names,
+    user_errors,
+    weights_option,
+)
+from tuner.cli._format import ab_table, rounds_table, table
+from tuner.cli._loss import (
+    export_loss_study,
+    loss_trial_columns,
+    objective_for,
+    open_config_study,
+)
+from tuner.guardrails import parse_guardrails
+from tuner.loss_search import is_loss_study
+from tuner.objective import parse_objective
+from tuner.picking import export_pick, pick_weights
+from tuner.search_config import SPACES
+from tuner.space import FusionSpace
+from tuner.storage import ProjectStore
+from tuner.strategies import CEMConfig
+from tuner.study import (
+    create_or_load_study,
+    history,
+    load_search,
+    run_rounds,
+    search_state,
+    trials_table,
+)
+from tuner.workers import set_target_rounds
+from tuner.workspace import HOLDOUT, SEARCH, SearchSettings, Workspace, resolve
+
+
+@click.group()
+def search() -> None:
+    """Run, inspect and export a fusion-weight search stored in a database."""
+
+
+
+
+@search.command("run")
+@STORAGE
+@STUDY
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Search file (TOML) with data, objective, ranker and search settings "
+                   "(new study; see tuner/search_config.py). Replaces --logs, --scores... .")
+@click.option("--space", "space_name", type=click.Choice(SPACES), default=None,
+              help="With --config: which weights are searched (default: the file's). fusion: "
+                   "fusion weights over one score table; loss: the ranker's loss weights, "
+                   "every trial retrains it (cached); joint: loss weights, every trial also "
+                   "tunes the fusion weights by an inner CEM.")
+@click.option("--logs", type=click.Path(dir_okay=False), help="Logged traffic (new study).")
+@click.option("--scores", type=click.Path(dir_okay=False), help="Score table (new study).")
+@click.option("--objective", "objective_text", help="<task>=<weight>,... (new study).")
+@click.option("--estimator", type=click.Choice(sorted(ESTIMATORS)), default="snips",
+              show_default=True)
+@click.option("--formula", type=click.Choice(["multiplicative", "additive", "rank"]),
+              default="multiplicative", show_default=True)
+@click.option("--pinned", help="Task whose weight is fixed at 1 (default: the first).")
+@click.option("--low", type=float, default=0.0, show_default=True)
+@click.option("--high", type=float, default=4.0, show_default=True)
+@click.option("--control", "control_text", help="Control weights <task>=<weight>,..., one "
+              "per score task (the A/B baseline and CEM's start; default all 1).")
+@click.option("--conditional", "conditional_text",
+              help="Score tasks conditional on another, e.g. conversion=click (for dm/dr).")
+@click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.5, show_default=True)
+@click.option("--guardrail", "guardrail_text",
+              help="Metrics that may not drop more than a fraction below control, judged at "
+                   "the lower end of the paired 95%% lift interval: click=0.05,like=2%%.")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="New CEM generations to run.")
+@click.option("--population", type=click.IntRange(min=4), default=32, show_default=True)
+@click.option("--elite-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.25,
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Spawn this many 'search worker' processes sharing the rounds (best on "
+                   "PostgreSQL); default: this process alone.")
+@click.option("--chunk", type=click.IntRange(min=1), default=None,
+              help="Members a worker claims at a time (default population / workers).")
+@click.option("--json", "as_json", is_flag=True, help="Print round summaries as JSON.")
+@click.option("--no-progress", is_flag=True)
+@click.pass_context
+@user_errors
+def search_run(ctx: click.Context, storage: str, study_name: str, config_path: str | None,
+               space_name: str | None, logs: str | None, scores: str | None,
+               objective_text: str | None, estimator: str, formula: str,
+               pinned: str | None, low: float, high: float, control_text: str | None,
+               conditional_text: str | None, holdout_fraction: float,
+               guardrail_text: str | None, rounds: int,
+               population: int, elite_fraction: float, seed: int, workers: int | None,
+               chunk: int | None, as_json: bool, no_progress: bool) -> None:
+    """Run more CEM rounds; a new study needs --config, or --logs, --scores and --objective.
+
+    On an existing study every setting comes from the database and the run
+    continues where the last one stopped (an interrupted generation included).
+    With --workers N, N worker processes share each generation; more workers
+    may join from other machines with 'fusiontune search worker'.
+    """
+    url = storage_url(storage)
+    names = study_names(url)
+    given = [p for p in ctx.params if p in NEW_STUDY_OPTIONS
+             and ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
+    rounds_given = ctx.get_parameter_source("rounds") == click.core.ParameterSource.COMMANDLINE
+    raw = load_search(url, study_name)[4] if study_name in names else {}
+    if config_path is not None or space_name is not None or is_loss_study(raw):
+        if given:
+            options = ", ".join("--" + g.removesuffix("_text").replace("_", "-") for g in given)
+            raise ValueError(f"{options}: a search file study takes its settings from the "
+                             "file (--config), not from options")
+        study, space, cem, seed, file_rounds = open_config_study(
+            url, study_name, config_path, space_name, lambda m: click.echo(m, err=True))
+        rounds = rounds if rounds_given else file_rounds
+    elif study_name in names:
+        study, space, cem, seed, raw = load_search(url, study_name)
+        settings = SearchSettings.from_dict(raw)
+        if given:
+            check_same(given, ctx.params, settings, space, cem, seed)
+    else:
+        missing = [o for o, v in (("--logs", logs), ("--scores", scores),
+                                  ("--objective", objective_text)) if v is None]
+        if missing:
+            existing = ", ".join(names) if names else "none"
+            raise ValueError(f"study {study_name!r} does not exist in {url} (studies: "
+                             f"{existing}); to create it give --config, or {' '.join(missing)}")
+        assert logs is not None and scores is not None and objective_text is not None
+        settings, space = _new_settings(logs, scores, objective_text, estimator, formula,
+                                        pinned, low, high, control_text, conditional_text,
+                                        holdout_fraction, seed, guardrail_text)
+        cem = CEMConfig(population=population, elite_fraction=elite_fraction)
+        init = np.asarray(settings.control) if settings.control is not None else None
+        study = create_or_load_study(url, study_name, space, cem, seed,
+                                     settings=settings.to_dict(),
+                                     init_mean=None if init is None else space.from_weights(init))
+    if workers is not None:
+        done = search_state(study, space, cem).generation
+        set_target_rounds(study, done + rounds)
+        n_chunk = chunk or max(1, -(-cem.population // workers))
+        _spawn_workers(url, study_name, workers, n_chunk)
+        summaries = history(study, space, cem)[done:done + rounds]
+    else:
+        objective = objective_for(load_search(url, study_name)[4], progress=not no_progress)
+        summaries = run_rounds(study, space, cem, seed, objective, rounds,
+                               progress=not no_progress)
+    if as_json:
+        dump([s.to_dict() for s in summaries])
+        return
+    click.echo(rounds_table(history(study, space, cem), space.prefix))
+    if is_loss_study(load_search(url, study_name)[4]):  # what each loss vector bought
+        click.echo(table(*loss_trial_columns(trials_table(study)[-rounds * cem.population:])))
+    click.echo(f"{len(study.trials)} trials in study {study_name!r} ({url})")
+
+
+def _spawn_workers(url: str, study_name: str, n: int, chunk: int) -> None:
+    """Run ``n`` ``search worker`` processes to the study's target and wait for them."""
+    cmd = [sys.executable, "-c", "from tuner.cli import main; main()", "search", "worker",
+           "--storage", url, "--study", study_name, "--chunk", str(chunk)]
+    # the workers' lines go to stderr, so that stdout stays this command's (e.g. --json)
+    procs = [subprocess.Popen(cmd, stdout=2) for _ in range(n)]
+    try:
+        codes = [p.wait() for p in procs]
+    except BaseException:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+        raise
+    bad = [c for c in codes if c != 0]
+    if bad:
+        raise ValueError(f"{len(bad)} of {n} workers failed (exit codes {bad}); run again "
+                         "to resume, completed trials are saved")
+
+
+def _import_evaluate(spec: str) -> Callable[[np.ndarray], Any]:
+    """``module:function`` -> the function."""
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"--evaluate {spec!r} is not module:function")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"--evaluate {spec!r}: {err}") from None
+    if not callable(fn):
+        raise ValueError(f"--evaluate {spec!r} is not callable")
+    return fn  # type: ignore[no-any-return]
+
+
+@search.command("worker")
+@STORAGE
+@STUDY
+@click.option("--until", type=click.IntRange(min=0), default=None,
+              help="Stop when the study has this many complete rounds (default: the target "
+                   "the last 'search run --workers' stored).")
+@click.option("--chunk", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Members claimed and evaluated at a time.")
+@click.option("--heartbeat", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True, help="Seconds between heartbeats of this worker's claims.")
+@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True,
+              help="Seconds without heartbeat after which a claim is taken over.")
+@click.option("--evaluate", "evaluate_spec", default=None,
+              help="module:function mapping weights W [M, T] to TrialResults, instead of the "
+                   "study's replay objective.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON line per event (chunk, refit, lost) and a final report.")
+@user_errors
+def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
+                  heartbeat: float, stale_after: float, evaluate_spec: str | None,
+                  as_json: bool) -> None:
+    """Evaluate claimed chunks of a study's CEM generations until its target.
+
+    Start any number of workers, on any machines, against one database
+    (PostgreSQL): each generation's members are handed out once, a dead
+    worker's claims are taken over after --stale-after, and the trials are
+    those a single process would have written.
+    """
+    from tuner.workers import WorkerConfig, run_worker
+
+    url = storage_url(storage)
+    study, _, _, _, raw = load_existing(url, study_name)
+    evaluate = (_import_evaluate(evaluate_spec) if evaluate_spec is not None
+                else objective_for(raw))
+    config = WorkerConfig(chunk=chunk, heartbeat_interval=heartbeat, stale_after=stale_after)
+
+    def show(event: dict[str, Any]) -> None:
+        if as_json:
+            click.echo(json.dumps(event))
+        elif event["event"] == "refit":
+            click.echo(f"round {event['round']} complete (refit recorded by this worker)")
+
+    report = run_worker(url, study_name, evaluate, until, config, on_event=show)
+    if as_json:
+        click.echo(json.dumps({"event": "report", **dataclasses.asdict(report)}))
+    else:
+        click.echo(f"worker {report.worker}: {report.evaluated} trials in {report.chunks} "
+                   f"chunks; study has {report.rounds_done} complete rounds")
+
+
+# options that describe a study: on an existing one they must agree with what it stored
+NEW_STUDY_OPTIONS = ("logs", "scores", "objective_text", "estimator", "formula", "pinned",
+                      "low", "high", "control_text", "conditional_text", "holdout_fraction",
+                      "guardrail_text",
+                      "population", "elite_fraction", "seed")
+
+
+def check_same(given: list[str], params: dict[str, Any], stored: SearchSettings,
+                space: FusionSpace, cem: CEMConfig, seed: int) -> None:
+    def new(name: str) -> Any:
+        value = params[name]
+        if name in ("logs", "scores"):
+            return resolve(value)
+        if name == "objective_text":
+            return parse_objective(value)
+        if name == "control_text":
+            return weights_option(value, space, stored.formula, "--control")
+        if name == "conditional_text":
+            return parse_conditional(value, space.tasks)
+        if name == "guardrail_text":
+            return {g.metric: g.max_drop for g in parse_guardrails(value)}
+        return value
+
+    old: dict[str, Any] = {
+        "logs": stored.logs, "scores": stored.scores, "objective_text": dict(stored.objective),
+        "estimator": stored.estimator, "formula": stored.formula, "pinned": space.pinned,
+        "low": space.low, "high": space.high,
+        "control_text": None if stored.control is None else list(stored.control),
+        "conditional_text": dict(stored.conditional),
+        "guardrail_text": dict(stored.guardrails),
+        "holdout_fraction": stored.splits[HOLDOUT], "population": cem.population,
+        "elite_fraction": cem.elite_fraction, "seed": seed,
+    }
+    for name in given:
+        value = new(name)
+        if old[name] != value:
+            option = "--" + name.removesuffix("_text").replace("_", "-")
+            raise ValueError(f"{option} {value} conflicts with the study's stored {old[name]}; "
+                             "omit it to continue the study, or use a new --study")
+
+
+def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, formula: str,
+                  pinned: str | None, low: float, high: float, control_text: str | None,
+                  conditional_text: str | None, holdout_fraction: float,
+                  seed: int, guardrail_text: str | None = None
+                  ) -> tuple[SearchSettings, FusionSpace]:
+    from simulator.logs import LoggedTraffic
+    from tuner.scores import ScoreTable
+
+    traffic = LoggedTraffic.read(logs)
+    table_ = ScoreTable.read(scores)
+    tasks = table_.tasks
+    conditional = parse_conditional(conditional_text, tasks)
+    space = FusionSpace(tasks=tasks, pinned=pinned or tasks[0], low=low, high=high)
+    control = weights_option(control_text, space, formula, "--control")
+    settings = SearchSettings(
+        logs=resolve(logs), scores=resolve(scores), objective=parse_objective(objective_text),
+        estimator=estimator, formula=formula,
+        splits={SEARCH: 1 - holdout_fraction, HOLDOUT: holdout_fraction}, split_seed=seed,
+        conditional=conditional, control=control, data_fingerprint=traffic.fingerprint(),
+        guardrails={g.metric: g.max_drop
+                    for g in parse_guardrails(guardrail_text, traffic.tasks)})
+    Workspace(settings, traffic, table_)  # validates the pair before the study is created
+    return settings, space
+
+
+@search.command("history")
+@STORAGE
+@STUDY
+@click.option("--trials", "show_trials", is_flag=True, help="List every trial, not rounds.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write objective.png and weights.png (per round) into this folder.")
+@user_errors
+def search_history(storage: str, study_name: str, show_trials: bool, as_json: bool,
+                   plot_dir: Path | None) -> None:
+    """Show the rounds (or trials) of a study; --plot draws them."""
+    study, space, cem, _, raw = load_existing(storage_url(storage), study_name)
+    if plot_dir is not None:
+        from tuner.plots import plot_history
+
+        paths = plot_history(history(study, space, cem), plot_dir, study_name, space.prefix)
+        if is_loss_study(raw):
+            from tuner.plots import plot_loss_trials
+
+            paths.append(plot_loss_trials(trials_table(study), plot_dir, study_name))
+        for path in paths:
+            click.echo(f"wrote {path}", err=True)
+    if show_trials:
+        rows = trials_table(study)
+        if as_json:
+            dump(rows)
+            return
+        if is_loss_study(raw):
+            click.echo(table(*loss_trial_columns(rows)))
+            return
+        keys = ["number", "state", "round", "member", "value", "ci_low", "ci_high"]
+        click.echo(table([*keys, *space.param_names],
+                         [[r.get(k, "") if r.get(k) is not None else "" for k in keys]
+                          + [r.get("params", {}).get(p, "") for p in space.param_names]
+                          for r in rows]))
+        return
+    rounds = history(study, space, cem)
+    if as_json:
+        dump([r.to_dict() for r in rounds])
+        return
+    if not rounds:
+        click.echo(f"study {study_name!r} has no trials yet")
+        return
+    click.echo(rounds_table(rounds, space.prefix))
+
+
+@search.command("export")
+@STORAGE
+@STUDY
+@click.option("--trial", "trial_number", type=int, help="Export this trial number.")
+@click.option("--best", is_flag=True, help="Export the best single trial (prone to the "
+              "winner's curse) instead of CEM's final mean.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("weights.json"), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the exported JSON.")
+@user_errors
+def search_export(storage: str, study_name: str, trial_number: int | None, best: bool,
+                  out: Path, as_json: bool) -> None:
+    """Export a weight vector, judged on the held-out split, as JSON for serving.
+
+    Default: CEM's final mean (denoised); --best: the best trial; --trial N.
+    """
+    if best and trial_number is not None:
+        raise ValueError("give --best or --trial, not both")
+    url = storage_url(storage)
+    study, space, cem, _, raw = load_existing(url, study_name)
+    pick = "trial" if trial_number is not None else "best_trial" if best else "cem_mean"
+    if is_loss_study(raw):
+        exported, report, search_values = export_loss_study(
+            study, space, cem, raw, pick, trial_number, lambda m: click.echo(m, err=True))
+        number = exported.trial_number
+    else:
+        weights, number = pick_weights(study, space, cem, pick, trial_number)
+        ws = Workspace(SearchSettings.from_dict(raw))
+        exported, report, search_values = export_pick(ws, study_name, weights, pick, number)
+    path = exported.write(out)
+    with ProjectStore(url) as store:
+        store.record_export(study_name, number, str(path.resolve()),
+                            json.loads(exported.to_json()))
+    if as_json:
+        click.echo(exported.to_json())
+        return
+    if "loss_weights" in exported.extra:
+        click.echo(f"pick '{pick}' loss weights {exported.extra['loss_weights']}, ranker "
+                   f"{exported.extra['ranker_checkpoint']}")
+    click.echo(f"pick '{pick}' {'fusion ' if 'loss_weights' in exported.extra else ''}"
+               f"weights {exported.weight_map}")
+    click.echo(ab_table(report, search_values))
+    click.echo(f"wrote {path}")
+
