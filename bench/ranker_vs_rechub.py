@@ -4,10 +4,14 @@ Both libraries get the same rows, features, embedding widths and layer sizes:
 
 - rows: train days 2022-04-25..05-04 (``--train-rows`` subsamples them, seeded),
   early stopping on 05-05..06, AUC on the test days 05-07..08;
-- features: the 45 of :func:`ranker.kuairand.load_kuairand`; categorical ones
+- features: the 47 of :func:`ranker.kuairand.load_kuairand`; categorical ones
   as embeddings of one width, ``--embed-dim`` (torch-rechub's embedding layer
   concatenates ``[B, n_sparse, d]``, so it cannot take the loader's per-feature
-  widths; ``SparseFeature`` gets one extra row for unknown ids, as ours has),
+  widths; ``SparseFeature`` gets one extra row for unknown ids, as ours has);
+  the three click-history sequences mean-pooled over their real entries,
+  sharing the video / author / tag tables on both sides (theirs:
+  ``SequenceFeature(pooling="mean", shared_with=...)``, padding sent to the
+  extra row and masked by ``padding_idx``; the history holds no unknown ids),
   numeric ones as standardized scalars (``DenseFeature``; ours standardizes
   inside the model with train statistics, theirs gets the same ones beforehand);
 - sizes: experts ``[128, 64]``, towers ``[32]``; MMoE 4 experts; PLE 2 levels,
@@ -62,6 +66,7 @@ from ranker import (
     CategoricalFeature,
     NumericFeature,
     RankerData,
+    SequenceFeature,
     TaskSpec,
     TrainConfig,
     evaluate,
@@ -216,7 +221,9 @@ def _child(args: argparse.Namespace) -> None:
     spec = json.loads(Path(args.spec).read_text())
     # torch-rechub concatenates sparse embeddings as [B, n_sparse, d], so all need one width
     features = [
-        dataclasses.replace(f, dim=args.embed_dim) if isinstance(f, CategoricalFeature) else f
+        dataclasses.replace(f, dim=args.embed_dim)
+        if isinstance(f, CategoricalFeature | SequenceFeature)
+        else f
         for f in (_feature_from_dict(d) for d in spec["features"])
     ]
     tasks = [TaskSpec(n, s) for n, s in spec["tasks"]]
@@ -275,13 +282,19 @@ def _train_theirs(
         mean training rows/s.
     """
     from torch_rechub.basic.features import DenseFeature, SparseFeature
+    from torch_rechub.basic.features import SequenceFeature as TheirSequence
     from torch_rechub.models.multi_task import MMOE, PLE
 
     cats = [f for f in features if isinstance(f, CategoricalFeature)]
+    seqs = [f for f in features if isinstance(f, SequenceFeature)]
     nums = [f for f in features if isinstance(f, NumericFeature)]
     # one extra row for unknown ids (ours keeps an out-of-vocabulary row too)
     their_features: list[Any] = [SparseFeature(f.name, f.vocab_size + 1, embed_dim=f.dim)
                                  for f in cats]
+    # padding goes to the extra row, which their InputMask then leaves out of the mean
+    their_features += [TheirSequence(f.name, f.vocab_size + 1, embed_dim=f.dim, pooling=f.pooling,
+                                     shared_with=f.shares, padding_idx=f.vocab_size)
+                       for f in seqs]
     their_features += [DenseFeature(f.name) for f in nums]
     task_types = ["classification"] * len(tasks)
     towers = [{"dims": TOWER_DIMS} for _ in tasks]
@@ -301,11 +314,22 @@ def _train_theirs(
 
     def tensors(rows: RankerData) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         cat, num = encode_features(rows.features, features)
-        cat = torch.where((cat < 0) | (cat >= vocab), vocab, cat)  # unknown -> the extra row
-        return cat, (num - mean) / std, encode_labels(rows.labels, tasks)
+        ids = cat[:, :len(cats)]
+        ids = torch.where((ids < 0) | (ids >= vocab), vocab, ids)  # unknown -> the extra row
+        blocks = [ids]
+        start = len(cats)
+        for f in seqs:
+            seq = cat[:, start:start + f.length]
+            start += f.length
+            blocks.append(torch.where((seq < 0) | (seq >= f.vocab_size), f.vocab_size, seq))
+        return torch.cat(blocks, 1), (num - mean) / std, encode_labels(rows.labels, tasks)
 
     def forward(cat: Tensor, num: Tensor) -> Tensor:
         x = {f.name: cat[:, j] for j, f in enumerate(cats)}
+        start = len(cats)
+        for f in seqs:
+            x[f.name] = cat[:, start:start + f.length]
+            start += f.length
         x.update({f.name: num[:, j] for j, f in enumerate(nums)})
         return model(x)  # type: ignore[no-any-return]  # [B, T] probabilities
 
