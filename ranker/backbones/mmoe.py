@@ -52,7 +52,7 @@ class MMoE(Backbone):
         inp = ExpertInput.of(inp)
         n_exp = len(self.experts)
         outs = torch.stack([e(inp) for e in self.experts], dim=1)  # [B, n_experts, out_dim]
-        gates = self.gates(inp.flat).view(-1, len(self.tasks), n_exp).softmax(-1)  # [B, T, E]
+        gates = self.gates(inp.flat).view(-1, len(self.tasks), n_exp).float().softmax(-1)
         mixed = torch.bmm(gates, outs)  # [B, T, out_dim]
         return {t: mixed[:, i] for i, t in enumerate(self.tasks)}
 
