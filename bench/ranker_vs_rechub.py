@@ -29,12 +29,19 @@ of training loops. Architectural differences that remain are theirs by design:
 their MLPs put BatchNorm after every linear layer, and their outputs are
 probabilities (the loss is BCE on them) where ours are logits.
 
+``ours`` trains in float32 like theirs; ``ours-bf16`` is ours with
+``TrainConfig(precision="bf16")`` (mixed precision: matmuls in bfloat16 under
+``torch.autocast``, float32 weights, losses and evaluation), reported as its
+own row and ratio, never in place of the float32 one.
+
 Each model trains in its own subprocess, one after another, so that peak
 memory (``VmHWM``; ``ru_maxrss`` would carry the parent's over) is its own:
 reported as the peak and as the growth over the process's RSS after data and
 imports (model, optimizer, activations).
 Throughput is training rows per second of the epochs' training passes
-(validation excluded), averaged over the epochs run.
+(validation excluded), averaged over the epochs run: per wall-clock second,
+and per second of the process's CPU time (one thread, so its compute; steadier
+on a shared machine where other jobs take turns on the cores).
 
 Usage (``pip install -e '.[rechub]'``; data as for ``bench/kuairand_results.py``):
     python bench/ranker_vs_rechub.py [--train-rows 0] [--epochs 4] [--threads 1]
@@ -78,7 +85,8 @@ from ranker.data import encode_features, encode_labels
 from ranker.gauc import task_gauc
 from ranker.metrics import task_metrics
 
-RUNS = ("ours:mmoe", "theirs:mmoe", "ours:ple", "theirs:ple")
+RUNS = ("ours:mmoe", "ours-bf16:mmoe", "theirs:mmoe", "ours:ple", "ours-bf16:ple", "theirs:ple")
+"""``side:arch``; ``ours-bf16`` trains ours with ``TrainConfig(precision="bf16")``."""
 EXPERT_DIMS = [128, 64]
 TOWER_DIMS = [32]
 
@@ -180,34 +188,38 @@ def main() -> None:
 
 
 def _report(tasks: list[str], results: dict[str, dict[str, Any]]) -> None:
+    libs = {"ours": "fusiontune", "ours-bf16": "fusiontune bf16", "theirs": "torch-rechub"}
     print("\n| model | library | " + " | ".join(f"{t} AUC" for t in tasks)
-          + " | rows/s | peak MiB | growth MiB |")
-    print("| --- | --- | " + " | ".join("---:" for _ in tasks) + " | ---: | ---: | ---: |")
+          + " | rows/s | rows/CPU-s | peak MiB | growth MiB |")
+    print("| --- | --- | " + " | ".join("---:" for _ in tasks) + " | ---: | ---: | ---: | ---: |")
     for run, r in results.items():
         side, arch = run.split(":")
-        lib = "fusiontune" if side == "ours" else "torch-rechub"
-        print(f"| {arch} | {lib} | " + " | ".join(f"{r['auc'][t]:.4f}" for t in tasks)
-              + f" | {r['rows_per_s']:,.0f} | {r['peak_mib']:.0f} | {r['growth_mib']:.0f} |")
-    print("\n| model | task | AUC ours | AUC theirs | ours - theirs | met (>= 0) |")
-    print("| --- | --- | ---: | ---: | ---: | --- |")
+        print(f"| {arch} | {libs[side]} | " + " | ".join(f"{r['auc'][t]:.4f}" for t in tasks)
+              + f" | {r['rows_per_s']:,.0f} | {r['rows_per_cpu_s']:,.0f} | {r['peak_mib']:.0f}"
+              f" | {r['growth_mib']:.0f} |")
+    print("\n| model | ours | task | AUC ours | AUC theirs | ours - theirs | met (>= 0) |")
+    print("| --- | --- | --- | ---: | ---: | ---: | --- |")
     ratios = []
     for arch in ("mmoe", "ple"):
-        ours, theirs = results.get(f"ours:{arch}"), results.get(f"theirs:{arch}")
-        if ours is None or theirs is None:
-            continue
-        for t in tasks:
-            d = ours["auc"][t] - theirs["auc"][t]
-            print(f"| {arch} | {t} | {ours['auc'][t]:.4f} | {theirs['auc'][t]:.4f} "
-                  f"| {d:+.4f} | {'yes' if d >= 0 else 'no'} |")
-        ratios.append((arch, ours["rows_per_s"] / theirs["rows_per_s"],
-                       ours["peak_mib"] / theirs["peak_mib"],
-                       ours["growth_mib"] / max(theirs["growth_mib"], 1e-9)))
-    print("\n| model | throughput ours/theirs | met (>= 1.5) | peak memory ours/theirs "
-          "| memory growth ours/theirs |")
-    print("| --- | ---: | --- | ---: | ---: |")
-    for arch, thr, peak, growth in ratios:
-        print(f"| {arch} | {thr:.2f}x | {'yes' if thr >= 1.5 else 'no'} | {peak:.2f} "
-              f"| {growth:.2f} |")
+        theirs = results.get(f"theirs:{arch}")
+        for side in ("ours", "ours-bf16"):
+            ours = results.get(f"{side}:{arch}")
+            if ours is None or theirs is None:
+                continue
+            for t in tasks:
+                d = ours["auc"][t] - theirs["auc"][t]
+                print(f"| {arch} | {side} | {t} | {ours['auc'][t]:.4f} | {theirs['auc'][t]:.4f} "
+                      f"| {d:+.4f} | {'yes' if d >= 0 else 'no'} |")
+            ratios.append((arch, side, ours["rows_per_s"] / theirs["rows_per_s"],
+                           ours["rows_per_cpu_s"] / theirs["rows_per_cpu_s"],
+                           ours["peak_mib"] / theirs["peak_mib"],
+                           ours["growth_mib"] / max(theirs["growth_mib"], 1e-9)))
+    print("\n| model | ours | throughput ours/theirs (wall) | per CPU-s | met (>= 1.5, wall) "
+          "| peak memory ours/theirs | memory growth ours/theirs |")
+    print("| --- | --- | ---: | ---: | --- | ---: | ---: |")
+    for arch, side, thr, cpu, peak, growth in ratios:
+        print(f"| {arch} | {side} | {thr:.2f}x | {cpu:.2f}x | {'yes' if thr >= 1.5 else 'no'} "
+              f"| {peak:.2f} | {growth:.2f} |")
 
 
 # ---- child: one model, one process ----------------------------------------------------------
@@ -233,21 +245,25 @@ def _child(args: argparse.Namespace) -> None:
         feats = {f.name: npz[f"{name}/f/{f.name}"] for f in features}
         labels = {t.name: npz[f"{name}/y/{t.name}"] for t in tasks}
         splits[name] = (RankerData(feats, labels), npz[f"{name}/user_id"])
-    config = TrainConfig(epochs=args.epochs, patience=2, seed=args.seed)
+    precision = "bf16" if side == "ours-bf16" else "fp32"
+    config = TrainConfig(epochs=args.epochs, patience=2, seed=args.seed, precision=precision)
     baseline = _memory_mib("VmRSS")
     t0 = time.perf_counter()
-    if side == "ours":
+    if side != "theirs":
         config_cls, builder = BUILDERS[arch]
         model = builder(features, tasks, config_cls(), seed=args.seed)
         result = train(model, splits["train"][0], splits["valid"][0], config, progress=False)
         train_s = time.perf_counter() - t0
         rows_per_s = float(np.mean([h["rows_per_s"] for h in result.history]))
+        rows_per_cpu_s = float(np.mean([h["rows_per_cpu_s"] for h in result.history]))
         epochs, best = len(result.history), result.best_epoch
         test = splits["test"][0]
         auc = {t: m.auc for t, m in evaluate(result.model, test).items()}
         probs = predict(result.model, test.features)
     else:
-        score, epochs, best, rows_per_s = _train_theirs(arch, features, tasks, splits, config)
+        score, epochs, best, rows_per_s, rows_per_cpu_s = _train_theirs(
+            arch, features, tasks, splits, config
+        )
         train_s = time.perf_counter() - t0
         test = splits["test"][0]
         probs = score(test)
@@ -262,7 +278,8 @@ def _child(args: argparse.Namespace) -> None:
             task_gauc(test.labels, probs, splits["test"][1], tasks).items()}
     peak = _memory_mib("VmHWM")
     print(json.dumps({
-        "auc": auc, "gauc": gauc, "rows_per_s": rows_per_s, "epochs": epochs,
+        "auc": auc, "gauc": gauc, "rows_per_s": rows_per_s, "rows_per_cpu_s": rows_per_cpu_s,
+        "epochs": epochs,
         "best_epoch": best, "train_s": train_s, "peak_mib": peak,
         "growth_mib": peak - baseline,
     }))
@@ -274,12 +291,12 @@ def _train_theirs(
     tasks: list[TaskSpec],
     splits: dict[str, tuple[RankerData, np.ndarray]],
     config: TrainConfig,
-) -> tuple[Callable[[RankerData], dict[str, np.ndarray]], int, int, float]:
+) -> tuple[Callable[[RankerData], dict[str, np.ndarray]], int, int, float, float]:
     """Train torch-rechub's model with the loop of :func:`ranker.train`, step for step.
 
     Returns:
         A scorer (rows -> task -> ``[n]`` probabilities), epochs run, best epoch,
-        mean training rows/s.
+        mean training rows per wall-clock second and per CPU second.
     """
     from torch_rechub.basic.features import DenseFeature, SparseFeature
     from torch_rechub.basic.features import SequenceFeature as TheirSequence
@@ -363,10 +380,11 @@ def _train_theirs(
     gen = torch.Generator().manual_seed(config.seed)
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
     speeds: list[float] = []
+    cpu_speeds: list[float] = []
     epochs = 0
     for epoch in range(1, config.epochs + 1):
         epochs = epoch
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         model.train()
         perm = torch.randperm(n, generator=gen)
         e_cat, e_num = cat[perm], num[perm]
@@ -379,6 +397,7 @@ def _train_theirs(
             loss.backward()
             optimizer.step()
         speeds.append(n / (time.perf_counter() - t0))
+        cpu_speeds.append(n / max(time.process_time() - cpu0, 1e-9))
         v_loss = float(losses(probs_of(v_cat, v_num), v_labels))
         if v_loss < best_loss:
             best_loss, best_epoch = v_loss, epoch
@@ -392,7 +411,7 @@ def _train_theirs(
         p = probs_of(c, x).double().numpy()
         return {t.name: np.clip(p[:, i], 1e-6, 1 - 1e-6) for i, t in enumerate(tasks)}
 
-    return score, epochs, best_epoch, float(np.mean(speeds))
+    return score, epochs, best_epoch, float(np.mean(speeds)), float(np.mean(cpu_speeds))
 
 
 if __name__ == "__main__":
