@@ -179,6 +179,10 @@ class MultiTaskModel(nn.Module):
         """
         return entire_space_probs(logits, self.tasks)
 
+    def last_shared_parameters(self) -> Iterator[Tensor]:
+        """Weights of the last layer all tasks share (the backbone's; GradNorm's ``W``)."""
+        return self.backbone.last_shared_parameters()
+
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters all tasks share: embeddings, field vectors, the backbone's shared part."""
         yield from self.embedding.parameters()

@@ -218,7 +218,12 @@ def train(
         model.embedding.fit_numeric(num)
 
     # in a fixed order, for the balancers that work on gradients (PCGrad, GradNorm, PEC)
-    shared = [p for p in model.shared_parameters() if p.requires_grad]
+    # GradNorm (by default) measures the last shared layer only
+    scope = balancer.gradient_scope
+    if scope not in ("all", "last"):
+        raise ValueError(f"balancer gradient_scope {scope!r} unknown; valid: ['all', 'last']")
+    source = model.last_shared_parameters() if scope == "last" else model.shared_parameters()
+    shared = [p for p in source if p.requires_grad]
     params = list(model.parameters()) + list(balancer.parameters())
     # fused: one kernel over all parameters; ~10x faster steps than the per-tensor loop on CPU,
     # which matters here because dense embedding tables make most of the parameters.

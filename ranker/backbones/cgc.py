@@ -168,6 +168,11 @@ class CGCLevel(nn.Module):
             outs[i] = self._everyone[i](input_of(i))
         return torch.stack(cast(list[Tensor], outs), 0)
 
+    def last_shared_parameters(self) -> Iterator[Tensor]:
+        """The output layer weights of this level's shared experts."""
+        for e in self.shared:
+            yield from cast(Expert, e).output_weights()
+
     def shared_parameters(self, next_has_shared_gate: bool) -> Iterator[nn.Parameter]:
         """Parameters more than one task's loss flows through.
 
@@ -212,3 +217,7 @@ class CGC(Backbone):
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """The shared experts (task experts and gates serve one task each)."""
         return self.level.shared_parameters(next_has_shared_gate=False)
+
+    def last_shared_parameters(self) -> Iterator[Tensor]:
+        """The shared experts' output layer weights."""
+        return self.level.last_shared_parameters()

@@ -7,6 +7,7 @@ over the input: ``h_t = sum_e softmax(W_t x)_e * expert_e(x)``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -59,3 +60,8 @@ class MMoE(Backbone):
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """The experts' parameters (gates are per task)."""
         return self.experts.parameters()
+
+    def last_shared_parameters(self) -> Iterator[Tensor]:
+        """Every expert's output layer weights (the experts side by side are the last layer)."""
+        for e in self.experts:
+            yield from cast(Expert, e).output_weights()

@@ -60,6 +60,10 @@ class MLPExpert(Expert):
         # typed view of the layers, for the batched evaluation of expert groups
         self.linears = tuple(m for m in self.net if isinstance(m, nn.Linear))
 
+    def output_weights(self) -> list[Tensor]:
+        """The last Linear's weight ``[out_dim, hidden[-2] or in_dim]``."""
+        return [self.linears[-1].weight]
+
     def forward(self, inp: ExpertInput | Tensor) -> Tensor:
         """Map ``inp.flat`` ``[B, in_dim]`` (or a bare tensor) to ``[B, out_dim]``."""
         return self.net(ExpertInput.of(inp).flat)  # type: ignore[no-any-return]
