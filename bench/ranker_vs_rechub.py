@@ -29,10 +29,12 @@ of training loops. Architectural differences that remain are theirs by design:
 their MLPs put BatchNorm after every linear layer, and their outputs are
 probabilities (the loss is BCE on them) where ours are logits.
 
-``ours`` trains in float32 like theirs; ``ours-bf16`` is ours with
+``ours`` and ``theirs`` train in float32. ``ours-bf16`` is ours with
 ``TrainConfig(precision="bf16")`` (mixed precision: matmuls in bfloat16 under
-``torch.autocast``, float32 weights, losses and evaluation), reported as its
-own row and ratio, never in place of the float32 one.
+``torch.autocast``, float32 weights, losses and evaluation); ``theirs-bf16``
+is theirs with the training forward pass under the same autocast (loss on
+float32 probabilities, float32 evaluation), so that a bf16 speed-up is
+compared with theirs at the same precision too, not only with their float32.
 
 Each model trains in its own subprocess, one after another, so that peak
 memory (``VmHWM``; ``ru_maxrss`` would carry the parent's over) is its own:
@@ -85,8 +87,11 @@ from ranker.data import encode_features, encode_labels
 from ranker.gauc import task_gauc
 from ranker.metrics import task_metrics
 
-RUNS = ("ours:mmoe", "ours-bf16:mmoe", "theirs:mmoe", "ours:ple", "ours-bf16:ple", "theirs:ple")
-"""``side:arch``; ``ours-bf16`` trains ours with ``TrainConfig(precision="bf16")``."""
+RUNS = (
+    "ours:mmoe", "ours-bf16:mmoe", "theirs:mmoe", "theirs-bf16:mmoe",
+    "ours:ple", "ours-bf16:ple", "theirs:ple", "theirs-bf16:ple",
+)
+"""``side:arch``; ``-bf16``: trained with bfloat16 mixed precision (see the module doc)."""
 EXPERT_DIMS = [128, 64]
 TOWER_DIMS = [32]
 
@@ -188,7 +193,8 @@ def main() -> None:
 
 
 def _report(tasks: list[str], results: dict[str, dict[str, Any]]) -> None:
-    libs = {"ours": "fusiontune", "ours-bf16": "fusiontune bf16", "theirs": "torch-rechub"}
+    libs = {"ours": "fusiontune", "ours-bf16": "fusiontune bf16", "theirs": "torch-rechub",
+            "theirs-bf16": "torch-rechub bf16"}
     print("\n| model | library | " + " | ".join(f"{t} AUC" for t in tasks)
           + " | rows/s | rows/CPU-s | peak MiB | growth MiB |")
     print("| --- | --- | " + " | ".join("---:" for _ in tasks) + " | ---: | ---: | ---: | ---: |")
@@ -197,24 +203,25 @@ def _report(tasks: list[str], results: dict[str, dict[str, Any]]) -> None:
         print(f"| {arch} | {libs[side]} | " + " | ".join(f"{r['auc'][t]:.4f}" for t in tasks)
               + f" | {r['rows_per_s']:,.0f} | {r['rows_per_cpu_s']:,.0f} | {r['peak_mib']:.0f}"
               f" | {r['growth_mib']:.0f} |")
-    print("\n| model | ours | task | AUC ours | AUC theirs | ours - theirs | met (>= 0) |")
-    print("| --- | --- | --- | ---: | ---: | ---: | --- |")
+    print("\n| model | ours | theirs | task | AUC ours | AUC theirs | ours - theirs "
+          "| met (>= 0) |")
+    print("| --- | --- | --- | --- | ---: | ---: | ---: | --- |")
     ratios = []
+    pairs = (("ours", "theirs"), ("ours-bf16", "theirs"), ("ours-bf16", "theirs-bf16"))
     for arch in ("mmoe", "ple"):
-        theirs = results.get(f"theirs:{arch}")
-        for side in ("ours", "ours-bf16"):
-            ours = results.get(f"{side}:{arch}")
+        for side, other in pairs:
+            ours, theirs = results.get(f"{side}:{arch}"), results.get(f"{other}:{arch}")
             if ours is None or theirs is None:
                 continue
             for t in tasks:
                 d = ours["auc"][t] - theirs["auc"][t]
-                print(f"| {arch} | {side} | {t} | {ours['auc'][t]:.4f} | {theirs['auc'][t]:.4f} "
-                      f"| {d:+.4f} | {'yes' if d >= 0 else 'no'} |")
-            ratios.append((arch, side, ours["rows_per_s"] / theirs["rows_per_s"],
+                print(f"| {arch} | {side} | {other} | {t} | {ours['auc'][t]:.4f} "
+                      f"| {theirs['auc'][t]:.4f} | {d:+.4f} | {'yes' if d >= 0 else 'no'} |")
+            ratios.append((arch, f"{side} / {other}", ours["rows_per_s"] / theirs["rows_per_s"],
                            ours["rows_per_cpu_s"] / theirs["rows_per_cpu_s"],
                            ours["peak_mib"] / theirs["peak_mib"],
                            ours["growth_mib"] / max(theirs["growth_mib"], 1e-9)))
-    print("\n| model | ours | throughput ours/theirs (wall) | per CPU-s | met (>= 1.5, wall) "
+    print("\n| model | runs | throughput ours/theirs (wall) | per CPU-s | met (>= 1.5, wall) "
           "| peak memory ours/theirs | memory growth ours/theirs |")
     print("| --- | --- | ---: | ---: | --- | ---: | ---: |")
     for arch, side, thr, cpu, peak, growth in ratios:
@@ -228,7 +235,7 @@ def _report(tasks: list[str], results: dict[str, dict[str, Any]]) -> None:
 def _child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     side, arch = args.child.split(":")
-    if side == "theirs":
+    if side.startswith("theirs"):
         import torch_rechub.models.multi_task  # noqa: F401  (its import cost is in the baseline)
     spec = json.loads(Path(args.spec).read_text())
     # torch-rechub concatenates sparse embeddings as [B, n_sparse, d], so all need one width
@@ -245,11 +252,11 @@ def _child(args: argparse.Namespace) -> None:
         feats = {f.name: npz[f"{name}/f/{f.name}"] for f in features}
         labels = {t.name: npz[f"{name}/y/{t.name}"] for t in tasks}
         splits[name] = (RankerData(feats, labels), npz[f"{name}/user_id"])
-    precision = "bf16" if side == "ours-bf16" else "fp32"
+    precision = "bf16" if side.endswith("-bf16") else "fp32"
     config = TrainConfig(epochs=args.epochs, patience=2, seed=args.seed, precision=precision)
     baseline = _memory_mib("VmRSS")
     t0 = time.perf_counter()
-    if side != "theirs":
+    if side.startswith("ours"):
         config_cls, builder = BUILDERS[arch]
         model = builder(features, tasks, config_cls(), seed=args.seed)
         result = train(model, splits["train"][0], splits["valid"][0], config, progress=False)
@@ -351,6 +358,7 @@ def _train_theirs(
         return model(x)  # type: ignore[no-any-return]  # [B, T] probabilities
 
     def losses(probs: Tensor, labels: dict[str, Tensor]) -> Tensor:
+        probs = probs.float()
         total = torch.zeros(())
         for i, t in enumerate(tasks):
             p, y = probs[:, i], labels[t.name]
@@ -391,8 +399,9 @@ def _train_theirs(
         e_labels = {t: y[perm] for t, y in labels.items()}
         for lo in range(0, n, config.batch_size):
             hi = lo + config.batch_size
-            loss = losses(forward(e_cat[lo:hi], e_num[lo:hi]),
-                          {t: y[lo:hi] for t, y in e_labels.items()})
+            with torch.autocast("cpu", torch.bfloat16, enabled=config.precision == "bf16"):
+                probs = forward(e_cat[lo:hi], e_num[lo:hi])
+            loss = losses(probs, {t: y[lo:hi] for t, y in e_labels.items()})
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
