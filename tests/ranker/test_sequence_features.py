@@ -197,3 +197,28 @@ def test_checkpoint_round_trip_keeps_sequence_specs_and_scores(tmp_path: Path) -
     loaded, _ = load_checkpoint(tmp_path / "m.pt")
     assert loaded.spec == model.spec
     np.testing.assert_array_equal(predict(model, feats)["click"], predict(loaded, feats)["click"])
+
+
+def test_grouped_lookups_equal_per_table_embedding() -> None:
+    specs: list[FeatureSpec] = [
+        CategoricalFeature("a", 7, 3),
+        CategoricalFeature("b", 4, 3),  # a, b: one run of width 3
+        CategoricalFeature("c", 5, 2),  # alone
+        CategoricalFeature("d", 9, 3),  # a run of one again
+        SequenceFeature("h", 4, 3, 3, "sum", shares="b"),
+    ]
+    emb = FeatureEmbedding(specs)
+    assert emb._runs == [(0, 2), (2, 3), (3, 4)]
+    ids = torch.tensor([[0, 3, 4, 8, 1, -1, 2], [6, 99, -5, 0, 3, 3, -1]])
+    out = emb(ids, torch.zeros(2, 0))
+    clipped = [torch.where((ids[:, j] >= 0) & (ids[:, j] < f.vocab_size), ids[:, j],
+                           f.vocab_size) for j, f in enumerate(specs[:4])]
+    ref = torch.cat([t(c) for t, c in zip(emb.tables, clipped, strict=True)], 1)
+    torch.testing.assert_close(out[:, :11], ref)
+    b = emb.tables[1].weight
+    torch.testing.assert_close(out[:, 11:], torch.stack([b[1] + b[2], b[3] + b[3]]))
+    out.sum().backward()
+    # gradients reach each table's own rows only
+    a_grad = emb.tables[0].weight.grad
+    assert a_grad is not None
+    assert a_grad[[0, 6]].abs().sum() > 0 and a_grad[[1, 2, 3, 4, 5, 7]].abs().sum() == 0
