@@ -4,10 +4,14 @@ Both libraries get the same rows, features, embedding widths and layer sizes:
 
 - rows: train days 2022-04-25..05-04 (``--train-rows`` subsamples them, seeded),
   early stopping on 05-05..06, AUC on the test days 05-07..08;
-- features: the 45 of :func:`ranker.kuairand.load_kuairand`; categorical ones
+- features: the 47 of :func:`ranker.kuairand.load_kuairand`; categorical ones
   as embeddings of one width, ``--embed-dim`` (torch-rechub's embedding layer
   concatenates ``[B, n_sparse, d]``, so it cannot take the loader's per-feature
-  widths; ``SparseFeature`` gets one extra row for unknown ids, as ours has),
+  widths; ``SparseFeature`` gets one extra row for unknown ids, as ours has);
+  the three click-history sequences mean-pooled over their real entries,
+  sharing the video / author / tag tables on both sides (theirs:
+  ``SequenceFeature(pooling="mean", shared_with=...)``, padding sent to the
+  extra row and masked by ``padding_idx``; the history holds no unknown ids),
   numeric ones as standardized scalars (``DenseFeature``; ours standardizes
   inside the model with train statistics, theirs gets the same ones beforehand);
 - sizes: experts ``[128, 64]``, towers ``[32]``; MMoE 4 experts; PLE 2 levels,
@@ -25,12 +29,21 @@ of training loops. Architectural differences that remain are theirs by design:
 their MLPs put BatchNorm after every linear layer, and their outputs are
 probabilities (the loss is BCE on them) where ours are logits.
 
+``ours`` and ``theirs`` train in float32. ``ours-bf16`` is ours with
+``TrainConfig(precision="bf16")`` (mixed precision: matmuls in bfloat16 under
+``torch.autocast``, float32 weights, losses and evaluation); ``theirs-bf16``
+is theirs with the training forward pass under the same autocast (loss on
+float32 probabilities, float32 evaluation), so that a bf16 speed-up is
+compared with theirs at the same precision too, not only with their float32.
+
 Each model trains in its own subprocess, one after another, so that peak
 memory (``VmHWM``; ``ru_maxrss`` would carry the parent's over) is its own:
 reported as the peak and as the growth over the process's RSS after data and
 imports (model, optimizer, activations).
 Throughput is training rows per second of the epochs' training passes
-(validation excluded), averaged over the epochs run.
+(validation excluded), averaged over the epochs run: per wall-clock second,
+and per second of the process's CPU time (one thread, so its compute; steadier
+on a shared machine where other jobs take turns on the cores).
 
 Usage (``pip install -e '.[rechub]'``; data as for ``bench/kuairand_results.py``):
     python bench/ranker_vs_rechub.py [--train-rows 0] [--epochs 4] [--threads 1]
@@ -62,6 +75,7 @@ from ranker import (
     CategoricalFeature,
     NumericFeature,
     RankerData,
+    SequenceFeature,
     TaskSpec,
     TrainConfig,
     evaluate,
@@ -73,7 +87,11 @@ from ranker.data import encode_features, encode_labels
 from ranker.gauc import task_gauc
 from ranker.metrics import task_metrics
 
-RUNS = ("ours:mmoe", "theirs:mmoe", "ours:ple", "theirs:ple")
+RUNS = (
+    "ours:mmoe", "ours-bf16:mmoe", "theirs:mmoe", "theirs-bf16:mmoe",
+    "ours:ple", "ours-bf16:ple", "theirs:ple", "theirs-bf16:ple",
+)
+"""``side:arch``; ``-bf16``: trained with bfloat16 mixed precision (see the module doc)."""
 EXPERT_DIMS = [128, 64]
 TOWER_DIMS = [32]
 
@@ -175,34 +193,40 @@ def main() -> None:
 
 
 def _report(tasks: list[str], results: dict[str, dict[str, Any]]) -> None:
+    libs = {"ours": "fusiontune", "ours-bf16": "fusiontune bf16", "theirs": "torch-rechub",
+            "theirs-bf16": "torch-rechub bf16"}
     print("\n| model | library | " + " | ".join(f"{t} AUC" for t in tasks)
-          + " | rows/s | peak MiB | growth MiB |")
-    print("| --- | --- | " + " | ".join("---:" for _ in tasks) + " | ---: | ---: | ---: |")
+          + " | rows/s | rows/CPU-s | peak MiB | growth MiB |")
+    print("| --- | --- | " + " | ".join("---:" for _ in tasks) + " | ---: | ---: | ---: | ---: |")
     for run, r in results.items():
         side, arch = run.split(":")
-        lib = "fusiontune" if side == "ours" else "torch-rechub"
-        print(f"| {arch} | {lib} | " + " | ".join(f"{r['auc'][t]:.4f}" for t in tasks)
-              + f" | {r['rows_per_s']:,.0f} | {r['peak_mib']:.0f} | {r['growth_mib']:.0f} |")
-    print("\n| model | task | AUC ours | AUC theirs | ours - theirs | met (>= 0) |")
-    print("| --- | --- | ---: | ---: | ---: | --- |")
+        print(f"| {arch} | {libs[side]} | " + " | ".join(f"{r['auc'][t]:.4f}" for t in tasks)
+              + f" | {r['rows_per_s']:,.0f} | {r['rows_per_cpu_s']:,.0f} | {r['peak_mib']:.0f}"
+              f" | {r['growth_mib']:.0f} |")
+    print("\n| model | ours | theirs | task | AUC ours | AUC theirs | ours - theirs "
+          "| met (>= 0) |")
+    print("| --- | --- | --- | --- | ---: | ---: | ---: | --- |")
     ratios = []
+    pairs = (("ours", "theirs"), ("ours-bf16", "theirs"), ("ours-bf16", "theirs-bf16"))
     for arch in ("mmoe", "ple"):
-        ours, theirs = results.get(f"ours:{arch}"), results.get(f"theirs:{arch}")
-        if ours is None or theirs is None:
-            continue
-        for t in tasks:
-            d = ours["auc"][t] - theirs["auc"][t]
-            print(f"| {arch} | {t} | {ours['auc'][t]:.4f} | {theirs['auc'][t]:.4f} "
-                  f"| {d:+.4f} | {'yes' if d >= 0 else 'no'} |")
-        ratios.append((arch, ours["rows_per_s"] / theirs["rows_per_s"],
-                       ours["peak_mib"] / theirs["peak_mib"],
-                       ours["growth_mib"] / max(theirs["growth_mib"], 1e-9)))
-    print("\n| model | throughput ours/theirs | met (>= 1.5) | peak memory ours/theirs "
-          "| memory growth ours/theirs |")
-    print("| --- | ---: | --- | ---: | ---: |")
-    for arch, thr, peak, growth in ratios:
-        print(f"| {arch} | {thr:.2f}x | {'yes' if thr >= 1.5 else 'no'} | {peak:.2f} "
-              f"| {growth:.2f} |")
+        for side, other in pairs:
+            ours, theirs = results.get(f"{side}:{arch}"), results.get(f"{other}:{arch}")
+            if ours is None or theirs is None:
+                continue
+            for t in tasks:
+                d = ours["auc"][t] - theirs["auc"][t]
+                print(f"| {arch} | {side} | {other} | {t} | {ours['auc'][t]:.4f} "
+                      f"| {theirs['auc'][t]:.4f} | {d:+.4f} | {'yes' if d >= 0 else 'no'} |")
+            ratios.append((arch, f"{side} / {other}", ours["rows_per_s"] / theirs["rows_per_s"],
+                           ours["rows_per_cpu_s"] / theirs["rows_per_cpu_s"],
+                           ours["peak_mib"] / theirs["peak_mib"],
+                           ours["growth_mib"] / max(theirs["growth_mib"], 1e-9)))
+    print("\n| model | runs | throughput ours/theirs (wall) | per CPU-s | met (>= 1.5, wall) "
+          "| peak memory ours/theirs | memory growth ours/theirs |")
+    print("| --- | --- | ---: | ---: | --- | ---: | ---: |")
+    for arch, side, thr, cpu, peak, growth in ratios:
+        print(f"| {arch} | {side} | {thr:.2f}x | {cpu:.2f}x | {'yes' if thr >= 1.5 else 'no'} "
+              f"| {peak:.2f} | {growth:.2f} |")
 
 
 # ---- child: one model, one process ----------------------------------------------------------
@@ -211,12 +235,14 @@ def _report(tasks: list[str], results: dict[str, dict[str, Any]]) -> None:
 def _child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     side, arch = args.child.split(":")
-    if side == "theirs":
+    if side.startswith("theirs"):
         import torch_rechub.models.multi_task  # noqa: F401  (its import cost is in the baseline)
     spec = json.loads(Path(args.spec).read_text())
     # torch-rechub concatenates sparse embeddings as [B, n_sparse, d], so all need one width
     features = [
-        dataclasses.replace(f, dim=args.embed_dim) if isinstance(f, CategoricalFeature) else f
+        dataclasses.replace(f, dim=args.embed_dim)
+        if isinstance(f, CategoricalFeature | SequenceFeature)
+        else f
         for f in (_feature_from_dict(d) for d in spec["features"])
     ]
     tasks = [TaskSpec(n, s) for n, s in spec["tasks"]]
@@ -226,21 +252,25 @@ def _child(args: argparse.Namespace) -> None:
         feats = {f.name: npz[f"{name}/f/{f.name}"] for f in features}
         labels = {t.name: npz[f"{name}/y/{t.name}"] for t in tasks}
         splits[name] = (RankerData(feats, labels), npz[f"{name}/user_id"])
-    config = TrainConfig(epochs=args.epochs, patience=2, seed=args.seed)
+    precision = "bf16" if side.endswith("-bf16") else "fp32"
+    config = TrainConfig(epochs=args.epochs, patience=2, seed=args.seed, precision=precision)
     baseline = _memory_mib("VmRSS")
     t0 = time.perf_counter()
-    if side == "ours":
+    if side.startswith("ours"):
         config_cls, builder = BUILDERS[arch]
         model = builder(features, tasks, config_cls(), seed=args.seed)
         result = train(model, splits["train"][0], splits["valid"][0], config, progress=False)
         train_s = time.perf_counter() - t0
         rows_per_s = float(np.mean([h["rows_per_s"] for h in result.history]))
+        rows_per_cpu_s = float(np.mean([h["rows_per_cpu_s"] for h in result.history]))
         epochs, best = len(result.history), result.best_epoch
         test = splits["test"][0]
         auc = {t: m.auc for t, m in evaluate(result.model, test).items()}
         probs = predict(result.model, test.features)
     else:
-        score, epochs, best, rows_per_s = _train_theirs(arch, features, tasks, splits, config)
+        score, epochs, best, rows_per_s, rows_per_cpu_s = _train_theirs(
+            arch, features, tasks, splits, config
+        )
         train_s = time.perf_counter() - t0
         test = splits["test"][0]
         probs = score(test)
@@ -255,7 +285,8 @@ def _child(args: argparse.Namespace) -> None:
             task_gauc(test.labels, probs, splits["test"][1], tasks).items()}
     peak = _memory_mib("VmHWM")
     print(json.dumps({
-        "auc": auc, "gauc": gauc, "rows_per_s": rows_per_s, "epochs": epochs,
+        "auc": auc, "gauc": gauc, "rows_per_s": rows_per_s, "rows_per_cpu_s": rows_per_cpu_s,
+        "epochs": epochs,
         "best_epoch": best, "train_s": train_s, "peak_mib": peak,
         "growth_mib": peak - baseline,
     }))
@@ -267,21 +298,27 @@ def _train_theirs(
     tasks: list[TaskSpec],
     splits: dict[str, tuple[RankerData, np.ndarray]],
     config: TrainConfig,
-) -> tuple[Callable[[RankerData], dict[str, np.ndarray]], int, int, float]:
+) -> tuple[Callable[[RankerData], dict[str, np.ndarray]], int, int, float, float]:
     """Train torch-rechub's model with the loop of :func:`ranker.train`, step for step.
 
     Returns:
         A scorer (rows -> task -> ``[n]`` probabilities), epochs run, best epoch,
-        mean training rows/s.
+        mean training rows per wall-clock second and per CPU second.
     """
     from torch_rechub.basic.features import DenseFeature, SparseFeature
+    from torch_rechub.basic.features import SequenceFeature as TheirSequence
     from torch_rechub.models.multi_task import MMOE, PLE
 
     cats = [f for f in features if isinstance(f, CategoricalFeature)]
+    seqs = [f for f in features if isinstance(f, SequenceFeature)]
     nums = [f for f in features if isinstance(f, NumericFeature)]
     # one extra row for unknown ids (ours keeps an out-of-vocabulary row too)
     their_features: list[Any] = [SparseFeature(f.name, f.vocab_size + 1, embed_dim=f.dim)
                                  for f in cats]
+    # padding goes to the extra row, which their InputMask then leaves out of the mean
+    their_features += [TheirSequence(f.name, f.vocab_size + 1, embed_dim=f.dim, pooling=f.pooling,
+                                     shared_with=f.shares, padding_idx=f.vocab_size)
+                       for f in seqs]
     their_features += [DenseFeature(f.name) for f in nums]
     task_types = ["classification"] * len(tasks)
     towers = [{"dims": TOWER_DIMS} for _ in tasks]
@@ -301,15 +338,27 @@ def _train_theirs(
 
     def tensors(rows: RankerData) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         cat, num = encode_features(rows.features, features)
-        cat = torch.where((cat < 0) | (cat >= vocab), vocab, cat)  # unknown -> the extra row
-        return cat, (num - mean) / std, encode_labels(rows.labels, tasks)
+        ids = cat[:, :len(cats)]
+        ids = torch.where((ids < 0) | (ids >= vocab), vocab, ids)  # unknown -> the extra row
+        blocks = [ids]
+        start = len(cats)
+        for f in seqs:
+            seq = cat[:, start:start + f.length]
+            start += f.length
+            blocks.append(torch.where((seq < 0) | (seq >= f.vocab_size), f.vocab_size, seq))
+        return torch.cat(blocks, 1), (num - mean) / std, encode_labels(rows.labels, tasks)
 
     def forward(cat: Tensor, num: Tensor) -> Tensor:
         x = {f.name: cat[:, j] for j, f in enumerate(cats)}
+        start = len(cats)
+        for f in seqs:
+            x[f.name] = cat[:, start:start + f.length]
+            start += f.length
         x.update({f.name: num[:, j] for j, f in enumerate(nums)})
         return model(x)  # type: ignore[no-any-return]  # [B, T] probabilities
 
     def losses(probs: Tensor, labels: dict[str, Tensor]) -> Tensor:
+        probs = probs.float()
         total = torch.zeros(())
         for i, t in enumerate(tasks):
             p, y = probs[:, i], labels[t.name]
@@ -339,22 +388,25 @@ def _train_theirs(
     gen = torch.Generator().manual_seed(config.seed)
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
     speeds: list[float] = []
+    cpu_speeds: list[float] = []
     epochs = 0
     for epoch in range(1, config.epochs + 1):
         epochs = epoch
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         model.train()
         perm = torch.randperm(n, generator=gen)
         e_cat, e_num = cat[perm], num[perm]
         e_labels = {t: y[perm] for t, y in labels.items()}
         for lo in range(0, n, config.batch_size):
             hi = lo + config.batch_size
-            loss = losses(forward(e_cat[lo:hi], e_num[lo:hi]),
-                          {t: y[lo:hi] for t, y in e_labels.items()})
+            with torch.autocast("cpu", torch.bfloat16, enabled=config.precision == "bf16"):
+                probs = forward(e_cat[lo:hi], e_num[lo:hi])
+            loss = losses(probs, {t: y[lo:hi] for t, y in e_labels.items()})
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         speeds.append(n / (time.perf_counter() - t0))
+        cpu_speeds.append(n / max(time.process_time() - cpu0, 1e-9))
         v_loss = float(losses(probs_of(v_cat, v_num), v_labels))
         if v_loss < best_loss:
             best_loss, best_epoch = v_loss, epoch
@@ -368,7 +420,7 @@ def _train_theirs(
         p = probs_of(c, x).double().numpy()
         return {t.name: np.clip(p[:, i], 1e-6, 1 - 1e-6) for i, t in enumerate(tasks)}
 
-    return score, epochs, best_epoch, float(np.mean(speeds))
+    return score, epochs, best_epoch, float(np.mean(speeds)), float(np.mean(cpu_speeds))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,13 @@ from ranker.balancers import (
 from ranker.checkpoint import CheckpointError, load_checkpoint, model_fingerprint, save_checkpoint
 from ranker.data import RankerData, encode_features, encode_labels
 from ranker.experts import DCNExpert, Expert, ExpertInput, FieldStack, FMExpert, MLPExpert
-from ranker.features import CategoricalFeature, FeatureEmbedding, FeatureSpec, NumericFeature
+from ranker.features import (
+    CategoricalFeature,
+    FeatureEmbedding,
+    FeatureSpec,
+    NumericFeature,
+    SequenceFeature,
+)
 from ranker.heads import (
     ChainHeads,
     ESCM2Heads,
@@ -99,6 +105,7 @@ __all__ = [
     "PCGradBalancer",
     "PECBalancer",
     "RankerData",
+    "SequenceFeature",
     "SharedBottom",
     "SharedBottomConfig",
     "StaticBalancer",

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ranker.features import CategoricalFeature, FeatureSpec, NumericFeature
+from ranker.features import CategoricalFeature, FeatureSpec, NumericFeature, SequenceFeature
 from ranker.model import BUILDERS, MultiTaskModel
 from ranker.tasks import TaskSpec
 
@@ -67,15 +67,27 @@ def _jsonable(obj: Any, where: str) -> Any:
     )
 
 
+_FEATURE_KINDS: dict[str, type] = {
+    "categorical": CategoricalFeature,
+    "numeric": NumericFeature,
+    "sequence": SequenceFeature,
+}
+"""Checkpoint ``kind`` of a feature spec -> its class."""
+
+
 def _feature_to_dict(f: FeatureSpec) -> dict[str, Any]:
-    kind = "categorical" if isinstance(f, CategoricalFeature) else "numeric"
+    kind = next(k for k, cls in _FEATURE_KINDS.items() if isinstance(f, cls))
     return {"kind": kind, **dataclasses.asdict(f)}
 
 
 def _feature_from_dict(d: dict[str, Any]) -> FeatureSpec:
     d = dict(d)
     kind = d.pop("kind")
-    return CategoricalFeature(**d) if kind == "categorical" else NumericFeature(**d)
+    if kind not in _FEATURE_KINDS:
+        raise ValueError(
+            f"checkpoint feature kind {kind!r} unknown; valid: {list(_FEATURE_KINDS)}"
+        )
+    return _FEATURE_KINDS[kind](**d)  # type: ignore[no-any-return]
 
 
 def save_checkpoint(

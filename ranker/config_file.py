@@ -20,6 +20,7 @@ each error names the file, the key and what would be valid::
     path = "../shared/data/kuairand-pure"   # optional; relative to the file's folder
     tasks = ["click", "long_view", "like"]  # optional; names of ranker.kuairand.TASKS
     max_train_rows = 50000  # optional; a seeded subsample of the train days
+    history_len = 10        # optional; clicks per history sequence feature
 
 Only ``[model] kind`` is required; a missing table or key takes the defaults of
 :class:`~ranker.MMoEConfig` (etc.), :class:`~ranker.TrainConfig`, the static
@@ -67,7 +68,7 @@ DATA_SOURCES = ("kuairand",)
 
 _TABLES = ("model", "balancer", "train", "data")
 _TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "loss_weights")
-_DATA_KEYS = ("source", "path", "tasks", "max_train_rows")
+_DATA_KEYS = ("source", "path", "tasks", "max_train_rows", "history_len")
 
 
 def _is_int(value: object) -> bool:
@@ -184,12 +185,14 @@ class DataSection:
         tasks: Task names, keys of :data:`ranker.kuairand.TASKS`; a conditional task
             needs its parent listed.
         max_train_rows: Train on a seeded subsample of this many train-day rows (None: all).
+        history_len: Last clicks kept in the history sequence features (``L``).
     """
 
     source: str = "kuairand"
     path: str | None = None
     tasks: tuple[str, ...] = DEFAULT_TASKS
     max_train_rows: int | None = None
+    history_len: int = 10
 
     def __post_init__(self) -> None:
         if self.source not in DATA_SOURCES:
@@ -212,6 +215,8 @@ class DataSection:
         cap = self.max_train_rows
         if cap is not None and (not _is_int(cap) or cap < 1):
             raise ValueError(f"[data] max_train_rows must be an int >= 1, got {cap!r}")
+        if not _is_int(self.history_len) or self.history_len < 1:
+            raise ValueError(f"[data] history_len must be an int >= 1, got {self.history_len!r}")
 
     def task_specs(self) -> tuple[TaskSpec, ...]:
         """The tasks with their KuaiRand sample spaces."""
@@ -266,6 +271,7 @@ class RankerRunConfig:
             data["path"] = self.data.path
         if self.data.max_train_rows is not None:
             data["max_train_rows"] = self.data.max_train_rows
+        data["history_len"] = self.data.history_len
         balancer = {"name": self.balancer.name, "options": _thawed(self.balancer.options)}
         return {"model": model, "balancer": balancer, "train": train, "data": data}
 

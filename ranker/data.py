@@ -14,17 +14,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ranker.features import CategoricalFeature, FeatureSpec, NumericFeature
+from ranker.features import CategoricalFeature, FeatureSpec, NumericFeature, SequenceFeature
 from ranker.tasks import TaskSpec
 
 __all__ = ["RankerData", "encode_features", "encode_labels"]
 
 
-def _n_rows(arrays: Mapping[str, np.ndarray], kind: str, n: int | None) -> int | None:
+def _n_rows(
+    arrays: Mapping[str, np.ndarray], kind: str, n: int | None, max_ndim: int = 1
+) -> int | None:
     for name, arr in arrays.items():
         arr = np.asarray(arr)
-        if arr.ndim != 1:
-            raise ValueError(f"{kind} {name!r}: expected a 1-D array, got shape {arr.shape}")
+        if not 1 <= arr.ndim <= max_ndim:
+            expected = "a 1-D array" if max_ndim == 1 else "a 1-D or [n, L] array"
+            raise ValueError(f"{kind} {name!r}: expected {expected}, got shape {arr.shape}")
         if n is None:
             n = len(arr)
         elif len(arr) != n:
@@ -34,10 +37,11 @@ def _n_rows(arrays: Mapping[str, np.ndarray], kind: str, n: int | None) -> int |
 
 @dataclass(frozen=True)
 class RankerData:
-    """Rows for the ranker: 1-D arrays of one length ``n``, keyed by name.
+    """Rows for the ranker: arrays of ``n`` rows, keyed by name.
 
     Args:
-        features: Feature name -> ``[n]`` array (int ids or numbers).
+        features: Feature name -> ``[n]`` array (int ids or numbers), or ``[n, L]``
+            int ids for a sequence feature.
         labels: Task name -> ``[n]`` labels in ``[0, 1]``; may be empty for scoring.
 
     Example:
@@ -52,7 +56,7 @@ class RankerData:
     def __post_init__(self) -> None:
         if not self.features:
             raise ValueError("RankerData has no features; pass feature name -> array")
-        n = _n_rows(self.features, "feature", None)
+        n = _n_rows(self.features, "feature", None, max_ndim=2)
         _n_rows(self.labels, "label", n)
 
     @property
@@ -78,11 +82,14 @@ def encode_features(
     """Check feature arrays against the model's specs and stack them into tensors.
 
     Args:
-        features: Feature name -> ``[n]`` array; exactly the spec's names.
+        features: Feature name -> ``[n]`` array (``[n, L]`` for a sequence feature);
+            exactly the spec's names.
         specs: The model's feature specs.
 
     Returns:
-        ``categorical`` ``[n, n_cat]`` int64 and ``numeric`` ``[n, n_num]`` float32.
+        ``ids`` ``[n, n_cat + sum(L_s)]`` int64 (categoricals in spec order, then each
+        sequence's ``L_s`` columns, as :class:`~ranker.features.FeatureEmbedding`
+        reads them) and ``numeric`` ``[n, n_num]`` float32.
 
     Raises:
         ValueError: Unknown or missing feature, wrong shape, float ids, non-finite numbers.
@@ -99,11 +106,30 @@ def encode_features(
     missing = [n for n in names if n not in features]
     if missing:
         raise ValueError(f"missing feature(s) {missing} in data; the model's features: {names}")
-    n = _n_rows(features, "feature", None) or 0
+    n = _n_rows(features, "feature", None, max_ndim=2) or 0
     cat_cols: list[np.ndarray] = []
+    seq_blocks: list[np.ndarray] = []
     num_cols: list[np.ndarray] = []
     for spec in specs:
         arr = np.asarray(features[spec.name])
+        if isinstance(spec, SequenceFeature):
+            if arr.shape != (n, spec.length):
+                raise ValueError(
+                    f"sequence feature {spec.name!r} has shape {arr.shape}; expected "
+                    f"{(n, spec.length)} (pad shorter sequences with -1)"
+                )
+            if not np.issubdtype(arr.dtype, np.integer):
+                raise ValueError(
+                    f"sequence feature {spec.name!r} has dtype {arr.dtype}; valid: integer ids "
+                    "(negative ids are padding)"
+                )
+            seq_blocks.append(arr.astype(np.int64, copy=False))
+            continue
+        if arr.ndim != 1:
+            raise ValueError(
+                f"feature {spec.name!r} has shape {arr.shape}; a {type(spec).__name__} takes "
+                "a 1-D array (multi-valued ids need a SequenceFeature)"
+            )
         if isinstance(spec, CategoricalFeature):
             if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
                 raise ValueError(
@@ -124,13 +150,14 @@ def encode_features(
                     "impute missing values before training or scoring"
                 )
             num_cols.append(arr32)
+    blocks = ([np.stack(cat_cols, axis=1)] if cat_cols else []) + seq_blocks
     cat = (
-        torch.from_numpy(np.stack(cat_cols, axis=1))
-        if cat_cols
+        torch.from_numpy(np.ascontiguousarray(np.concatenate(blocks, axis=1)))
+        if blocks
         else torch.zeros(n, 0, dtype=torch.long)
     )
     num = torch.from_numpy(np.stack(num_cols, axis=1)) if num_cols else torch.zeros(n, 0)
-    return cat, num  # [n, n_cat], [n, n_num]
+    return cat, num  # [n, n_cat + sum(L_s)], [n, n_num]
 
 
 def encode_labels(

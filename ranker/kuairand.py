@@ -36,7 +36,7 @@ rows (positives without a click / all positives, P(y | no click)):
 The conditional ``long_view`` drops its 250 unclicked positives from training
 and evaluation; :func:`ranker.predict` gives p(long_view | click) for it.
 
-**Features** (all 1-D, as :func:`ranker.build_mmoe` takes them):
+**Features** (1-D, and three ``[n, L]`` history sequences):
 
 - ids: ``user_id``, ``video_id`` (vocab = rows of the user / video tables),
   ``author_id`` (re-coded from the video table);
@@ -53,11 +53,17 @@ and evaluation; :func:`ranker.predict` gives p(long_view | click) for it.
   ``log_friend_user_num``, ``log_register_days`` (log1p; the ranker
   standardizes numerics itself). The user table is one snapshot, possibly taken
   after the test days; only its slow-moving profile columns are used.
-- history, pooled to 1-D: ``hist_len`` (log1p of the user's clicks strictly
-  before the impression), ``hist_top_tag`` (most frequent tag among the last L
-  clicked videos, ties to the most recent; 0 = no history), ``hist_same_tag`` and
-  ``hist_same_author`` (share of the last L clicked videos with the candidate's
-  tag / author; 0 without history).
+- history: the user's last L clicks strictly before the impression (see
+  **History**) as three :class:`~ranker.features.SequenceFeature`, mean-pooled
+  over the real entries: ``hist_video`` (video-table rows), ``hist_author`` and
+  ``hist_tag`` (those videos' author and tag codes), each *sharing* the
+  embedding table of ``video_id`` / ``author_id`` / ``tag``, so a clicked video
+  and a candidate video are the same vector and the history adds no table;
+  ``-1`` pads. Beside them, 1-D: ``hist_len`` (log1p of all the user's earlier
+  clicks, not only the last L), ``hist_same_tag`` and ``hist_same_author``
+  (share of the last L clicked videos with the candidate's tag / author; 0
+  without history): candidate-history matches, which a pooled vector
+  concatenated beside the candidate's does not express directly.
 
 Categorical values are coded ``0..vocab_size-1`` from the static tables (not
 from labels); a user or video missing from its table gets id ``-1``, which the
@@ -67,9 +73,8 @@ ranker sends to its out-of-vocabulary row.
 impression, the last ``L`` videos the same user *clicked strictly before it*
 (``time_ms`` smaller; ties excluded), most recent first, as ``video_id + 1``
 with 0 as padding. It crosses split boundaries (a test impression sees train-day
-clicks), as it would online. The current MMoE takes 1-D features only and the
-ranker has no pooled-sequence feature type yet, so the array is exposed for
-such a type and the pooled features above stand in for it.
+clicks), as it would online. The ``hist_*`` sequence features are this array
+re-coded to table rows with ``-1`` padding.
 
 **Not used.** ``video_features_with_statistics.parquet`` holds per-video
 counts averaged over days *including the test days*, so any of its statistics
@@ -98,7 +103,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from ranker.data import RankerData
-from ranker.features import CategoricalFeature, FeatureSpec, NumericFeature
+from ranker.features import CategoricalFeature, FeatureSpec, NumericFeature, SequenceFeature
 from ranker.tasks import TaskSpec, validate_tasks
 
 __all__ = [
@@ -326,7 +331,7 @@ def _pooled_history(
     tag: np.ndarray,
     author: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """1-D stand-ins for the history sequence (see the module docstring).
+    """Share of the real history entries with the candidate's tag and author ([n] each).
 
     Args:
         hist_row: ``[n, L]`` video-table rows of the history (-1: padding or unknown).
@@ -338,13 +343,8 @@ def _pooled_history(
     valid = hist_row >= 0  # [n, L]
     h_tag = np.where(valid, tag_of_video[np.maximum(hist_row, 0)], -1)  # [n, L]
     h_author = np.where(valid, author_of_video[np.maximum(hist_row, 0)], -1)
-    n_valid = valid.sum(1)
-    denom = np.maximum(n_valid, 1)
-    same = h_tag[:, :, None] == h_tag[:, None, :]  # [n, L, L]
-    counts = np.where(valid, same.sum(2), 0)  # [n, L]; argmax takes the most recent tie
-    top = h_tag[np.arange(len(hist_row)), counts.argmax(1)]
+    denom = np.maximum(valid.sum(1), 1)
     return {
-        "hist_top_tag": np.where(n_valid > 0, top + 1, 0).astype(np.int64),
         "hist_same_tag": ((h_tag == tag[:, None]) & valid).sum(1) / denom,
         "hist_same_author": ((h_author == author[:, None]) & valid).sum(1) / denom,
     }
@@ -447,17 +447,33 @@ def load_kuairand(
     video_ids = col["video_id"]
     hist, n_before = _history(col["user_id"], col["time_ms"], clicked, video_ids, history_len)
     numeric("hist_len", np.log1p(n_before))
-    # History ids are video_id + 1; map them to table rows for tag / author (pads: -1).
-    hist_row = np.where(hist > 0, _lookup(videos["video_id"].to_numpy(), hist - 1), -1)
+    # History ids are video_id + 1; map them to video-table rows (pads: -1, the padding id
+    # of a SequenceFeature; a clicked video missing from the table: the OOV row).
+    looked_up = _lookup(videos["video_id"].to_numpy(), np.maximum(hist - 1, 0))
+    hist_row = np.where(hist > 0, np.where(looked_up >= 0, looked_up, videos.num_rows), -1)
+    specs_by_name = {f.name: f for f in specs if isinstance(f, CategoricalFeature)}
+
+    def sequence(name: str, values: np.ndarray, shares: str) -> None:
+        owner = specs_by_name[shares]
+        features[name] = values.astype(np.int64)
+        specs.append(
+            SequenceFeature(name, owner.vocab_size, history_len, owner.dim, "mean", shares)
+        )
+
+    known = (hist_row >= 0) & (hist_row < videos.num_rows)
+    sequence("hist_video", hist_row, "video_id")
+    for name, code, shares in (
+        ("hist_author", author_code, "author_id"),
+        ("hist_tag", tag_code, "tag"),
+    ):
+        sequence(name, np.where(known, code[np.clip(hist_row, 0, len(code) - 1)], -1), shares)
     pooled = _pooled_history(
-        hist_row,
+        np.where(known, hist_row, -1),
         tag_code,
         author_code,
         _gather(tag_code, v_row, -1),
         _gather(author_code, v_row, -1),
     )
-    n_tags = int(tag_code.max()) + 1
-    categorical("hist_top_tag", pooled["hist_top_tag"], n_tags + 1)
     numeric("hist_same_tag", pooled["hist_same_tag"])
     numeric("hist_same_author", pooled["hist_same_author"])
 

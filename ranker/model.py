@@ -134,7 +134,9 @@ class MultiTaskModel(nn.Module):
         """Score one batch.
 
         Args:
-            categorical: ``[B, n_cat]`` int64 ids, categorical features in spec order.
+            categorical: ``[B, n_cat + sum(L_s)]`` int64 ids, categorical features in spec
+                order then each sequence feature's ``L_s`` columns
+                (:func:`ranker.data.encode_features`).
             numeric: ``[B, n_num]`` float32 raw values, numeric features in spec order.
 
         Returns:
@@ -176,6 +178,10 @@ class MultiTaskModel(nn.Module):
             logits: Task -> ``[B]`` logits from :meth:`forward`.
         """
         return entire_space_probs(logits, self.tasks)
+
+    def last_shared_parameters(self) -> Iterator[Tensor]:
+        """Weights of the last layer all tasks share (the backbone's; GradNorm's ``W``)."""
+        return self.backbone.last_shared_parameters()
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters all tasks share: embeddings, field vectors, the backbone's shared part."""
@@ -247,8 +253,8 @@ def _assemble(
         embedding = FeatureEmbedding(features)
         fields = None
         if "fm" in config.expert_kinds:
-            cat_dims = [f.dim for f in embedding.categorical]
-            fields = FieldStack(cat_dims, len(embedding.numeric), config.field_dim)
+            # a pooled sequence is one field, like a categorical embedding
+            fields = FieldStack(embedding.id_dims, len(embedding.numeric), config.field_dim)
         backbone = make_backbone(embedding.out_dim, names, config)
         heads = HEAD_KINDS[config.head](backbone.out_dims, tasks, config)
     spec = ModelSpec(features, tasks, arch, config)

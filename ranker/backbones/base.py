@@ -17,7 +17,8 @@ class Backbone(nn.Module, ABC):
 
     Subclasses set ``in_dim`` (width of the flat input), ``out_dims`` (task ->
     width of its representation) and say which of their parameters all tasks
-    share (for gradient-level balancers such as GradNorm and PCGrad).
+    share (for gradient-level balancers such as GradNorm and PCGrad) and which
+    form the last shared layer.
 
     Example:
         >>> from ranker.backbones import MMoE
@@ -36,6 +37,13 @@ class Backbone(nn.Module, ABC):
     @abstractmethod
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters through which more than one task's loss flows."""
+
+    @abstractmethod
+    def last_shared_parameters(self) -> Iterator[Tensor]:
+        """Weights of the last layer every task reads (GradNorm's ``W``, Chen et al. 2018).
+
+        The output layers of the shared experts nearest the task heads.
+        """
 
 
 def check_experts(experts: Sequence[Expert], where: str) -> tuple[int, int]:

@@ -10,12 +10,16 @@ shared input.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ranker.backbones.base import Backbone, check_experts
 from ranker.experts.base import Expert, ExpertInput
+from ranker.experts.batched import mlp_signature, run_mlp_group
+from ranker.experts.mlp import MLPExpert
 
 __all__ = ["CGC", "CGCLevel"]
 
@@ -68,6 +72,33 @@ class CGCLevel(nn.Module):
             {t: nn.Linear(self.in_dim, len(e) + n_shared) for t, e in specific.items()}
         )
         self.shared_gate = nn.Linear(self.in_dim, len(everyone)) if shared_gate else None
+        # Expert i (task experts in task order, then shared) reads task _reads[i]'s input,
+        # or the shared input where None.
+        self._everyone = tuple(everyone)
+        self._reads: tuple[str | None, ...] = tuple(
+            [t for t, e in specific.items() for _ in e] + [None] * n_shared
+        )
+        # Plain MLP experts of one shape run as one batched computation (run_mlp_group);
+        # any other expert (FM, DCN-v2, a lone MLP) runs on its own.
+        by_signature: dict[object, list[int]] = {}
+        for i, e in enumerate(everyone):
+            sig = mlp_signature(e)
+            by_signature.setdefault(("own", i) if sig is None else sig, []).append(i)
+        self._groups = tuple(tuple(idx) for idx in by_signature.values() if len(idx) > 1)
+        grouped = {i for idx in self._groups for i in idx}
+        self._singles = tuple(i for i in range(len(everyone)) if i not in grouped)
+        # Every gate's logits, concatenated (task gates in task order, then the shared gate),
+        # land at these positions of a [n_gates * n_all] grid; the rest stay -inf, so one
+        # softmax per grid row gives each gate's weights with exact zeros elsewhere.
+        n_all, cells, start = len(everyone), [], 0
+        for row, own in enumerate(specific.values()):
+            sees = [*range(start, start + len(own)), *range(n_all - n_shared, n_all)]
+            cells += [row * n_all + e for e in sees]
+            start += len(own)
+        if shared_gate:
+            cells += [len(specific) * n_all + e for e in range(n_all)]
+        self._n_gates = len(specific) + int(shared_gate)
+        self.register_buffer("_gate_cells", torch.tensor(cells), persistent=False)
 
     def forward(
         self, task_inputs: Mapping[str, ExpertInput], shared_input: ExpertInput
@@ -82,31 +113,65 @@ class CGCLevel(nn.Module):
             Task -> ``[B, out_dim]``, and the shared output ``[B, out_dim]`` (None
             without a shared gate).
         """
-        n_shared = len(self.shared)
         outs_all = self._run_experts(task_inputs, shared_input)  # [n_all, B, d]
-        shared_outs = outs_all[len(outs_all) - n_shared :]  # [S, B, d]
-        outs: dict[str, Tensor] = {}
-        start = 0
-        for task in self.tasks:
-            n_own = len(self._specific[task])
-            own = outs_all[start : start + n_own]  # [n_t, B, d]
-            start += n_own
-            gate = self.gates[task](task_inputs[task].flat).softmax(-1).t().unsqueeze(-1)
-            # gate: [n_t + S, B, 1]; a broadcast multiply-sum is much cheaper on CPU
-            # than a bmm of B tiny [1, n] x [n, d] products
-            outs[task] = (gate[:n_own] * own).sum(0) + (gate[n_own:] * shared_outs).sum(0)
-        if self.shared_gate is None:
-            return outs, None
-        gate = self.shared_gate(shared_input.flat).softmax(-1).t().unsqueeze(-1)  # [n_all, B, 1]
-        return outs, (gate * outs_all).sum(0)  # [B, d]
+        n_all, batch = outs_all.shape[0], outs_all.shape[1]
+        logits = self._gate_logits(task_inputs, shared_input)  # [B, sum of gate sizes]
+        grid = logits.new_full((batch, self._n_gates * n_all), float("-inf"))
+        grid = grid.index_copy(1, cast(Tensor, self._gate_cells), logits)
+        weights = grid.view(batch, self._n_gates, n_all).float().softmax(-1)  # [B, G, n_all]
+        # One bmm mixes every gate; slicing outs_all per task instead costs a zero-filled
+        # [n_all, B, d] gradient per slice in the backward pass.
+        mixed = torch.bmm(weights, outs_all.transpose(0, 1)).unbind(1)  # G x [B, d]
+        outs = dict(zip(self.tasks, mixed, strict=False))
+        return outs, (mixed[-1] if self.shared_gate is not None else None)
+
+    def _gate_logits(
+        self, task_inputs: Mapping[str, ExpertInput], shared_input: ExpertInput
+    ) -> Tensor:
+        """Every gate's logits side by side, ``[B, sum of gate sizes]`` (tasks, then shared)."""
+        gates: list[nn.Linear] = [cast(nn.Linear, self.gates[t]) for t in self.tasks]
+        if self.shared_gate is not None:
+            gates.append(self.shared_gate)
+        if all(task_inputs[t].flat is shared_input.flat for t in self.tasks):
+            # one input: all gates in one matmul
+            weight = torch.cat([g.weight for g in gates])  # [sum sizes, in]
+            bias = torch.cat([g.bias for g in gates])
+            return F.linear(shared_input.flat, weight, bias)
+        xs = [task_inputs[t].flat for t in self.tasks] + [shared_input.flat]
+        return torch.cat([g(x) for g, x in zip(gates, xs, strict=False)], 1)
 
     def _run_experts(
         self, task_inputs: Mapping[str, ExpertInput], shared_input: ExpertInput
     ) -> Tensor:
         """Every expert's output, ``[n_all, B, d]``: each task's own in task order, then shared."""
-        outs = [e(task_inputs[t]) for t in self.tasks for e in self._specific[t]]
-        outs += [e(shared_input) for e in self.shared]
-        return torch.stack(outs, 0)
+        common = all(task_inputs[t].flat is shared_input.flat for t in self.tasks)
+
+        def input_of(i: int) -> ExpertInput:
+            task = self._reads[i]
+            return shared_input if task is None else task_inputs[task]
+
+        def group_input(idx: tuple[int, ...]) -> Tensor:
+            if common:
+                return shared_input.flat  # [B, in], one GEMM for the group's first layer
+            return torch.stack([input_of(i).flat for i in idx])  # [E, B, in]
+
+        groups = self._groups
+        if not self._singles and len(groups) == 1:  # every expert in one group, in order
+            experts = [cast(MLPExpert, e) for e in self._everyone]
+            return run_mlp_group(experts, group_input(groups[0]))
+        outs: list[Tensor | None] = [None] * len(self._everyone)
+        for idx in groups:
+            experts = [cast(MLPExpert, self._everyone[i]) for i in idx]
+            for i, y in zip(idx, run_mlp_group(experts, group_input(idx)).unbind(0), strict=True):
+                outs[i] = y
+        for i in self._singles:
+            outs[i] = self._everyone[i](input_of(i))
+        return torch.stack(cast(list[Tensor], outs), 0)
+
+    def last_shared_parameters(self) -> Iterator[Tensor]:
+        """The output layer weights of this level's shared experts."""
+        for e in self.shared:
+            yield from cast(Expert, e).output_weights()
 
     def shared_parameters(self, next_has_shared_gate: bool) -> Iterator[nn.Parameter]:
         """Parameters more than one task's loss flows through.
@@ -152,3 +217,7 @@ class CGC(Backbone):
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """The shared experts (task experts and gates serve one task each)."""
         return self.level.shared_parameters(next_has_shared_gate=False)
+
+    def last_shared_parameters(self) -> Iterator[Tensor]:
+        """The shared experts' output layer weights."""
+        return self.level.last_shared_parameters()

@@ -7,6 +7,7 @@ over the input: ``h_t = sum_e softmax(W_t x)_e * expert_e(x)``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -52,10 +53,15 @@ class MMoE(Backbone):
         inp = ExpertInput.of(inp)
         n_exp = len(self.experts)
         outs = torch.stack([e(inp) for e in self.experts], dim=1)  # [B, n_experts, out_dim]
-        gates = self.gates(inp.flat).view(-1, len(self.tasks), n_exp).softmax(-1)  # [B, T, E]
+        gates = self.gates(inp.flat).view(-1, len(self.tasks), n_exp).float().softmax(-1)
         mixed = torch.bmm(gates, outs)  # [B, T, out_dim]
         return {t: mixed[:, i] for i, t in enumerate(self.tasks)}
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """The experts' parameters (gates are per task)."""
         return self.experts.parameters()
+
+    def last_shared_parameters(self) -> Iterator[Tensor]:
+        """Every expert's output layer weights (the experts side by side are the last layer)."""
+        for e in self.experts:
+            yield from cast(Expert, e).output_weights()

@@ -73,6 +73,10 @@ class PLE(Backbone):
                 shared_input = ExpertInput(shared)
         return outs
 
+    def last_shared_parameters(self) -> Iterator[Tensor]:
+        """The top level's shared experts' output layer weights (the towers read its mix)."""
+        return self._levels[-1].last_shared_parameters()
+
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Shared experts everywhere; all of a lower level that feeds its shared gate."""
         levels = self._levels

@@ -7,6 +7,7 @@ cross network, DCN-v2's parallel structure); their outputs are concatenated.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -53,3 +54,8 @@ class SharedBottom(Backbone):
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Every parameter: the whole bottom is shared."""
         return self.experts.parameters()
+
+    def last_shared_parameters(self) -> Iterator[Tensor]:
+        """The output layer weights of the bottom's parts (concatenated, they are its last)."""
+        for e in self.experts:
+            yield from cast(Expert, e).output_weights()

@@ -53,6 +53,10 @@ class BaseBalancer(nn.Module, ABC):
     """
 
     tasks: tuple[str, ...]
+    gradient_scope: str = "all"
+    """Which shared parameters the trainer hands :meth:`backward`: ``"all"``
+    (``model.shared_parameters()``) or ``"last"`` (``model.last_shared_parameters()``,
+    the weights of the last layer all tasks share)."""
 
     @classmethod
     def build(cls, tasks: Sequence[str], **options: Any) -> Self:
@@ -85,8 +89,10 @@ class BaseBalancer(nn.Module, ABC):
 
         Args:
             losses: Task -> scalar loss of the current batch.
-            shared: The parameters all tasks share (``model.shared_parameters()``
-                that require grad), in a fixed order.
+            shared: The parameters all tasks share that require grad, in a fixed
+                order: ``model.shared_parameters()``, or
+                ``model.last_shared_parameters()`` where :attr:`gradient_scope` is
+                ``"last"``.
         """
         total = self.combine(losses)
         total.backward()

@@ -14,9 +14,13 @@ tasks that train slowest. The model itself gets the gradient of
 ``sum_k w_k L_k``.
 
 Since only ``w`` is differentiated through ``L_grad`` and ``G_k`` is linear
-in ``w_k``, no double backward is needed. The paper measures ``G_k`` on the
-last shared layer only, as a cheap proxy; a balancer here is handed the
-shared parameters and measures them all.
+in ``w_k``, no double backward is needed. As in the paper, ``W`` is by default
+the last shared layer's weights (``layer="last"``: the trainer hands the
+balancer ``model.last_shared_parameters()``, e.g. the output layers of MMoE's
+experts or of PLE's top-level shared experts), which is cheaper than and a
+proxy for the whole shared network; ``layer="all"`` measures every shared
+parameter (embeddings included) instead. The model's own gradient is always
+that of ``sum_k w_k L_k`` over all parameters.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ from torch import Tensor, nn
 from ranker.balancers._grads import task_gradients
 from ranker.balancers.base import BaseBalancer, check_tasks, require_shared
 
-__all__ = ["GradNormBalancer"]
+__all__ = ["LAYERS", "GradNormBalancer"]
+
+LAYERS = ("last", "all")
+"""Valid ``GradNormBalancer(layer=...)``: the last shared layer's weights, or all shared."""
 
 _EPS = 1e-8
 
@@ -46,6 +53,8 @@ class GradNormBalancer(BaseBalancer):
     Args:
         tasks: Task names, in the order of :attr:`loss_weights`.
         alpha: Asymmetry ``>= 0`` (the paper uses 0.12 to 3; 1.5 is common).
+        layer: ``"last"`` (the paper's choice): gradient norms on the last shared
+            layer's weights; ``"all"``: on every shared parameter.
 
     Example:
         >>> b = GradNormBalancer(["a", "b"], alpha=1.5)
@@ -56,12 +65,18 @@ class GradNormBalancer(BaseBalancer):
     initial_losses: Tensor  # [T] L_k(0)
     started: Tensor  # [] bool
 
-    def __init__(self, tasks: Sequence[str], alpha: float = 1.5) -> None:
+    def __init__(self, tasks: Sequence[str], alpha: float = 1.5, layer: str = "last") -> None:
         super().__init__()
         self.tasks = check_tasks(tasks, "GradNormBalancer")
         if not isinstance(alpha, int | float) or not 0 <= alpha < math.inf:
             raise ValueError(f"GradNormBalancer alpha must be a finite number >= 0, got {alpha!r}")
+        if layer not in LAYERS:
+            raise ValueError(
+                f"GradNormBalancer layer must be one of {list(LAYERS)}, got {layer!r}"
+            )
         self.alpha = float(alpha)
+        self.layer = layer
+        self.gradient_scope = layer
         self.loss_weights = nn.Parameter(torch.ones(len(self.tasks)))  # [T]
         self.register_buffer("initial_losses", torch.zeros(len(self.tasks)))  # [T]
         self.register_buffer("started", torch.zeros((), dtype=torch.bool))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ranker.experts.base import Expert, ExpertInput
+from ranker.experts.batched import mlp_signature, run_mlp_group
 from ranker.experts.dcn import CrossLayer, DCNExpert
 from ranker.experts.fields import FieldStack
 from ranker.experts.fm import FMExpert, fm_interaction
@@ -18,4 +19,6 @@ __all__ = [
     "MLPExpert",
     "fm_interaction",
     "make_mlp",
+    "mlp_signature",
+    "run_mlp_group",
 ]

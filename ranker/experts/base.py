@@ -67,3 +67,7 @@ class Expert(nn.Module, ABC):
     @abstractmethod
     def forward(self, inp: ExpertInput | Tensor) -> Tensor:
         """Map ``inp`` (or a bare ``[B, in_dim]`` tensor) to ``[B, out_dim]``."""
+
+    @abstractmethod
+    def output_weights(self) -> list[Tensor]:
+        """Weight matrices of the layer that produces the output (GradNorm's "last layer")."""

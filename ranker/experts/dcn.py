@@ -7,6 +7,8 @@ a final ``Linear -> ReLU`` projects to the expert width.
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import Tensor, nn
 
 from ranker.experts.base import Expert, ExpertInput
@@ -59,6 +61,10 @@ class DCNExpert(Expert):
         self.in_dim, self.out_dim = in_dim, out_dim
         self.layers = nn.ModuleList([CrossLayer(in_dim) for _ in range(n_layers)])
         self.project = nn.Sequential(nn.Linear(in_dim, out_dim), nn.ReLU())
+
+    def output_weights(self) -> list[Tensor]:
+        """The output projection's weight ``[out_dim, in_dim]``."""
+        return [cast(nn.Linear, self.project[0]).weight]
 
     def forward(self, inp: ExpertInput | Tensor) -> Tensor:
         """Map ``inp.flat`` ``[B, in_dim]`` (or a bare tensor) to ``[B, out_dim]``."""

@@ -2,7 +2,7 @@
 
 FM experts need every feature as a vector of one common width. The flat input
 is laid out as :class:`~ranker.features.FeatureEmbedding` writes it
-(categorical embeddings in spec order, then standardized numerics), so the
+(categorical embeddings and pooled sequences, then standardized numerics), so the
 fields are slices of it: a categorical embedding of another width is mapped
 to ``d`` by a bias-free linear map, and numeric feature ``j`` becomes
 ``value_j * v_j`` with a learned vector ``v_j`` (as in FM on real values).
@@ -22,7 +22,8 @@ class FieldStack(nn.Module):
     """``[B, sum(cat_dims) + n_num] -> [B, n_cat + n_num, field_dim]``.
 
     Args:
-        cat_dims: Embedding width of each categorical feature, in spec order.
+        cat_dims: Width of each id block of the flat input (categorical embeddings,
+            then pooled sequences: :attr:`~ranker.features.FeatureEmbedding.id_dims`).
         n_num: Number of numeric features (the last ``n_num`` flat columns).
         field_dim: Common width ``d`` of every field vector.
 

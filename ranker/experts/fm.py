@@ -8,6 +8,8 @@ of NFM, which this expert projects to its output width.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -68,6 +70,12 @@ class FMExpert(Expert):
         self.project = (
             None if out_dim == 1 else nn.Sequential(nn.Linear(field_dim + 1, out_dim), nn.ReLU())
         )
+
+    def output_weights(self) -> list[Tensor]:
+        """The output projection's weight, or the first-order weight where there is none."""
+        if self.project is None:
+            return [self.linear.weight]
+        return [cast(nn.Linear, self.project[0]).weight]
 
     def forward(self, inp: ExpertInput | Tensor) -> Tensor:
         """Map ``inp`` (flat ``[B, in_dim]``, fields ``[B, F, k]``) to ``[B, out_dim]``."""

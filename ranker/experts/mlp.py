@@ -55,7 +55,14 @@ class MLPExpert(Expert):
             raise ValueError("MLPExpert needs at least one hidden layer width, got ()")
         self.in_dim = in_dim
         self.out_dim = hidden[-1]
+        self.dropout = float(dropout)
         self.net = make_mlp(in_dim, hidden, dropout)
+        # typed view of the layers, for the batched evaluation of expert groups
+        self.linears = tuple(m for m in self.net if isinstance(m, nn.Linear))
+
+    def output_weights(self) -> list[Tensor]:
+        """The last Linear's weight ``[out_dim, hidden[-2] or in_dim]``."""
+        return [self.linears[-1].weight]
 
     def forward(self, inp: ExpertInput | Tensor) -> Tensor:
         """Map ``inp.flat`` ``[B, in_dim]`` (or a bare tensor) to ``[B, out_dim]``."""

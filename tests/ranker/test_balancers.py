@@ -100,6 +100,49 @@ def test_gradnorm_moves_toward_equal_weighted_gradient_norms() -> None:
     assert math.isclose(sum(w.values()), 2.0, rel_tol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["mmoe", "shared_bottom", "cgc", "ple"])
+def test_last_shared_layer_is_the_shared_experts_output_weights(arch: str) -> None:
+    from ranker import BUILDERS, MLPExpert
+
+    config_cls, builder = BUILDERS[arch]
+    model = builder(FEATURES, TASKS, config_cls(expert_kinds=("mlp", "dcn")))
+    backbone = model.backbone
+    if arch in ("mmoe", "shared_bottom"):
+        experts = list(backbone.experts)
+    elif arch == "cgc":
+        experts = list(backbone.level.shared)
+    else:  # the top level's shared experts; lower levels' feed it, they are not last
+        experts = list(backbone.levels[-1].shared)
+    expected = []
+    for e in experts:
+        expected.append(e.linears[-1].weight if isinstance(e, MLPExpert) else e.project[0].weight)
+    last = list(model.last_shared_parameters())
+    assert [id(p) for p in last] == [id(p) for p in expected]
+    shared = {id(p) for p in model.shared_parameters()}
+    assert all(id(p) in shared for p in last)
+    assert sum(p.numel() for p in last) < sum(p.numel() for p in model.shared_parameters())
+
+
+@pytest.mark.parametrize(("layer", "source"), [("last", "last_shared"), ("all", "shared")])
+def test_train_hands_gradnorm_the_layer_it_asks_for(layer: str, source: str) -> None:
+    seen: list[list[int]] = []
+
+    class Spy(GradNormBalancer):
+        def backward(self, losses, shared=()):  # type: ignore[no-untyped-def]
+            seen.append([id(p) for p in shared])
+            return super().backward(losses, shared)
+
+    data = make_data(600, seed=5)
+    model = build_mmoe(FEATURES, TASKS, SMALL)
+    balancer = Spy(TASK_NAMES, layer=layer)
+    train(model, data, data, TrainConfig(epochs=1, batch_size=300), False, balancer=balancer)
+    expected = [id(p) for p in getattr(model, f"{source}_parameters")() if p.requires_grad]
+    assert seen and all(ids == expected for ids in seen)
+    assert GradNormBalancer(TASK_NAMES).gradient_scope == "last"  # the paper's default
+    with pytest.raises(ValueError, match=r"layer must be one of \['last', 'all'\]"):
+        GradNormBalancer(TASK_NAMES, layer="first")
+
+
 # --- uncertainty --------------------------------------------------------------------------
 
 
@@ -283,7 +326,7 @@ def test_same_seed_gives_identical_weights_with_every_balancer(name) -> None:  #
         assert torch.equal(value, b2.state_dict()[key]), key
     for h1, h2 in zip(r1.history, r2.history, strict=True):
         for key in h1:
-            if key not in ("seconds", "rows_per_s"):
+            if key not in ("seconds", "rows_per_s", "rows_per_cpu_s"):
                 assert h1[key] == h2[key], key
         assert set(TASK_NAMES) == {k.split("/")[1] for k in h1 if k.startswith("loss_weight/")}
 

@@ -56,8 +56,11 @@ def test_ranker_data_checks_lengths_and_shapes() -> None:
         RankerData({"a": np.zeros(3), "b": np.zeros(2)})
     with pytest.raises(ValueError, match=r"label 'click' has 4 rows"):
         RankerData({"a": np.zeros(3)}, {"click": np.zeros(4)})
-    with pytest.raises(ValueError, match=r"feature 'a': expected a 1-D array"):
-        RankerData({"a": np.zeros((3, 2))})
+    with pytest.raises(ValueError, match=r"feature 'a': expected a 1-D or \[n, L\] array"):
+        RankerData({"a": np.zeros((3, 2, 2))})
+    with pytest.raises(ValueError, match=r"label 'click': expected a 1-D array"):
+        RankerData({"a": np.zeros((3, 2))}, {"click": np.zeros((3, 2))})
+    assert RankerData({"seq": np.zeros((3, 2), np.int64)}).take(np.array([2])).n_rows == 1
 
 
 def test_take_selects_rows_of_features_and_labels() -> None:

@@ -17,7 +17,18 @@ import numpy as np
 import pytest
 import torch
 
-from ranker import MMoEConfig, TaskSpec, TrainConfig, auc, build_mmoe, evaluate, predict, train
+from ranker import (
+    CategoricalFeature,
+    MMoEConfig,
+    SequenceFeature,
+    TaskSpec,
+    TrainConfig,
+    auc,
+    build_mmoe,
+    evaluate,
+    predict,
+    train,
+)
 from ranker.gauc import gauc, group_auc, task_gauc
 from ranker.kuairand import (
     ENV_VAR,
@@ -219,18 +230,46 @@ def test_conditional_tasks_follow_the_evidence(kuairand: KuaiRandData) -> None:
 @pytest.mark.realdata
 def test_features_match_their_specs(kuairand: KuaiRandData) -> None:
     names = [f.name for f in kuairand.features]
-    assert {"user_id", "video_id", "author_id", "tab", "hour", "tag", "hist_top_tag"} <= set(names)
+    assert {"user_id", "video_id", "author_id", "tab", "hour", "tag", "hist_video"} <= set(names)
     for split in kuairand.splits().values():
         assert sorted(split.data.features) == sorted(names)
         for spec in kuairand.features:
             arr = split.data.features[spec.name]
-            assert arr.shape == (split.n_rows,)
-            if hasattr(spec, "vocab_size"):
+            if isinstance(spec, SequenceFeature):
+                assert arr.shape == (split.n_rows, spec.length), spec
+                assert arr.dtype == np.int64 and arr.min() >= -1, spec
+                assert arr.max() < spec.vocab_size, spec
+            elif isinstance(spec, CategoricalFeature):
+                assert arr.shape == (split.n_rows,)
                 assert arr.dtype == np.int64 and arr.max() < spec.vocab_size, spec
             else:
+                assert arr.shape == (split.n_rows,)
                 assert np.isfinite(arr).all(), spec
         assert split.history.shape == (split.n_rows, 10)
         assert split.history.min() >= 0 and split.history.max() < kuairand.history_vocab_size
+
+
+@pytest.mark.realdata
+def test_history_sequences_are_the_history_recoded_to_table_rows(kuairand: KuaiRandData) -> None:
+    specs = {f.name: f for f in kuairand.features}
+    for name, shared in (("hist_video", "video_id"), ("hist_author", "author_id"),
+                         ("hist_tag", "tag")):
+        spec = specs[name]
+        assert isinstance(spec, SequenceFeature) and spec.shares == shared
+    for split in kuairand.splits().values():
+        feats, hist = split.data.features, split.history
+        # padding where, and only where, the history has none
+        for name in ("hist_video", "hist_author", "hist_tag"):
+            assert ((feats[name] == -1) == (hist == 0)).all(), name
+        # a history entry is the table row of a clicked video id; the same row is what the
+        # candidate's video_id feature holds for that video on its own impressions
+        row_of = dict(zip(split.video_id.tolist(), feats["video_id"].tolist(), strict=True))
+        real = hist > 0
+        vids, rows = hist[real] - 1, feats["hist_video"][real]
+        known = np.array([v in row_of for v in vids.tolist()])
+        assert known.mean() > 0.5
+        expected = np.array([row_of[v] for v in vids[known].tolist()])
+        np.testing.assert_array_equal(rows[known], expected)
 
 
 @pytest.mark.realdata

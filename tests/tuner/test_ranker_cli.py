@@ -78,6 +78,13 @@ def test_round_trip_and_defaults() -> None:
         t: 1.0 for t in config.data.tasks}
     assert parse_run_config(config.to_dict()) == config
     assert config.train.epochs == 5 and config.data.source == "kuairand"
+    assert config.data.history_len == 10 and config.train.precision == "fp32"
+    other = parse_run_config({"model": {"kind": "ple"}, "train": {"precision": "bf16"},
+                              "data": {"history_len": 5},
+                              "balancer": {"name": "gradnorm", "options": {"layer": "all"}}})
+    assert other.train.precision == "bf16" and other.data.history_len == 5
+    assert other.balancer.build(list(other.data.tasks)).gradient_scope == "all"
+    assert parse_run_config(other.to_dict()) == other
 
 
 def test_relative_data_path_is_taken_from_the_file(tmp_path: Path) -> None:
@@ -111,6 +118,10 @@ BAD_CONFIGS = [
     ('[model]\nkind = "mmoe"\n[data]\ntasks = "click"\n', r"\[data\] tasks must be a list"),
     ('[model]\nkind = "mmoe"\n[data]\nmax_train_rows = 0\n', r"\[data\] max_train_rows must"),
     ('[model]\nkind = "mmoe"\n[data]\nrows = 5\n', r"\[data\] has unknown key\(s\) \['rows'\]"),
+    ('[model]\nkind = "mmoe"\n[data]\nhistory_len = 0\n', r"\[data\] history_len must be"),
+    ('[model]\nkind = "mmoe"\n[train]\nprecision = "fp16"\n', r"\[train\] precision must be one"),
+    ('[model]\nkind = "mmoe"\n[balancer]\nname = "gradnorm"\noptions = {layer = "first"}\n',
+     r"\[balancer\] options of 'gradnorm'.*layer must be one of \['last', 'all'\]"),
     ('[model]\nkind = "mmoe"\n[output]\ndir = "x"\n', r"unknown key\(s\) \['output'\]"),
     ("[model\nkind =", r"not valid TOML"),
 ]

@@ -52,7 +52,7 @@ def data_fingerprint(data: KuaiRandData) -> str:
 def _load_data(config: RankerRunConfig, tasks: tuple[str, ...], progress: bool) -> KuaiRandData:
     if progress:
         click.echo("loading KuaiRand-Pure...", err=True)
-    return load_kuairand(config.data.path, tasks=tasks)
+    return load_kuairand(config.data.path, tasks=tasks, history_len=config.data.history_len)
 
 
 def _train_rows(config: RankerRunConfig, split: KuaiRandSplit) -> KuaiRandSplit:
