@@ -13,7 +13,8 @@ import click
 import numpy as np
 import optuna
 
-from simulator.fusion import make_fusion
+from simulator.estimators import ESTIMATORS
+from simulator.fusion import FUSIONS, make_fusion
 from tuner.space import FusionSpace
 from tuner.storage import SchemaVersionError
 from tuner.strategies import CEMConfig
@@ -143,3 +144,23 @@ def load_existing(url: str, study_name: str
 STORAGE = click.option("--storage", default="fusiontune.db", show_default=True,
                        help="Database URL (sqlite:///f.db, postgresql://...) or a SQLite file.")
 STUDY = click.option("--study", "study_name", required=True, help="Study name.")
+
+
+_STUDY_DATA_OPTIONS = (
+    click.option("--logs", type=click.Path(dir_okay=False), help="Logged traffic (new study)."),
+    click.option("--scores", type=click.Path(dir_okay=False), help="Score table (new study)."),
+    click.option("--estimator", type=click.Choice(sorted(ESTIMATORS)), default="snips",
+                 show_default=True),
+    click.option("--formula", type=click.Choice(sorted(FUSIONS)), default="multiplicative",
+                 show_default=True),
+    click.option("--pinned", help="Task whose weight is fixed at 1 (default: the first)."),
+    click.option("--low", type=float, default=0.0, show_default=True),
+    click.option("--high", type=float, default=4.0, show_default=True),
+)
+
+
+def study_data_options(fn: F) -> F:
+    """``--logs --scores --estimator --formula --pinned --low --high`` of a new study."""
+    for option in reversed(_STUDY_DATA_OPTIONS):
+        fn = option(fn)
+    return fn

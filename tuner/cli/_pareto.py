@@ -8,7 +8,6 @@ from typing import Any
 import click
 import numpy as np
 
-from simulator.estimators import ESTIMATORS
 from tuner.cli._common import (
     STORAGE,
     STUDY,
@@ -16,6 +15,7 @@ from tuner.cli._common import (
     load_existing,
     parse_conditional,
     storage_url,
+    study_data_options,
     study_names,
     user_errors,
     weights_option,
@@ -57,18 +57,10 @@ _PARETO_OPTIONS = ("strategy", "scalarisations", "scalarisation")
 @click.option("--strategy", type=click.Choice(PARETO_STRATEGIES), default="cem",
               show_default=True,
               help="NSGA-II (Optuna's NSGAIISampler), or one CEM per scalarisation.")
-@click.option("--logs", type=click.Path(dir_okay=False), help="Logged traffic (new study).")
-@click.option("--scores", type=click.Path(dir_okay=False), help="Score table (new study).")
+@study_data_options
 @click.option("--objective", "objective_text",
               help="<task>=<weight>,... reported by 'search export' (not searched); "
                    "default each metric with weight 1.")
-@click.option("--estimator", type=click.Choice(sorted(ESTIMATORS)), default="snips",
-              show_default=True)
-@click.option("--formula", type=click.Choice(["multiplicative", "additive", "rank"]),
-              default="multiplicative", show_default=True)
-@click.option("--pinned", help="Task whose weight is fixed at 1 (default: the first).")
-@click.option("--low", type=float, default=0.0, show_default=True)
-@click.option("--high", type=float, default=4.0, show_default=True)
 @click.option("--control", "control_text", help="Control weights <task>=<weight>,..., one per "
               "score task (the baseline of lifts and CEM's start; default all 1).")
 @click.option("--conditional", "conditional_text",

@@ -14,7 +14,6 @@ from typing import Any
 import click
 import numpy as np
 
-from simulator.estimators import ESTIMATORS
 from tuner.cli._common import (
     STORAGE,
     STUDY,
@@ -22,6 +21,7 @@ from tuner.cli._common import (
     load_existing,
     parse_conditional,
     storage_url,
+    study_data_options,
     study_names,
     user_errors,
     weights_option,
@@ -65,22 +65,14 @@ def search() -> None:
 @STUDY
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Search file (TOML) with data, objective, ranker and search settings "
-                   "(new study; see tuner/search_config.py). Replaces --logs, --scores... .")
+                   "(new study; example: configs/search_demo.toml). Replaces --logs, --scores...")
 @click.option("--space", "space_name", type=click.Choice(SPACES), default=None,
               help="With --config: which weights are searched (default: the file's). fusion: "
                    "fusion weights over one score table; loss: the ranker's loss weights, "
                    "every trial retrains it (cached); joint: loss weights, every trial also "
                    "tunes the fusion weights by an inner CEM.")
-@click.option("--logs", type=click.Path(dir_okay=False), help="Logged traffic (new study).")
-@click.option("--scores", type=click.Path(dir_okay=False), help="Score table (new study).")
+@study_data_options
 @click.option("--objective", "objective_text", help="<task>=<weight>,... (new study).")
-@click.option("--estimator", type=click.Choice(sorted(ESTIMATORS)), default="snips",
-              show_default=True)
-@click.option("--formula", type=click.Choice(["multiplicative", "additive", "rank"]),
-              default="multiplicative", show_default=True)
-@click.option("--pinned", help="Task whose weight is fixed at 1 (default: the first).")
-@click.option("--low", type=float, default=0.0, show_default=True)
-@click.option("--high", type=float, default=4.0, show_default=True)
 @click.option("--control", "control_text", help="Control weights <task>=<weight>,..., one "
               "per score task (the A/B baseline and CEM's start; default all 1).")
 @click.option("--conditional", "conditional_text",
