@@ -43,7 +43,9 @@ imports (model, optimizer, activations).
 Throughput is training rows per second of the epochs' training passes
 (validation excluded), averaged over the epochs run: per wall-clock second,
 and per second of the process's CPU time (one thread, so its compute; steadier
-on a shared machine where other jobs take turns on the cores).
+on a shared machine where other jobs take turns on the cores). The 1.5x target
+is judged on the CPU-time ratio: on a loaded machine the wall-clock one swings
+either way with how much of a core each process happened to get.
 
 Usage (``pip install -e '.[rechub]'``; data as for ``bench/kuairand_results.py``):
     python bench/ranker_vs_rechub.py [--train-rows 0] [--epochs 4] [--threads 1]
@@ -221,11 +223,11 @@ def _report(tasks: list[str], results: dict[str, dict[str, Any]]) -> None:
                            ours["rows_per_cpu_s"] / theirs["rows_per_cpu_s"],
                            ours["peak_mib"] / theirs["peak_mib"],
                            ours["growth_mib"] / max(theirs["growth_mib"], 1e-9)))
-    print("\n| model | runs | throughput ours/theirs (wall) | per CPU-s | met (>= 1.5, wall) "
+    print("\n| model | runs | throughput ours/theirs (wall) | per CPU-s | met (>= 1.5, per CPU-s) "
           "| peak memory ours/theirs | memory growth ours/theirs |")
     print("| --- | --- | ---: | ---: | --- | ---: | ---: |")
     for arch, side, thr, cpu, peak, growth in ratios:
-        print(f"| {arch} | {side} | {thr:.2f}x | {cpu:.2f}x | {'yes' if thr >= 1.5 else 'no'} "
+        print(f"| {arch} | {side} | {thr:.2f}x | {cpu:.2f}x | {'yes' if cpu >= 1.5 else 'no'} "
               f"| {peak:.2f} | {growth:.2f} |")
 
 
