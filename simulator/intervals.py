@@ -68,6 +68,36 @@ def influence(terms: RequestTerms, combine: np.ndarray) -> np.ndarray:
         :, None, None] + off
 
 
+def _resampled_sums(counts: np.ndarray, terms: RequestTerms, combine: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Resampled sums over requests: numerator ``[B, P, M]``, denominator ``[B, P]``
+    and offset ``[B, P, M]`` (None where the terms have none)."""
+    p, r, _ = terms.numerator.shape
+    m = combine.shape[1]
+    per_req = np.einsum("prt,tm->rpm", terms.numerator, combine.astype(np.float32))
+    num = (counts @ per_req.reshape(r, p * m)).reshape(-1, p, m).astype(np.float64)
+    off = None
+    if terms.offset is not None:
+        per_off = np.einsum("prt,tm->rpm", terms.offset, combine.astype(np.float32))
+        off = (counts @ per_off.reshape(r, p * m)).reshape(-1, p, m).astype(np.float64)
+    den = None
+    if terms.denominator is not None:
+        den = (counts @ terms.denominator.T).astype(np.float64)  # [B, P]
+    return num, den, off
+
+
+def _ratio(terms: RequestTerms, num: np.ndarray, den: np.ndarray | None,
+           off: np.ndarray | None) -> np.ndarray:
+    """``[B, P, M]`` estimates from resampled sums (see :func:`_resampled_sums`)."""
+    r = terms.numerator.shape[1]
+    off_mean: np.ndarray | float = 0.0 if off is None else off / r
+    if den is None:
+        return num / r + off_mean
+    assert terms.scale is not None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return terms.scale[None, :, None] * num / den[:, :, None] + off_mean
+
+
 class BaseInterval(abc.ABC):
     """A way of putting an interval around per-request estimates."""
 
@@ -125,20 +155,7 @@ class BootstrapInterval(BaseInterval):
     def _draws(self, counts: np.ndarray, terms: RequestTerms, combine: np.ndarray
                ) -> np.ndarray:
         """``[B, P, M]`` replicate estimates on the resamples ``counts [B, R]``."""
-        p, r, _ = terms.numerator.shape
-        m = combine.shape[1]
-        per_req = np.einsum("prt,tm->rpm", terms.numerator, combine.astype(np.float32))
-        num = (counts @ per_req.reshape(r, p * m)).reshape(-1, p, m).astype(np.float64)
-        off: np.ndarray | float = 0.0
-        if terms.offset is not None:
-            per_off = np.einsum("prt,tm->rpm", terms.offset, combine.astype(np.float32))
-            off = (counts @ per_off.reshape(r, p * m)).reshape(-1, p, m).astype(np.float64) / r
-        if terms.denominator is None:
-            return num / r + off
-        assert terms.scale is not None
-        den = (counts @ terms.denominator.T).astype(np.float64)  # [B, P]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return terms.scale[None, :, None] * num / den[:, :, None] + off
+        return _ratio(terms, *_resampled_sums(counts, terms, combine))
 
     def bounds(
         self, terms: RequestTerms, combine: np.ndarray, contrast: np.ndarray | None = None
@@ -236,21 +253,35 @@ class StudentizedBootstrapInterval(BaseInterval):
         boot: BootstrapInterval = self.__dict__["_boot"]
         r = terms.numerator.shape[1]
         counts = boot._counts(r)
-        draws = boot._draws(counts, terms, combine)  # [B, P, M]
+        num, den, off = _resampled_sums(counts, terms, combine)
+        draws = _ratio(terms, num, den, off)  # [B, P, M]
         value = point_values(terms, combine)  # [P, M]
         infl = influence(terms, combine)  # [P, R, M]
+        # resampled sum of the influence values, from the sums the draws were made of
+        # (the influence is linear in the per-request terms: see influence())
+        s1 = num
+        if den is not None:
+            assert terms.denominator is not None and terms.scale is not None
+            a_bar = terms.numerator.sum(axis=1, dtype=np.float64) @ combine / r  # [P, M]
+            d_bar = terms.denominator.mean(axis=1, dtype=np.float64)  # [P]
+            ratio = a_bar / d_bar[:, None]
+            s1 = terms.scale[None, :, None] * (num - ratio[None] * den[..., None]) / d_bar[
+                None, :, None]
+        if off is not None:
+            s1 = s1 + off
         if contrast is not None:
             draws = np.einsum("qp,bpm->bqm", contrast, draws)
             value = contrast @ value
             infl = np.einsum("qp,prm->qrm", contrast, infl)
+            s1 = np.einsum("qp,bpm->bqm", contrast, s1)
         q, _, m = infl.shape
         se = infl.std(axis=1, ddof=1) / np.sqrt(r)  # [Q, M]
+        mean = infl.mean(axis=1)  # [Q, M]
         # centred: the resampled variance is shift-free, and float32 sums stay exact enough
-        flat = (infl - infl.mean(axis=1, keepdims=True)).transpose(1, 0, 2).reshape(r, q * m)
-        s1 = (counts @ flat.astype(np.float32)).astype(np.float64)
-        s2 = (counts @ (flat * flat).astype(np.float32)).astype(np.float64)
-        var = np.maximum(s2 - s1 * s1 / r, 0.0) / (r * (r - 1.0))
-        se_b = np.sqrt(var).reshape(-1, q, m)  # [B, Q, M]
+        flat = (infl - mean[:, None, :]).transpose(1, 0, 2).reshape(r, q * m)
+        s2 = (counts @ (flat * flat).astype(np.float32)).astype(np.float64).reshape(-1, q, m)
+        s1c = s1 - r * mean  # [B, Q, M] resampled sum of the centred values
+        se_b = np.sqrt(np.maximum(s2 - s1c * s1c / r, 0.0) / (r * (r - 1.0)))
         with np.errstate(divide="ignore", invalid="ignore"):
             t = np.where(se_b > 0, (draws - value) / se_b, np.nan)
         alpha = (1.0 - self.level) / 2.0
