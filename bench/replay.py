@@ -19,7 +19,7 @@ import numpy as np
 
 from simulator.estimators import IPS, SNIPS, SlateFeedback
 from simulator.fusion import MultiplicativeFusion
-from simulator.intervals import BootstrapInterval, NormalInterval
+from simulator.intervals import BootstrapInterval, NormalInterval, StudentizedBootstrapInterval
 from simulator.logs import LoggedTraffic
 from simulator.policies import EpsilonGreedyTopK, TopKPolicy
 from simulator.replay import Replay
@@ -105,11 +105,16 @@ def main() -> None:
     snips_boot = replay(SNIPS(), BootstrapInterval(200))
     rows.append(("replay SNIPS + bootstrap interval (200 resamples)",
                  timed(lambda: snips_boot.evaluate(weights), args.repeats) / args.vectors))
+    snips_t = replay(SNIPS(), StudentizedBootstrapInterval(200))
+    rows.append(("replay SNIPS + studentized bootstrap (200 resamples)",
+                 timed(lambda: snips_t.evaluate(weights), args.repeats) / args.vectors))
     print(f"{'variant':<55} {'ms/vector':>10} {'speed-up vs baseline':>22}")
     for name, sec in rows:
         print(f"{name:<55} {sec * 1e3:>10.2f} {base / sec:>21.2f}x")
     no_interval = rows[1][1]
     print(f"bootstrap (200) over no interval: {rows[3][1] / no_interval:.2f}x the time")
+    print(f"studentized bootstrap (200) over no interval: {rows[4][1] / no_interval:.2f}x "
+          "the time")
     print(f"a {args.vectors}-vector generation with bootstrap intervals: "
           f"{rows[3][1] * args.vectors:.2f} s")
 
