@@ -254,11 +254,15 @@ def table(world: str, tallies: dict[tuple[str, str], Tally], say: Callable[[str]
         if tally.failure:
             say(f"| {name} | {group} | n/a: {tally.failure} | | | | | | | | |")
             continue
+        tau = (f"{np.mean(tally.taus):.3f}, {np.min(tally.taus):.3f}"
+               if tally.taus else "")
+        if not tally.rows:  # --seeds 0: the Kendall tau logs only
+            if tally.taus:
+                say(f"| {name} | {group} | | | | | | | | | {tau} |")
+            continue
         err, truth, seeds, *hits = (np.array(c) for c in zip(*tally.rows, strict=True))
         mean_truth = truth.mean()
         rmse = float(np.sqrt(np.mean(err ** 2)))
-        tau = (f"{np.mean(tally.taus):.3f}, {np.min(tally.taus):.3f}"
-               if tally.taus else "")
         cover = " | ".join(_coverage(h, seeds) for h in hits)
         say(f"| {name} | {group} | {err.mean():+.4f} | {100 * err.mean() / mean_truth:+.2f} | "
             f"{err.std(ddof=1):.4f} | {rmse:.4f} | {100 * rmse / mean_truth:.2f} | "
@@ -267,7 +271,8 @@ def table(world: str, tallies: dict[tuple[str, str], Tally], say: Callable[[str]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--seeds", type=int, default=200,
+                        help="coverage logs; 0 runs only the Kendall tau logs")
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--near", type=int, default=5)
     parser.add_argument("--far", type=int, default=5)
