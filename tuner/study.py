@@ -41,6 +41,7 @@ __all__ = [
     "load_search",
     "run_rounds",
     "search_state",
+    "stored_settings",
     "trials_table",
 ]
 
@@ -213,6 +214,11 @@ def create_or_load_study(
             study.set_user_attr(key, value)
     _STUDY_URLS[study] = storage
     return study
+
+
+def stored_settings(study: optuna.Study) -> dict[str, Any]:
+    """The search settings a study stored (``fusiontune:settings``; empty if none)."""
+    return dict(study.user_attrs.get(ATTR_SETTINGS, {}))
 
 
 def load_search(

@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 
+from tuner.cli._common import study_names
 from tuner.export import ExportedWeights
 from tuner.loss_search import (
     LossObjective,
@@ -83,7 +83,7 @@ def open_config_study(url: str, study_name: str, config_path: str | None, space_
     An existing study keeps its stored settings: a ``--config``/``--space`` that differs
     from them is refused.
     """
-    names = optuna.study.get_all_study_names(url) if _db_exists(url) else []
+    names = study_names(url)
     config = None
     if config_path is not None:
         config = load_search_config(config_path)
@@ -122,14 +122,6 @@ def open_config_study(url: str, study_name: str, config_path: str | None, space_
         study = create_or_load_study(url, study_name, space, cem, config.seed,
                                      settings=study_settings(config), init_mean=init)
     return study, space, cem, config.seed, config.rounds
-
-
-def _db_exists(url: str) -> bool:
-    prefix = "sqlite:///"
-    if url.startswith(prefix):
-        rest = url[len(prefix):]
-        return rest == ":memory:" or Path(rest).exists()
-    return True
 
 
 def loss_trial_columns(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:

@@ -47,6 +47,7 @@ from tuner.study import (
     load_search,
     run_rounds,
     search_state,
+    stored_settings,
     trials_table,
 )
 from tuner.workers import set_target_rounds
@@ -154,14 +155,14 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         _spawn_workers(url, study_name, workers, n_chunk)
         summaries = history(study, space, cem)[done:done + rounds]
     else:
-        objective = objective_for(load_search(url, study_name)[4], progress=not no_progress)
+        objective = objective_for(stored_settings(study), progress=not no_progress)
         summaries = run_rounds(study, space, cem, seed, objective, rounds,
                                progress=not no_progress)
     if as_json:
         dump([s.to_dict() for s in summaries])
         return
     click.echo(rounds_table(history(study, space, cem), space.prefix))
-    if is_loss_study(load_search(url, study_name)[4]):  # what each loss vector bought
+    if is_loss_study(stored_settings(study)):  # what each loss vector bought
         click.echo(table(*loss_trial_columns(trials_table(study)[-rounds * cem.population:])))
     click.echo(f"{len(study.trials)} trials in study {study_name!r} ({url})")
 
