@@ -81,6 +81,7 @@ class DemoConfig:
             the real KuaiRand-Pure slice, which must be at ``../shared/data`` or
             ``$FUSIONTUNE_KUAIRAND``).
         guardrails: metric -> largest allowed drop below control (a fraction).
+        interval: how 95% intervals are made (``tuner.workspace.INTERVALS``).
     """
 
     out_dir: Path = Path("fusiontune-demo")
@@ -96,6 +97,7 @@ class DemoConfig:
     study_name: str = "demo"
     world: str = "marketplace"
     guardrails: Mapping[str, float] = field(default_factory=dict)
+    interval: str = "bootstrap"
 
     def __post_init__(self) -> None:
         if self.world not in WORLDS:
@@ -191,7 +193,7 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
         logs=resolve(log_path), scores=resolve(score_path), objective=dict(config.objective),
         estimator=config.estimator, splits=SPLITS, split_seed=config.seed,
         conditional=conditional, control=control.tolist(),
-        guardrails=dict(config.guardrails),
+        guardrails=dict(config.guardrails), interval=config.interval,
         data_fingerprint=traffic.fingerprint(), model_fingerprint=model_fp)
     ws = Workspace(settings, traffic, table)
     space = FusionSpace(tasks=ws.score_tasks, pinned="click", low=0.0, high=4.0)

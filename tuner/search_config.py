@@ -26,6 +26,7 @@ Example file (paths are relative to the file's folder; every key but ``[data] lo
     [search]
     space = "joint"              # fusion | loss | joint
     estimator = "snips"
+    interval = "bootstrap"       # bootstrap | studentized | normal
     rounds = 3                   # outer CEM generations per run
     population = 8
     seed = 0
@@ -69,7 +70,7 @@ from ranker.tasks import TaskSpec, validate_tasks
 from ranker.train import TrainConfig
 from simulator.estimators import ESTIMATORS
 from simulator.fusion import FUSIONS
-from tuner.workspace import HOLDOUT, SEARCH
+from tuner.workspace import HOLDOUT, INTERVALS, SEARCH
 
 __all__ = [
     "INITS",
@@ -90,8 +91,8 @@ DEFAULT_SPLITS = {TRAIN: 0.4, VALID: 0.1, SEARCH: 0.25, HOLDOUT: 0.25}
 
 _TABLES = ("data", "objective", "search", "ranker")
 _DATA_KEYS = ("logs", "scores", "splits", "split_seed")
-_SEARCH_KEYS = ("space", "estimator", "formula", "rounds", "population", "elite_fraction",
-                "seed", "guardrails", "n_bootstrap", "fusion", "loss")
+_SEARCH_KEYS = ("space", "estimator", "formula", "interval", "rounds", "population",
+                "elite_fraction", "seed", "guardrails", "n_bootstrap", "fusion", "loss")
 _FUSION_KEYS = ("pinned", "low", "high", "control", "rounds", "population", "elite_fraction")
 _LOSS_KEYS = ("pinned", "low", "high")
 _RANKER_KEYS = ("tasks", "sample_spaces", "init", "base_checkpoint", "steps", "cache", "model",
@@ -170,8 +171,8 @@ class SearchConfig:
         split_seed: seed of the split.
         objective: task -> weight.
         space: one of :data:`SPACES`.
-        estimator, formula, rounds, population, elite_fraction, seed, guardrails,
-            n_bootstrap: the (outer) search's settings.
+        estimator, formula, interval, rounds, population, elite_fraction, seed,
+            guardrails, n_bootstrap: the (outer) search's settings.
         fusion: the fusion-weight box, control and inner CEM.
         loss: the loss-weight box.
         ranker: ``[ranker]`` (None only for a ``fusion`` search over given scores).
@@ -186,6 +187,7 @@ class SearchConfig:
     space: str = "fusion"
     estimator: str = "snips"
     formula: str = "multiplicative"
+    interval: str = "bootstrap"
     rounds: int = 3
     population: int = 8
     elite_fraction: float = 0.25
@@ -380,6 +382,7 @@ def parse_search_config(raw: Mapping[str, Any], base: Path | None = None) -> Sea
     space = _choice(search, "space", where, "fusion", SPACES)
     estimator = _choice(search, "estimator", where, "snips", sorted(ESTIMATORS))
     formula = _choice(search, "formula", where, "multiplicative", sorted(FUSIONS))
+    interval = _choice(search, "interval", where, "bootstrap", INTERVALS)
     guardrails = (_weights(search["guardrails"], "[search] guardrails")
                   if "guardrails" in search else {})
     fusion = _box(_table(search, "fusion", "[search] "), "[search.fusion]", _FUSION_KEYS, 0.0)
@@ -403,11 +406,12 @@ def parse_search_config(raw: Mapping[str, Any], base: Path | None = None) -> Sea
     return SearchConfig(
         raw=resolved, logs=logs, objective=objective, scores=scores, splits=splits,
         split_seed=split_seed, space=space, estimator=estimator, formula=formula,
+        interval=interval,
         rounds=_int(search, "rounds", where, 3, 1),
         population=_int(search, "population", where, 8, 4),
         elite_fraction=_number(search, "elite_fraction", where, 0.25),
         seed=_int(search, "seed", where, 0, 0), guardrails=guardrails,
-        n_bootstrap=_int(search, "n_bootstrap", where, 200, 10),
+        n_bootstrap=_int(search, "n_bootstrap", where, 200, 50),
         fusion=fusion, loss=loss, ranker=ranker,
     )
 

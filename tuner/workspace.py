@@ -17,15 +17,34 @@ import numpy as np
 
 from simulator.estimators import ESTIMATORS, SlateFeedback, make_estimator
 from simulator.fusion import FUSIONS, make_fusion
-from simulator.intervals import BootstrapInterval
+from simulator.intervals import (
+    BaseInterval,
+    BootstrapInterval,
+    NormalInterval,
+    StudentizedBootstrapInterval,
+)
 from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
 from simulator.replay import Replay
 from tuner.scores import ScoreTable
 
-__all__ = ["SearchSettings", "Workspace", "split_log"]
+__all__ = ["INTERVALS", "SearchSettings", "Workspace", "make_interval", "split_log"]
 
 SEARCH, HOLDOUT = "search", "holdout"
+INTERVALS = ("bootstrap", "studentized", "normal")
+"""Interval methods: percentile bootstrap over requests (the default), studentized
+bootstrap (bootstrap-t), normal approximation with the delta method."""
+
+
+def make_interval(name: str, n_bootstrap: int = 200, seed: int = 0) -> BaseInterval:
+    """The 95% interval method ``name`` (one of :data:`INTERVALS`)."""
+    if name == "bootstrap":
+        return BootstrapInterval(n_bootstrap, seed=seed)
+    if name == "studentized":
+        return StudentizedBootstrapInterval(n_bootstrap, seed=seed)
+    if name == "normal":
+        return NormalInterval()
+    raise ValueError(f"unknown interval {name!r}; valid: {list(INTERVALS)}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,7 @@ class SearchSettings:
         guardrails: metric -> largest allowed drop below control, a fraction
             (see :mod:`tuner.guardrails`).
         n_bootstrap: bootstrap resamples of every interval.
+        interval: how intervals are made, one of :data:`INTERVALS`.
         data_fingerprint: fingerprint of the log.
         model_fingerprint: fingerprint of the model behind the scores.
     """
@@ -65,8 +85,10 @@ class SearchSettings:
     guardrails: Mapping[str, float] = field(default_factory=dict)
     data_fingerprint: str = ""
     model_fingerprint: str = ""
+    interval: str = "bootstrap"
 
     def __post_init__(self) -> None:
+        make_interval(self.interval, max(self.n_bootstrap, 50))  # a known name
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator {self.estimator!r}; valid: {sorted(ESTIMATORS)}")
         if self.formula not in FUSIONS:
@@ -85,6 +107,8 @@ class SearchSettings:
         d["conditional"] = dict(self.conditional)
         d["guardrails"] = dict(self.guardrails)
         d["control"] = None if self.control is None else [float(x) for x in self.control]
+        if self.interval == "bootstrap":  # studies made before it existed compare equal
+            del d["interval"]
         return d
 
     @classmethod
@@ -157,7 +181,8 @@ class Workspace:
             make_fusion(self.settings.formula),
             TopKPolicy(part.slate_size),
             estimator,
-            BootstrapInterval(self.settings.n_bootstrap, seed=self.settings.split_seed),
+            make_interval(self.settings.interval, self.settings.n_bootstrap,
+                          self.settings.split_seed),
         )
 
     def _reward_model(self, part: LoggedTraffic, scores: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from tuner.study import (
     jsonable,
     load_search,
 )
+from tuner.workspace import INTERVALS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -156,11 +157,15 @@ _STUDY_DATA_OPTIONS = (
     click.option("--pinned", help="Task whose weight is fixed at 1 (default: the first)."),
     click.option("--low", type=float, default=0.0, show_default=True),
     click.option("--high", type=float, default=4.0, show_default=True),
+    click.option("--interval", type=click.Choice(INTERVALS), default="bootstrap",
+                 show_default=True, help="95% intervals: percentile bootstrap over requests, "
+                 "studentized bootstrap (bootstrap-t) or normal (delta method)."),
 )
 
 
 def study_data_options(fn: F) -> F:
-    """``--logs --scores --estimator --formula --pinned --low --high`` of a new study."""
+    """``--logs --scores --estimator --formula --pinned --low --high --interval`` of a new
+    study."""
     for option in reversed(_STUDY_DATA_OPTIONS):
         fn = option(fn)
     return fn

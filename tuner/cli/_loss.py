@@ -70,7 +70,7 @@ def _fusion_settings(config: SearchConfig, say: Callable[[str], None]
         split_seed=config.split_seed, conditional=conditional,
         control=control_weights(config, space).tolist(), n_bootstrap=config.n_bootstrap,
         guardrails=dict(config.guardrails), data_fingerprint=traffic.fingerprint(),
-        model_fingerprint=model_fp)
+        model_fingerprint=model_fp, interval=config.interval)
     Workspace(settings, traffic, table_)  # validates the pair before the study is created
     return settings, space
 

@@ -15,6 +15,7 @@ from tuner.cli._common import dump, user_errors
 from tuner.cli._format import ab_table, rounds_table
 from tuner.guardrails import parse_guardrails
 from tuner.objective import parse_objective
+from tuner.workspace import INTERVALS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,12 +54,15 @@ def main(verbose: bool) -> None:
               "the real KuaiRand-Pure logs (needs ../shared/data or $FUSIONTUNE_KUAIRAND).")
 @click.option("--guardrail", "guardrail_text",
               help="Metrics that may not drop more than a fraction below control: click=0.05.")
+@click.option("--interval", type=click.Choice(INTERVALS), default="bootstrap", show_default=True,
+              help="95% intervals: percentile bootstrap, studentized bootstrap or normal.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of tables.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @user_errors
 def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
          elite_fraction: float, estimator: str, objective_text: str | None, epochs: int,
-         world: str, guardrail_text: str | None, as_json: bool, no_progress: bool) -> None:
+         world: str, guardrail_text: str | None, interval: str, as_json: bool,
+         no_progress: bool) -> None:
     """Run the whole loop on the embedded synthetic marketplace.
 
     world -> logs (Parquet) -> MMoE ranker -> score table -> CEM rounds over
@@ -76,7 +80,7 @@ def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
     config = DemoConfig(out_dir=out, seed=seed, n_requests=n_requests, rounds=rounds,
                         population=population, elite_fraction=elite_fraction,
                         estimator=estimator, objective=objective, epochs=epochs,
-                        world=world, guardrails=guardrails)
+                        world=world, guardrails=guardrails, interval=interval)
     say = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     result = run_demo(config, say=say, progress=not no_progress)
     if as_json:

@@ -69,7 +69,7 @@ _PARETO_OPTIONS = ("strategy", "scalarisations", "scalarisation")
               default=0.5, show_default=True)
 @click.option("--guardrail", "guardrail_text",
               help="Metrics that may not drop more than a fraction below control: "
-                   "click=0.05,like=2%%. Infeasible trials are never on the front.")
+                   "click=0.05,like=2%. Infeasible trials are never on the front.")
 @click.option("--rounds", type=click.IntRange(min=0), default=5, show_default=True,
               help="New generations to run; 0 only shows the front of the stored trials.")
 @click.option("--population", type=click.IntRange(min=2), default=32, show_default=True,
@@ -93,7 +93,8 @@ _PARETO_OPTIONS = ("strategy", "scalarisations", "scalarisation")
 @user_errors
 def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_text: str | None,
                   strategy: str, logs: str | None, scores: str | None,
-                  objective_text: str | None, estimator: str, formula: str, pinned: str | None,
+                  objective_text: str | None, estimator: str, formula: str, interval: str,
+                  pinned: str | None,
                   low: float, high: float, control_text: str | None,
                   conditional_text: str | None, holdout_fraction: float,
                   guardrail_text: str | None, rounds: int, population: int,
@@ -144,7 +145,7 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
             raise ValueError(f"{options}: only for --strategy cem, not nsga2")
         settings, space, ws, metrics, directions = _new_settings(
             logs, scores, metrics_text, objective_text, estimator, formula, pinned, low, high,
-            control_text, conditional_text, holdout_fraction, seed, guardrail_text)
+            control_text, conditional_text, holdout_fraction, seed, guardrail_text, interval)
         config = ParetoConfig(metrics, directions, strategy, population, scalarisations,
                               scalarisation, elite_fraction)
         evaluate = ParetoObjective(FusionObjective.for_workspace(ws))
@@ -167,7 +168,8 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
 def _new_settings(logs: str, scores: str, metrics_text: str, objective_text: str | None,
                   estimator: str, formula: str, pinned: str | None, low: float, high: float,
                   control_text: str | None, conditional_text: str | None,
-                  holdout_fraction: float, seed: int, guardrail_text: str | None
+                  holdout_fraction: float, seed: int, guardrail_text: str | None,
+                  interval: str = "bootstrap"
                   ) -> tuple[SearchSettings, FusionSpace, Workspace, tuple[str, ...],
                              tuple[str, ...]]:
     """Settings of a new Pareto study, validated before anything is written (each file is
@@ -189,7 +191,8 @@ def _new_settings(logs: str, scores: str, metrics_text: str, objective_text: str
         control=weights_option(control_text, space, formula, "--control"),
         data_fingerprint=traffic.fingerprint(),
         guardrails={g.metric: g.max_drop
-                    for g in parse_guardrails(guardrail_text, traffic.tasks)})
+                    for g in parse_guardrails(guardrail_text, traffic.tasks)},
+        interval=interval)
     return settings, space, Workspace(settings, traffic, table_), metrics, directions
 
 

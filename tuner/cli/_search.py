@@ -82,7 +82,7 @@ def search() -> None:
               default=0.5, show_default=True)
 @click.option("--guardrail", "guardrail_text",
               help="Metrics that may not drop more than a fraction below control, judged at "
-                   "the lower end of the paired 95%% lift interval: click=0.05,like=2%%.")
+                   "the lower end of the paired 95% lift interval: click=0.05,like=2%.")
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
               help="New CEM generations to run.")
 @click.option("--population", type=click.IntRange(min=4), default=32, show_default=True)
@@ -100,7 +100,7 @@ def search() -> None:
 @user_errors
 def search_run(ctx: click.Context, storage: str, study_name: str, config_path: str | None,
                space_name: str | None, logs: str | None, scores: str | None,
-               objective_text: str | None, estimator: str, formula: str,
+               objective_text: str | None, estimator: str, formula: str, interval: str,
                pinned: str | None, low: float, high: float, control_text: str | None,
                conditional_text: str | None, holdout_fraction: float,
                guardrail_text: str | None, rounds: int,
@@ -142,7 +142,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         assert logs is not None and scores is not None and objective_text is not None
         settings, space = _new_settings(logs, scores, objective_text, estimator, formula,
                                         pinned, low, high, control_text, conditional_text,
-                                        holdout_fraction, seed, guardrail_text)
+                                        holdout_fraction, seed, guardrail_text, interval)
         cem = CEMConfig(population=population, elite_fraction=elite_fraction)
         init = np.asarray(settings.control) if settings.control is not None else None
         study = create_or_load_study(url, study_name, space, cem, seed,
@@ -253,10 +253,9 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
 
 
 # options that describe a study: on an existing one they must agree with what it stored
-NEW_STUDY_OPTIONS = ("logs", "scores", "objective_text", "estimator", "formula", "pinned",
-                      "low", "high", "control_text", "conditional_text", "holdout_fraction",
-                      "guardrail_text",
-                      "population", "elite_fraction", "seed")
+NEW_STUDY_OPTIONS = ("logs", "scores", "objective_text", "estimator", "formula", "interval",
+                     "pinned", "low", "high", "control_text", "conditional_text",
+                     "holdout_fraction", "guardrail_text", "population", "elite_fraction", "seed")
 
 
 def check_same(given: list[str], params: dict[str, Any], stored: SearchSettings,
@@ -278,6 +277,7 @@ def check_same(given: list[str], params: dict[str, Any], stored: SearchSettings,
     old: dict[str, Any] = {
         "logs": stored.logs, "scores": stored.scores, "objective_text": dict(stored.objective),
         "estimator": stored.estimator, "formula": stored.formula, "pinned": space.pinned,
+        "interval": stored.interval,
         "low": space.low, "high": space.high,
         "control_text": None if stored.control is None else list(stored.control),
         "conditional_text": dict(stored.conditional),
@@ -296,7 +296,7 @@ def check_same(given: list[str], params: dict[str, Any], stored: SearchSettings,
 def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, formula: str,
                   pinned: str | None, low: float, high: float, control_text: str | None,
                   conditional_text: str | None, holdout_fraction: float,
-                  seed: int, guardrail_text: str | None = None
+                  seed: int, guardrail_text: str | None = None, interval: str = "bootstrap"
                   ) -> tuple[SearchSettings, FusionSpace]:
     from simulator.logs import LoggedTraffic
     from tuner.scores import ScoreTable
@@ -313,7 +313,8 @@ def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, f
         splits={SEARCH: 1 - holdout_fraction, HOLDOUT: holdout_fraction}, split_seed=seed,
         conditional=conditional, control=control, data_fingerprint=traffic.fingerprint(),
         guardrails={g.metric: g.max_drop
-                    for g in parse_guardrails(guardrail_text, traffic.tasks)})
+                    for g in parse_guardrails(guardrail_text, traffic.tasks)},
+        interval=interval)
     Workspace(settings, traffic, table_)  # validates the pair before the study is created
     return settings, space
 
