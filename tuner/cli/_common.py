@@ -157,6 +157,10 @@ _STUDY_DATA_OPTIONS = (
     click.option("--pinned", help="Task whose weight is fixed at 1 (default: the first)."),
     click.option("--low", type=float, default=0.0, show_default=True),
     click.option("--high", type=float, default=4.0, show_default=True),
+    click.option("--conditional", "conditional_text",
+                 help="Score tasks conditional on another, e.g. conversion=click (for dm/dr)."),
+    click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                 default=0.5, show_default=True),
     click.option("--interval", type=click.Choice(INTERVALS), default="bootstrap",
                  show_default=True, help="95% intervals: percentile bootstrap over requests, "
                  "studentized bootstrap (bootstrap-t) or normal (delta method)."),
@@ -164,8 +168,8 @@ _STUDY_DATA_OPTIONS = (
 
 
 def study_data_options(fn: F) -> F:
-    """``--logs --scores --estimator --formula --pinned --low --high --interval`` of a new
-    study."""
+    """``--logs --scores --estimator --formula --pinned --low --high --conditional
+    --holdout-fraction --interval`` of a new study."""
     for option in reversed(_STUDY_DATA_OPTIONS):
         fn = option(fn)
     return fn

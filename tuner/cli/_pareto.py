@@ -63,10 +63,6 @@ _PARETO_OPTIONS = ("strategy", "scalarisations", "scalarisation")
                    "default each metric with weight 1.")
 @click.option("--control", "control_text", help="Control weights <task>=<weight>,..., one per "
               "score task (the baseline of lifts and CEM's start; default all 1).")
-@click.option("--conditional", "conditional_text",
-              help="Score tasks conditional on another, e.g. conversion=click (for dm/dr).")
-@click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=0.5, show_default=True)
 @click.option("--guardrail", "guardrail_text",
               help="Metrics that may not drop more than a fraction below control: "
                    "click=0.05,like=2%. Infeasible trials are never on the front.")

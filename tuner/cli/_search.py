@@ -76,10 +76,6 @@ def search() -> None:
 @click.option("--objective", "objective_text", help="<task>=<weight>,... (new study).")
 @click.option("--control", "control_text", help="Control weights <task>=<weight>,..., one "
               "per score task (the A/B baseline and CEM's start; default all 1).")
-@click.option("--conditional", "conditional_text",
-              help="Score tasks conditional on another, e.g. conversion=click (for dm/dr).")
-@click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=0.5, show_default=True)
 @click.option("--guardrail", "guardrail_text",
               help="Metrics that may not drop more than a fraction below control, judged at "
                    "the lower end of the paired 95% lift interval: click=0.05,like=2%.")
