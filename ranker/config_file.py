@@ -61,6 +61,8 @@ __all__ = [
     "parse_model_table",
     "parse_run_config",
     "parse_train_table",
+    "read_toml",
+    "refuse_unknown",
 ]
 
 DATA_SOURCES = ("kuairand",)
@@ -100,7 +102,8 @@ def _table(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return value
 
 
-def _refuse_unknown(table: Mapping[str, Any], where: str, valid: Sequence[str]) -> None:
+def refuse_unknown(table: Mapping[str, Any], where: str, valid: Sequence[str]) -> None:
+    """Refuse keys of ``table`` not in ``valid``, naming ``where`` and the valid ones."""
     unknown = sorted(k for k in table if k not in valid)
     if unknown:
         raise ValueError(f"{where} has unknown key(s) {unknown}; valid: {sorted(valid)}")
@@ -302,7 +305,7 @@ def _model_section(table: Mapping[str, Any]) -> ModelSection:
         raise ValueError(f"[model] kind {kind!r} unknown; valid: {sorted(BUILDERS)}")
     config_cls = BUILDERS[kind][0]
     fields = [f.name for f in dataclasses.fields(config_cls)]
-    _refuse_unknown(table, f"[model] (kind {kind!r})", ["kind", *fields])
+    refuse_unknown(table, f"[model] (kind {kind!r})", ["kind", *fields])
     defaults = config_cls()
     for key, value in table.items():
         if key != "kind":
@@ -321,7 +324,7 @@ def _train_config(table: Mapping[str, Any]) -> TrainConfig:
             "[train] loss_weights is not read from files; write [balancer] name = \"static\" "
             "with options = { weights = { <task> = <weight>, ... } }"
         )
-    _refuse_unknown(table, "[train]", _TRAIN_KEYS)
+    refuse_unknown(table, "[train]", _TRAIN_KEYS)
     for key in ("lr", "weight_decay"):
         value = table.get(key, 0.0)
         if not isinstance(value, int | float) or isinstance(value, bool):
@@ -368,12 +371,12 @@ def parse_run_config(raw: Mapping[str, Any]) -> RankerRunConfig:
         ...
         ValueError: [model] (kind 'mmoe') has unknown key(s) ['n_expert']; valid: [...]
     """
-    _refuse_unknown(raw, "the file", _TABLES)
+    refuse_unknown(raw, "the file", _TABLES)
     if "model" not in raw:
         raise ValueError(f"the file needs a [model] table with kind = one of {sorted(BUILDERS)}")
     model = _model_section(_table(raw, "model"))
     b_table = _table(raw, "balancer")
-    _refuse_unknown(b_table, "[balancer]", ["name", "options"])
+    refuse_unknown(b_table, "[balancer]", ["name", "options"])
     name = b_table.get("name", "static")
     options = b_table.get("options", {})
     if not isinstance(name, str):
@@ -383,11 +386,27 @@ def parse_run_config(raw: Mapping[str, Any]) -> RankerRunConfig:
     balancer = BalancerSection(name, options)
     train = _train_config(_table(raw, "train"))
     d_table = _table(raw, "data")
-    _refuse_unknown(d_table, "[data]", _DATA_KEYS)
+    refuse_unknown(d_table, "[data]", _DATA_KEYS)
     if "tasks" in d_table and not isinstance(d_table["tasks"], list | tuple):
         raise ValueError(f"[data] tasks must be a list of names, got {d_table['tasks']!r}")
     data = DataSection(**{k: _frozen(v) for k, v in d_table.items()})
     return RankerRunConfig(model, balancer, train, data)
+
+
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """The tables of a TOML file.
+
+    Raises:
+        FileNotFoundError: no such file (the message says ``what`` it should be).
+        ValueError: not TOML (the message starts with the file name).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid TOML: {err}") from None
 
 
 def load_run_config(path: str | Path) -> RankerRunConfig:
@@ -404,12 +423,7 @@ def load_run_config(path: str | Path) -> RankerRunConfig:
         >>> cfg = load_run_config("configs/kuairand_mmoe.toml")  # doctest: +SKIP
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid TOML: {err}") from None
+    raw = read_toml(path, "config file")
     try:
         config = parse_run_config(raw)
     except ValueError as err:

@@ -59,13 +59,18 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ranker.config_file import ModelSection, parse_model_table, parse_train_table
+from ranker.config_file import (
+    ModelSection,
+    parse_model_table,
+    parse_train_table,
+    read_toml,
+    refuse_unknown,
+)
 from ranker.tasks import TaskSpec, validate_tasks
 from ranker.train import TrainConfig
 from simulator.estimators import ESTIMATORS
@@ -215,12 +220,6 @@ def _table(raw: Mapping[str, Any], name: str, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _refuse_unknown(table: Mapping[str, Any], where: str, valid: Sequence[str]) -> None:
-    unknown = sorted(k for k in table if k not in valid)
-    if unknown:
-        raise ValueError(f"{where} has unknown key(s) {unknown}; valid: {sorted(valid)}")
-
-
 def _number(table: Mapping[str, Any], key: str, where: str, default: float) -> float:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -255,7 +254,7 @@ def _weights(value: Any, where: str) -> dict[str, float]:
 
 
 def _box(table: Mapping[str, Any], where: str, keys: Sequence[str], low: float) -> BoxSection:
-    _refuse_unknown(table, where, keys)
+    refuse_unknown(table, where, keys)
     pinned = table.get("pinned")
     if pinned is not None and not isinstance(pinned, str):
         raise ValueError(f"{where} pinned must be a task name, got {pinned!r}")
@@ -302,7 +301,7 @@ def _splits(value: Any) -> dict[str, float]:
 
 def _ranker(table: Mapping[str, Any], base: Path | None) -> tuple[RankerSection, dict[str, Any]]:
     where = "[ranker]"
-    _refuse_unknown(table, where, _RANKER_KEYS)
+    refuse_unknown(table, where, _RANKER_KEYS)
     names = table.get("tasks")
     if (not isinstance(names, list | tuple) or len(names) < 2
             or not all(isinstance(t, str) for t in names)):
@@ -358,14 +357,15 @@ def parse_search_config(raw: Mapping[str, Any], base: Path | None = None) -> Sea
             table, the key and what is valid.
 
     Example:
-        >>> cfg = parse_search_config({"data": {"logs": "/d/logs.parquet"},
+        >>> cfg = parse_search_config({"data": {"logs": "/d/logs.parquet",
+        ...                                     "scores": "/d/scores.parquet"},
         ...                            "objective": {"click": 1.0}})
         >>> cfg.space, cfg.splits["search"]
         ('fusion', 0.25)
     """
-    _refuse_unknown(raw, "the file", _TABLES)
+    refuse_unknown(raw, "the file", _TABLES)
     data = _table(raw, "data", "")
-    _refuse_unknown(data, "[data]", _DATA_KEYS)
+    refuse_unknown(data, "[data]", _DATA_KEYS)
     if "logs" not in data:
         raise ValueError("[data] needs logs = <the logged traffic, Parquet or CSV>")
     logs = _path(data["logs"], "[data] logs", base)
@@ -377,7 +377,7 @@ def parse_search_config(raw: Mapping[str, Any], base: Path | None = None) -> Sea
     objective = _weights(raw["objective"], "[objective]")
 
     search = _table(raw, "search", "")
-    _refuse_unknown(search, "[search]", _SEARCH_KEYS)
+    refuse_unknown(search, "[search]", _SEARCH_KEYS)
     where = "[search]"
     space = _choice(search, "space", where, "fusion", SPACES)
     estimator = _choice(search, "estimator", where, "snips", sorted(ESTIMATORS))
@@ -424,12 +424,7 @@ def load_search_config(path: str | os.PathLike[str]) -> SearchConfig:
         ValueError: not TOML, or a bad setting; the message starts with the file name.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"search config file {path} does not exist")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid TOML: {err}") from None
+    raw = read_toml(path, "search config file")
     try:
         return parse_search_config(raw, path.parent.resolve())
     except ValueError as err:
