@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from tests.tuner.conftest import DemoFiles
 from tuner.cli import main
-from tuner.loss_search import LossObjective, RankerCache
+from tuner.loss_search import LossObjective
+from tuner.ranker_cache import RankerCache
 from tuner.search_config import load_search_config, parse_search_config
 
 TASKS = ("click", "conversion", "like")

@@ -15,7 +15,6 @@ from tuner.cli._common import study_names
 from tuner.export import ExportedWeights
 from tuner.loss_search import (
     LossObjective,
-    RankerCache,
     config_of,
     control_weights,
     fusion_space,
@@ -25,6 +24,7 @@ from tuner.loss_search import (
 )
 from tuner.objective import FusionObjective
 from tuner.picking import export_pick, pick_weights
+from tuner.ranker_cache import RankerCache
 from tuner.search_config import SearchConfig, load_search_config
 from tuner.space import FusionSpace
 from tuner.strategies import CEMConfig
