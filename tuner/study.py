@@ -34,6 +34,7 @@ from tuner.strategies import CEM, CEMConfig, CEMSampler, CEMState
 __all__ = [
     "RoundSummary",
     "TrialResult",
+    "build_trial",
     "create_or_load_study",
     "history",
     "is_feasible_complete",
@@ -554,17 +555,38 @@ def _frozen(
     }
     attrs.update({f"metric:{k}": float(v) for k, v in result.metrics.items()})
     attrs.update(result.attrs)
-    if result.infeasible:
-        attrs[INFEASIBLE] = result.infeasible
-    finite = math.isfinite(value)
+    return build_trial(space, x, [value], attrs, result.infeasible, start)
+
+
+def build_trial(
+    space: FusionSpace,
+    x: np.ndarray,
+    values: Sequence[float],
+    attrs: Mapping[str, Any],
+    infeasible: str,
+    start: datetime,
+    system_attrs: Mapping[str, Any] | None = None,
+) -> FrozenTrial:
+    """A trial of point ``x`` with ``values`` (one per study direction) and user ``attrs``.
+
+    COMPLETE when every value is finite, else FAIL with user attr ``fail_reason``; an
+    ``infeasible`` reason is stored as user attr ``infeasible``. Single- and
+    multi-objective studies freeze their trials here alike.
+    """
+    attrs = dict(attrs)
+    if infeasible:
+        attrs[INFEASIBLE] = infeasible
+    finite = all(math.isfinite(v) for v in values)
     if not finite:
-        attrs[FAIL_REASON] = f"{REASON_NONFINITE} {value}"
+        shown = values[0] if len(values) == 1 else list(values)
+        attrs[FAIL_REASON] = f"{REASON_NONFINITE} {shown}"
     trial = create_trial(
         state=TrialState.COMPLETE if finite else TrialState.FAIL,
-        value=value if finite else None,
+        values=list(values) if finite else None,
         params=space.to_params(x),
         distributions=dict(space.distributions()),
         user_attrs=attrs,
+        system_attrs=dict(system_attrs or {}),
     )
     trial.datetime_start = start
     return trial

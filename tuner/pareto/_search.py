@@ -26,7 +26,7 @@ import numpy as np
 import optuna
 from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState, create_trial
+from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from simulator.replay import OBJECTIVE
@@ -49,8 +49,8 @@ from tuner.study import (
     ATTR_SETTINGS,
     ATTR_SPACE,
     FAIL_REASON,
-    INFEASIBLE,
     REASON_NONFINITE,
+    build_trial,
     is_feasible_complete,
     load_search,
 )
@@ -301,18 +301,5 @@ def _frozen(space: FusionSpace, cfg: ParetoConfig, g: int, m: int, x: np.ndarray
         attrs[f"metric:{name}"] = float(e.value)
         attrs[f"metric_low:{name}"] = float(e.low)
         attrs[f"metric_high:{name}"] = float(e.high)
-    if result.infeasible:
-        attrs[INFEASIBLE] = result.infeasible
-    finite = all(math.isfinite(v) for v in values)
-    if not finite:
-        attrs[FAIL_REASON] = f"{REASON_NONFINITE} {values}"
-    trial = create_trial(
-        state=TrialState.COMPLETE if finite else TrialState.FAIL,
-        values=values if finite else None,
-        params=space.to_params(x),
-        distributions=dict(space.distributions()),
-        user_attrs=attrs,
-        system_attrs={_CONSTRAINTS: [1.0 if result.infeasible else 0.0]},
-    )
-    trial.datetime_start = start
-    return trial
+    return build_trial(space, x, values, attrs, result.infeasible, start,
+                       {_CONSTRAINTS: [1.0 if result.infeasible else 0.0]})
