@@ -114,7 +114,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
     given = [p for p in ctx.params if p in NEW_STUDY_OPTIONS
              and ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
     rounds_given = ctx.get_parameter_source("rounds") == click.core.ParameterSource.COMMANDLINE
-    raw = load_search(url, study_name)[4] if study_name in names else {}
+    stored = load_search(url, study_name) if study_name in names else None
+    raw = stored[4] if stored is not None else {}
     if config_path is not None or space_name is not None or is_loss_study(raw):
         if given:
             options = ", ".join("--" + g.removesuffix("_text").replace("_", "-") for g in given)
@@ -123,8 +124,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         study, space, cem, seed, file_rounds = open_config_study(
             url, study_name, config_path, space_name, lambda m: click.echo(m, err=True))
         rounds = rounds if rounds_given else file_rounds
-    elif study_name in names:
-        study, space, cem, seed, raw = load_search(url, study_name)
+    elif stored is not None:
+        study, space, cem, seed, raw = stored
         settings = SearchSettings.from_dict(raw)
         if given:
             check_same(given, ctx.params, settings, space, cem, seed)
