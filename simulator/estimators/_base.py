@@ -180,14 +180,24 @@ class RequestTerms:
 
     @staticmethod
     def concatenate(parts: Sequence[RequestTerms]) -> RequestTerms:
-        """Join the terms of consecutive request chunks."""
+        """Join the terms of consecutive request chunks.
+
+        A self-normalized estimator's ``scale`` is a mean over requests (the target's
+        exposure per request), so the joined scale is the chunks' scales averaged
+        with their numbers of requests as weights.
+        """
         den = parts[0].denominator
         off = parts[0].offset
+        scale = None
+        if parts[0].scale is not None:
+            sizes = np.array([p.numerator.shape[1] for p in parts], dtype=np.float64)
+            scales = np.stack([np.asarray(p.scale, dtype=np.float64) for p in parts])
+            scale = sizes @ scales / sizes.sum()
         return RequestTerms(
             numerator=np.concatenate([p.numerator for p in parts], axis=1),
             denominator=None if den is None else np.concatenate(
                 [p.denominator for p in parts if p.denominator is not None], axis=1),
-            scale=parts[0].scale,
+            scale=scale,
             weight_sum=np.sum([p.weight_sum for p in parts], axis=0),
             weight_sq_sum=np.sum([p.weight_sq_sum for p in parts], axis=0),
             offset=None if off is None else np.concatenate(

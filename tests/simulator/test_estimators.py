@@ -11,11 +11,12 @@ from simulator.estimators import (
     BaseEstimator,
     DirectMethod,
     DoublyRobust,
+    RequestTerms,
     SlateFeedback,
     make_estimator,
 )
 from simulator.fusion import MultiplicativeFusion
-from simulator.intervals import BootstrapInterval, NormalInterval
+from simulator.intervals import BootstrapInterval, NormalInterval, point_values
 from simulator.policies import EpsilonGreedyTopK, TopKPolicy
 from simulator.replay import Replay
 from tests.simulator.toylog import TASKS, make_toy
@@ -121,6 +122,23 @@ def test_chunking_does_not_change_results() -> None:
                    chunk_requests=37).evaluate(WEIGHTS)
     np.testing.assert_allclose(whole.value, parts.value, rtol=1e-5)
     np.testing.assert_allclose(whole.low, parts.low, rtol=1e-5)
+
+
+def test_joined_chunks_keep_the_self_normalized_scale_of_the_whole_log() -> None:
+    # a target that fills fewer slots on some requests: its exposure per request
+    # (the SNIPS scale) differs between chunks, and the joined terms must still
+    # equal the terms of the whole log
+    traffic, _, _ = make_toy(2)
+    feedback = SlateFeedback.from_traffic(traffic)
+    exposure = (traffic.pscores @ traffic.examination)[None].astype(np.float32)
+    exposure[:, : traffic.n_requests // 3] *= 0.25
+    combine = np.eye(len(TASKS))
+    whole = point_values(SNIPS().terms(feedback, exposure), combine)
+    cut = [0, 7, traffic.n_requests // 3 + 5, traffic.n_requests]
+    joined = RequestTerms.concatenate([
+        SNIPS().terms(feedback.chunk(a, b), exposure[:, a:b]) for a, b in
+        zip(cut[:-1], cut[1:], strict=True)])
+    np.testing.assert_allclose(point_values(joined, combine), whole, rtol=1e-6)
 
 
 def test_objective_column_is_the_weighted_sum() -> None:
