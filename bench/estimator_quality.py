@@ -46,7 +46,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +59,7 @@ from simulator.estimators import (
     SlateFeedback,
     make_estimator,
 )
+from simulator.estimators._base import expose
 from simulator.fusion import MultiplicativeFusion
 from simulator.intervals import (
     BootstrapInterval,
@@ -81,12 +82,14 @@ from simulator.worlds import (
 SCORE_NOISE = 0.3
 CHUNK = 2000  # requests per pass: exposure of 110 vectors is ~18 MB
 NEAR_NOISE = 0.1
+TAU_TARGET = 0.9
 OBJECTIVES = {
     "marketplace": {"click": 1.0, "conversion": 10.0, "like": 5.0},
     "kuairand": {"click": 1.0, "long_view": 1.0, "like": 10.0, "profile_enter": 10.0},
 }
 # conditional score tasks (sample space "after:click"): reward model = parent x child
 CONDITIONAL = {"conversion": "click", "long_view": "click"}
+DEFAULT_ESTIMATORS = tuple(name for name in ESTIMATORS if name != "iips")
 
 
 @dataclass(frozen=True)
@@ -151,10 +154,18 @@ def weight_sets(log: Log, seed: int, n_near: int, n_far: int, n_tau: int
 
 
 def true_objective(log: Log, weights: np.ndarray, objective: dict[str, float]) -> np.ndarray:
+    """``[P]`` exact objective of ranking by ``weights [P, T]``, in request chunks (the
+    exposure of every vector over a whole large log would not fit in memory)."""
     fusion = MultiplicativeFusion()
-    fused = fusion.fuse(fusion.transform(log.scores), weights)
-    exposure = TopKPolicy(log.traffic.slate_size).exposure(fused, log.world.examination)
-    per_task = log.world.true_value(log.traffic, exposure)  # [P, T]
+    policy = TopKPolicy(log.traffic.slate_size)
+    rewards = log.world.expected_rewards(log.traffic)  # [R, N, T]
+    transformed = fusion.transform(log.scores)
+    total = np.zeros((len(weights), rewards.shape[2]))
+    for start in range(0, log.traffic.n_requests, CHUNK):
+        sl = slice(start, start + CHUNK)
+        exposure = policy.exposure(fusion.fuse(transformed[sl], weights), log.world.examination)
+        total += expose(exposure.astype(np.float64), rewards[sl]).sum(axis=1)
+    per_task = total / log.traffic.n_requests  # [P, T]
     return per_task @ np.array([objective.get(t, 0.0) for t in log.world.tasks])
 
 
@@ -165,12 +176,13 @@ class Tally:
 
     rows: list[tuple[float, float, int, bool, bool, bool]] = dataclasses.field(
         default_factory=list)
-    taus: list[float] = dataclasses.field(default_factory=list)
     failure: str = ""
 
 
-def seed_terms(log: Log, weights: np.ndarray) -> dict[str, RequestTerms | str]:
-    """Every estimator's per-request terms for ``weights [P, T]`` on one log (or why not).
+def chunk_terms(log: Log, weights: np.ndarray, names: Sequence[str]
+                ) -> Iterator[tuple[slice, np.ndarray, dict[str, RequestTerms | str]]]:
+    """Per request chunk: its slice, the top-K exposure ``[P, c, N]`` of ``weights [P, T]``
+    and every named estimator's terms (or, once it has failed, why not).
 
     What :meth:`Replay.terms` computes, with the fusion and the top-K exposure done
     once per chunk for every estimator that needs only exposure (all but the
@@ -180,58 +192,167 @@ def seed_terms(log: Log, weights: np.ndarray) -> dict[str, RequestTerms | str]:
     feedback = SlateFeedback.from_traffic(log.traffic, tasks, reward_model=reward_model(log))
     fusion, policy = MultiplicativeFusion(), TopKPolicy(log.traffic.slate_size)
     transformed = fusion.transform(log.scores)
-    estimators = {name: make_estimator(name) for name in ESTIMATORS if name != "iips"}
-    parts: dict[str, list[RequestTerms]] = {name: [] for name in estimators}
+    estimators = {name: make_estimator(name) for name in names}
     failed: dict[str, str] = {}
     for start in range(0, feedback.n_requests, CHUNK):
-        chunk = feedback.chunk(start, min(start + CHUNK, feedback.n_requests))
-        fused = fusion.fuse(transformed[start:start + CHUNK], weights)  # [P, c, N]
+        sl = slice(start, min(start + CHUNK, feedback.n_requests))
+        chunk = feedback.chunk(sl.start, sl.stop)
+        fused = fusion.fuse(transformed[sl], weights)  # [P, c, N]
         exposure = policy.exposure(fused, chunk.examination)
+        out: dict[str, RequestTerms | str] = {}
         for name, est in estimators.items():
-            if name in failed:
-                continue
-            try:
-                if type(est).policy_terms is BaseEstimator.policy_terms:
-                    parts[name].append(est.terms(chunk, exposure))
-                else:  # slate-native: asks the policy for slot or prefix probabilities
-                    parts[name].append(est.policy_terms(chunk, policy, fused))
-            except (ValueError, NotImplementedError) as err:  # e.g. pi without its logger
-                failed[name] = str(err)[:60]
-    return {name: failed.get(name) or RequestTerms.concatenate(parts[name])
-            for name in estimators}
+            if name not in failed:
+                try:
+                    if type(est).policy_terms is BaseEstimator.policy_terms:
+                        out[name] = est.terms(chunk, exposure)
+                    else:  # slate-native: asks the policy for slot or prefix probabilities
+                        out[name] = est.policy_terms(chunk, policy, fused)
+                except (ValueError, NotImplementedError) as err:  # e.g. pi without its logger
+                    failed[name] = str(err)[:60]
+            out.setdefault(name, failed.get(name, ""))
+        yield sl, exposure, out
+
+
+def seed_terms(log: Log, weights: np.ndarray, names: Sequence[str] = DEFAULT_ESTIMATORS
+               ) -> dict[str, RequestTerms | str]:
+    """Every named estimator's per-request terms for ``weights [P, T]`` on one log (or why not)."""
+    parts: dict[str, list[RequestTerms]] = {name: [] for name in names}
+    failed: dict[str, str] = {}
+    for _, _, terms in chunk_terms(log, weights, names):
+        for name, t in terms.items():
+            if isinstance(t, str):
+                failed[name] = t
+            else:
+                parts[name].append(t)
+    return {name: failed.get(name) or RequestTerms.concatenate(parts[name]) for name in names}
 
 
 def run_seed(log: Log, seed: int, objective: dict[str, float], sets: dict[str, np.ndarray],
-             tallies: dict[tuple[str, str], Tally], with_tau: bool, coverage: bool = True
-             ) -> None:
+             tallies: dict[tuple[str, str], Tally], names: Sequence[str]) -> None:
+    """Errors and interval hits of every estimator for the near and far vectors of a log."""
     combine = objective_matrix(log.world.tasks, objective)
-    groups = ["near", "far"] + (["tau"] if with_tau else [])
-    weights = np.concatenate([sets[g] for g in groups])
+    weights = np.concatenate([sets["near"], sets["far"]])
     truth = true_objective(log, weights, objective)
-    bounds = np.cumsum([0] + [len(sets[g]) for g in groups])
-    for name, terms in seed_terms(log, weights).items():
+    n_near = len(sets["near"])
+    for name, terms in seed_terms(log, weights, names).items():
         if isinstance(terms, str):
             for g in ("near", "far"):
                 tallies[(name, g)].failure = terms
             continue
         value = point_values(terms, combine)[:, -1]
-        if with_tau:
-            sl = slice(int(bounds[2]), int(bounds[3]))
-            tau = stats.kendalltau(value[sl], truth[sl]).statistic
-            tallies[(name, "far")].taus.append(float(tau))
-        if not coverage:
-            continue
-        sub = terms.take(np.arange(int(bounds[2])))  # intervals only for near and far
         hits = []
         for interval in (BootstrapInterval(200, seed=seed),
                          StudentizedBootstrapInterval(200, seed=seed), NormalInterval()):
-            low, high = interval.bounds(sub, combine)
-            hits.append((low[:, -1] <= truth[:len(low)]) & (truth[:len(low)] <= high[:, -1]))
-        for gi, g in enumerate(groups[:2]):
-            for p in range(int(bounds[gi]), int(bounds[gi + 1])):
-                tallies[(name, g)].rows.append((
-                    float(value[p] - truth[p]), float(truth[p]), seed,
-                    *(bool(h[p]) for h in hits)))
+            low, high = interval.bounds(terms, combine)
+            hits.append((low[:, -1] <= truth) & (truth <= high[:, -1]))
+        for p in range(len(weights)):
+            tallies[(name, "near" if p < n_near else "far")].rows.append((
+                float(value[p] - truth[p]), float(truth[p]), seed,
+                *(bool(h[p]) for h in hits)))
+
+
+class StreamedEstimate:
+    """One estimator's objective estimate of ``P`` vectors, summed over request chunks.
+
+    Keeps the sums of the per-request objective numerator ``a``, denominator ``d``
+    (1 for a plain mean) and offset ``o``, and their cross moments over all vectors:
+    memory ``O(P^2)``, not ``O(P R)``, so a log of a million requests fits. The
+    estimate is ``s A / D + O / R`` (``s = 1``, ``D = R`` for a plain mean); its
+    delta-method influence per request is ``s R (a - (A / D) d) / D + o - O / R``,
+    and the covariance of the ``P`` estimates is ``sum_r infl infl^T / R^2``.
+    """
+
+    def __init__(self, n_vectors: int) -> None:
+        self.p = n_vectors
+        self.sums = np.zeros(3 * n_vectors + 1)
+        self.cross = np.zeros((3 * n_vectors + 1, 3 * n_vectors + 1))
+        self.scale_sum = np.zeros(n_vectors)
+        self.requests = 0
+
+    def add(self, terms: RequestTerms, column: np.ndarray) -> None:
+        """Add a chunk's terms; ``column [T]`` combines the tasks into the objective."""
+        a = np.einsum("prt,t->pr", terms.numerator.astype(np.float64), column)
+        c = a.shape[1]
+        d = (np.ones_like(a) if terms.denominator is None
+             else terms.denominator.astype(np.float64))
+        o = (np.zeros_like(a) if terms.offset is None
+             else np.einsum("prt,t->pr", terms.offset.astype(np.float64), column))
+        z = np.concatenate([a, d, o, np.ones((1, c))])
+        self.sums += z.sum(axis=1)
+        self.cross += z @ z.T
+        scale = np.ones(self.p) if terms.scale is None else np.asarray(terms.scale, float)
+        self.scale_sum += scale * c
+        self.requests += c
+
+    def value_and_cov(self) -> tuple[np.ndarray, np.ndarray]:
+        """``[P]`` estimates and their ``[P, P]`` delta-method covariance."""
+        p, r = self.p, self.requests
+        big_a, big_d, big_o = self.sums[:p], self.sums[p:2 * p], self.sums[2 * p:3 * p]
+        s = self.scale_sum / r
+        value = s * big_a / big_d + big_o / r
+        coef = np.zeros((p, 3 * p + 1))
+        idx = np.arange(p)
+        coef[idx, idx] = s * r / big_d
+        coef[idx, p + idx] = -s * r * big_a / big_d ** 2
+        coef[idx, 2 * p + idx] = 1.0
+        coef[:, 3 * p] = -big_o / r
+        return value, coef @ self.cross @ coef.T / r ** 2
+
+
+def expected_tau(truth: np.ndarray, cov: np.ndarray, factor: float = 1.0) -> float:
+    """Expected Kendall tau of unbiased, normal estimates with covariance ``cov / factor``.
+
+    A pair is ordered rightly with probability ``Phi(|v_i - v_j| / sd(e_i - e_j))``,
+    so by linearity the expected tau is the mean over pairs of ``2 Phi(...) - 1``.
+    ``factor`` is how many times larger the log is (the covariance falls as 1/R).
+    """
+    var = np.diag(cov)
+    i, j = np.triu_indices(len(truth), 1)
+    sd = np.sqrt(np.maximum(var[i] + var[j] - 2 * cov[i, j], 1e-300) / factor)
+    return float(np.mean(2 * stats.norm.cdf(np.abs(truth[i] - truth[j]) / sd) - 1))
+
+
+def requests_for_tau(truth: np.ndarray, cov: np.ndarray, requests: int,
+                     target: float = TAU_TARGET) -> float:
+    """Requests at which :func:`expected_tau` reaches ``target`` (bisection on log size)."""
+    low, high = -6.0, 8.0  # log2 of the factor
+    if expected_tau(truth, cov, 2.0 ** high) < target:
+        return float("inf")
+    for _ in range(40):
+        mid = (low + high) / 2
+        low, high = (mid, high) if expected_tau(truth, cov, 2.0 ** mid) < target else (low, mid)
+    return requests * 2.0 ** high
+
+
+@dataclass
+class TauRow:
+    """Per (world, estimator): measured and expected Kendall tau of each tau log."""
+
+    taus: list[float] = dataclasses.field(default_factory=list)
+    expected: list[float] = dataclasses.field(default_factory=list)
+    needed: list[float] = dataclasses.field(default_factory=list)
+    failure: str = ""
+
+
+def run_tau_log(log: Log, weights: np.ndarray, objective: dict[str, float],
+                rows: dict[str, TauRow], names: Sequence[str]) -> None:
+    """Kendall tau of every estimator on one log, streamed over request chunks."""
+    truth = true_objective(log, weights, objective)
+    column = objective_matrix(log.world.tasks, objective)[:, -1]
+    streams = {name: StreamedEstimate(len(weights)) for name in names}
+    for _, _, terms in chunk_terms(log, weights, names):
+        for name, t in terms.items():
+            if isinstance(t, str):
+                rows[name].failure = t
+            else:
+                streams[name].add(t, column)
+    for name, stream in streams.items():
+        if rows[name].failure:
+            continue
+        value, cov = stream.value_and_cov()
+        rows[name].taus.append(float(stats.kendalltau(value, truth).statistic))
+        rows[name].expected.append(expected_tau(truth, cov))
+        rows[name].needed.append(requests_for_tau(truth, cov, stream.requests))
 
 
 def _coverage(hit: np.ndarray, seeds: np.ndarray) -> str:
@@ -248,25 +369,35 @@ def _coverage(hit: np.ndarray, seeds: np.ndarray) -> str:
 def table(world: str, tallies: dict[tuple[str, str], Tally], say: Callable[[str], None]) -> None:
     say(f"\n### {world}: objective {OBJECTIVES[world]}\n")
     say("| estimator | group | bias | bias % | std | RMSE | RMSE % | cover boot | cover boot-t "
-        "| cover normal | Kendall tau (mean, min) |")
-    say("|---|---|---|---|---|---|---|---|---|---|---|")
+        "| cover normal |")
+    say("|---|---|---|---|---|---|---|---|---|---|")
     for (name, group), tally in tallies.items():
         if tally.failure:
-            say(f"| {name} | {group} | n/a: {tally.failure} | | | | | | | | |")
-            continue
-        tau = (f"{np.mean(tally.taus):.3f}, {np.min(tally.taus):.3f}"
-               if tally.taus else "")
-        if not tally.rows:  # --seeds 0: the Kendall tau logs only
-            if tally.taus:
-                say(f"| {name} | {group} | | | | | | | | | {tau} |")
+            say(f"| {name} | {group} | n/a: {tally.failure} | | | | | | | |")
             continue
         err, truth, seeds, *hits = (np.array(c) for c in zip(*tally.rows, strict=True))
         mean_truth = truth.mean()
         rmse = float(np.sqrt(np.mean(err ** 2)))
         cover = " | ".join(_coverage(h, seeds) for h in hits)
         say(f"| {name} | {group} | {err.mean():+.4f} | {100 * err.mean() / mean_truth:+.2f} | "
-            f"{err.std(ddof=1):.4f} | {rmse:.4f} | {100 * rmse / mean_truth:.2f} | "
-            f"{cover} | {tau} |")
+            f"{err.std(ddof=1):.4f} | {rmse:.4f} | {100 * rmse / mean_truth:.2f} | {cover} |")
+
+
+def tau_table(world: str, requests: int, rows: dict[str, TauRow],
+              say: Callable[[str], None]) -> None:
+    say(f"\n### {world}: Kendall tau, logs of {requests:,} requests\n")
+    say("Expected tau: the normal approximation from each log's delta-method covariance "
+        "(assumes an unbiased estimator); requests for tau "
+        f"{TAU_TARGET}: where that expectation reaches it (median over logs).\n")
+    say("| estimator | Kendall tau (mean, min) | expected tau (mean) | "
+        f"requests for tau {TAU_TARGET} |")
+    say("|---|---|---|---|")
+    for name, row in rows.items():
+        if row.failure or not row.taus:
+            say(f"| {name} | n/a: {row.failure} | | |")
+            continue
+        say(f"| {name} | {np.mean(row.taus):.3f}, {np.min(row.taus):.3f} | "
+            f"{np.mean(row.expected):.3f} | {np.median(row.needed):,.0f} |")
 
 
 def main() -> None:
@@ -281,6 +412,8 @@ def main() -> None:
     parser.add_argument("--tau-requests", type=int, default=10_000)
     parser.add_argument("--worlds", nargs="+", default=["marketplace", "kuairand"],
                         choices=["marketplace", "kuairand"])
+    parser.add_argument("--estimators", nargs="+", default=list(DEFAULT_ESTIMATORS),
+                        choices=list(DEFAULT_ESTIMATORS))
     args = parser.parse_args()
     fit = load_response_model() if "kuairand" in args.worlds else None
     print(f"# Estimator quality: {args.seeds} seeds x {args.requests} requests (N=20, K=5); "
@@ -289,17 +422,21 @@ def main() -> None:
           "requests")
     for world in args.worlds:
         tick = time.perf_counter()
-        tallies = {(name, g): Tally() for name in ESTIMATORS if name != "iips"
-                   for g in ("near", "far")}
-        for seed in range(args.seeds):
-            log = make_log(world, seed, args.requests, fit)
-            sets = weight_sets(log, seed, args.near, args.far, args.tau_vectors)
-            run_seed(log, seed, OBJECTIVES[world], sets, tallies, False)
+        if args.seeds:
+            tallies = {(name, g): Tally() for name in args.estimators for g in ("near", "far")}
+            for seed in range(args.seeds):
+                log = make_log(world, seed, args.requests, fit)
+                sets = weight_sets(log, seed, args.near, args.far, args.tau_vectors)
+                run_seed(log, seed, OBJECTIVES[world], sets, tallies, args.estimators)
+            table(world, tallies, print)
+        rows = {name: TauRow() for name in args.estimators}
         for seed in range(args.seeds, args.seeds + args.tau_seeds):
             log = make_log(world, seed, args.tau_requests, fit)
             sets = weight_sets(log, seed, args.near, args.far, args.tau_vectors)
-            run_seed(log, seed, OBJECTIVES[world], sets, tallies, True, coverage=False)
-        table(world, tallies, print)
+            run_tau_log(log, sets["tau"], OBJECTIVES[world], rows, args.estimators)
+            del log
+        if args.tau_seeds:
+            tau_table(world, args.tau_requests, rows, print)
         print(f"\n({world}: {time.perf_counter() - tick:.0f} s)")
 
 
