@@ -68,6 +68,7 @@ from simulator.intervals import (
     point_values,
 )
 from simulator.logs import LoggedTraffic
+from simulator.ordering import expected_kendall_tau, requests_for_kendall_tau
 from simulator.policies import EpsilonGreedyTopK, TopKPolicy
 from simulator.replay import objective_matrix
 from simulator.worlds import (
@@ -255,81 +256,71 @@ class StreamedEstimate:
     """One estimator's objective estimate of ``P`` vectors, summed over request chunks.
 
     Keeps the sums of the per-request objective numerator ``a``, denominator ``d``
-    (1 for a plain mean) and offset ``o``, and their cross moments over all vectors:
-    memory ``O(P^2)``, not ``O(P R)``, so a log of a million requests fits. The
-    estimate is ``s A / D + O / R`` (``s = 1``, ``D = R`` for a plain mean); its
-    delta-method influence per request is ``s R (a - (A / D) d) / D + o - O / R``,
-    and the covariance of the ``P`` estimates is ``sum_r infl infl^T / R^2``.
+    (1 for a plain mean), offset ``o`` and true value ``t``, and their cross moments
+    over all vectors: memory ``O(P^2)``, not ``O(P R)``, so a log of a million
+    requests fits. The estimate is ``s A / D + O / R`` (``s = 1``, ``D = R`` for a
+    plain mean); its delta-method influence per request is
+    ``infl = s R (a - (A / D) d) / D + o - O / R``. Two covariances of the ``P``
+    estimates follow, each ``sum_r x x^T / R^2``:
+
+    * against the world's value on new requests, ``x = infl``
+      (:func:`simulator.ordering.covariance`, what the tuner can compute);
+    * against the true value on this log's own requests (the bench's truth),
+      ``x = infl - (t - T / R)``: the requests' own spread is no error then.
     """
 
     def __init__(self, n_vectors: int) -> None:
         self.p = n_vectors
-        self.sums = np.zeros(3 * n_vectors + 1)
-        self.cross = np.zeros((3 * n_vectors + 1, 3 * n_vectors + 1))
+        self.sums = np.zeros(4 * n_vectors + 1)
+        self.cross = np.zeros((4 * n_vectors + 1, 4 * n_vectors + 1))
         self.scale_sum = np.zeros(n_vectors)
         self.requests = 0
 
-    def add(self, terms: RequestTerms, column: np.ndarray) -> None:
-        """Add a chunk's terms; ``column [T]`` combines the tasks into the objective."""
+    def add(self, terms: RequestTerms, column: np.ndarray, truth: np.ndarray) -> None:
+        """Add a chunk: its terms, ``column [T]`` combining the tasks into the objective,
+        and the true objective ``[P, c]`` of each vector on each request of the chunk."""
         a = np.einsum("prt,t->pr", terms.numerator.astype(np.float64), column)
         c = a.shape[1]
         d = (np.ones_like(a) if terms.denominator is None
              else terms.denominator.astype(np.float64))
         o = (np.zeros_like(a) if terms.offset is None
              else np.einsum("prt,t->pr", terms.offset.astype(np.float64), column))
-        z = np.concatenate([a, d, o, np.ones((1, c))])
+        z = np.concatenate([a, d, o, truth, np.ones((1, c))])
         self.sums += z.sum(axis=1)
         self.cross += z @ z.T
         scale = np.ones(self.p) if terms.scale is None else np.asarray(terms.scale, float)
         self.scale_sum += scale * c
         self.requests += c
 
-    def value_and_cov(self) -> tuple[np.ndarray, np.ndarray]:
-        """``[P]`` estimates and their ``[P, P]`` delta-method covariance."""
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``[P]`` estimates, ``[P]`` true values on this log, and the ``[P, P]``
+        covariances of the estimates against new requests and against this log."""
         p, r = self.p, self.requests
-        big_a, big_d, big_o = self.sums[:p], self.sums[p:2 * p], self.sums[2 * p:3 * p]
+        big_a, big_d, big_o, big_t = (self.sums[i * p:(i + 1) * p] for i in range(4))
         s = self.scale_sum / r
         value = s * big_a / big_d + big_o / r
-        coef = np.zeros((p, 3 * p + 1))
+        coef = np.zeros((p, 4 * p + 1))
         idx = np.arange(p)
         coef[idx, idx] = s * r / big_d
         coef[idx, p + idx] = -s * r * big_a / big_d ** 2
         coef[idx, 2 * p + idx] = 1.0
-        coef[:, 3 * p] = -big_o / r
-        return value, coef @ self.cross @ coef.T / r ** 2
-
-
-def expected_tau(truth: np.ndarray, cov: np.ndarray, factor: float = 1.0) -> float:
-    """Expected Kendall tau of unbiased, normal estimates with covariance ``cov / factor``.
-
-    A pair is ordered rightly with probability ``Phi(|v_i - v_j| / sd(e_i - e_j))``,
-    so by linearity the expected tau is the mean over pairs of ``2 Phi(...) - 1``.
-    ``factor`` is how many times larger the log is (the covariance falls as 1/R).
-    """
-    var = np.diag(cov)
-    i, j = np.triu_indices(len(truth), 1)
-    sd = np.sqrt(np.maximum(var[i] + var[j] - 2 * cov[i, j], 1e-300) / factor)
-    return float(np.mean(2 * stats.norm.cdf(np.abs(truth[i] - truth[j]) / sd) - 1))
-
-
-def requests_for_tau(truth: np.ndarray, cov: np.ndarray, requests: int,
-                     target: float = TAU_TARGET) -> float:
-    """Requests at which :func:`expected_tau` reaches ``target`` (bisection on log size)."""
-    low, high = -6.0, 8.0  # log2 of the factor
-    if expected_tau(truth, cov, 2.0 ** high) < target:
-        return float("inf")
-    for _ in range(40):
-        mid = (low + high) / 2
-        low, high = (mid, high) if expected_tau(truth, cov, 2.0 ** mid) < target else (low, mid)
-    return requests * 2.0 ** high
+        coef[:, 4 * p] = -big_o / r
+        new = coef @ self.cross @ coef.T / r ** 2
+        coef[idx, 3 * p + idx] = -1.0
+        coef[:, 4 * p] += big_t / r
+        own = coef @ self.cross @ coef.T / r ** 2
+        return value, big_t / r, new, own
 
 
 @dataclass
 class TauRow:
-    """Per (world, estimator): measured and expected Kendall tau of each tau log."""
+    """Per (world, estimator): measured Kendall tau of each tau log, the tau expected
+    against the log's own truth and against new requests, and the requests at which
+    the latter reaches the target."""
 
     taus: list[float] = dataclasses.field(default_factory=list)
-    expected: list[float] = dataclasses.field(default_factory=list)
+    expected_own: list[float] = dataclasses.field(default_factory=list)
+    expected_new: list[float] = dataclasses.field(default_factory=list)
     needed: list[float] = dataclasses.field(default_factory=list)
     failure: str = ""
 
@@ -337,22 +328,25 @@ class TauRow:
 def run_tau_log(log: Log, weights: np.ndarray, objective: dict[str, float],
                 rows: dict[str, TauRow], names: Sequence[str]) -> None:
     """Kendall tau of every estimator on one log, streamed over request chunks."""
-    truth = true_objective(log, weights, objective)
     column = objective_matrix(log.world.tasks, objective)[:, -1]
+    rewards = log.world.expected_rewards(log.traffic) @ column  # [R, N]
     streams = {name: StreamedEstimate(len(weights)) for name in names}
-    for _, _, terms in chunk_terms(log, weights, names):
+    for sl, exposure, terms in chunk_terms(log, weights, names):
+        truth = np.einsum("prn,rn->pr", exposure.astype(np.float64), rewards[sl])
         for name, t in terms.items():
             if isinstance(t, str):
                 rows[name].failure = t
             else:
-                streams[name].add(t, column)
+                streams[name].add(t, column, truth)
     for name, stream in streams.items():
         if rows[name].failure:
             continue
-        value, cov = stream.value_and_cov()
-        rows[name].taus.append(float(stats.kendalltau(value, truth).statistic))
-        rows[name].expected.append(expected_tau(truth, cov))
-        rows[name].needed.append(requests_for_tau(truth, cov, stream.requests))
+        value, truth_p, cov_new, cov_own = stream.result()
+        rows[name].taus.append(float(stats.kendalltau(value, truth_p).statistic))
+        rows[name].expected_own.append(expected_kendall_tau(truth_p, cov_own))
+        rows[name].expected_new.append(expected_kendall_tau(truth_p, cov_new))
+        rows[name].needed.append(
+            requests_for_kendall_tau(truth_p, cov_new, stream.requests, TAU_TARGET))
 
 
 def _coverage(hit: np.ndarray, seeds: np.ndarray) -> str:
@@ -386,18 +380,21 @@ def table(world: str, tallies: dict[tuple[str, str], Tally], say: Callable[[str]
 def tau_table(world: str, requests: int, rows: dict[str, TauRow],
               say: Callable[[str], None]) -> None:
     say(f"\n### {world}: Kendall tau, logs of {requests:,} requests\n")
-    say("Expected tau: the normal approximation from each log's delta-method covariance "
-        "(assumes an unbiased estimator); requests for tau "
-        f"{TAU_TARGET}: where that expectation reaches it (median over logs).\n")
-    say("| estimator | Kendall tau (mean, min) | expected tau (mean) | "
-        f"requests for tau {TAU_TARGET} |")
-    say("|---|---|---|---|")
+    say("Measured: against the true values on each log's own requests. Expected: the "
+        "normal approximation of an unbiased estimate from the log's delta-method "
+        "covariance, against the log's own truth (checks the approximation) and against "
+        f"the world's value on new requests; requests for tau {TAU_TARGET}: where the "
+        "latter reaches it (median over logs).\n")
+    say("| estimator | Kendall tau (mean, min) | expected, own requests | "
+        f"expected, new requests | requests for tau {TAU_TARGET} |")
+    say("|---|---|---|---|---|")
     for name, row in rows.items():
         if row.failure or not row.taus:
-            say(f"| {name} | n/a: {row.failure} | | |")
+            say(f"| {name} | n/a: {row.failure} | | | |")
             continue
         say(f"| {name} | {np.mean(row.taus):.3f}, {np.min(row.taus):.3f} | "
-            f"{np.mean(row.expected):.3f} | {np.median(row.needed):,.0f} |")
+            f"{np.mean(row.expected_own):.3f} | {np.mean(row.expected_new):.3f} | "
+            f"{np.median(row.needed):,.0f} |")
 
 
 def main() -> None:
