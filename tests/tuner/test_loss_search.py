@@ -183,6 +183,8 @@ def test_cli_joint_search_history_export_and_resume(tmp_path: Path,
     assert exported["extra"]["loss_weights"]["conversion"] == trial["params"]["loss_conversion"]
     assert exported["weights"]["like"] == pytest.approx(trial["fusion"]["like"])
     assert Path(exported["extra"]["ranker_checkpoint"]).is_file()
+    refused = runner.invoke(main, ["search", "compare", "--storage", db, "--study", "two"])
+    assert refused.exit_code == 1 and "loss-weight study" in refused.output, refused.output
 
 
 def test_cli_fusion_space_from_a_search_file_trains_the_base_ranker_once(

@@ -412,3 +412,8 @@ def test_new_study_without_metrics_says_what_to_give(tmp_path: Path) -> None:
     result = invoke(["search", "pareto", "--storage", str(tmp_path / "p.db"), "--study", "p"])
     assert_user_error(result, "does not exist", "--logs --scores --metrics")
     assert not (tmp_path / "p.db").exists()
+
+
+def test_compare_refuses_a_pareto_study(pareto_dbs: dict[str, Path]) -> None:
+    result = invoke(["search", "compare", "--storage", str(pareto_dbs["cem"]), "--study", "p"])
+    assert result.exit_code == 1 and "Pareto study" in result.output, result.output

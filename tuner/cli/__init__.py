@@ -1,7 +1,7 @@
 """The ``fusiontune`` command line.
 
 ``fusiontune demo`` runs the whole loop on the embedded synthetic world;
-``fusiontune search run|history|export|pareto`` work on a study in a database;
+``fusiontune search run|history|export|pareto|compare`` work on a study in a database;
 ``fusiontune ranker train|evaluate|score`` run the multi-task ranker from a TOML file.
 Exit codes: 0 success, 1 a user error (one-line message, no traceback),
 2 a usage error (click's), 130 interrupted.
@@ -9,6 +9,7 @@ Exit codes: 0 success, 1 a user error (one-line message, no traceback),
 
 from __future__ import annotations
 
+from tuner.cli._compare import search_compare
 from tuner.cli._main import main
 from tuner.cli._pareto import search_pareto
 from tuner.cli._ranker import ranker
@@ -17,5 +18,6 @@ from tuner.cli._search import search
 main.add_command(search)
 main.add_command(ranker)
 search.add_command(search_pareto)
+search.add_command(search_compare)
 
 __all__ = ["main"]

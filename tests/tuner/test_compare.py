@@ -1,0 +1,92 @@
+"""``search compare``: the leading picks of a study on one split, with paired differences."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from simulator.report import ab_report
+from tuner.cli import main
+from tuner.study import load_search
+from tuner.workspace import HOLDOUT, SearchSettings, Workspace
+
+if TYPE_CHECKING:
+    from tests.tuner.conftest import DemoFiles
+
+CONTROL = "click=1,conversion=0.5,like=0.5"
+
+
+def invoke(args: list[str]) -> Result:
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def study_db(demo_files: DemoFiles, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("compare") / "s.db"
+    result = invoke([*demo_files.new_study_args(db), "--control", CONTROL])
+    assert result.exit_code == 0, result.output
+    return db
+
+
+def compare_json(db: Path, *extra: str) -> dict[str, Any]:
+    result = invoke(["search", "compare", "--storage", str(db), "--study", "s", "--json",
+                     *extra])
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.output))
+
+
+def test_picks_are_ordered_and_their_differences_are_paired(study_db: Path) -> None:
+    data = compare_json(study_db, "--top", "3")
+    picks = data["picks"]
+    labels = [p["label"] for p in picks]
+    assert len(picks) == 5 and "cem mean" in labels and "control" in labels
+    values = [p["estimate"]["value"] for p in picks]
+    assert values == sorted(values, reverse=True)
+    leader = picks[0]
+    assert leader["diff_vs_leader"] is None and leader["p_leader_better"] is None
+    for p in picks[1:]:
+        d = p["diff_vs_leader"]
+        assert d["value"] == pytest.approx(p["estimate"]["value"] - leader["estimate"]["value"])
+        assert 0.5 <= p["p_leader_better"] <= 1.0
+        assert p["separated"] == (d["high"] < 0 or d["low"] > 0)
+    # the same pair through the A/B report (leader as control) gives the same paired interval
+    study, _, _, _, raw = load_search(f"sqlite:///{study_db}", "s")
+    ws = Workspace(SearchSettings.from_dict(raw))
+    other = picks[-1]
+    report = ab_report(ws.replay(HOLDOUT), np.array(leader["weights"]),
+                       np.array(other["weights"]), ws.settings.objective)
+    lift = report.row("objective").lift
+    assert (lift.low, lift.high) == pytest.approx(
+        (other["diff_vs_leader"]["low"], other["diff_vs_leader"]["high"]), rel=1e-4)
+    assert data["split"] == "holdout" and data["n_requests"] == report.n_requests
+
+
+def test_the_probability_falls_as_the_gap_closes(study_db: Path) -> None:
+    """Within one comparison a pick farther below the leader (in standard errors of its
+    difference) gets a higher probability that the leader is better."""
+    picks = compare_json(study_db, "--top", "6")["picks"][1:]
+    z = [-p["diff_vs_leader"]["value"] / (p["diff_vs_leader"]["high"]
+                                          - p["diff_vs_leader"]["low"]) for p in picks]
+    prob = [p["p_leader_better"] for p in picks]
+    order = np.argsort(z)
+    assert np.all(np.diff(np.array(prob)[order]) >= -0.05), (z, prob)
+
+
+def test_table_and_verdict_print(study_db: Path) -> None:
+    result = invoke(["search", "compare", "--storage", str(study_db), "--study", "s",
+                     "--metric", "like", "--split", "search"])
+    assert result.exit_code == 0, result.output
+    assert "metric 'like'" in result.output and "P(leader better)" in result.output
+    assert "picks differ from the leader" in result.output and "search requests" in result.output
+
+
+def test_unknown_metric_is_refused(study_db: Path) -> None:
+    result = invoke(["search", "compare", "--storage", str(study_db), "--study", "s",
+                     "--metric", "watch"])
+    assert result.exit_code == 1
+    assert "unknown metric 'watch'" in result.output and "'objective'" in result.output

@@ -1,0 +1,79 @@
+"""``search compare``: a study's leading picks side by side, with paired differences."""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+from tuner.cli._common import STORAGE, STUDY, dump, load_existing, storage_url, user_errors
+from tuner.cli._format import table
+from tuner.compare import Comparison, compare_picks
+from tuner.loss_search import is_loss_study
+from tuner.workspace import HOLDOUT, SEARCH, SearchSettings, Workspace
+
+__all__ = ["search_compare"]
+
+
+@click.command("compare")
+@STORAGE
+@STUDY
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many of the best trials (by search-split value) to compare.")
+@click.option("--split", type=click.Choice([HOLDOUT, SEARCH]), default=HOLDOUT,
+              show_default=True, help="Split to compare on; the held-out one was never "
+              "searched on, so its estimates carry no winner's curse.")
+@click.option("--metric", default="objective", show_default=True,
+              help="'objective' or one of the log's tasks.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@user_errors
+def search_compare(storage: str, study_name: str, top: int, split: str, metric: str,
+                   as_json: bool) -> None:
+    """Compare CEM's mean, the best trials and the control on one split.
+
+    Every pick is estimated on the same requests, so each one's difference to
+    the leader gets a paired interval, the probability that the leader is truly
+    better, and the requests that would separate the two at 95%. Picks whose
+    difference interval holds 0 are not told apart by this log.
+    """
+    url = storage_url(storage)
+    study, space, cem, _, raw = load_existing(url, study_name)
+    if is_loss_study(raw):
+        raise ValueError(f"study {study_name!r} is a loss-weight study: each trial scores "
+                         "with its own ranker, so they cannot be compared on one score table; "
+                         "export one with 'fusiontune search export' and compare its "
+                         "fusion weights in a fusion study")
+    if len(study.directions) > 1:
+        raise ValueError(f"study {study_name!r} is a Pareto study: it has no single order to "
+                         "compare; see its front with 'fusiontune search pareto --study "
+                         f"{study_name} --rounds 0'")
+    ws = Workspace(SearchSettings.from_dict(raw))
+    comparison = compare_picks(ws, study, space, cem, top, split, metric)
+    if as_json:
+        dump(comparison.to_dict())
+        return
+    click.echo(comparison_text(comparison))
+
+
+def comparison_text(c: Comparison) -> str:
+    """The comparison as a table with a one-line verdict under it."""
+    header = ["pick", "search est.", f"{c.split} est.", "95% interval", "vs leader",
+              "95% interval", "P(leader better)", "requests to separate"]
+    rows = []
+    for p in c.picks:
+        e = p.estimate
+        row: list[object] = [p.label, p.search_value, e.value, f"[{e.low:.4f}, {e.high:.4f}]"]
+        if p.diff is None:
+            row += ["leader", "", "", ""]
+        else:
+            need = ("-" if math.isinf(p.requests_to_separate)
+                    else f"{p.requests_to_separate:,.0f}")
+            row += [f"{p.diff.value:+.4f}", f"[{p.diff.low:+.4f}, {p.diff.high:+.4f}]",
+                    f"{p.p_leader_better:.2f}", need]
+        rows.append(row)
+    others = len(c.picks) - 1
+    verdict = (f"{c.n_separated} of {others} picks differ from the leader "
+               f"({c.picks[0].label}) at 95% on {c.n_requests:,} {c.split} requests "
+               f"({c.estimator}); the rest are within this log's noise of it.")
+    return (f"study {c.study_name!r}, metric {c.metric!r}\n" + table(header, rows)
+            + "\n" + verdict)

@@ -1,0 +1,194 @@
+"""A study's leading picks side by side on one split, with their paired differences.
+
+During a search each trial is estimated with its own interval. Whether two picks
+really differ is a question about their *difference* on the same requests: the
+estimates share the log, so that difference is much less noisy than either
+interval suggests, yet it can still exceed the gap between the leaders. This
+module re-evaluates the best trials, CEM's mean and the control together on one
+split (the held-out one by default, which the search never saw) and gives, for
+each pick against the leader, the paired difference with its interval, the
+probability that the leader is truly better, and how many requests would
+separate the two at 95%.
+
+The probabilities and request counts come from the normal approximation of
+:mod:`simulator.ordering` and take the observed gaps at face value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+
+from simulator.estimators._estimate import Estimate
+from simulator.intervals import point_values
+from simulator.ordering import covariance, requests_to_separate
+from simulator.replay import OBJECTIVE, objective_matrix
+from tuner.picking import pick_weights
+from tuner.space import FusionSpace
+from tuner.strategies import CEMConfig
+from tuner.study import is_feasible_complete
+from tuner.workspace import HOLDOUT, SEARCH, Workspace
+
+__all__ = ["ComparedPick", "Comparison", "compare_picks"]
+
+
+@dataclass(frozen=True)
+class ComparedPick:
+    """One pick of a comparison.
+
+    Args:
+        label: ``"cem mean"``, ``"trial N"`` or ``"control"``.
+        trial_number: the trial's number, or None.
+        weights: fusion weights, in the order of the score tasks.
+        search_value: the metric's estimate on the search split.
+        estimate: the metric's estimate on the compared split.
+        diff: this pick minus the leader, on the same resampled requests (None
+            for the leader).
+        p_leader_better: probability that the leader's true value is higher
+            (normal approximation; nan for the leader).
+        requests_to_separate: requests of the compared split at which the
+            observed gap would be significant at 95% (nan for the leader).
+    """
+
+    label: str
+    trial_number: int | None
+    weights: tuple[float, ...]
+    search_value: float
+    estimate: Estimate
+    diff: Estimate | None
+    p_leader_better: float
+    requests_to_separate: float
+
+    @property
+    def separated(self) -> bool:
+        """Whether the paired interval of the difference to the leader excludes 0."""
+        return self.diff is not None and (self.diff.high < 0.0 or self.diff.low > 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        def est(e: Estimate | None) -> dict[str, float] | None:
+            return None if e is None else {"value": e.value, "low": e.low, "high": e.high}
+
+        return {"label": self.label, "trial": self.trial_number, "weights": list(self.weights),
+                "search_value": self.search_value, "estimate": est(self.estimate),
+                "diff_vs_leader": est(self.diff), "p_leader_better": _none_if_nan(
+                    self.p_leader_better), "separated": self.separated,
+                "requests_to_separate": _none_if_nan(self.requests_to_separate)}
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if math.isnan(x) or math.isinf(x) else x
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Picks of one study compared on one split, the leader (highest estimate) first."""
+
+    study_name: str
+    split: str
+    metric: str
+    n_requests: int
+    estimator: str
+    picks: tuple[ComparedPick, ...]
+
+    @property
+    def n_separated(self) -> int:
+        """Picks whose difference to the leader is significant at 95%."""
+        return sum(p.separated for p in self.picks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"study": self.study_name, "split": self.split, "metric": self.metric,
+                "n_requests": self.n_requests, "estimator": self.estimator,
+                "picks": [p.to_dict() for p in self.picks]}
+
+
+def compare_picks(ws: Workspace, study: optuna.Study, space: FusionSpace, config: CEMConfig,
+                  top: int = 5, split: str = HOLDOUT, metric: str = OBJECTIVE) -> Comparison:
+    """Compare CEM's mean, the ``top`` best feasible trials and the control on ``split``.
+
+    Args:
+        ws: the study's workspace (its log, scores and settings).
+        study: a single-objective fusion study with complete trials.
+        space: its search space.
+        config: its CEM settings.
+        top: how many of the best trials (by their search-split value) to include.
+        split: ``"holdout"`` (default) or ``"search"``.
+        metric: ``"objective"`` or one of the log's tasks.
+
+    Raises:
+        ValueError: an unknown split or metric, ``top < 1``, or a study without
+            a complete feasible trial.
+    """
+    if top < 1:
+        raise ValueError(f"top must be >= 1, got {top}")
+    if split not in (SEARCH, HOLDOUT):
+        raise ValueError(f"unknown split {split!r}; valid: {[HOLDOUT, SEARCH]}")
+    settings = ws.settings
+    tasks = ws.replay(split).feedback.tasks
+    metrics = (*tasks, OBJECTIVE)
+    if metric not in metrics:
+        raise ValueError(f"unknown metric {metric!r}; valid: {list(metrics)}")
+    labels, numbers, rows = _picks(study, space, config, top, settings.control,
+                                   len(ws.score_tasks))
+    weights = np.stack(rows)
+    combine = objective_matrix(tasks, settings.objective)
+    m = metrics.index(metric)
+
+    replay = ws.replay(split)
+    terms = replay.terms(weights)
+    value = point_values(terms, combine)[:, m]
+    low, high = replay.interval.bounds(terms, combine)
+    search_value = ws.replay(SEARCH).evaluate(weights, settings.objective).value[:, m]
+    order = np.argsort(-value, kind="stable")
+    leader = int(order[0])
+    contrast = np.eye(len(weights)) - np.eye(len(weights))[leader][None, :]
+    d_low, d_high = replay.interval.bounds(terms, combine, contrast)
+    cov = covariance(terms, combine)[m]
+    n, level, ess = replay.feedback.n_requests, replay.interval.level, terms.ess
+    picks = []
+    for p in order:
+        estimate = Estimate(float(value[p]), float(low[p, m]), float(high[p, m]),
+                            float(ess[p]), n, level)
+        diff, p_better, need = None, float("nan"), float("nan")
+        if p != leader:
+            gap = float(value[p] - value[leader])
+            diff = Estimate(gap, float(d_low[p, m]), float(d_high[p, m]),
+                            float(min(ess[p], ess[leader])), n, level)
+            sd = math.sqrt(max(cov[p, p] + cov[leader, leader] - 2 * cov[p, leader], 0.0))
+            p_better = _phi(-gap / sd) if sd > 0 else float(gap < 0)
+            need = requests_to_separate(gap, sd, n)
+        picks.append(ComparedPick(labels[p], numbers[p], tuple(float(x) for x in weights[p]),
+                                  float(search_value[p]), estimate, diff, p_better, need))
+    return Comparison(study.study_name, split, metric, n, replay.estimator.name, tuple(picks))
+
+
+def _phi(z: float) -> float:
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+def _picks(study: optuna.Study, space: FusionSpace, config: CEMConfig, top: int,
+           control: Sequence[float] | None, n_tasks: int
+           ) -> tuple[list[str], list[int | None], list[np.ndarray]]:
+    """Labels, trial numbers and weights of CEM's mean, the best trials and the control."""
+    mean, _ = pick_weights(study, space, config, "cem_mean")
+    labels: list[str] = ["cem mean"]
+    numbers: list[int | None] = [None]
+    rows = [mean]
+    feasible = [t for t in study.get_trials(deepcopy=False,
+                                            states=(optuna.trial.TrialState.COMPLETE,))
+                if is_feasible_complete(t) and t.value is not None]
+    if not feasible:
+        raise ValueError(f"study {study.study_name!r} has no complete trial that keeps its "
+                         "guardrails; there is nothing to compare")
+    for t in sorted(feasible, key=lambda t: -float(t.value))[:top]:  # type: ignore[arg-type]
+        labels.append(f"trial {t.number}")
+        numbers.append(t.number)
+        rows.append(space.to_weights(t.params))
+    labels.append("control")
+    numbers.append(None)
+    rows.append(np.asarray(control, float) if control is not None else np.ones(n_tasks))
+    return labels, numbers, rows
