@@ -69,11 +69,13 @@ class ComparedPick:
         """Whether the paired interval of the difference to the leader excludes 0."""
         return self.diff is not None and (self.diff.high < 0.0 or self.diff.low > 0.0)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, tasks: Sequence[str]) -> dict[str, Any]:
+        """JSON-ready; ``tasks`` name the weights."""
         def est(e: Estimate | None) -> dict[str, float] | None:
             return None if e is None else {"value": e.value, "low": e.low, "high": e.high}
 
-        return {"label": self.label, "trial": self.trial_number, "weights": list(self.weights),
+        return {"label": self.label, "trial": self.trial_number,
+                "weights": dict(zip(tasks, self.weights, strict=True)),
                 "search_value": self.search_value, "estimate": est(self.estimate),
                 "diff_vs_leader": est(self.diff), "p_leader_better": _none_if_nan(
                     self.p_leader_better), "separated": self.separated,
@@ -93,6 +95,7 @@ class Comparison:
     metric: str
     n_requests: int
     estimator: str
+    tasks: tuple[str, ...]
     picks: tuple[ComparedPick, ...]
 
     @property
@@ -103,7 +106,7 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         return {"study": self.study_name, "split": self.split, "metric": self.metric,
                 "n_requests": self.n_requests, "estimator": self.estimator,
-                "picks": [p.to_dict() for p in self.picks]}
+                "tasks": list(self.tasks), "picks": [p.to_dict(self.tasks) for p in self.picks]}
 
 
 def compare_picks(ws: Workspace, study: optuna.Study, space: FusionSpace, config: CEMConfig,
@@ -163,7 +166,8 @@ def compare_picks(ws: Workspace, study: optuna.Study, space: FusionSpace, config
             need = requests_to_separate(gap, sd, n)
         picks.append(ComparedPick(labels[p], numbers[p], tuple(float(x) for x in weights[p]),
                                   float(search_value[p]), estimate, diff, p_better, need))
-    return Comparison(study.study_name, split, metric, n, replay.estimator.name, tuple(picks))
+    return Comparison(study.study_name, split, metric, n, replay.estimator.name,
+                      tuple(ws.score_tasks), tuple(picks))
 
 
 def _phi(z: float) -> float:

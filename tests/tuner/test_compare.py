@@ -58,8 +58,11 @@ def test_picks_are_ordered_and_their_differences_are_paired(study_db: Path) -> N
     study, _, _, _, raw = load_search(f"sqlite:///{study_db}", "s")
     ws = Workspace(SearchSettings.from_dict(raw))
     other = picks[-1]
-    report = ab_report(ws.replay(HOLDOUT), np.array(leader["weights"]),
-                       np.array(other["weights"]), ws.settings.objective)
+    def weights(pick: dict[str, Any]) -> np.ndarray:
+        return np.array([pick["weights"][t] for t in data["tasks"]])
+
+    report = ab_report(ws.replay(HOLDOUT), weights(leader), weights(other),
+                       ws.settings.objective)
     lift = report.row("objective").lift
     assert (lift.low, lift.high) == pytest.approx(
         (other["diff_vs_leader"]["low"], other["diff_vs_leader"]["high"]), rel=1e-4)

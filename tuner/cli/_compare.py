@@ -57,12 +57,15 @@ def search_compare(storage: str, study_name: str, top: int, split: str, metric: 
 
 def comparison_text(c: Comparison) -> str:
     """The comparison as a table with a one-line verdict under it."""
-    header = ["pick", "search est.", f"{c.split} est.", "95% interval", "vs leader",
-              "95% interval", "P(leader better)", "requests to separate"]
+    on_search = c.split == SEARCH  # the search-split column would repeat the estimate
+    header = ["pick", *([] if on_search else ["search est."]), f"{c.split} est.",
+              "95% interval", "vs leader", "95% interval", "P(leader better)",
+              "requests to separate"]
     rows = []
     for p in c.picks:
         e = p.estimate
-        row: list[object] = [p.label, p.search_value, e.value, f"[{e.low:.4f}, {e.high:.4f}]"]
+        row: list[object] = [p.label, *([] if on_search else [p.search_value]), e.value,
+                             f"[{e.low:.4f}, {e.high:.4f}]"]
         if p.diff is None:
             row += ["leader", "", "", ""]
         else:
