@@ -8,6 +8,7 @@ One pass evaluates a whole CEM generation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -58,6 +59,9 @@ class PopulationEstimate:
         ess: ``[P]`` effective sample sizes.
         n: number of requests.
         level: confidence level.
+        events: ``[P, M]`` effective number of label events behind each estimate
+            (:meth:`RequestTerms.events`), nan where the estimator has no
+            importance weights; None (not computed) reads as all nan.
     """
 
     metrics: tuple[str, ...]
@@ -67,6 +71,7 @@ class PopulationEstimate:
     ess: np.ndarray
     n: int
     level: float
+    events: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.value.shape[0])
@@ -81,6 +86,7 @@ class PopulationEstimate:
             ess=float(self.ess[policy]),
             n=self.n,
             level=self.level,
+            events=math.nan if self.events is None else float(self.events[policy, m]),
         )
 
 
@@ -172,4 +178,5 @@ class Replay:
             ess=terms.ess,
             n=self.feedback.n_requests,
             level=self.interval.level,
+            events=terms.events(combine),
         )
