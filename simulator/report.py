@@ -76,7 +76,7 @@ def ab_report(
     contrast = np.array([[-1.0, 1.0]])
     d_low, d_high = replay.interval.bounds(terms, combine, contrast)
     ess = terms.ess
-    events = terms.events(combine)  # [2, M]
+    events = terms.expected_events(combine)  # [2, M], as PopulationEstimate.events
     n = replay.feedback.n_requests
     level = replay.interval.level
     rows = []

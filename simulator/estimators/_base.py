@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -155,6 +155,10 @@ class RequestTerms:
             weights ``w`` the estimator used and the observed labels ``y``, or None
             for an estimator without importance weights (see :meth:`events`).
         label_sq_sum: ``[P, T, T]`` ``S2[p, t, s] = sum_{r, n} w^2 y_t y_s``, or None.
+        impressions: number of impressions the weights range over (shown
+            candidates), with ``label_sum``.
+        impression_label_sum: ``[T]`` unweighted ``sum_{r, n} y_t`` over them.
+        impression_label_sq_sum: ``[T, T]`` unweighted ``sum_{r, n} y_t y_s``.
     """
 
     numerator: np.ndarray
@@ -165,6 +169,9 @@ class RequestTerms:
     offset: np.ndarray | None = None
     label_sum: np.ndarray | None = None
     label_sq_sum: np.ndarray | None = None
+    impressions: int = 0
+    impression_label_sum: np.ndarray | None = None
+    impression_label_sq_sum: np.ndarray | None = None
 
     @property
     def ess(self) -> np.ndarray:
@@ -194,6 +201,30 @@ class RequestTerms:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(second > 0, first**2 / second, 0.0)
 
+    def expected_events(self, combine: np.ndarray) -> np.ndarray:
+        """``[P, M]`` the effective events the weights can expect, whatever the log drew.
+
+        :meth:`events` with each impression's label replaced by the log's mean
+        label (the labels taken independent of the weights): with ``m1 = mean y @ c``
+        and ``m2 = mean (y @ c)^2`` over the impressions,
+
+        ``expected_events = (sum w)^2 m1^2 / (sum w^2 m2) = ess * m1^2 / m2``,
+
+        for one binary task ``ess`` times its positive rate. Unlike :meth:`events`
+        it does not grow when the rare heavily weighted events happen to be
+        missing from the log (then the estimate rests on many light ones and
+        :meth:`events` is large although the interval is too narrow). 0 without
+        events; nan without label sums.
+        """
+        p, m = self.numerator.shape[0], combine.shape[1]
+        if self.impression_label_sum is None or self.impression_label_sq_sum is None:
+            return np.full((p, m), np.nan)
+        first = self.impression_label_sum @ combine  # [M]
+        second = np.einsum("tm,ts,sm->m", combine, self.impression_label_sq_sum, combine)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(second > 0, first**2 / (self.impressions * second), 0.0)
+        return self.ess[:, None] * share[None, :]
+
     def take(self, policies: np.ndarray) -> RequestTerms:
         """The terms of a subset of the policies (indices into the ``P`` axis)."""
         idx = np.asarray(policies)
@@ -206,6 +237,9 @@ class RequestTerms:
             offset=None if self.offset is None else self.offset[idx],
             label_sum=None if self.label_sum is None else self.label_sum[idx],
             label_sq_sum=None if self.label_sq_sum is None else self.label_sq_sum[idx],
+            impressions=self.impressions,
+            impression_label_sum=self.impression_label_sum,
+            impression_label_sq_sum=self.impression_label_sq_sum,
         )
 
     @staticmethod
@@ -221,7 +255,9 @@ class RequestTerms:
         off = parts[0].offset
         sums = [(p.label_sum, p.label_sq_sum) for p in parts
                 if p.label_sum is not None and p.label_sq_sum is not None]
-        have_sums = len(sums) == len(parts)
+        moments = [(p.impression_label_sum, p.impression_label_sq_sum) for p in parts
+                   if p.impression_label_sum is not None and p.impression_label_sq_sum is not None]
+        have_sums = len(sums) == len(moments) == len(parts)
         scale = None
         if parts[0].scale is not None:
             sizes = np.array([p.numerator.shape[1] for p in parts], dtype=np.float64)
@@ -238,6 +274,10 @@ class RequestTerms:
                 [p.offset for p in parts if p.offset is not None], axis=1),
             label_sum=np.sum([s1 for s1, _ in sums], axis=0) if have_sums else None,
             label_sq_sum=np.sum([s2 for _, s2 in sums], axis=0) if have_sums else None,
+            impressions=sum(p.impressions for p in parts) if have_sums else 0,
+            impression_label_sum=np.sum([m1 for m1, _ in moments], axis=0) if have_sums else None,
+            impression_label_sq_sum=np.sum([m2 for _, m2 in moments], axis=0)
+            if have_sums else None,
         )
 
 
@@ -352,17 +392,20 @@ def weight_moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flat.sum(axis=1, dtype=np.float64), np.einsum("pi,pi->p", flat, flat, dtype=np.float64)
 
 
-def label_moments(weights: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """The label sums of :class:`RequestTerms` (keyword arguments ``label_sum``, ``label_sq_sum``).
+def label_moments(weights: np.ndarray, labels: np.ndarray, impressions: int
+                  ) -> dict[str, Any]:
+    """The label sums of :class:`RequestTerms`, as its keyword arguments.
 
     Args:
         weights: ``[P, *shape]`` importance weights the estimator used (e.g.
             ``[P, R, N]``), 0 where an impression is not weighted.
-        labels: ``[*shape, T]`` observed labels.
+        labels: ``[*shape, T]`` observed labels (0 off the impressions).
+        impressions: how many entries of ``shape`` are impressions (shown).
 
     Returns:
-        ``label_sum`` ``[P, T]`` ``sum w y_t`` and ``label_sq_sum`` ``[P, T, T]``
-        ``sum w^2 y_t y_s``, in float64.
+        ``label_sum`` ``[P, T]`` ``sum w y_t``, ``label_sq_sum`` ``[P, T, T]``
+        ``sum w^2 y_t y_s`` (float64), ``impressions`` and their unweighted
+        ``impression_label_sum`` ``[T]`` and ``impression_label_sq_sum`` ``[T, T]``.
     """
     t = labels.shape[-1]
     flat = weights.reshape(weights.shape[0], -1)
@@ -375,4 +418,6 @@ def label_moments(weights: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarr
     w = flat[:, rows].astype(np.float64)
     y = y[rows].astype(np.float64)
     pairs = (y[:, :, None] * y[:, None, :]).reshape(-1, t * t)
-    return {"label_sum": w @ y, "label_sq_sum": ((w * w) @ pairs).reshape(-1, t, t)}
+    return {"label_sum": w @ y, "label_sq_sum": ((w * w) @ pairs).reshape(-1, t, t),
+            "impressions": int(impressions), "impression_label_sum": y.sum(axis=0),
+            "impression_label_sq_sum": pairs.sum(axis=0).reshape(t, t)}

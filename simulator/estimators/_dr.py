@@ -45,4 +45,4 @@ class DoublyRobust(BaseEstimator):
         residual = feedback.rewards - feedback.slot_examination[..., None] * q
         num = expose(exposure, q) + expose(w, residual)
         return RequestTerms(num, None, None, *weight_moments(w),
-                            **label_moments(w, feedback.rewards))
+                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))

@@ -21,9 +21,10 @@ class Estimate:
         n: number of requests it was estimated on.
         level: confidence level of the interval, e.g. 0.95.
         events: effective number of label events the estimate rests on (the
-            Kish ESS of the weighted label contributions, see
-            :meth:`RequestTerms.events`); nan when the estimator has no
-            importance weights. Few events: the interval may be too narrow.
+            Kish ESS of the weighted label contributions, expected under the
+            log's label rates, see :meth:`RequestTerms.expected_events`); nan when
+            the estimator has no importance weights. Few events: the interval
+            may be too narrow.
 
     Example:
         >>> e = Estimate(1.0, 0.9, 1.1, ess=50.0, n=100, events=42.0)

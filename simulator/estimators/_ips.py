@@ -55,4 +55,4 @@ class IPS(BaseEstimator):
             w = np.minimum(w, self.clip)
         num = expose(w, feedback.rewards)
         return RequestTerms(num, None, None, *weight_moments(w),
-                            **label_moments(w, feedback.rewards))
+                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))

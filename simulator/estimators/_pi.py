@@ -141,4 +141,4 @@ class PseudoInverse(BaseEstimator):
         total = feedback.rewards.sum(axis=1, dtype=np.float64)  # [R, T]
         num = (theta[..., None] * total[None]).astype(np.float32)
         return RequestTerms(num, None, None, *weight_moments(theta),
-                            **label_moments(theta, total))
+                            **label_moments(theta, total, feedback.n_requests))

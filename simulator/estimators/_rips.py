@@ -79,4 +79,4 @@ class RIPS(BaseEstimator):
             inv = np.where(feedback.shown, 1.0 / feedback.prefix_pscore, 0.0)
         w = (target_prefix * inv[None]).astype(np.float32)
         return RequestTerms(expose(w, feedback.rewards), None, None, *weight_moments(w),
-                            **label_moments(w, feedback.rewards))
+                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))

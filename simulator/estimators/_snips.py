@@ -48,4 +48,4 @@ class SNIPS(BaseEstimator):
         num, den = both[..., :-1], both[..., -1]
         scale = exposure.sum(axis=2, dtype=np.float64).mean(axis=1)
         return RequestTerms(num, den, scale, *weight_moments(w),
-                            **label_moments(w, feedback.rewards))
+                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))

@@ -75,4 +75,4 @@ class Switch(BaseEstimator):
         dm_exposure = np.where(keep, 0.0, exposure).astype(np.float32)
         num = expose(w, feedback.rewards) + expose(dm_exposure, feedback.reward_model)
         return RequestTerms(num, None, None, *weight_moments(w),
-                            **label_moments(w, feedback.rewards))
+                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))

@@ -64,6 +64,23 @@ def test_events_equal_a_hand_computation(estimator) -> None:
     np.testing.assert_allclose(terms.events(combine), expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("estimator", [IPS(), ClippedIPS(clip=2.0)], ids=lambda e: e.name)
+def test_expected_events_equal_a_hand_computation(estimator) -> None:
+    # ess of the weights times m1^2 / m2 of the shown labels (for a binary task: its rate)
+    traffic, _, scores = make_toy(0, n_requests=150)
+    exposure = _exposure(traffic, scores)
+    terms = estimator.terms(SlateFeedback.from_traffic(traffic), exposure)
+    combine = objective_matrix(TASKS, OBJECTIVE)
+    e0 = traffic.pscores @ traffic.examination
+    shown = traffic.shown
+    w = np.minimum(exposure / e0[None], getattr(estimator, "clip", math.inf))[:, shown]
+    ess = w.sum(axis=1) ** 2 / (w**2).sum(axis=1)
+    y = np.stack([traffic.labels[t] for t in TASKS], axis=-1)[shown] @ combine  # [n, M]
+    share = y.mean(axis=0) ** 2 / (y**2).mean(axis=0)
+    np.testing.assert_allclose(terms.expected_events(combine), ess[:, None] * share[None],
+                               rtol=1e-5)
+
+
 def test_events_of_the_logging_policy_under_ips_count_the_positive_labels() -> None:
     # w = 1 on every shown candidate: the events of a binary task are its positives
     traffic, _, _ = make_toy(1)
@@ -84,22 +101,27 @@ def test_joined_chunks_give_the_events_of_the_whole_log() -> None:
         SNIPS().terms(feedback.chunk(a, b), exposure[:, a:b])
         for a, b in zip(cut[:-1], cut[1:], strict=True)])
     np.testing.assert_allclose(joined.events(combine), whole, rtol=1e-6)
+    expected = SNIPS().terms(feedback, exposure).expected_events(combine)
+    np.testing.assert_allclose(joined.expected_events(combine), expected, rtol=1e-6)
     # a single chunk already differs from the whole: the join must add, not keep one
-    first = SNIPS().terms(feedback.chunk(0, 190), exposure[:, :190]).events(combine)
-    assert not np.allclose(first, whole)
-    # and the replay, whatever its chunks, reports the same events
+    first = SNIPS().terms(feedback.chunk(0, 190), exposure[:, :190])
+    assert not np.allclose(first.events(combine), whole)
+    assert not np.allclose(first.expected_events(combine), expected)
+    # and the replay, whatever its chunks, reports the same (expected) events
     replays = [Replay(feedback, scores, TASKS, FUSION, TopKPolicy(3), SNIPS(), NormalInterval(),
                       chunk_requests=c).evaluate(WEIGHTS, OBJECTIVE) for c in (37, 10_000)]
     np.testing.assert_allclose(replays[0].events, replays[1].events, rtol=1e-6)
-    np.testing.assert_allclose(replays[1].events, whole, rtol=1e-5)
+    np.testing.assert_allclose(replays[1].events, expected, rtol=1e-5)
 
 
 def test_take_keeps_the_events_of_the_chosen_policies() -> None:
     traffic, _, scores = make_toy(3)
     terms = SNIPS().terms(SlateFeedback.from_traffic(traffic), _exposure(traffic, scores))
     combine = np.eye(len(TASKS))
-    np.testing.assert_array_equal(terms.take(np.array([2, 0])).events(combine),
-                                  terms.events(combine)[[2, 0]])
+    taken = terms.take(np.array([2, 0]))
+    np.testing.assert_array_equal(taken.events(combine), terms.events(combine)[[2, 0]])
+    np.testing.assert_array_equal(taken.expected_events(combine),
+                                  terms.expected_events(combine)[[2, 0]])
 
 
 def test_events_are_zero_when_a_task_has_no_positive_label() -> None:
@@ -113,6 +135,8 @@ def test_events_are_zero_when_a_task_has_no_positive_label() -> None:
     np.testing.assert_array_equal(result.events[:, like], 0.0)
     assert (result.events[:, click] > 10).all()
     assert result.estimate(0, "like").events == 0.0
+    terms = replay.terms(WEIGHTS)
+    np.testing.assert_array_equal(terms.events(np.eye(2))[:, like], 0.0)
 
 
 @pytest.mark.parametrize("name", sorted(set(ESTIMATORS) - {"rips"}))
