@@ -35,6 +35,12 @@ studentized bootstrap (the same resamples) and the normal interval, each with
 twice its Monte Carlo standard error, clustered by seed (the vectors of a seed
 share a log).
 
+Coverage by effective events: a second table bins the 95% intervals of every task
+and of the objective (near and far vectors) by the effective number of label events
+behind each estimate, realized (``RequestTerms.events``) and expected
+(``RequestTerms.expected_events``, what the CLI warns on); it calibrates
+``simulator.replay.MIN_EVENTS``, whose docstring holds the measured table.
+
 Run: ``python bench/estimator_quality.py [--seeds 200] [--requests 10000]`` (the
 KuaiRand world needs ``../shared/data/kuairand-pure``; ``--worlds marketplace``
 runs without it). 200 seeds take about 9 CPU-minutes per world (25 minutes of
@@ -91,6 +97,7 @@ OBJECTIVES = {
 # conditional score tasks (sample space "after:click"): reward model = parent x child
 CONDITIONAL = {"conversion": "click", "long_view": "click"}
 DEFAULT_ESTIMATORS = tuple(name for name in ESTIMATORS if name != "iips")
+EVENTS_EDGES = (10.0, 30.0, 100.0, 300.0)  # bins of the coverage-by-events table
 
 
 @dataclass(frozen=True)
@@ -155,8 +162,13 @@ def weight_sets(log: Log, seed: int, n_near: int, n_far: int, n_tau: int
 
 
 def true_objective(log: Log, weights: np.ndarray, objective: dict[str, float]) -> np.ndarray:
-    """``[P]`` exact objective of ranking by ``weights [P, T]``, in request chunks (the
-    exposure of every vector over a whole large log would not fit in memory)."""
+    """``[P]`` exact objective of ranking by ``weights [P, T]``."""
+    return true_values(log, weights) @ np.array([objective.get(t, 0.0) for t in log.world.tasks])
+
+
+def true_values(log: Log, weights: np.ndarray) -> np.ndarray:
+    """``[P, T]`` exact per-task values of ranking by ``weights [P, T]``, in request chunks
+    (the exposure of every vector over a whole large log would not fit in memory)."""
     fusion = MultiplicativeFusion()
     policy = TopKPolicy(log.traffic.slate_size)
     rewards = log.world.expected_rewards(log.traffic)  # [R, N, T]
@@ -166,8 +178,7 @@ def true_objective(log: Log, weights: np.ndarray, objective: dict[str, float]) -
         sl = slice(start, start + CHUNK)
         exposure = policy.exposure(fusion.fuse(transformed[sl], weights), log.world.examination)
         total += expose(exposure.astype(np.float64), rewards[sl]).sum(axis=1)
-    per_task = total / log.traffic.n_requests  # [P, T]
-    return per_task @ np.array([objective.get(t, 0.0) for t in log.world.tasks])
+    return total / log.traffic.n_requests  # [P, T]
 
 
 @dataclass
@@ -228,12 +239,29 @@ def seed_terms(log: Log, weights: np.ndarray, names: Sequence[str] = DEFAULT_EST
     return {name: failed.get(name) or RequestTerms.concatenate(parts[name]) for name in names}
 
 
+@dataclass
+class EventsTally:
+    """Per (world, estimator) rows of (effective events, expected events, seed, metric,
+    whether the percentile bootstrap and the normal interval cover), one per (vector,
+    metric)."""
+
+    rows: list[tuple[float, float, int, str, bool, bool]] = dataclasses.field(
+        default_factory=list)
+
+
 def run_seed(log: Log, seed: int, objective: dict[str, float], sets: dict[str, np.ndarray],
-             tallies: dict[tuple[str, str], Tally], names: Sequence[str]) -> None:
-    """Errors and interval hits of every estimator for the near and far vectors of a log."""
+             tallies: dict[tuple[str, str], Tally], names: Sequence[str],
+             events: dict[str, EventsTally] | None = None) -> None:
+    """Errors and interval hits of every estimator for the near and far vectors of a log.
+
+    The objective's go to ``tallies``; with ``events``, every metric's (each task and
+    the objective) hits go there with the effective events of its estimate.
+    """
     combine = objective_matrix(log.world.tasks, objective)
+    metrics = [*log.world.tasks, "objective"]
     weights = np.concatenate([sets["near"], sets["far"]])
-    truth = true_objective(log, weights, objective)
+    truths = true_values(log, weights) @ combine  # [P, M]
+    truth = truths[:, -1]
     n_near = len(sets["near"])
     for name, terms in seed_terms(log, weights, names).items():
         if isinstance(terms, str):
@@ -241,15 +269,21 @@ def run_seed(log: Log, seed: int, objective: dict[str, float], sets: dict[str, n
                 tallies[(name, g)].failure = terms
             continue
         value = point_values(terms, combine)[:, -1]
-        hits = []
+        hits = []  # [P, M] per interval
         for interval in (BootstrapInterval(200, seed=seed),
                          StudentizedBootstrapInterval(200, seed=seed), NormalInterval()):
             low, high = interval.bounds(terms, combine)
-            hits.append((low[:, -1] <= truth) & (truth <= high[:, -1]))
+            hits.append((low <= truths) & (truths <= high))
         for p in range(len(weights)):
             tallies[(name, "near" if p < n_near else "far")].rows.append((
                 float(value[p] - truth[p]), float(truth[p]), seed,
-                *(bool(h[p]) for h in hits)))
+                *(bool(h[p, -1]) for h in hits)))
+        if events is not None:
+            n_events, n_expected = terms.events(combine), terms.expected_events(combine)
+            events[name].rows.extend(
+                (float(n_events[p, m]), float(n_expected[p, m]), seed, metric,
+                 bool(hits[0][p, m]), bool(hits[2][p, m]))
+                for p in range(len(weights)) for m, metric in enumerate(metrics))
 
 
 class StreamedEstimate:
@@ -377,6 +411,44 @@ def table(world: str, tallies: dict[tuple[str, str], Tally], say: Callable[[str]
             f"{err.std(ddof=1):.4f} | {rmse:.4f} | {100 * rmse / mean_truth:.2f} | {cover} |")
 
 
+def events_table(world: str, requests: int, tallies: dict[str, EventsTally],
+                 say: Callable[[str], None]) -> None:
+    """Coverage of every metric's interval binned by the effective events of its estimate.
+
+    Rows are bins ``[a, b)`` of :data:`EVENTS_EDGES`, then the cumulative ``>= a``
+    rows: a threshold ``a`` is safe when every row at and above it covers 93-97%.
+    Binned twice: by the realized events (``RequestTerms.events``) and by the
+    expected events (``RequestTerms.expected_events``).
+    """
+    say(f"\n### {world}: coverage by effective events, logs of {requests:,} requests\n")
+    say("Every task's and the objective's 95% interval over the near and far vectors. "
+        "events: Kish ESS of the weighted label contributions (RequestTerms.events); "
+        "expected: the same with each label replaced by the log's mean label, ess * m1^2 / m2 "
+        "(RequestTerms.expected_events). metrics: each metric's share of the row.\n")
+    say("| estimator | binned by | events | estimates | cover boot | cover normal | metrics |")
+    say("|---|---|---|---|---|---|---|")
+    edges = [0.0, *EVENTS_EDGES, np.inf]
+    for name, tally in tallies.items():
+        if not tally.rows:
+            continue
+        ev, expected, seeds, metric, boot, normal = (
+            np.array(c) for c in zip(*tally.rows, strict=True))
+        for by, n in (("events", ev.astype(float)), ("expected", expected.astype(float))):
+            rows = [(f"[{a:g}, {b:g})", (n >= a) & (n < b))
+                    for a, b in zip(edges[:-1], edges[1:], strict=True)]
+            rows += [(f">= {a:g}", n >= a) for a in EVENTS_EDGES]
+            for label, mask in rows:
+                if not mask.any():
+                    say(f"| {name} | {by} | {label} | 0 | | | |")
+                    continue
+                names, counts = np.unique(metric[mask], return_counts=True)
+                share = ", ".join(f"{m} {c / mask.sum():.0%}" for m, c in
+                                  sorted(zip(names, counts, strict=True), key=lambda x: -x[1]))
+                say(f"| {name} | {by} | {label} | {mask.sum()} | "
+                    f"{_coverage(boot[mask], seeds[mask])} | "
+                    f"{_coverage(normal[mask], seeds[mask])} | {share} |")
+
+
 def tau_table(world: str, requests: int, rows: dict[str, TauRow],
               say: Callable[[str], None]) -> None:
     say(f"\n### {world}: Kendall tau, logs of {requests:,} requests\n")
@@ -421,11 +493,13 @@ def main() -> None:
         tick = time.perf_counter()
         if args.seeds:
             tallies = {(name, g): Tally() for name in args.estimators for g in ("near", "far")}
+            events = {name: EventsTally() for name in args.estimators}
             for seed in range(args.seeds):
                 log = make_log(world, seed, args.requests, fit)
                 sets = weight_sets(log, seed, args.near, args.far, args.tau_vectors)
-                run_seed(log, seed, OBJECTIVES[world], sets, tallies, args.estimators)
+                run_seed(log, seed, OBJECTIVES[world], sets, tallies, args.estimators, events)
             table(world, tallies, print)
+            events_table(world, args.requests, events, print)
         rows = {name: TauRow() for name in args.estimators}
         for seed in range(args.seeds, args.seeds + args.tau_seeds):
             log = make_log(world, seed, args.tau_requests, fit)

@@ -23,7 +23,8 @@ class ABRow:
         control: estimate of the control policy.
         treatment: estimate of the treatment policy.
         lift: ``treatment - control`` as an :class:`Estimate` whose interval comes
-            from resampling the *same* requests for both arms (paired).
+            from resampling the *same* requests for both arms (paired); its
+            ``events`` is the smaller of the two arms'.
     """
 
     metric: str
@@ -75,13 +76,16 @@ def ab_report(
     contrast = np.array([[-1.0, 1.0]])
     d_low, d_high = replay.interval.bounds(terms, combine, contrast)
     ess = terms.ess
+    events = terms.expected_events(combine)  # [2, M], as PopulationEstimate.events
     n = replay.feedback.n_requests
     level = replay.interval.level
     rows = []
     for m, name in enumerate(metrics):
         arms = [Estimate(float(value[p, m]), float(low[p, m]), float(high[p, m]),
-                         float(ess[p]), n, level) for p in range(2)]
+                         float(ess[p]), n, level, float(events[p, m])) for p in range(2)]
         diff = float(value[1, m] - value[0, m])
-        lift = Estimate(diff, float(d_low[0, m]), float(d_high[0, m]), float(min(ess)), n, level)
+        # the lift is no surer than its thinner arm (np.min keeps nan, builtin min may not)
+        lift = Estimate(diff, float(d_low[0, m]), float(d_high[0, m]), float(min(ess)), n, level,
+                        float(np.min(events[:, m])))
         rows.append(ABRow(name, arms[0], arms[1], lift))
     return ABReport(tuple(rows), n, replay.estimator.name)

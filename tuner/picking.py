@@ -99,11 +99,17 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
             "search_split_value": search_values[OBJECTIVE],
             "control_weights": control.tolist(),
             "lift_vs_control": {"value": row.lift.value, "low": row.lift.low,
-                                "high": row.lift.high},
+                                "high": row.lift.high, "events": _finite(row.lift.events)},
             "holdout_metrics": {r.metric: {"value": r.treatment.value, "low": r.treatment.low,
-                                           "high": r.treatment.high}
+                                           "high": r.treatment.high,
+                                           "events": _finite(r.treatment.events)}
                                 for r in report.rows},
             "holdout_requests": report.n_requests,
         },
     )
     return exported, report, search_values
+
+
+def _finite(x: float) -> float | None:
+    """``x``, or None where it is NaN (the export is strict JSON)."""
+    return x if np.isfinite(x) else None

@@ -70,6 +70,8 @@ class _EstimateLike(Protocol):
     def high(self) -> float: ...
     @property
     def ess(self) -> float: ...
+    @property
+    def events(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class TrialResult:
         attrs: further JSON-able user attrs of the trial, stored as given (e.g. a
             loss-weight trial's ``auc:<task>`` and ``fusion:<task>``); they must be
             deterministic functions of the weight vector, or resume changes the trials.
+        events: effective number of label events the objective's estimate rests on
+            (nan: unknown); stored as user attr ``events`` (``None`` when nan).
     """
 
     value: float
@@ -97,18 +101,20 @@ class TrialResult:
     metrics: Mapping[str, float] = field(default_factory=dict)
     infeasible: str = ""
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    events: float = math.nan
 
     @classmethod
     def from_estimate(
         cls, estimate: _EstimateLike, metrics: Mapping[str, float] | None = None
     ) -> TrialResult:
-        """Build from anything with ``value, low, high, ess`` (e.g. a simulator Estimate)."""
+        """Build from anything with ``value, low, high, ess, events`` (a simulator Estimate)."""
         return cls(
             float(estimate.value),
             float(estimate.low),
             float(estimate.high),
             float(estimate.ess),
             dict(metrics or {}),
+            events=float(estimate.events),
         )
 
 
@@ -117,7 +123,8 @@ class RoundSummary:
     """One CEM round: its best trial and the CEM state that generated it.
 
     ``best_*`` are NaN and ``best_trial`` is -1 when no trial of the round completed;
-    ``mean``/``sigma`` are keyed by free task (the pinned weight is 1).
+    ``mean``/``sigma`` are keyed by free task (the pinned weight is 1). ``best_events``
+    is the best trial's user attr ``events`` (NaN when it has none).
     """
 
     round: int
@@ -128,6 +135,7 @@ class RoundSummary:
     best_trial: int
     mean: dict[str, float]
     sigma: dict[str, float]
+    best_events: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; non-finite numbers become ``None``."""
@@ -252,10 +260,10 @@ def run_rounds(
     generations are replayed into CEM; finished members of the current generation are kept
     and only the missing ones are evaluated. Each trial is written in one transaction with
     its params (exactly the CEM row), value and user attrs ``round``, ``member``,
-    ``ci_low``, ``ci_high``, ``ess``, ``metric:<task>``; a non-finite value is written as a
-    FAIL trial with a ``fail_reason``. Same seed and same ``evaluate`` give the same trials
-    whether or not the run was interrupted, provided ``evaluate`` is row-wise (a row's result
-    depends only on that row). Only one process may drive a study with this function.
+    ``ci_low``, ``ci_high``, ``ess``, ``events``, ``metric:<task>``; a non-finite value is
+    written as a FAIL trial with a ``fail_reason``. Same seed and same ``evaluate`` give the
+    same trials whether or not the run was interrupted, provided ``evaluate`` is row-wise (a
+    row's result depends only on that row). Only one process may drive a study with this function.
 
     Args:
         study: a maximising study, e.g. from :func:`create_or_load_study`.
@@ -324,6 +332,7 @@ def trials_table(study: optuna.Study) -> list[dict[str, Any]]:
                 "ci_low": ua.get("ci_low"),
                 "ci_high": ua.get("ci_high"),
                 "ess": ua.get("ess"),
+                "events": ua.get("events"),
                 "params": dict(t.params),
                 "metrics": {k[7:]: v for k, v in ua.items() if k.startswith("metric:")},
                 "auc": {k[4:]: v for k, v in ua.items() if k.startswith("auc:")},
@@ -539,7 +548,12 @@ def _summary(
         best_trial=best.number if best is not None else -1,
         mean=dict(zip(space.free_tasks, state.mean, strict=True)),
         sigma=dict(zip(space.free_tasks, state.sigma, strict=True)),
+        best_events=_float_or_nan(ua.get("events")),
     )
+
+
+def _float_or_nan(x: Any) -> float:
+    return math.nan if x is None else float(x)
 
 
 def _frozen(
@@ -552,6 +566,8 @@ def _frozen(
         "ci_low": float(result.low),
         "ci_high": float(result.high),
         "ess": float(result.ess),
+        # None, not NaN: a stored NaN never equals itself, so resumed trials would differ
+        "events": float(result.events) if math.isfinite(result.events) else None,
     }
     attrs.update({f"metric:{k}": float(v) for k, v in result.metrics.items()})
     attrs.update(result.attrs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -151,6 +151,14 @@ class RequestTerms:
         weight_sum: ``[P]`` sum of importance weights over logged impressions.
         weight_sq_sum: ``[P]`` sum of squared importance weights.
         offset: ``[P, R, T]`` or None, a plain per-request mean added to the estimate.
+        label_sum: ``[P, T]`` ``S1[p, t] = sum_{r, n} w y_t`` of the importance
+            weights ``w`` the estimator used and the observed labels ``y``, or None
+            for an estimator without importance weights (see :meth:`events`).
+        label_sq_sum: ``[P, T, T]`` ``S2[p, t, s] = sum_{r, n} w^2 y_t y_s``, or None.
+        impressions: number of impressions the weights range over (shown
+            candidates), with ``label_sum``.
+        impression_label_sum: ``[T]`` unweighted ``sum_{r, n} y_t`` over them.
+        impression_label_sq_sum: ``[T, T]`` unweighted ``sum_{r, n} y_t y_s``.
     """
 
     numerator: np.ndarray
@@ -159,12 +167,63 @@ class RequestTerms:
     weight_sum: np.ndarray
     weight_sq_sum: np.ndarray
     offset: np.ndarray | None = None
+    label_sum: np.ndarray | None = None
+    label_sq_sum: np.ndarray | None = None
+    impressions: int = 0
+    impression_label_sum: np.ndarray | None = None
+    impression_label_sq_sum: np.ndarray | None = None
 
     @property
     def ess(self) -> np.ndarray:
         """``[P]`` effective sample size ``(sum w)^2 / sum w^2`` (Kish)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.weight_sq_sum > 0, self.weight_sum**2 / self.weight_sq_sum, 0.0)
+
+    def events(self, combine: np.ndarray) -> np.ndarray:
+        """``[P, M]`` effective number of label events behind each metric.
+
+        For a metric combining the tasks by a column ``c`` of ``combine`` ``[T, M]``
+        it is the Kish effective sample size of the weighted label contributions
+        ``w (y @ c)`` over logged impressions:
+
+        ``events = (sum w (y @ c))^2 / sum (w (y @ c))^2 = (S1 c)^2 / (c^T S2 c)``.
+
+        For one binary task it is the ESS of the weighted positive events: a
+        rare label with large weights rests on few of them even in a big log,
+        and its interval, built from the log alone, may be too narrow. 0 when
+        the log holds no event; nan without label sums (e.g. the direct method).
+        """
+        p, m = self.numerator.shape[0], combine.shape[1]
+        if self.label_sum is None or self.label_sq_sum is None:
+            return np.full((p, m), np.nan)
+        first = self.label_sum @ combine  # [P, M]
+        second = np.einsum("tm,pts,sm->pm", combine, self.label_sq_sum, combine)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(second > 0, first**2 / second, 0.0)
+
+    def expected_events(self, combine: np.ndarray) -> np.ndarray:
+        """``[P, M]`` the effective events the weights can expect, whatever the log drew.
+
+        :meth:`events` with each impression's label replaced by the log's mean
+        label (the labels taken independent of the weights): with ``m1 = mean y @ c``
+        and ``m2 = mean (y @ c)^2`` over the impressions,
+
+        ``expected_events = (sum w)^2 m1^2 / (sum w^2 m2) = ess * m1^2 / m2``,
+
+        for one binary task ``ess`` times its positive rate. Unlike :meth:`events`
+        it does not grow when the rare heavily weighted events happen to be
+        missing from the log (then the estimate rests on many light ones and
+        :meth:`events` is large although the interval is too narrow). 0 without
+        events; nan without label sums.
+        """
+        p, m = self.numerator.shape[0], combine.shape[1]
+        if self.impression_label_sum is None or self.impression_label_sq_sum is None:
+            return np.full((p, m), np.nan)
+        first = self.impression_label_sum @ combine  # [M]
+        second = np.einsum("tm,ts,sm->m", combine, self.impression_label_sq_sum, combine)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(second > 0, first**2 / (self.impressions * second), 0.0)
+        return self.ess[:, None] * share[None, :]
 
     def take(self, policies: np.ndarray) -> RequestTerms:
         """The terms of a subset of the policies (indices into the ``P`` axis)."""
@@ -176,6 +235,11 @@ class RequestTerms:
             weight_sum=self.weight_sum[idx],
             weight_sq_sum=self.weight_sq_sum[idx],
             offset=None if self.offset is None else self.offset[idx],
+            label_sum=None if self.label_sum is None else self.label_sum[idx],
+            label_sq_sum=None if self.label_sq_sum is None else self.label_sq_sum[idx],
+            impressions=self.impressions,
+            impression_label_sum=self.impression_label_sum,
+            impression_label_sq_sum=self.impression_label_sq_sum,
         )
 
     @staticmethod
@@ -184,10 +248,16 @@ class RequestTerms:
 
         A self-normalized estimator's ``scale`` is a mean over requests (the target's
         exposure per request), so the joined scale is the chunks' scales averaged
-        with their numbers of requests as weights.
+        with their numbers of requests as weights. The label sums add up; they
+        are None unless every chunk has them.
         """
         den = parts[0].denominator
         off = parts[0].offset
+        sums = [(p.label_sum, p.label_sq_sum) for p in parts
+                if p.label_sum is not None and p.label_sq_sum is not None]
+        moments = [(p.impression_label_sum, p.impression_label_sq_sum) for p in parts
+                   if p.impression_label_sum is not None and p.impression_label_sq_sum is not None]
+        have_sums = len(sums) == len(moments) == len(parts)
         scale = None
         if parts[0].scale is not None:
             sizes = np.array([p.numerator.shape[1] for p in parts], dtype=np.float64)
@@ -202,6 +272,12 @@ class RequestTerms:
             weight_sq_sum=np.sum([p.weight_sq_sum for p in parts], axis=0),
             offset=None if off is None else np.concatenate(
                 [p.offset for p in parts if p.offset is not None], axis=1),
+            label_sum=np.sum([s1 for s1, _ in sums], axis=0) if have_sums else None,
+            label_sq_sum=np.sum([s2 for _, s2 in sums], axis=0) if have_sums else None,
+            impressions=sum(p.impressions for p in parts) if have_sums else 0,
+            impression_label_sum=np.sum([m1 for m1, _ in moments], axis=0) if have_sums else None,
+            impression_label_sq_sum=np.sum([m2 for _, m2 in moments], axis=0)
+            if have_sums else None,
         )
 
 
@@ -314,3 +390,34 @@ def weight_moments(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``[P]`` sums of weights and of squared weights."""
     flat = weights.reshape(weights.shape[0], -1)
     return flat.sum(axis=1, dtype=np.float64), np.einsum("pi,pi->p", flat, flat, dtype=np.float64)
+
+
+def label_moments(weights: np.ndarray, labels: np.ndarray, impressions: int
+                  ) -> dict[str, Any]:
+    """The label sums of :class:`RequestTerms`, as its keyword arguments.
+
+    Args:
+        weights: ``[P, *shape]`` importance weights the estimator used (e.g.
+            ``[P, R, N]``), 0 where an impression is not weighted.
+        labels: ``[*shape, T]`` observed labels (0 off the impressions).
+        impressions: how many entries of ``shape`` are impressions (shown).
+
+    Returns:
+        ``label_sum`` ``[P, T]`` ``sum w y_t``, ``label_sq_sum`` ``[P, T, T]``
+        ``sum w^2 y_t y_s`` (float64), ``impressions`` and their unweighted
+        ``impression_label_sum`` ``[T]`` and ``impression_label_sq_sum`` ``[T, T]``.
+    """
+    t = labels.shape[-1]
+    flat = weights.reshape(weights.shape[0], -1)
+    y = labels.reshape(-1, t)
+    if flat.shape[1] != y.shape[0]:
+        raise ValueError(f"weights {weights.shape} and labels {labels.shape} must share the "
+                         "shape of all but the first (weights) and last (labels) axis")
+    # only impressions with a label count, and labels are mostly 0: sum over those alone
+    rows = np.flatnonzero(y.any(axis=1))
+    w = flat[:, rows].astype(np.float64)
+    y = y[rows].astype(np.float64)
+    pairs = (y[:, :, None] * y[:, None, :]).reshape(-1, t * t)
+    return {"label_sum": w @ y, "label_sq_sum": ((w * w) @ pairs).reshape(-1, t, t),
+            "impressions": int(impressions), "impression_label_sum": y.sum(axis=0),
+            "impression_label_sq_sum": pairs.sum(axis=0).reshape(t, t)}

@@ -13,6 +13,7 @@ from simulator.estimators._base import (
     SlateFeedback,
     expose,
     importance_weights,
+    label_moments,
     weight_moments,
 )
 
@@ -43,4 +44,5 @@ class DoublyRobust(BaseEstimator):
         q = feedback.reward_model
         residual = feedback.rewards - feedback.slot_examination[..., None] * q
         num = expose(exposure, q) + expose(w, residual)
-        return RequestTerms(num, None, None, *weight_moments(w))
+        return RequestTerms(num, None, None, *weight_moments(w),
+                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))

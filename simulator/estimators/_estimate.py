@@ -20,9 +20,14 @@ class Estimate:
             direct method).
         n: number of requests it was estimated on.
         level: confidence level of the interval, e.g. 0.95.
+        events: effective number of label events the estimate rests on (the
+            Kish ESS of the weighted label contributions, expected under the
+            log's label rates, see :meth:`RequestTerms.expected_events`); nan when
+            the estimator has no importance weights. Few events: the interval
+            may be too narrow.
 
     Example:
-        >>> e = Estimate(1.0, 0.9, 1.1, ess=50.0, n=100)
+        >>> e = Estimate(1.0, 0.9, 1.1, ess=50.0, n=100, events=42.0)
         >>> e.contains(1.05)
         True
     """
@@ -33,6 +38,7 @@ class Estimate:
     ess: float
     n: int
     level: float = 0.95
+    events: float = math.nan
 
     def __post_init__(self) -> None:
         if not self.low <= self.high and not (math.isnan(self.low) or math.isnan(self.high)):

@@ -13,6 +13,7 @@ from simulator.estimators._base import (
     SlateFeedback,
     expose,
     importance_weights,
+    label_moments,
     weight_moments,
 )
 
@@ -53,4 +54,5 @@ class IPS(BaseEstimator):
         if np.isfinite(self.clip):
             w = np.minimum(w, self.clip)
         num = expose(w, feedback.rewards)
-        return RequestTerms(num, None, None, *weight_moments(w))
+        return RequestTerms(num, None, None, *weight_moments(w),
+                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))

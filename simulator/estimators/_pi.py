@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from simulator.estimators._base import BaseEstimator, RequestTerms, SlateFeedback, weight_moments
+from simulator.estimators._base import (
+    BaseEstimator,
+    RequestTerms,
+    SlateFeedback,
+    label_moments,
+    weight_moments,
+)
 
 if TYPE_CHECKING:
     from simulator.policies import BasePolicy
@@ -134,4 +140,5 @@ class PseudoInverse(BaseEstimator):
         theta = np.einsum("prnk,rnk->pr", target_slots, z)  # [P, R]
         total = feedback.rewards.sum(axis=1, dtype=np.float64)  # [R, T]
         num = (theta[..., None] * total[None]).astype(np.float32)
-        return RequestTerms(num, None, None, *weight_moments(theta))
+        return RequestTerms(num, None, None, *weight_moments(theta),
+                            **label_moments(theta, total, feedback.n_requests))

@@ -13,6 +13,7 @@ from simulator.estimators._base import (
     SlateFeedback,
     expose,
     importance_weights,
+    label_moments,
     weight_moments,
 )
 
@@ -46,4 +47,5 @@ class SNIPS(BaseEstimator):
             [feedback.rewards, feedback.slot_examination[..., None]], axis=2))
         num, den = both[..., :-1], both[..., -1]
         scale = exposure.sum(axis=2, dtype=np.float64).mean(axis=1)
-        return RequestTerms(num, den, scale, *weight_moments(w))
+        return RequestTerms(num, den, scale, *weight_moments(w),
+                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))

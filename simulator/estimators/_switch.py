@@ -12,6 +12,7 @@ from simulator.estimators._base import (
     RequestTerms,
     SlateFeedback,
     expose,
+    label_moments,
     weight_moments,
 )
 
@@ -73,4 +74,5 @@ class Switch(BaseEstimator):
         w = np.where(keep & feedback.shown[None], w_all, 0.0).astype(np.float32)
         dm_exposure = np.where(keep, 0.0, exposure).astype(np.float32)
         num = expose(w, feedback.rewards) + expose(dm_exposure, feedback.reward_model)
-        return RequestTerms(num, None, None, *weight_moments(w))
+        return RequestTerms(num, None, None, *weight_moments(w),
+                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))

@@ -12,6 +12,7 @@ from simulator.estimators._base import (
     RequestTerms,
     SlateFeedback,
     expose,
+    label_moments,
     weight_moments,
 )
 from simulator.estimators._switch import candidate_weights, check_tau
@@ -55,4 +56,5 @@ class SwitchDR(BaseEstimator):
         w = np.where((w_all <= self.tau) & feedback.shown[None], w_all, 0.0).astype(np.float32)
         residual = feedback.rewards - feedback.slot_examination[..., None] * q
         num = expose(exposure, q) + expose(w, residual)
-        return RequestTerms(num, None, None, *weight_moments(w))
+        return RequestTerms(num, None, None, *weight_moments(w),
+                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))

@@ -383,8 +383,8 @@ def test_export_json_round_trips(demo_files: DemoFiles, searched: Path, tmp_path
     result = invoke(["search", "export", "--storage", str(searched), "--study", "s",
                      "--out", str(out), "--json", *flags])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
-    exported = ExportedWeights.from_json(result.output)
+    data = json.loads(result.stdout)  # warnings go to stderr
+    exported = ExportedWeights.from_json(result.stdout)
     assert ExportedWeights.from_json(out.read_text()) == exported
     assert exported.formula == data["formula"] == "multiplicative"
     assert exported.tasks == ("click", "conversion", "like")

@@ -78,7 +78,7 @@ def test_infeasible_trials_are_recorded_and_never_best(demo_files: DemoFiles,
     export = CliRunner().invoke(main, ["search", "export", "--storage", str(db), "--study", "s",
                                        "--best", "--out", str(out), "--json"])
     if export.exit_code == 0:
-        assert json.loads(export.output)["trial_number"] not in bad
+        assert json.loads(export.stdout)["trial_number"] not in bad
     else:  # the best feasible search trial may still break the guardrail on held-out logs
         assert "breaks a guardrail on the held-out split" in export.output
     refused = CliRunner().invoke(main, ["search", "export", "--storage", str(db), "--study", "s",

@@ -305,7 +305,7 @@ def test_export_of_a_front_point_round_trips(pareto_dbs: dict[str, Path], tmp_pa
     result = invoke(["search", "export", "--storage", str(db), "--study", "p", "--trial",
                      str(point["trial"]), "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    exported = ExportedWeights.from_json(result.output)
+    exported = ExportedWeights.from_json(result.stdout)  # warnings: stderr
     assert ExportedWeights.read(out) == exported
     assert exported.pick == "trial" and exported.trial_number == point["trial"]
     assert exported.weight_map == pytest.approx(point["weights"])

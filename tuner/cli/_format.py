@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import click
+
+from simulator.replay import MIN_EVENTS
 from simulator.report import ABReport
 from tuner.study import RoundSummary
 
-__all__ = ["ab_table", "rounds_table", "table"]
+__all__ = ["ab_events", "ab_table", "events_warnings", "rounds_table", "table",
+           "warn_few_events"]
 
 
 def _fmt(x: object) -> str:
@@ -61,3 +65,33 @@ def ab_table(report: ABReport, search_values: dict[str, float] | None = None,
             row += [c, t, f"{t - c:+.4f} ({100 * (t / c - 1):+.1f}%)"]
         rows.append(row)
     return table(header, rows)
+
+
+def ab_events(report: ABReport) -> dict[str, float]:
+    """Metric -> effective events of its lift (the thinner of the two arms)."""
+    return {r.metric: r.lift.events for r in report.rows}
+
+
+def events_warnings(events: Mapping[str, float], split: str,
+                    threshold: float = MIN_EVENTS) -> list[str]:
+    """One warning per metric whose estimate rests on fewer than ``threshold`` events.
+
+    Args:
+        events: metric -> effective number of label events of its estimate
+            (nan, e.g. for the direct method, never warns).
+        split: the part of the log the estimate comes from, e.g. ``"held-out"``.
+        threshold: fewest events an interval can be trusted on
+            (:data:`simulator.replay.MIN_EVENTS`, measured).
+
+    Returns:
+        The warning lines, in the order of ``events``.
+    """
+    return [f"warning: {metric} rests on {n:.0f} effective events on the {split} split "
+            f"(< {threshold:g}); its interval may be too narrow - log more requests"
+            for metric, n in events.items() if n < threshold]
+
+
+def warn_few_events(events: Mapping[str, float], split: str) -> None:
+    """Print :func:`events_warnings` to stderr (stdout stays the report, or its JSON)."""
+    for line in events_warnings(events, split):
+        click.echo(line, err=True)

@@ -12,7 +12,7 @@ import optuna
 from simulator.estimators import ESTIMATORS
 from simulator.replay import OBJECTIVE
 from tuner.cli._common import dump, user_errors
-from tuner.cli._format import ab_table, rounds_table
+from tuner.cli._format import ab_events, ab_table, rounds_table, warn_few_events
 from tuner.guardrails import parse_guardrails
 from tuner.objective import parse_objective
 from tuner.workspace import INTERVALS
@@ -84,10 +84,13 @@ def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
     say = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     result = run_demo(config, say=say, progress=not no_progress)
     if as_json:
+        for p in result.picks:
+            warn_few_events(ab_events(p.holdout), "held-out")
         dump({**as_dict(result), "picks": [
             {"pick": p.name, "weights": p.weights.tolist(), "search": p.search_values,
              "holdout": {r.metric: [r.treatment.value, r.treatment.low, r.treatment.high]
                          for r in p.holdout.rows},
+             "events": ab_events(p.holdout),
              "true": p.truth} for p in result.picks]})
         return
     click.echo("\nCEM rounds (search split; best is the best single trial of the round):")
@@ -100,6 +103,7 @@ def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
         truth[OBJECTIVE] = (sum(objective.get(t, 0) * v for t, v in control.items()),
                             p.true_objective(objective))
         click.echo(ab_table(p.holdout, p.search_values, truth))
+        warn_few_events(ab_events(p.holdout), "held-out")
     click.echo(f"\nexported '{result.exported.pick}' -> {result.export_path}")
     click.echo(f"study: {result.storage} (optuna-dashboard {result.storage})")
     click.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))

@@ -26,7 +26,7 @@ from tuner.cli._common import (
     user_errors,
     weights_option,
 )
-from tuner.cli._format import ab_table, rounds_table, table
+from tuner.cli._format import ab_events, ab_table, rounds_table, table, warn_few_events
 from tuner.cli._loss import (
     export_loss_study,
     loss_trial_columns,
@@ -155,10 +155,15 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         objective = objective_for(stored_settings(study), progress=not no_progress)
         summaries = run_rounds(study, space, cem, seed, objective, rounds,
                                progress=not no_progress)
+    # the objective of the last round's best trial, as the rounds table reports it
+    events = {f"objective of round {s.round}'s best trial {s.best_trial}": s.best_events
+              for s in summaries[-1:]}
     if as_json:
         dump([s.to_dict() for s in summaries])
+        warn_few_events(events, "search")
         return
     click.echo(rounds_table(history(study, space, cem), space.prefix))
+    warn_few_events(events, "search")
     if is_loss_study(stored_settings(study)):  # what each loss vector bought
         click.echo(table(*loss_trial_columns(trials_table(study)[-rounds * cem.population:])))
     click.echo(f"{len(study.trials)} trials in study {study_name!r} ({url})")
@@ -346,7 +351,7 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
         if is_loss_study(raw):
             click.echo(table(*loss_trial_columns(rows)))
             return
-        keys = ["number", "state", "round", "member", "value", "ci_low", "ci_high"]
+        keys = ["number", "state", "round", "member", "value", "ci_low", "ci_high", "events"]
         click.echo(table([*keys, *space.param_names],
                          [[r.get(k, "") if r.get(k) is not None else "" for k in keys]
                           + [r.get("params", {}).get(p, "") for p in space.param_names]
@@ -397,6 +402,7 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
                             json.loads(exported.to_json()))
     if as_json:
         click.echo(exported.to_json())
+        warn_few_events(ab_events(report), "held-out")
         return
     if "loss_weights" in exported.extra:
         click.echo(f"pick '{pick}' loss weights {exported.extra['loss_weights']}, ranker "
@@ -404,5 +410,6 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
     click.echo(f"pick '{pick}' {'fusion ' if 'loss_weights' in exported.extra else ''}"
                f"weights {exported.weight_map}")
     click.echo(ab_table(report, search_values))
+    warn_few_events(ab_events(report), "held-out")
     click.echo(f"wrote {path}")
 
