@@ -71,8 +71,9 @@ class ComparedPick:
 
     def to_dict(self, tasks: Sequence[str]) -> dict[str, Any]:
         """JSON-ready; ``tasks`` name the weights."""
-        def est(e: Estimate | None) -> dict[str, float] | None:
-            return None if e is None else {"value": e.value, "low": e.low, "high": e.high}
+        def est(e: Estimate | None) -> dict[str, float | None] | None:
+            return None if e is None else {"value": e.value, "low": e.low, "high": e.high,
+                                           "events": _none_if_nan(e.events)}
 
         return {"label": self.label, "trial": self.trial_number,
                 "weights": dict(zip(tasks, self.weights, strict=True)),
@@ -152,15 +153,17 @@ def compare_picks(ws: Workspace, study: optuna.Study, space: FusionSpace, config
     d_low, d_high = replay.interval.bounds(terms, combine, contrast)
     cov = covariance(terms, combine)[m]
     n, level, ess = replay.feedback.n_requests, replay.interval.level, terms.ess
+    events = terms.expected_events(combine)[:, m]
     picks = []
     for p in order:
         estimate = Estimate(float(value[p]), float(low[p, m]), float(high[p, m]),
-                            float(ess[p]), n, level)
+                            float(ess[p]), n, level, events=float(events[p]))
         diff, p_better, need = None, float("nan"), float("nan")
         if p != leader:
             gap = float(value[p] - value[leader])
             diff = Estimate(gap, float(d_low[p, m]), float(d_high[p, m]),
-                            float(min(ess[p], ess[leader])), n, level)
+                            float(min(ess[p], ess[leader])), n, level,
+                            events=float(min(events[p], events[leader])))
             sd = math.sqrt(max(cov[p, p] + cov[leader, leader] - 2 * cov[p, leader], 0.0))
             p_better = _phi(-gap / sd) if sd > 0 else float(gap < 0)
             need = requests_to_separate(gap, sd, n)

@@ -7,7 +7,7 @@ import math
 import click
 
 from tuner.cli._common import STORAGE, STUDY, dump, load_existing, storage_url, user_errors
-from tuner.cli._format import table
+from tuner.cli._format import table, warn_few_events
 from tuner.compare import Comparison, compare_picks
 from tuner.loss_search import is_loss_study
 from tuner.workspace import HOLDOUT, SEARCH, SearchSettings, Workspace
@@ -49,6 +49,8 @@ def search_compare(storage: str, study_name: str, top: int, split: str, metric: 
                          f"{study_name} --rounds 0'")
     ws = Workspace(SearchSettings.from_dict(raw))
     comparison = compare_picks(ws, study, space, cem, top, split, metric)
+    warn_few_events({f"{p.label}: {metric}": p.estimate.events for p in comparison.picks},
+                    "held-out" if split == HOLDOUT else split)
     if as_json:
         dump(comparison.to_dict())
         return
