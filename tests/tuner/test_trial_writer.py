@@ -26,7 +26,7 @@ from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-import tuner.study as study_mod
+import tuner._study_trials as trials_mod
 from tests.tuner import toy_objective as toy
 from tuner._trial_writer import (
     OPTUNA_ALEMBIC_HEAD,
@@ -206,13 +206,13 @@ def test_schema_is_pinned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def test_run_rounds_writes_a_round_in_one_batch(url: str, monkeypatch: pytest.MonkeyPatch,
                                                 tmp_path: Path) -> None:
     calls: list[int] = []
-    real = study_mod.add_trials
+    real = trials_mod.add_trials
 
     def counting(rdb: RDBStorage, sid: int, trials: list[FrozenTrial]):  # type: ignore[no-untyped-def]
         calls.append(len(trials))
         return real(rdb, sid, trials)
 
-    monkeypatch.setattr(study_mod, "add_trials", counting)
+    monkeypatch.setattr(trials_mod, "add_trials", counting)
     name = f"bulk_{uuid.uuid4().hex[:6]}"
     study = create_or_load_study(url, name, toy.SPACE, toy.CONFIG, seed=toy.SEED)
     run_rounds(study, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 3, progress=False)
@@ -242,7 +242,7 @@ def test_run_rounds_resumes_after_a_crash_inside_the_write(
             write_trials(conn, sid, trials)
             raise KeyboardInterrupt  # before commit
 
-    monkeypatch.setattr(study_mod, "add_trials", write_then_die)
+    monkeypatch.setattr(trials_mod, "add_trials", write_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_rounds(study, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 1, progress=False)
     monkeypatch.undo()

@@ -1,0 +1,156 @@
+"""Round summaries of a study, replayed from its stored trials: history, state and table.
+
+CEM's state is never stored; :func:`search_state` and :func:`history` replay it from the
+trials of completed rounds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner._study_attrs import _stored_init_mean, jsonable
+from tuner._study_trials import (
+    FAIL_REASON,
+    INFEASIBLE,
+    _arrays,
+    _generations,
+    _members,
+    is_feasible_complete,
+)
+from tuner.space import FusionSpace
+from tuner.storage import ProjectStore, RoundRecord
+from tuner.strategies import CEM, CEMConfig, CEMState
+
+__all__ = ["RoundSummary", "history", "search_state", "trials_table"]
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """One CEM round: its best trial and the CEM state that generated it.
+
+    ``best_*`` are NaN and ``best_trial`` is -1 when no trial of the round completed;
+    ``mean``/``sigma`` are keyed by free task (the pinned weight is 1). ``best_events``
+    is the best trial's user attr ``events`` (NaN when it has none).
+    """
+
+    round: int
+    n_trials: int
+    best_value: float
+    best_low: float
+    best_high: float
+    best_trial: int
+    mean: dict[str, float]
+    sigma: dict[str, float]
+    best_events: float = math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form; non-finite numbers become ``None``."""
+        return jsonable(dataclasses.asdict(self))
+
+
+def search_state(study: optuna.Study, space: FusionSpace, config: CEMConfig) -> CEMState:
+    """CEM state after every completed generation of the study (e.g. to export its mean)."""
+    cem = CEM(space, config, 0, _stored_init_mean(study))
+    for _, members, complete in _generations(_members(study), config.population):
+        if complete:
+            cem.tell(cem.state.generation, *_arrays(space, members))
+    return cem.state
+
+
+def history(study: optuna.Study, space: FusionSpace, config: CEMConfig) -> list[RoundSummary]:
+    """Summaries of every round in the study, the last one possibly partial."""
+    if len(study.directions) > 1:
+        raise ValueError(f"study {study.study_name!r} is a Pareto study; show its front with "
+                         f"'fusiontune search pareto --study {study.study_name} --rounds 0'")
+    cem = CEM(space, config, 0, _stored_init_mean(study))
+    out = []
+    for g, members, complete in _generations(_members(study), config.population):
+        out.append(_summary(g, members, cem.state, space))
+        if complete:
+            cem.tell(g, *_arrays(space, members))
+    return out
+
+
+def trials_table(study: optuna.Study) -> list[dict[str, Any]]:
+    """One JSON-able dict per trial (non-finite numbers as ``None``), by trial number."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        ua = t.user_attrs
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "round": ua.get("round"),
+                "member": ua.get("member"),
+                "value": t.values[0] if t.values is not None and len(t.values) == 1 else None,
+                "values": None if t.values is None else list(t.values),
+                "ci_low": ua.get("ci_low"),
+                "ci_high": ua.get("ci_high"),
+                "ess": ua.get("ess"),
+                "events": ua.get("events"),
+                "params": dict(t.params),
+                "metrics": {k[7:]: v for k, v in ua.items() if k.startswith("metric:")},
+                "auc": {k[4:]: v for k, v in ua.items() if k.startswith("auc:")},
+                "fusion": {k[7:]: v for k, v in ua.items() if k.startswith("fusion:")},
+                "ranker": ua.get("ranker"),
+                "fail_reason": ua.get(FAIL_REASON),
+                "infeasible": ua.get(INFEASIBLE),
+                "datetime_start": _iso(t.datetime_start),
+                "datetime_complete": _iso(t.datetime_complete),
+            }
+        )
+    return [jsonable(r) for r in rows]
+
+
+def _summary(
+    g: int, members: Sequence[FrozenTrial], state: CEMState, space: FusionSpace
+) -> RoundSummary:
+    done = [t for t in members if t.state == TrialState.COMPLETE and t.value is not None]
+    feasible = [t for t in done if is_feasible_complete(t)]
+    best = max(feasible, key=lambda t: (t.value, -t.number)) if feasible else None
+    ua = best.user_attrs if best is not None else {}
+    return RoundSummary(
+        round=g,
+        n_trials=len(done),
+        best_value=float(best.value) if best is not None and best.value is not None else math.nan,
+        best_low=float(ua.get("ci_low", math.nan)),
+        best_high=float(ua.get("ci_high", math.nan)),
+        best_trial=best.number if best is not None else -1,
+        mean=dict(zip(space.free_tasks, state.mean, strict=True)),
+        sigma=dict(zip(space.free_tasks, state.sigma, strict=True)),
+        best_events=_float_or_nan(ua.get("events")),
+    )
+
+
+def _float_or_nan(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _round_record(study_name: str, s: RoundSummary) -> RoundRecord:
+    return RoundRecord(study_name, s.round, s.n_trials, s.best_value, s.best_low, s.best_high,
+                       s.best_trial, s.mean, s.sigma, datetime.now(UTC))
+
+
+def _record(store: ProjectStore, study_name: str, s: RoundSummary) -> None:
+    store.record_round(_round_record(study_name, s))
+
+
+def _record_once(
+    store: ProjectStore, study_name: str, g: int, members: Sequence[FrozenTrial], cem: CEM
+) -> bool:
+    """Record round ``g`` (told next to ``cem``) unless recorded; True if this call did."""
+    s = _summary(g, members, cem.state, cem.space)
+    return store.record_round_once(_round_record(study_name, s))
+
+
+
+def _iso(d: datetime | None) -> str | None:
+    return None if d is None else d.isoformat()
