@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import estimator_quality as eq  # noqa: E402
 
 from simulator.intervals import point_values  # noqa: E402
-from simulator.worlds._kuairand import load_response_model  # noqa: E402
+from simulator.worlds._kuairand_fit import load_response_model  # noqa: E402
 
 
 def main() -> None:

@@ -4,12 +4,11 @@ true value of any policy on it."""
 from __future__ import annotations
 
 from simulator.worlds._base import BaseWorld
-from simulator.worlds._kuairand import (
+from simulator.worlds._kuairand import KuaiRandConfig, KuaiRandWorld
+from simulator.worlds._kuairand_fit import (
     FitConfig,
     FitQuality,
-    KuaiRandConfig,
     KuaiRandFit,
-    KuaiRandWorld,
     evaluate_response_model,
     load_response_model,
 )

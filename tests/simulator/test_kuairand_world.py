@@ -24,7 +24,7 @@ from simulator.worlds import (
     evaluate_response_model,
     load_response_model,
 )
-from simulator.worlds._kuairand import resolve_data_path
+from simulator.worlds._kuairand_fit import resolve_data_path
 
 # Measured on the cached default fit (train days 04-25..05-04, held-out 05-07..08):
 # click 0.724, long_view 0.716, like 0.812, profile_enter 0.716, calibration 0.99-1.00.
