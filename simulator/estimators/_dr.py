@@ -12,8 +12,8 @@ from simulator.estimators._base import (
     RequestTerms,
     SlateFeedback,
     expose,
+    feedback_label_moments,
     importance_weights,
-    label_moments,
     weight_moments,
 )
 
@@ -45,4 +45,4 @@ class DoublyRobust(BaseEstimator):
         residual = feedback.rewards - feedback.slot_examination[..., None] * q
         num = expose(exposure, q) + expose(w, residual)
         return RequestTerms(num, None, None, *weight_moments(w),
-                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))
+                            **feedback_label_moments(w, feedback))

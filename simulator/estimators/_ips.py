@@ -12,8 +12,8 @@ from simulator.estimators._base import (
     RequestTerms,
     SlateFeedback,
     expose,
+    feedback_label_moments,
     importance_weights,
-    label_moments,
     weight_moments,
 )
 
@@ -55,4 +55,4 @@ class IPS(BaseEstimator):
             w = np.minimum(w, self.clip)
         num = expose(w, feedback.rewards)
         return RequestTerms(num, None, None, *weight_moments(w),
-                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))
+                            **feedback_label_moments(w, feedback))

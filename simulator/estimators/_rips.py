@@ -12,7 +12,7 @@ from simulator.estimators._base import (
     RequestTerms,
     SlateFeedback,
     expose,
-    label_moments,
+    feedback_label_moments,
     weight_moments,
 )
 
@@ -79,4 +79,4 @@ class RIPS(BaseEstimator):
             inv = np.where(feedback.shown, 1.0 / feedback.prefix_pscore, 0.0)
         w = (target_prefix * inv[None]).astype(np.float32)
         return RequestTerms(expose(w, feedback.rewards), None, None, *weight_moments(w),
-                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))
+                            **feedback_label_moments(w, feedback))

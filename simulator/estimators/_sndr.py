@@ -12,8 +12,8 @@ from simulator.estimators._base import (
     RequestTerms,
     SlateFeedback,
     expose,
+    feedback_label_moments,
     importance_weights,
-    label_moments,
     weight_moments,
 )
 
@@ -55,4 +55,4 @@ class SNDR(BaseEstimator):
         num, den = both[..., :-1], both[..., -1]
         scale = exposure.sum(axis=2, dtype=np.float64).mean(axis=1)
         return RequestTerms(num, den, scale, *weight_moments(w), offset=expose(exposure, q),
-                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))
+                            **feedback_label_moments(w, feedback))

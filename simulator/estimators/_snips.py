@@ -12,8 +12,8 @@ from simulator.estimators._base import (
     RequestTerms,
     SlateFeedback,
     expose,
+    feedback_label_moments,
     importance_weights,
-    label_moments,
     weight_moments,
 )
 
@@ -48,4 +48,4 @@ class SNIPS(BaseEstimator):
         num, den = both[..., :-1], both[..., -1]
         scale = exposure.sum(axis=2, dtype=np.float64).mean(axis=1)
         return RequestTerms(num, den, scale, *weight_moments(w),
-                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))
+                            **feedback_label_moments(w, feedback))

@@ -12,7 +12,7 @@ from simulator.estimators._base import (
     RequestTerms,
     SlateFeedback,
     expose,
-    label_moments,
+    feedback_label_moments,
     weight_moments,
 )
 
@@ -75,4 +75,4 @@ class Switch(BaseEstimator):
         dm_exposure = np.where(keep, 0.0, exposure).astype(np.float32)
         num = expose(w, feedback.rewards) + expose(dm_exposure, feedback.reward_model)
         return RequestTerms(num, None, None, *weight_moments(w),
-                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))
+                            **feedback_label_moments(w, feedback))

@@ -12,7 +12,7 @@ from simulator.estimators._base import (
     RequestTerms,
     SlateFeedback,
     expose,
-    label_moments,
+    feedback_label_moments,
     weight_moments,
 )
 from simulator.estimators._switch import candidate_weights, check_tau
@@ -57,4 +57,4 @@ class SwitchDR(BaseEstimator):
         residual = feedback.rewards - feedback.slot_examination[..., None] * q
         num = expose(exposure, q) + expose(w, residual)
         return RequestTerms(num, None, None, *weight_moments(w),
-                            **label_moments(w, feedback.rewards, int(feedback.shown.sum())))
+                            **feedback_label_moments(w, feedback))
