@@ -146,7 +146,8 @@ def compare_picks(ws: Workspace, study: optuna.Study, space: FusionSpace, config
     terms = replay.terms(weights)
     value = point_values(terms, combine)[:, m]
     low, high = replay.interval.bounds(terms, combine)
-    search_value = ws.replay(SEARCH).evaluate(weights, settings.objective).value[:, m]
+    search_value = (value if split == SEARCH else
+                    ws.replay(SEARCH).evaluate(weights, settings.objective).value[:, m])
     order = np.argsort(-value, kind="stable")
     leader = int(order[0])
     contrast = np.eye(len(weights)) - np.eye(len(weights))[leader][None, :]
