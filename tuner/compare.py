@@ -31,7 +31,7 @@ from simulator.replay import OBJECTIVE, objective_matrix
 from tuner.picking import pick_weights
 from tuner.space import FusionSpace
 from tuner.strategies import CEMConfig
-from tuner.study import is_feasible_complete
+from tuner.study import is_feasible_complete, jsonable
 from tuner.workspace import HOLDOUT, SEARCH, Workspace
 
 __all__ = ["ComparedPick", "Comparison", "compare_picks"]
@@ -71,20 +71,17 @@ class ComparedPick:
 
     def to_dict(self, tasks: Sequence[str]) -> dict[str, Any]:
         """JSON-ready; ``tasks`` name the weights."""
-        def est(e: Estimate | None) -> dict[str, float | None] | None:
+        def est(e: Estimate | None) -> dict[str, float] | None:
             return None if e is None else {"value": e.value, "low": e.low, "high": e.high,
-                                           "events": _none_if_nan(e.events)}
+                                           "events": e.events}
 
-        return {"label": self.label, "trial": self.trial_number,
-                "weights": dict(zip(tasks, self.weights, strict=True)),
-                "search_value": self.search_value, "estimate": est(self.estimate),
-                "diff_vs_leader": est(self.diff), "p_leader_better": _none_if_nan(
-                    self.p_leader_better), "separated": self.separated,
-                "requests_to_separate": _none_if_nan(self.requests_to_separate)}
-
-
-def _none_if_nan(x: float) -> float | None:
-    return None if math.isnan(x) or math.isinf(x) else x
+        # non-finite figures (the leader's own, unknown events) become null
+        return dict(jsonable({
+            "label": self.label, "trial": self.trial_number,
+            "weights": dict(zip(tasks, self.weights, strict=True)),
+            "search_value": self.search_value, "estimate": est(self.estimate),
+            "diff_vs_leader": est(self.diff), "p_leader_better": self.p_leader_better,
+            "separated": self.separated, "requests_to_separate": self.requests_to_separate}))
 
 
 @dataclass(frozen=True)

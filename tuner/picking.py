@@ -17,7 +17,7 @@ from tuner.export import ExportedWeights
 from tuner.objective import FusionObjective
 from tuner.space import FusionSpace
 from tuner.strategies import CEMConfig
-from tuner.study import INFEASIBLE, is_feasible_complete, search_state
+from tuner.study import INFEASIBLE, is_feasible_complete, jsonable, search_state
 from tuner.workspace import HOLDOUT, SEARCH, Workspace
 
 __all__ = ["PICKS", "export_pick", "pick_weights"]
@@ -99,17 +99,13 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
             "search_split_value": search_values[OBJECTIVE],
             "control_weights": control.tolist(),
             "lift_vs_control": {"value": row.lift.value, "low": row.lift.low,
-                                "high": row.lift.high, "events": _finite(row.lift.events)},
+                                "high": row.lift.high, "events": jsonable(row.lift.events)},
             "holdout_metrics": {r.metric: {"value": r.treatment.value, "low": r.treatment.low,
                                            "high": r.treatment.high,
-                                           "events": _finite(r.treatment.events)}
+                                           "events": jsonable(r.treatment.events)}
                                 for r in report.rows},
             "holdout_requests": report.n_requests,
         },
     )
     return exported, report, search_values
 
-
-def _finite(x: float) -> float | None:
-    """``x``, or None where it is NaN (the export is strict JSON)."""
-    return x if np.isfinite(x) else None
