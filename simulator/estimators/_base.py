@@ -412,11 +412,15 @@ class LabelledRows:
         rows: ``[n]`` flat indices into the label array's leading axes.
         labels: ``[n, T]`` float64 their labels.
         pairs: ``[n, T * T]`` float64 products ``y_t y_s``.
+        label_total: ``[T]`` ``sum y_t`` over them (the same for every population).
+        pair_total: ``[T, T]`` ``sum y_t y_s`` over them.
     """
 
     rows: np.ndarray
     labels: np.ndarray
     pairs: np.ndarray
+    label_total: np.ndarray
+    pair_total: np.ndarray
 
     @classmethod
     def of(cls, labels: np.ndarray) -> LabelledRows:
@@ -425,7 +429,8 @@ class LabelledRows:
         y = labels.reshape(-1, t)
         rows = np.flatnonzero(y.any(axis=1))
         y = y[rows].astype(np.float64)
-        return cls(rows, y, (y[:, :, None] * y[:, None, :]).reshape(-1, t * t))
+        pairs = (y[:, :, None] * y[:, None, :]).reshape(-1, t * t)
+        return cls(rows, y, pairs, y.sum(axis=0), pairs.sum(axis=0).reshape(t, t))
 
 
 def label_moments(weights: np.ndarray, labels: np.ndarray, impressions: int,
@@ -458,8 +463,8 @@ def label_moments(weights: np.ndarray, labels: np.ndarray, impressions: int,
         1, torch.from_numpy(found.rows)).double()
     return {"label_sum": (w @ torch.from_numpy(found.labels)).numpy(),
             "label_sq_sum": ((w * w) @ torch.from_numpy(found.pairs)).numpy().reshape(-1, t, t),
-            "impressions": int(impressions), "impression_label_sum": found.labels.sum(axis=0),
-            "impression_label_sq_sum": found.pairs.sum(axis=0).reshape(t, t)}
+            "impressions": int(impressions), "impression_label_sum": found.label_total,
+            "impression_label_sq_sum": found.pair_total}
 
 
 def feedback_label_moments(weights: np.ndarray, feedback: SlateFeedback) -> dict[str, Any]:
