@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.worldk
 
 from simulator.estimators import SNIPS  # noqa: E402
 from tests.worldkit import SPACE, TASKS, WorldLog, make_log  # noqa: E402
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, split_log  # noqa: E402
 from tuner.pareto import dominates, pareto_mask  # noqa: E402
 from tuner.strategies import (  # noqa: E402
     BaseMultiStrategy,
@@ -48,7 +49,6 @@ from tuner.strategies import (  # noqa: E402
     ScalarisedCEM,
     ScalarisedCEMConfig,
 )
-from tuner.workspace import HOLDOUT, SEARCH, split_log  # noqa: E402
 
 CONTROL = np.array([1.0, 0.5, 0.5])  # the marketplace's logging weights
 GRID = 41  # GRID x GRID weight vectors of [0, 4]^2 for the reference front
@@ -82,8 +82,8 @@ def run(strategy: BaseMultiStrategy, evaluate: object, generations: int
 
 def compare(url: str, names: list[str]) -> None:
     """Fronts of Pareto studies side by side, on the search and the held-out split."""
+    from tuner.evaluation.search_data import SearchSettings, Workspace
     from tuner.pareto import front_of_trials, load_pareto
-    from tuner.workspace import SearchSettings, Workspace
 
     fronts, search_y, holdout_y = {}, {}, {}
     ws: Workspace | None = None

@@ -15,7 +15,7 @@ Measured:
    each generation's trials in one bulk transaction, reading them back to refit CEM, round
    summaries). Also the same with one ``add_trial`` per trial (the former write path).
 2. Optuna: ``study.optimize`` with TPE and a trivial 3-parameter objective.
-3. ``--workers`` processes (``tuner.workers.run_worker``) on one PostgreSQL study: total
+3. ``--workers`` processes (``tuner.study.run_worker``) on one PostgreSQL study: total
    trials / time from the first claim (first ``evaluate`` call) to the last chunk written,
    with the trivial objective and with a per-trial evaluation cost ``--cost-ms`` (a sleep of
    ``cost * rows`` per chunk, standing in for a replay), where extra workers can help even on
@@ -113,7 +113,7 @@ def costly(cost_s: float) -> Callable[[np.ndarray], list[TrialResult]]:
 
 def _worker_main(url: str, study: str, until: int, chunk: int, cost_s: float) -> None:
     """One worker process: prints ``{"first": t, "last": t, "evaluated": n}`` (epoch s)."""
-    from tuner.workers import WorkerConfig, run_worker
+    from tuner.study import WorkerConfig, run_worker
 
     times: dict[str, float] = {}
     inner = costly(cost_s) if cost_s > 0 else toy.evaluate

@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.worldk
 
 from simulator.estimators import SNIPS  # noqa: E402
 from tests.worldkit import SPACE, WorldLog, make_log  # noqa: E402
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, split_log  # noqa: E402
 from tuner.strategies import STRATEGIES  # noqa: E402
-from tuner.workspace import HOLDOUT, SEARCH, split_log  # noqa: E402
 
 GRID = 121  # dense search: GRID x GRID points of [0, 4]^2
 SCREEN_REQUESTS = 1000

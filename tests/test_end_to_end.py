@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from ranker import load_checkpoint
 from simulator.logs import LoggedTraffic
 from tuner.cli import main
-from tuner.export import ExportedWeights
+from tuner.picks.export import ExportedWeights
 
 ROUNDS, POPULATION = 2, 4
 FILES = ("logs.parquet", "scores.parquet", "ranker.pt", "study.db", "weights.json")

@@ -37,8 +37,8 @@ from tests.worldkit import (
     random_weights,
     run_cem,
 )
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, split_log
 from tuner.strategies import CEMConfig
-from tuner.workspace import HOLDOUT, SEARCH, split_log
 
 METRICS = (*TASKS, OBJECTIVE)
 ESTIMATORS: dict[str, BaseEstimator] = {"ips": IPS(), "snips": SNIPS()}
@@ -158,8 +158,8 @@ def winners_curse() -> np.ndarray:
     """``[seeds, 3]``: (search estimate - truth, held-out estimate - truth, truth) of the winner.
 
     Each seed splits its log's requests into search and held-out halves
-    (``tuner.workspace.split_log``), estimates 200 random vectors by SNIPS on the search
-    half and takes the best-estimated one. Each estimate is compared with the true
+    (``tuner.evaluation.search_data.split_log``), estimates 200 random vectors by SNIPS on
+    the search half and takes the best-estimated one. Each estimate is compared with the true
     value *on the requests it was computed from* (search truth for the search estimate,
     held-out truth for the held-out one): the truth then differs from the estimate only
     by the logging and label noise the estimator averages over, which is what the

@@ -37,15 +37,22 @@ from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
 from simulator.report import ABReport
 from simulator.worlds import KuaiRandConfig, KuaiRandWorld, MarketplaceConfig, MarketplaceWorld
-from tuner.bridge import default_feature_specs, ranker_rows, score_traffic
-from tuner.export import ExportedWeights
-from tuner.objective import FusionObjective
-from tuner.picking import export_pick, pick_weights
-from tuner.scores import ScoreTable
+from tuner.evaluation.objective import FusionObjective
+from tuner.evaluation.ranker_scoring import default_feature_specs, ranker_rows, score_traffic
+from tuner.evaluation.scores import ScoreTable
+from tuner.evaluation.search_data import (
+    HOLDOUT,
+    SEARCH,
+    SearchSettings,
+    Workspace,
+    resolve,
+    split_log,
+)
+from tuner.picks.export import ExportedWeights
+from tuner.picks.picking import export_pick, pick_weights
 from tuner.space import FusionSpace
 from tuner.strategies import CEMConfig
 from tuner.study import RoundSummary, create_or_load_study, run_rounds
-from tuner.workspace import HOLDOUT, SEARCH, SearchSettings, Workspace, resolve, split_log
 
 __all__ = ["DemoConfig", "DemoResult", "Pick", "run_demo"]
 
@@ -81,7 +88,7 @@ class DemoConfig:
             the real KuaiRand-Pure slice, which must be at ``../shared/data`` or
             ``$FUSIONTUNE_KUAIRAND``).
         guardrails: metric -> largest allowed drop below control (a fraction).
-        interval: how 95% intervals are made (``tuner.workspace.INTERVALS``).
+        interval: how 95% intervals are made (``tuner.evaluation.search_data.INTERVALS``).
     """
 
     out_dir: Path = Path("fusiontune-demo")

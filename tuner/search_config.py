@@ -75,7 +75,7 @@ from ranker.tasks import TaskSpec, validate_tasks
 from ranker.train import TrainConfig
 from simulator.estimators import ESTIMATORS
 from simulator.fusion import FUSIONS
-from tuner.workspace import HOLDOUT, INTERVALS, SEARCH
+from tuner.evaluation.search_data import HOLDOUT, INTERVALS, SEARCH
 
 __all__ = [
     "INITS",

@@ -28,7 +28,7 @@ from click.testing import CliRunner, Result
 
 from simulator.logs import LoggedTraffic
 from tuner.cli import main
-from tuner.export import ExportedWeights
+from tuner.picks.export import ExportedWeights
 
 if TYPE_CHECKING:
     from tests.tuner.conftest import DemoFiles

@@ -13,8 +13,8 @@ from click.testing import CliRunner, Result
 from simulator.replay import MIN_EVENTS
 from simulator.report import ab_report
 from tuner.cli import main
+from tuner.evaluation.search_data import HOLDOUT, SearchSettings, Workspace
 from tuner.study import load_search
-from tuner.workspace import HOLDOUT, SearchSettings, Workspace
 
 if TYPE_CHECKING:
     from tests.tuner.conftest import DemoFiles

@@ -17,7 +17,7 @@ from simulator.replay import MIN_EVENTS
 from tests.simulator.toylog import TASKS, make_toy
 from tuner.cli import main
 from tuner.cli._format import events_warnings
-from tuner.scores import ScoreTable
+from tuner.evaluation.scores import ScoreTable
 
 
 def _run(tmp_path: Path, n_requests: int) -> tuple[Result, Result, Path]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tuner.export import ExportedWeights
+from tuner.picks.export import ExportedWeights
 
 
 def _exported(**changes: Any) -> ExportedWeights:

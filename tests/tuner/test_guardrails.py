@@ -15,7 +15,7 @@ from simulator.intervals import NormalInterval
 from tests.simulator.toylog import make_toy
 from tests.tuner.conftest import DemoFiles
 from tuner.cli import main
-from tuner.guardrails import Guardrail, guardrail_reasons, parse_guardrails
+from tuner.evaluation.guardrails import Guardrail, guardrail_reasons, parse_guardrails
 from tuner.study import is_feasible_complete
 
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from simulator.intervals import BootstrapInterval, NormalInterval, StudentizedBootstrapInterval
 from tests.tuner.conftest import DemoFiles
 from tuner.cli import main
+from tuner.evaluation.search_data import SearchSettings, Workspace, make_interval
 from tuner.study import load_search
-from tuner.workspace import SearchSettings, Workspace, make_interval
 
 
 def test_make_interval_names_every_method_and_refuses_others() -> None:

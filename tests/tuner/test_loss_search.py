@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from tests.tuner.conftest import DemoFiles
 from tuner.cli import main
-from tuner.loss_search import LossObjective
-from tuner.ranker_cache import RankerCache
+from tuner.evaluation.loss_objective import LossObjective
+from tuner.evaluation.ranker_cache import RankerCache
 from tuner.search_config import load_search_config, parse_search_config
 
 TASKS = ("click", "conversion", "like")
@@ -136,7 +136,7 @@ def test_joint_space_tunes_fusion_weights_per_loss_trial(
     pick = objective.fusion_pick(ws)
     assert pick[0] == 1.0 and not np.allclose(pick, [1.0, 0.5, 0.5])
     control_value = objective(np.ones((1, 3)))[0]
-    from tuner.objective import FusionObjective
+    from tuner.evaluation.objective import FusionObjective
 
     at_control = FusionObjective.for_workspace(ws)(np.array([[1.0, 0.5, 0.5]]))[0]
     assert control_value.value == pytest.approx(

@@ -13,8 +13,8 @@ import optuna
 import pytest
 
 from tests.tuner.test_cli import CONTROL, assert_user_error, invoke
-from tuner.export import ExportedWeights
 from tuner.pareto import _front, dominates, non_dominated_ranks, pareto_mask, parse_metrics
+from tuner.picks.export import ExportedWeights
 from tuner.space import FusionSpace
 from tuner.strategies import (
     CEMConfig,

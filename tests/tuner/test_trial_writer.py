@@ -26,9 +26,9 @@ from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-import tuner._study_trials as trials_mod
+import tuner.study._trials as trials_mod
 from tests.tuner import toy_objective as toy
-from tuner._trial_writer import (
+from tuner.storage._trial_writer import (
     OPTUNA_ALEMBIC_HEAD,
     OptunaSchemaError,
     add_trials,

@@ -14,8 +14,7 @@ from optuna.storages import RDBStorage
 
 from tests.tuner import toy_objective as toy
 from tuner.storage import ClaimBoard, ProjectStore
-from tuner.study import TrialResult, create_or_load_study, run_rounds
-from tuner.workers import WorkerConfig, run_worker
+from tuner.study import TrialResult, WorkerConfig, create_or_load_study, run_rounds, run_worker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 FAST = WorkerConfig(chunk=5, heartbeat_interval=0.1, stale_after=0.5, poll_interval=0.05)
@@ -53,7 +52,7 @@ def test_one_worker_equals_run_rounds(tmp_path: Path) -> None:
 
 
 def ref_url(study: optuna.Study) -> str:
-    from tuner.study import _STUDY_URLS
+    from tuner.study._open import _STUDY_URLS
 
     return _STUDY_URLS[study]
 

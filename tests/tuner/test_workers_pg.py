@@ -26,8 +26,7 @@ from optuna.trial import TrialState
 
 from tests.tuner import toy_objective as toy
 from tuner.storage import ProjectStore
-from tuner.study import create_or_load_study, run_rounds
-from tuner.workers import set_target_rounds
+from tuner.study import create_or_load_study, run_rounds, set_target_rounds
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 4

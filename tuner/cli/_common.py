@@ -15,6 +15,7 @@ import optuna
 
 from simulator.estimators import ESTIMATORS
 from simulator.fusion import FUSIONS, make_fusion
+from tuner.evaluation.search_data import INTERVALS
 from tuner.space import FusionSpace
 from tuner.storage import SchemaVersionError
 from tuner.strategies import CEMConfig
@@ -22,7 +23,6 @@ from tuner.study import (
     jsonable,
     load_search,
 )
-from tuner.workspace import INTERVALS
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,9 +8,9 @@ import click
 
 from tuner.cli._common import STORAGE, STUDY, dump, load_existing, storage_url, user_errors
 from tuner.cli._format import table, warn_few_events
-from tuner.compare import Comparison, compare_picks
-from tuner.loss_search import is_loss_study
-from tuner.workspace import HOLDOUT, SEARCH, SearchSettings, Workspace
+from tuner.evaluation.loss_objective import is_loss_study
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace
+from tuner.picks.compare import Comparison, compare_picks
 
 __all__ = ["search_compare"]
 

@@ -12,8 +12,7 @@ import numpy as np
 import optuna
 
 from tuner.cli._common import study_names
-from tuner.export import ExportedWeights
-from tuner.loss_search import (
+from tuner.evaluation.loss_objective import (
     LossObjective,
     config_of,
     control_weights,
@@ -22,14 +21,15 @@ from tuner.loss_search import (
     loss_space,
     study_settings,
 )
-from tuner.objective import FusionObjective
-from tuner.picking import export_pick, pick_weights
-from tuner.ranker_cache import RankerCache
+from tuner.evaluation.objective import FusionObjective
+from tuner.evaluation.ranker_cache import RankerCache
+from tuner.evaluation.search_data import SearchSettings, Workspace
+from tuner.picks.export import ExportedWeights
+from tuner.picks.picking import export_pick, pick_weights
 from tuner.search_config import SearchConfig, load_search_config
 from tuner.space import FusionSpace
 from tuner.strategies import CEMConfig
 from tuner.study import create_or_load_study, load_search
-from tuner.workspace import SearchSettings, Workspace
 
 __all__ = ["export_loss_study", "loss_trial_columns", "objective_for", "open_config_study"]
 
@@ -59,7 +59,7 @@ def _fusion_settings(config: SearchConfig, say: Callable[[str], None]
         from simulator.logs import LoggedTraffic
 
         traffic = LoggedTraffic.read(config.logs)
-    from tuner.scores import ScoreTable
+    from tuner.evaluation.scores import ScoreTable
 
     table_ = ScoreTable.read(scores)
     space = fusion_space(config, table_.tasks)

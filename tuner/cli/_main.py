@@ -13,9 +13,9 @@ from simulator.estimators import ESTIMATORS
 from simulator.replay import OBJECTIVE
 from tuner.cli._common import dump, user_errors
 from tuner.cli._format import ab_events, ab_table, rounds_table, warn_few_events
-from tuner.guardrails import parse_guardrails
-from tuner.objective import parse_objective
-from tuner.workspace import INTERVALS
+from tuner.evaluation.guardrails import parse_guardrails
+from tuner.evaluation.objective import parse_objective
+from tuner.evaluation.search_data import INTERVALS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -22,8 +22,9 @@ from tuner.cli._common import (
 )
 from tuner.cli._format import table
 from tuner.cli._search import NEW_STUDY_OPTIONS, check_same
-from tuner.guardrails import parse_guardrails
-from tuner.objective import FusionObjective, parse_objective
+from tuner.evaluation.guardrails import parse_guardrails
+from tuner.evaluation.objective import FusionObjective, parse_objective
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace, resolve
 from tuner.pareto import (
     ATTR_PARETO,
     PARETO_STRATEGIES,
@@ -40,7 +41,6 @@ from tuner.pareto import (
 )
 from tuner.space import FusionSpace
 from tuner.strategies import SCALARISATIONS
-from tuner.workspace import HOLDOUT, SEARCH, SearchSettings, Workspace, resolve
 
 __all__ = ["search_pareto"]
 
@@ -171,7 +171,7 @@ def _new_settings(logs: str, scores: str, metrics_text: str, objective_text: str
     """Settings of a new Pareto study, validated before anything is written (each file is
     read once)."""
     from simulator.logs import LoggedTraffic
-    from tuner.scores import ScoreTable
+    from tuner.evaluation.scores import ScoreTable
 
     traffic = LoggedTraffic.read(logs)
     table_ = ScoreTable.read(scores)

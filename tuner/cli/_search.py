@@ -33,10 +33,11 @@ from tuner.cli._loss import (
     objective_for,
     open_config_study,
 )
-from tuner.guardrails import parse_guardrails
-from tuner.loss_search import is_loss_study
-from tuner.objective import parse_objective
-from tuner.picking import export_pick, pick_weights
+from tuner.evaluation.guardrails import parse_guardrails
+from tuner.evaluation.loss_objective import is_loss_study
+from tuner.evaluation.objective import parse_objective
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace, resolve
+from tuner.picks.picking import export_pick, pick_weights
 from tuner.search_config import SPACES
 from tuner.space import FusionSpace
 from tuner.storage import ProjectStore
@@ -47,11 +48,10 @@ from tuner.study import (
     load_search,
     run_rounds,
     search_state,
+    set_target_rounds,
     stored_settings,
     trials_table,
 )
-from tuner.workers import set_target_rounds
-from tuner.workspace import HOLDOUT, SEARCH, SearchSettings, Workspace, resolve
 
 
 @click.group()
@@ -232,7 +232,7 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
     worker's claims are taken over after --stale-after, and the trials are
     those a single process would have written.
     """
-    from tuner.workers import WorkerConfig, run_worker
+    from tuner.study import WorkerConfig, run_worker
 
     url = storage_url(storage)
     study, _, _, _, raw = load_existing(url, study_name)
@@ -301,7 +301,7 @@ def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, f
                   seed: int, guardrail_text: str | None = None, interval: str = "bootstrap"
                   ) -> tuple[SearchSettings, FusionSpace]:
     from simulator.logs import LoggedTraffic
-    from tuner.scores import ScoreTable
+    from tuner.evaluation.scores import ScoreTable
 
     traffic = LoggedTraffic.read(logs)
     table_ = ScoreTable.read(scores)

@@ -30,12 +30,12 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from simulator.replay import OBJECTIVE
-from tuner._trial_writer import add_trials
-from tuner.objective import FusionObjective
+from tuner.evaluation.objective import FusionObjective
 from tuner.pareto._config import ParetoConfig
 from tuner.pareto._front import MetricEstimate, pareto_mask
 from tuner.space import FusionSpace
 from tuner.storage import ProjectStore
+from tuner.storage._trial_writer import add_trials
 from tuner.strategies import (
     BaseMultiStrategy,
     CEMConfig,
@@ -131,7 +131,8 @@ def create_pareto_study(url: str, study_name: str, space: FusionSpace, config: P
         space: the search space.
         config: the Pareto settings.
         seed: seed of the strategy.
-        settings: JSON-able search settings (a :class:`~tuner.workspace.SearchSettings` dict).
+        settings: JSON-able search settings (a
+            :class:`~tuner.evaluation.search_data.SearchSettings` dict).
         control: control's estimate of (at least) every metric of ``config``.
     """
     missing = [m for m in config.metrics if m not in control]

@@ -189,7 +189,7 @@ class ClaimBoard:
             )
             .values(state=DONE, heartbeat_at=self._now)
         )
-        from tuner._trial_writer import write_trials  # the writer imports storage models
+        from tuner.storage._trial_writer import write_trials  # the writer imports storage models
 
         study_id = self.rdb.get_study_id_from_name(self.study_name)
         with self.rdb.engine.connect() as conn:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.replay import OBJECTIVE, PopulationEstimate, Replay
-from tuner.guardrails import Guardrail, guardrail_reasons, parse_guardrails
+from tuner.evaluation.guardrails import Guardrail, guardrail_reasons, parse_guardrails
+from tuner.evaluation.search_data import SEARCH, Workspace
 from tuner.study import TrialResult
-from tuner.workspace import SEARCH, Workspace
 
 __all__ = ["FusionObjective", "parse_objective"]
 

@@ -22,7 +22,7 @@ from ranker import (
     predict,
 )
 from simulator.logs import LoggedTraffic
-from tuner.scores import ScoreTable
+from tuner.evaluation.scores import ScoreTable
 
 __all__ = ["candidate_features", "default_feature_specs", "ranker_rows", "score_traffic"]
 

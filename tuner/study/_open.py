@@ -23,7 +23,10 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from tqdm.auto import tqdm
 
-from tuner._study_attrs import (
+from tuner.space import FusionSpace
+from tuner.storage import ProjectStore
+from tuner.strategies import CEM, CEMConfig, CEMSampler
+from tuner.study._attrs import (
     ATTR_CONFIG,
     ATTR_INIT_MEAN,
     ATTR_SEED,
@@ -34,7 +37,7 @@ from tuner._study_attrs import (
     _read_attrs,
     jsonable,
 )
-from tuner._study_history import (
+from tuner.study._history import (
     RoundSummary,
     _record,
     _summary,
@@ -44,11 +47,11 @@ from tuner._study_history import (
 )
 
 # constants defined here before the split (tuner.pareto imports some), re-exported
-from tuner._study_trials import FAIL_REASON as FAIL_REASON
-from tuner._study_trials import INFEASIBLE as INFEASIBLE
-from tuner._study_trials import REASON_INTERRUPTED as REASON_INTERRUPTED
-from tuner._study_trials import REASON_NONFINITE as REASON_NONFINITE
-from tuner._study_trials import (
+from tuner.study._trials import FAIL_REASON as FAIL_REASON
+from tuner.study._trials import INFEASIBLE as INFEASIBLE
+from tuner.study._trials import REASON_INTERRUPTED as REASON_INTERRUPTED
+from tuner.study._trials import REASON_NONFINITE as REASON_NONFINITE
+from tuner.study._trials import (
     TrialResult,
     _add_trials,
     _arrays,
@@ -61,9 +64,6 @@ from tuner._study_trials import (
     build_trial,
     is_feasible_complete,
 )
-from tuner.space import FusionSpace
-from tuner.storage import ProjectStore
-from tuner.strategies import CEM, CEMConfig, CEMSampler
 
 __all__ = [
     "RoundSummary",

@@ -26,7 +26,7 @@ from simulator.intervals import (
 from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
 from simulator.replay import Replay
-from tuner.scores import ScoreTable
+from tuner.evaluation.scores import ScoreTable
 
 __all__ = ["INTERVALS", "SearchSettings", "Workspace", "make_interval", "split_log"]
 
@@ -64,7 +64,7 @@ class SearchSettings:
             reward model of DM and DR can chain them.
         control: control weights (score-task order), the A/B baseline and CEM's start.
         guardrails: metric -> largest allowed drop below control, a fraction
-            (see :mod:`tuner.guardrails`).
+            (see :mod:`tuner.evaluation.guardrails`).
         n_bootstrap: bootstrap resamples of every interval.
         interval: how intervals are made, one of :data:`INTERVALS`.
         data_fingerprint: fingerprint of the log.

@@ -33,10 +33,10 @@ from ranker import (
     train,
 )
 from simulator.logs import LoggedTraffic
-from tuner.bridge import default_feature_specs, ranker_rows, score_traffic
-from tuner.scores import ScoreTable
+from tuner.evaluation.ranker_scoring import default_feature_specs, ranker_rows, score_traffic
+from tuner.evaluation.scores import ScoreTable
+from tuner.evaluation.search_data import split_log
 from tuner.search_config import TRAIN, VALID, SearchConfig
-from tuner.workspace import split_log
 
 __all__ = ["RankerCache", "RankerRun"]
 

@@ -16,7 +16,7 @@ ranker's validation AUC per task (``auc:<task>``), the fusion weights used
 (``fusion:<task>``) and the ranker's cache key (``ranker``), so ``search history
 --trials`` shows which loss weights buy which business result.
 
-Trained rankers and their score tables are cached (:mod:`tuner.ranker_cache`): a
+Trained rankers and their score tables are cached (:mod:`tuner.evaluation.ranker_cache`): a
 repeated vector never retrains, an interrupted generation resumes without retraining what
 it finished, and many workers share one cache folder.
 """
@@ -31,13 +31,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from simulator.fusion import make_fusion
-from tuner.objective import FusionObjective
-from tuner.ranker_cache import RankerCache, RankerRun
+from tuner.evaluation.objective import FusionObjective
+from tuner.evaluation.ranker_cache import RankerCache, RankerRun
+from tuner.evaluation.search_data import SearchSettings, Workspace
 from tuner.search_config import SearchConfig, parse_search_config
 from tuner.space import FusionSpace
 from tuner.strategies import CEM, CEMConfig
 from tuner.study import TrialResult
-from tuner.workspace import SearchSettings, Workspace
 
 __all__ = [
     "LOSS_SEARCH",

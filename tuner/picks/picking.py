@@ -13,12 +13,12 @@ import optuna
 
 from simulator.replay import OBJECTIVE
 from simulator.report import ABReport, ab_report
-from tuner.export import ExportedWeights
-from tuner.objective import FusionObjective
+from tuner.evaluation.objective import FusionObjective
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
+from tuner.picks.export import ExportedWeights
 from tuner.space import FusionSpace
 from tuner.strategies import CEMConfig
 from tuner.study import INFEASIBLE, is_feasible_complete, jsonable, search_state
-from tuner.workspace import HOLDOUT, SEARCH, Workspace
 
 __all__ = ["PICKS", "export_pick", "pick_weights"]
 

@@ -19,8 +19,8 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from tuner._trial_writer import add_trials
 from tuner.space import FusionSpace
+from tuner.storage._trial_writer import add_trials
 
 __all__ = [
     "FAIL_REASON",
@@ -233,7 +233,7 @@ def build_trial(
 
 
 def _add_trials(study: optuna.Study, trials: Sequence[FrozenTrial]) -> None:
-    """Write ``trials`` into ``study`` in one transaction (:mod:`tuner._trial_writer`).
+    """Write ``trials`` into ``study`` in one transaction (:mod:`tuner.storage._trial_writer`).
 
     A study not in an RDB, or whose ``add_trial`` was replaced on the instance (a wrapper,
     a test double), gets them one ``add_trial`` at a time instead.

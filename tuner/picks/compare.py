@@ -28,11 +28,11 @@ from simulator.estimators._estimate import Estimate
 from simulator.intervals import point_values
 from simulator.ordering import covariance, requests_to_separate
 from simulator.replay import OBJECTIVE, objective_matrix
-from tuner.picking import pick_weights
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
+from tuner.picks.picking import pick_weights
 from tuner.space import FusionSpace
 from tuner.strategies import CEMConfig
 from tuner.study import is_feasible_complete, jsonable
-from tuner.workspace import HOLDOUT, SEARCH, Workspace
 
 __all__ = ["ComparedPick", "Comparison", "compare_picks"]
 

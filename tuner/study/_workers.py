@@ -40,12 +40,12 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner._study_attrs import _stored_init_mean
-from tuner._study_history import _record_once
-from tuner._study_trials import _arrays, _frozen, _generations, _select_members
 from tuner.storage import ClaimBoard, ProjectStore
 from tuner.strategies import CEM
-from tuner.study import TrialResult, load_search
+from tuner.study._attrs import _stored_init_mean
+from tuner.study._history import _record_once
+from tuner.study._open import TrialResult, load_search
+from tuner.study._trials import _arrays, _frozen, _generations, _select_members
 
 __all__ = [
     "ATTR_TARGET",

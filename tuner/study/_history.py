@@ -16,8 +16,11 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner._study_attrs import _stored_init_mean, jsonable
-from tuner._study_trials import (
+from tuner.space import FusionSpace
+from tuner.storage import ProjectStore, RoundRecord
+from tuner.strategies import CEM, CEMConfig, CEMState
+from tuner.study._attrs import _stored_init_mean, jsonable
+from tuner.study._trials import (
     FAIL_REASON,
     INFEASIBLE,
     _arrays,
@@ -25,9 +28,6 @@ from tuner._study_trials import (
     _members,
     is_feasible_complete,
 )
-from tuner.space import FusionSpace
-from tuner.storage import ProjectStore, RoundRecord
-from tuner.strategies import CEM, CEMConfig, CEMState
 
 __all__ = ["RoundSummary", "history", "search_state", "trials_table"]
 

@@ -1,0 +1,68 @@
+"""The study loop: rounds of a search strategy over an Optuna study, resumable from the
+database alone, driven by one process (:func:`run_rounds`) or by many workers
+(:func:`run_worker`); its trials, history and stored settings."""
+
+from __future__ import annotations
+
+from tuner.study._attrs import (
+    ATTR_CONFIG,
+    ATTR_INIT_MEAN,
+    ATTR_SEED,
+    ATTR_SETTINGS,
+    ATTR_SPACE,
+    jsonable,
+)
+from tuner.study._history import RoundSummary, history, search_state, trials_table
+from tuner.study._open import (
+    create_or_load_study,
+    load_search,
+    run_rounds,
+    stored_settings,
+)
+from tuner.study._trials import (
+    FAIL_REASON,
+    INFEASIBLE,
+    REASON_INTERRUPTED,
+    REASON_NONFINITE,
+    TrialResult,
+    build_trial,
+    is_feasible_complete,
+)
+from tuner.study._workers import (
+    ATTR_TARGET,
+    WorkerConfig,
+    WorkerReport,
+    run_worker,
+    set_target_rounds,
+    worker_id,
+)
+
+__all__ = [
+    "ATTR_CONFIG",
+    "ATTR_INIT_MEAN",
+    "ATTR_SEED",
+    "ATTR_SETTINGS",
+    "ATTR_SPACE",
+    "ATTR_TARGET",
+    "FAIL_REASON",
+    "INFEASIBLE",
+    "REASON_INTERRUPTED",
+    "REASON_NONFINITE",
+    "RoundSummary",
+    "TrialResult",
+    "WorkerConfig",
+    "WorkerReport",
+    "build_trial",
+    "create_or_load_study",
+    "history",
+    "is_feasible_complete",
+    "jsonable",
+    "load_search",
+    "run_rounds",
+    "run_worker",
+    "search_state",
+    "set_target_rounds",
+    "stored_settings",
+    "trials_table",
+    "worker_id",
+]
