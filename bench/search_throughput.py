@@ -48,7 +48,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from tests.tuner import toy_objective as toy  # noqa: E402
 from tuner.strategies import CEMConfig  # noqa: E402
-from tuner.study import TrialResult, create_or_load_study, run_rounds  # noqa: E402
+from tuner.study import SearchSpec, TrialResult, create_or_load_study, run_rounds  # noqa: E402
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -79,7 +79,8 @@ def cem_rate(url: str, population: int, rounds: int, per_trial_writes: bool = Fa
     if per_trial_writes:  # a replaced add_trial makes run_rounds write trial by trial
         study.add_trial = study.add_trial  # type: ignore[method-assign]
     t0 = time.perf_counter()
-    run_rounds(study, toy.SPACE, config, toy.SEED, toy.evaluate, rounds, progress=False)
+    search = SearchSpec.new(toy.SPACE, config, toy.SEED)
+    run_rounds(study, search, toy.evaluate, rounds=rounds, progress=False)
     dt = time.perf_counter() - t0
     n = len(study.get_trials(deepcopy=False))
     assert n == population * rounds, n

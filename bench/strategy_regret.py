@@ -83,7 +83,7 @@ def run_seed(seed: int, names: list[str], requests: int, population: int,
     seconds: dict[str, float] = {}
     for name in names:
         start = time.perf_counter()
-        strategy = STRATEGIES[name](SPACE, population, seed)
+        strategy = STRATEGIES[name].create(SPACE, population, seed)
         pick_x, trial_x = [], []
         best_x, best_value = None, -np.inf
         for g in range(generations):

@@ -45,7 +45,7 @@ def test_demo_writes_every_artefact(demo_text: tuple[Path, str]) -> None:
     for name in FILES:
         assert (out / name).is_file(), name
     exported = ExportedWeights.from_json((out / "weights.json").read_text())
-    assert exported.pick == "cem_mean" and exported.trial_number is None
+    assert exported.pick == "strategy" and exported.trial_number is None
     assert exported.study_name == "demo" and exported.objective["split"] == "holdout"
     assert exported.data_fingerprint == LoggedTraffic.read(out / "logs.parquet").fingerprint()
     _, meta = load_checkpoint(out / "ranker.pt")
@@ -72,12 +72,12 @@ def test_demo_prints_rounds_and_ab_tables(demo_text: tuple[Path, str]) -> None:
     header = lines.index(next(s for s in lines if s.startswith("CEM rounds")))
     assert lines[header + 1].split()[:3] == ["round", "trials", "best"]
     assert [int(s.split()[0]) for s in lines[header + 3:header + 3 + ROUNDS]] == [0, 1]
-    for pick in ("cem_mean", "best_trial"):
+    for pick in ("strategy", "best_trial"):
         start = lines.index(next(s for s in lines if f"pick '{pick}'" in s))
         assert "true lift" in lines[start + 1] and "lift 95% interval" in lines[start + 1]
         metrics = [s.split()[0] for s in lines[start + 3:start + 7]]
         assert metrics == ["click", "conversion", "like", "objective"]
-    assert any(s.startswith("exported 'cem_mean'") for s in lines)
+    assert any(s.startswith("exported 'strategy'") for s in lines)
 
 
 def test_demo_json_output_parses(tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_demo_json_output_parses(tmp_path: Path) -> None:
     both picks with held-out estimates and truth, and the export path."""
     data = json.loads(_demo(tmp_path, "--json"))
     assert [r["round"] for r in data["rounds"]] == list(range(ROUNDS))
-    assert [p["pick"] for p in data["picks"]] == ["cem_mean", "best_trial"]
+    assert [p["pick"] for p in data["picks"]] == ["strategy", "best_trial"]
     for pick in data["picks"]:
         value, low, high = pick["holdout"]["objective"]
         assert low <= value <= high

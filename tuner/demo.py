@@ -52,7 +52,7 @@ from tuner.picks.export import ExportedWeights
 from tuner.picks.picking import export_pick, pick_weights
 from tuner.space import FusionSpace
 from tuner.strategies import CEMConfig
-from tuner.study import RoundSummary, create_or_load_study, run_rounds
+from tuner.study import RoundSummary, SearchSpec, create_or_load_study, run_rounds
 
 __all__ = ["DemoConfig", "DemoResult", "Pick", "run_demo"]
 
@@ -209,9 +209,10 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
     study = create_or_load_study(storage, config.study_name, space, cem, config.seed,
                                  settings=settings.to_dict(),
                                  init_mean=space.from_weights(control))
+    search = SearchSpec.new(space, cem, config.seed, space.from_weights(control),
+                            settings.to_dict())
     objective = FusionObjective.for_workspace(ws)
-    rounds = run_rounds(study, space, cem, config.seed, objective, config.rounds,
-                        progress=progress)
+    rounds = run_rounds(study, search, objective, until=config.rounds, progress=progress)
     say(f"[4/6] CEM: {config.rounds} rounds x {config.population} trials in {storage}")
     timings["search"] = time.perf_counter() - tick
 
@@ -219,8 +220,8 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
     tick = time.perf_counter()
     picks = []
     exports = {}
-    for name in ("cem_mean", "best_trial"):
-        w, number = pick_weights(study, space, cem, name)
+    for name in ("strategy", "best_trial"):
+        w, number = pick_weights(study, search, name)
         exported, report, search_values = export_pick(ws, config.study_name, w, name, number)
         truth = _true_metrics(world, ws.parts[HOLDOUT], table, ws.score_tasks, w)
         exported = dataclasses.replace(exported, extra={**exported.extra, "true_holdout": truth})
@@ -230,8 +231,8 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
     timings["report"] = time.perf_counter() - tick
 
     # 6. export the denoised pick
-    export_path = exports["cem_mean"].write(out / "weights.json")
-    return DemoResult(rounds, metrics, picks, exports["cem_mean"], export_path, storage,
+    export_path = exports["strategy"].write(out / "weights.json")
+    return DemoResult(rounds, metrics, picks, exports["strategy"], export_path, storage,
                       control_truth, timings)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import optuna
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from simulator.logs import LoggedTraffic
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from tests.tuner.conftest import DemoFiles
 
 CONTROL = "click=1,conversion=0.5,like=0.5"
+OBJECTIVE = "click=1,conversion=10,like=5"
 
 
 def invoke(args: list[str]) -> Result:
@@ -302,45 +303,77 @@ def _trials(db: Path, study: str = "s") -> dict[int, tuple[str, dict[str, float]
             for t in loaded.trials}
 
 
-def test_two_plus_two_rounds_equal_four(demo_files: DemoFiles, tmp_path: Path) -> None:
-    """``run --rounds 2`` twice (the second with the same full command line, as a user
-    re-running it would) gives exactly the trials of one ``run --rounds 4``."""
+def test_rounds_is_a_target_so_rerunning_the_same_command_changes_nothing(
+        demo_files: DemoFiles, tmp_path: Path) -> None:
+    """``run --rounds 2`` then ``--rounds 4`` gives exactly the trials of one ``--rounds 4``;
+    running the identical command again adds nothing."""
     split, whole = tmp_path / "split.db", tmp_path / "whole.db"
-    args = [*demo_files.new_study_args(split, rounds=2), "--control", CONTROL]
-    assert invoke(args).exit_code == 0
-    assert invoke(args).exit_code == 0
+    assert invoke([*demo_files.new_study_args(split, rounds=2), "--control", CONTROL]
+                  ).exit_code == 0
+    four = [*demo_files.new_study_args(split, rounds=4), "--control", CONTROL]
+    assert invoke(four).exit_code == 0
+    again = invoke(four)
+    assert again.exit_code == 0, again.output
+    assert "already has 4 complete rounds" in again.output
     result = invoke([*demo_files.new_study_args(whole, rounds=4), "--control", CONTROL])
     assert result.exit_code == 0, result.output
     ref = _trials(whole)
     assert len(ref) == 32 and {s for s, *_ in ref.values()} == {"COMPLETE"}
     assert _trials(split) == ref
+    # without --rounds an existing study runs to the target it stored
+    assert invoke(["search", "run", "--storage", str(split), "--study", "s",
+                   "--no-progress"]).exit_code == 0
+    assert _trials(split) == ref
 
 
-def _complete_trials(db: Path) -> int:
+def test_every_strategy_runs_and_resumes_from_the_cli(demo_files: DemoFiles,
+                                                      tmp_path: Path) -> None:
+    db = tmp_path / "tpe.db"
+    args = [*demo_files.new_study_args(db, rounds=2, population=6), "--strategy", "tpe"]
+    assert invoke(args).exit_code == 0
+    more = invoke(["search", "run", "--storage", str(db), "--study", "s", "--rounds", "3",
+                   "--no-progress", "--json"])
+    assert more.exit_code == 0, more.output
+    assert [r["round"] for r in json.loads(more.stdout)] == [2]
+    whole = tmp_path / "whole.db"
+    assert invoke([*demo_files.new_study_args(whole, rounds=3, population=6),
+                   "--strategy", "tpe"]).exit_code == 0
+    assert _trials(db) == _trials(whole)
+    exported = invoke(["search", "export", "--storage", str(db), "--study", "s", "--out",
+                       str(tmp_path / "w.json"), "--json"])
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout.split("\nwarning")[0])["pick"] == "strategy"
+    refused = invoke([*demo_files.new_study_args(tmp_path / "r.db"), "--strategy", "random",
+                      "--elite-fraction", "0.5"])
+    assert_user_error(refused, "--elite-fraction", "random")
+    conflict = invoke([*demo_files.new_study_args(db, rounds=3, population=6),
+                       "--strategy", "cem"])
+    assert_user_error(conflict, "--strategy cem conflicts", "tpe")
+
+
+def _complete_trials(url: str, study: str) -> int:
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2) as con:
-            row = con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()
-        return int(row[0])
-    except sqlite3.OperationalError:  # not created yet, or locked by the writer
+        engine = sa.create_engine(url)
+        with engine.connect() as con:
+            row = con.execute(sa.text(
+                "SELECT COUNT(*) FROM trials t JOIN studies s ON t.study_id = s.study_id "
+                "WHERE s.study_name = :n AND t.state = 'COMPLETE'"), {"n": study}).fetchone()
+        engine.dispose()
+        return int(row[0]) if row is not None else 0
+    except sa.exc.SQLAlchemyError:  # not created yet, or locked by the writer
         return 0
 
 
-def test_killed_run_resumes_to_the_uninterrupted_trials(demo_files: DemoFiles,
-                                                        tmp_path: Path) -> None:
-    """SIGKILL a ``search run`` subprocess once its first round is in the database; running
-    the remaining rounds afterwards gives the same trials as an uninterrupted run."""
-    total, population = 4, 16
-    killed, whole = tmp_path / "killed.db", tmp_path / "whole.db"
-    args = [*demo_files.new_study_args(killed, rounds=total, population=population),
-            "--control", CONTROL]
+def _kill_when(args: list[str], url: str, study: str, trials: int, cwd: Path) -> None:
+    """Start ``fusiontune ARGS`` and SIGKILL it once ``trials`` are COMPLETE in ``url``."""
     code = "import sys; from tuner.cli import main; sys.argv[0] = 'fusiontune'; main()"
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, cwd=tmp_path)
+                            stderr=subprocess.PIPE, cwd=cwd)
     try:
-        deadline = time.monotonic() + 40
-        while _complete_trials(killed) < population and proc.poll() is None:
-            assert time.monotonic() < deadline, "the first round never reached the database"
-            time.sleep(0.01)
+        deadline = time.monotonic() + 60
+        while _complete_trials(url, study) < trials and proc.poll() is None:
+            assert time.monotonic() < deadline, f"{trials} trials never reached the database"
+            time.sleep(0.005)
         assert proc.poll() is None, f"run ended before the kill: {proc.stderr.read()!r}"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -350,30 +383,64 @@ def test_killed_run_resumes_to_the_uninterrupted_trials(demo_files: DemoFiles,
         assert proc.stderr is not None
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
-    done = _complete_trials(killed) // population
-    assert 1 <= done < total
-    resumed = invoke(["search", "run", "--storage", str(killed), "--study", "s",
-                      "--rounds", str(total - done), "--no-progress"])
-    assert resumed.exit_code == 0, resumed.output
-    result = invoke([*demo_files.new_study_args(whole, rounds=total, population=population),
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(demo_files: DemoFiles, tmp_path_factory: pytest.TempPathFactory
+                  ) -> dict[int, tuple[str, dict[str, float], Any, Any]]:
+    whole = tmp_path_factory.mktemp("whole") / "whole.db"
+    result = invoke([*demo_files.new_study_args(whole, rounds=KILL_ROUNDS,
+                                                population=KILL_POPULATION),
                      "--control", CONTROL])
     assert result.exit_code == 0, result.output
-    ref, got = _trials(whole), _trials(killed)
-    assert len(ref) == total * population
-    assert got.keys() == ref.keys()
-    for number, (state, params, value, tag) in ref.items():
-        assert got[number][0] == state == "COMPLETE"
-        assert got[number][1] == params
-        assert got[number][3] == tag
-        # a finished generation may be evaluated as a smaller batch on resume
-        assert got[number][2] == pytest.approx(value, rel=1e-12, abs=1e-15)
+    ref = _trials(whole)
+    assert len(ref) == KILL_ROUNDS * KILL_POPULATION
+    return ref
+
+
+KILL_ROUNDS, KILL_POPULATION = 4, 16
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kill_at", [1, KILL_POPULATION, 2 * KILL_POPULATION + 5])
+def test_killed_run_rerun_with_the_same_command_equals_the_uninterrupted_one(
+        demo_files: DemoFiles, tmp_path: Path, request: pytest.FixtureRequest,
+        uninterrupted: dict[int, tuple[str, dict[str, float], Any, Any]],
+        backend: str, kill_at: int) -> None:
+    """SIGKILL ``search run --rounds 4`` once ``kill_at`` trials are written (inside the
+    first round, at its end, inside the third); the identical command run again ends with
+    exactly the trials of an uninterrupted run: no round more, none fewer."""
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        storage = url
+    else:
+        storage = str(tmp_path / "killed.db")
+        url = f"sqlite:///{storage}"
+    args = ["search", "run", "--storage", storage, "--study", f"k{kill_at}",
+            "--logs", str(demo_files.logs), "--scores", str(demo_files.scores),
+            "--objective", OBJECTIVE, "--rounds", str(KILL_ROUNDS),
+            "--population", str(KILL_POPULATION), "--no-progress", "--control", CONTROL]
+    _kill_when(args, url, f"k{kill_at}", kill_at, tmp_path)
+    rerun = invoke(args)
+    assert rerun.exit_code == 0, rerun.output
+    got = optuna.load_study(study_name=f"k{kill_at}", storage=url).trials
+    by_tag = {(t.user_attrs["round"], t.user_attrs["member"]): t for t in got
+              if t.state.name == "COMPLETE"}
+    ref = {tag: (state, params, value) for state, params, value, tag in uninterrupted.values()}
+    assert by_tag.keys() == ref.keys()
+    for tag, (state, params, value) in ref.items():
+        assert state == "COMPLETE"
+        assert by_tag[tag].params == params
+        # a generation may be finished as a smaller batch on resume
+        assert by_tag[tag].value == pytest.approx(value, rel=1e-12, abs=1e-15)
 
 
 # --- export and history ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("flags", "pick", "number"), [
-    ([], "cem_mean", None), (["--best"], "best_trial", int), (["--trial", "3"], "trial", 3),
+    ([], "strategy", None), (["--best"], "best_trial", int), (["--trial", "3"], "trial", 3),
 ])
 def test_export_json_round_trips(demo_files: DemoFiles, searched: Path, tmp_path: Path,
                                  flags: list[str], pick: str, number: Any) -> None:

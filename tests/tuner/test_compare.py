@@ -56,7 +56,8 @@ def test_picks_are_ordered_and_their_differences_are_paired(study_db: Path) -> N
         assert 0.5 <= p["p_leader_better"] <= 1.0
         assert p["separated"] == (d["high"] < 0 or d["low"] > 0)
     # the same pair through the A/B report (leader as control) gives the same paired interval
-    study, _, _, _, raw = load_search(f"sqlite:///{study_db}", "s")
+    study, search = load_search(f"sqlite:///{study_db}", "s")
+    raw = search.settings
     ws = Workspace(SearchSettings.from_dict(raw))
     other = picks[-1]
     def weights(pick: dict[str, Any]) -> np.ndarray:

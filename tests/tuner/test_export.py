@@ -45,7 +45,7 @@ def test_json_round_trip_and_file(tmp_path: Path) -> None:
         ({"weights": (1.0,)}, "'weights' has 1 values for 2 tasks"),
         ({"weights": (1.0, float("nan"))}, "'weights' has nan for task 'like'"),
         ({"pick": "best"}, "'pick' is 'best'"),
-        ({"pick": "cem_mean"}, "'trial_number' must be null"),
+        ({"pick": "strategy"}, "'trial_number' must be null"),
         ({"trial_number": None}, "'trial_number' must be an integer"),
         ({"objective": {"value": 1.0, "low": 0, "high": 2, "split": "train"}}, "split"),
         ({"objective": {"value": 1.0}}, "'objective' has keys"),

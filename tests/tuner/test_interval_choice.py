@@ -48,7 +48,7 @@ def test_cli_interval_is_used_stored_and_kept(tmp_path: Path, demo_files: DemoFi
     assert [r["ci_low"] for r in rows["normal"]] != [r["ci_low"] for r in rows["bootstrap"]]
     for r in rows["normal"]:
         assert r["ci_low"] < r["value"] < r["ci_high"]
-    settings = SearchSettings.from_dict(load_search(f"sqlite:///{db}", "normal")[4])
+    settings = SearchSettings.from_dict(load_search(f"sqlite:///{db}", "normal")[1].settings)
     assert settings.interval == "normal"
     assert isinstance(Workspace(settings).replay("search").interval, NormalInterval)
     clash = runner.invoke(main, ["search", "run", "--storage", str(db), "--study", "normal",

@@ -39,7 +39,7 @@ def toy(X: np.ndarray) -> np.ndarray:
 def make(name: str, seed: int = 0) -> BaseStrategy:
     if name == "cmaes" and importlib.util.find_spec("cmaes") is None:
         pytest.skip("Optuna's CmaEsSampler needs the 'cmaes' package (the 'bench' extra)")
-    return STRATEGIES[name](SPACE, POPULATION, seed)
+    return STRATEGIES[name].create(SPACE, POPULATION, seed)
 
 
 def run(strategy: BaseStrategy, generations: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -61,7 +61,7 @@ NAMES = list(STRATEGIES)
 
 
 def test_registry_names() -> None:
-    assert set(STRATEGIES) >= {"cem", "steady_cem", "tpe", "cmaes", "random", "nsga2"}
+    assert set(STRATEGIES) >= {"cem", "steady-cem", "tpe", "cmaes", "random", "nsga2"}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -122,7 +122,7 @@ def test_replay_of_a_history_continues_the_search(name: str) -> None:
     rebuilt.replay(history)
     X = rebuilt.ask(3)
     assert X.shape == (POPULATION, SPACE.dim) and SPACE.contains(X)
-    if name in ("cem", "steady_cem"):
+    if name in ("cem", "steady-cem"):
         assert np.array_equal(X, original.ask(3))
         assert np.array_equal(rebuilt.pick(), original.pick())
     else:  # the study holds every told trial, so its pick is the same best trial
@@ -142,7 +142,7 @@ def test_climbs_a_concave_objective(name: str) -> None:
 
 
 def test_optuna_strategy_records_failed_trials_and_picks_the_best_trial() -> None:
-    strategy = STRATEGIES["random"](SPACE, POPULATION, 0)
+    strategy = STRATEGIES["random"].create(SPACE, POPULATION, 0)
     assert isinstance(strategy, OptunaStrategy)
     X = strategy.ask(0)
     values = toy(X)

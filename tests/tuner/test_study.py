@@ -13,17 +13,19 @@ from tuner.space import FusionSpace
 from tuner.storage import HEAD, ProjectStore, SchemaVersionError
 from tuner.strategies import CEMConfig
 from tuner.study import (
+    SearchSpec,
     TrialResult,
     create_or_load_study,
     history,
     load_search,
+    replayed_strategy,
     run_rounds,
-    search_state,
     trials_table,
 )
 
 SPACE = FusionSpace(("click", "like", "follow"), pinned="click")
 CONFIG = CEMConfig(population=8)
+SEARCH = SearchSpec.new(SPACE, CONFIG, 5)
 TARGET = np.array([1.0, 2.5, 0.7])
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -51,7 +53,7 @@ def _done(study: optuna.Study) -> list[tuple[dict, float | None, int, int]]:
 
 def _reference(tmp_path: Path, rounds: int = 4) -> optuna.Study:
     study = create_or_load_study(_url(tmp_path, "ref.db"), "s", SPACE, CONFIG, seed=5)
-    run_rounds(study, SPACE, CONFIG, 5, evaluate, rounds=rounds, progress=False)
+    run_rounds(study, SEARCH, evaluate, rounds=rounds, progress=False)
     return study
 
 
@@ -59,15 +61,16 @@ def test_rounds_in_one_go_equal_resumed_rounds(tmp_path: Path) -> None:
     ref = _reference(tmp_path)
     url = _url(tmp_path, "split.db")
     study = create_or_load_study(url, "s", SPACE, CONFIG, seed=5, settings={"data": "x.parquet"})
-    first = run_rounds(study, SPACE, CONFIG, 5, evaluate, rounds=1, progress=False)
+    first = run_rounds(study, SEARCH, evaluate, rounds=1, progress=False)
     del study
-    study, space, config, seed, settings = load_search(url, "s")
-    assert (space, config, seed, settings) == (SPACE, CONFIG, 5, {"data": "x.parquet"})
-    rest = run_rounds(study, space, config, seed, evaluate, rounds=3, progress=False)
+    study, search = load_search(url, "s")
+    assert (search.strategy, search.space, search.config, search.seed, search.settings) == (
+        "cem", SPACE, CONFIG, 5, {"data": "x.parquet"})
+    rest = run_rounds(study, search, evaluate, rounds=3, progress=False)
     assert _done(study) == _done(ref)
     assert [s.round for s in first + rest] == [0, 1, 2, 3]
-    assert history(study, SPACE, CONFIG) == history(ref, SPACE, CONFIG) == first + rest
-    assert search_state(study, SPACE, CONFIG).generation == 4
+    assert history(study, SEARCH) == history(ref, SEARCH) == first + rest
+    assert replayed_strategy(study, SEARCH)[1] == 4
     stored = ProjectStore(url).rounds("s")
     assert [(r.round, r.best_trial, r.mean) for r in stored] == [
         (s.round, s.best_trial, s.mean) for s in first + rest
@@ -89,7 +92,7 @@ def test_interrupted_runs_resume_to_the_same_trials(tmp_path: Path) -> None:
         return evaluate(W)
 
     with pytest.raises(KeyboardInterrupt):
-        run_rounds(study, SPACE, CONFIG, 5, flaky, rounds=4, progress=False)
+        run_rounds(study, SEARCH, flaky, rounds=4, progress=False)
     # crash inside a generation: 3 of 8 members of round 1 written, then interrupted
     real_add = study.add_trial
     added = []
@@ -102,19 +105,19 @@ def test_interrupted_runs_resume_to_the_same_trials(tmp_path: Path) -> None:
 
     study.add_trial = add_then_crash  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
-        run_rounds(study, SPACE, CONFIG, 5, evaluate, rounds=4, progress=False)
+        run_rounds(study, SEARCH, evaluate, rounds=4, progress=False)
     # and a worker that asked two trials and died
     study.ask(SPACE.distributions())
     study.ask(SPACE.distributions())
 
-    study, *_ = load_search(url, "s")
+    study, _ = load_search(url, "s")
     seen = []
 
     def counting(W: np.ndarray) -> list[TrialResult]:
         seen.append(len(W))
         return evaluate(W)
 
-    done = run_rounds(study, SPACE, CONFIG, 5, counting, rounds=3, progress=False)
+    done = run_rounds(study, SEARCH, counting, rounds=3, progress=False)
     assert seen == [5, 8, 8]  # only the missing members of round 1 are evaluated
     assert [s.round for s in done] == [1, 2, 3]
     assert _done(study) == _done(ref)
@@ -132,13 +135,14 @@ def test_non_finite_value_is_a_failed_trial(tmp_path: Path) -> None:
 
     url = _url(tmp_path, "nan.db")
     study = create_or_load_study(url, "s", SPACE, CONFIG, seed=1)
-    summaries = run_rounds(study, SPACE, CONFIG, 1, bad_first, rounds=2, progress=False)
+    summaries = run_rounds(study, SearchSpec.new(SPACE, CONFIG, 1), bad_first, rounds=2,
+                           progress=False)
     assert [s.n_trials for s in summaries] == [6, 6]
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert [t.user_attrs["member"] for t in failed] == [0, 1, 0, 1]
     assert all(t.user_attrs["fail_reason"].startswith("non-finite") for t in failed)
     # resuming does not re-evaluate failed members
-    run_rounds(study, SPACE, CONFIG, 1, bad_first, rounds=0, progress=False)
+    run_rounds(study, SearchSpec.new(SPACE, CONFIG, 1), bad_first, rounds=0, progress=False)
     assert len(study.trials) == 16
     rows = trials_table(study)
     json.dumps(rows, allow_nan=False)
@@ -160,20 +164,23 @@ def test_settings_conflicts_and_missing_study(tmp_path: Path) -> None:
         load_search(url, "x")
     study = create_or_load_study(url, "s")  # everything from the database
     with pytest.raises(ValueError, match="created with seed"):
-        run_rounds(study, SPACE, CONFIG, 3, evaluate, rounds=1, progress=False)
+        run_rounds(study, SearchSpec.new(SPACE, CONFIG, 3), evaluate, rounds=1, progress=False)
 
 
 def test_init_mean_is_stored_and_used(tmp_path: Path) -> None:
     url = _url(tmp_path, "m.db")
     study = create_or_load_study(url, "s", SPACE, CONFIG, seed=1)
     control = np.array([2.0, 1.0, 4.0])  # full weights, rescaled so click = 1
-    (first,) = run_rounds(study, SPACE, CONFIG, 1, evaluate, 1, progress=False, init_mean=control)
+    (first,) = run_rounds(study, SearchSpec.new(SPACE, CONFIG, 1, control), evaluate, rounds=1,
+                          progress=False)
     assert first.mean == {"like": 0.5, "follow": 2.0}
-    study, *_ = load_search(url, "s")
-    (second,) = run_rounds(study, SPACE, CONFIG, 1, evaluate, 1, progress=False)
-    assert history(study, SPACE, CONFIG)[1] == second
+    study, search = load_search(url, "s")
+    assert search.init_mean == (0.5, 2.0)
+    (second,) = run_rounds(study, search, evaluate, rounds=1, progress=False)
+    assert history(study, search)[1] == second
     with pytest.raises(ValueError, match="init_mean can only change"):
-        run_rounds(study, SPACE, CONFIG, 1, evaluate, 1, progress=False, init_mean=np.ones(2))
+        run_rounds(study, SearchSpec.new(SPACE, CONFIG, 1, np.ones(2)), evaluate, rounds=1,
+                   progress=False)
 
 
 def test_schema_refuses_a_newer_database(tmp_path: Path) -> None:

@@ -215,13 +215,13 @@ def test_run_rounds_writes_a_round_in_one_batch(url: str, monkeypatch: pytest.Mo
     monkeypatch.setattr(trials_mod, "add_trials", counting)
     name = f"bulk_{uuid.uuid4().hex[:6]}"
     study = create_or_load_study(url, name, toy.SPACE, toy.CONFIG, seed=toy.SEED)
-    run_rounds(study, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 3, progress=False)
+    run_rounds(study, toy.SEARCH, toy.evaluate, rounds=3, progress=False)
     assert calls == [toy.CONFIG.population] * 3
     # the same search written one add_trial at a time (the path for a replaced add_trial)
     ref_url = f"sqlite:///{tmp_path / 'ref.db'}"
     ref = create_or_load_study(ref_url, "ref", toy.SPACE, toy.CONFIG, seed=toy.SEED)
     ref.add_trial = ref.add_trial  # type: ignore[method-assign]
-    run_rounds(ref, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 3, progress=False)
+    run_rounds(ref, toy.SEARCH, toy.evaluate, rounds=3, progress=False)
     assert calls == [toy.CONFIG.population] * 3  # the reference did not use the writer
 
     def strip(t: FrozenTrial) -> tuple:
@@ -235,7 +235,7 @@ def test_run_rounds_resumes_after_a_crash_inside_the_write(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'crash.db'}"
     study = create_or_load_study(url, "s", toy.SPACE, toy.CONFIG, seed=toy.SEED)
-    run_rounds(study, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 1, progress=False)
+    run_rounds(study, toy.SEARCH, toy.evaluate, rounds=1, progress=False)
 
     def write_then_die(rdb: RDBStorage, sid: int, trials: list[FrozenTrial]) -> None:
         with rdb.engine.connect() as conn:
@@ -244,11 +244,11 @@ def test_run_rounds_resumes_after_a_crash_inside_the_write(
 
     monkeypatch.setattr(trials_mod, "add_trials", write_then_die)
     with pytest.raises(KeyboardInterrupt):
-        run_rounds(study, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 1, progress=False)
+        run_rounds(study, toy.SEARCH, toy.evaluate, rounds=1, progress=False)
     monkeypatch.undo()
     assert len(study.trials) == toy.CONFIG.population
-    run_rounds(study, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 2, progress=False)
+    run_rounds(study, toy.SEARCH, toy.evaluate, rounds=2, progress=False)
     ref = create_or_load_study(f"sqlite:///{tmp_path / 'ref.db'}", "s", toy.SPACE, toy.CONFIG,
                                seed=toy.SEED)
-    run_rounds(ref, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 3, progress=False)
+    run_rounds(ref, toy.SEARCH, toy.evaluate, rounds=3, progress=False)
     assert [_fields(t)[:8] for t in study.trials] == [_fields(t)[:8] for t in ref.trials]

@@ -33,7 +33,7 @@ def _study(tmp_path: Path, name: str) -> tuple[str, optuna.Study]:
 
 def _reference(tmp_path: Path, rounds: int) -> optuna.Study:
     _, ref = _study(tmp_path, "ref.db")
-    run_rounds(ref, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, rounds, progress=False)
+    run_rounds(ref, toy.SEARCH, toy.evaluate, rounds=rounds, progress=False)
     return ref
 
 
@@ -60,7 +60,7 @@ def ref_url(study: optuna.Study) -> str:
 def test_worker_finishes_a_generation_run_rounds_left_half_done(tmp_path: Path) -> None:
     ref = _reference(tmp_path, 2)
     url, study = _study(tmp_path, "half.db")
-    run_rounds(study, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 1, progress=False)
+    run_rounds(study, toy.SEARCH, toy.evaluate, rounds=1, progress=False)
     real_add = study.add_trial
     added: list[Any] = []
 
@@ -72,7 +72,7 @@ def test_worker_finishes_a_generation_run_rounds_left_half_done(tmp_path: Path) 
 
     study.add_trial = add_then_crash  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
-        run_rounds(study, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, 1, progress=False)
+        run_rounds(study, toy.SEARCH, toy.evaluate, rounds=1, progress=False)
     seen: list[int] = []
 
     def counting(W: np.ndarray) -> list[TrialResult]:
@@ -100,3 +100,37 @@ def test_stale_claims_of_a_dead_worker_are_taken_over(tmp_path: Path) -> None:
     # the dead worker cannot write its chunk any more
     assert not board.commit_chunk(0, "dead", [0, 1, 2, 3], [])
     assert _trials(study) == _trials(ref)
+
+
+class _FakeWorker:
+    """A ``search worker`` process that has already exited with ``code``."""
+
+    codes: list[int] = []
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.code = _FakeWorker.codes.pop(0)
+
+    def wait(self) -> int:
+        return self.code
+
+
+def test_failed_workers_are_reported_as_they_are(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two of three workers died: if the survivor reached the target the run succeeds
+    with a warning; if not, the message says how far the study got and what to run."""
+    import click
+
+    from tuner.cli import _search
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    study = create_or_load_study(url, "s", toy.SPACE, toy.CONFIG, seed=toy.SEED)
+    run_rounds(study, toy.SEARCH, toy.evaluate, until=2, progress=False)
+    monkeypatch.setattr(_search.subprocess, "Popen", _FakeWorker)
+    warned: list[str] = []
+    monkeypatch.setattr(click, "echo", lambda msg, err=False: warned.append(str(msg)))
+    _FakeWorker.codes = [0, -9, -9]
+    _search._spawn_workers(url, "s", 3, 4, target=2)
+    assert warned and "others completed all 2 rounds" in warned[0]
+    _FakeWorker.codes = [0, -9, -9]
+    with pytest.raises(ValueError, match=r"2 of 3 complete rounds.*same command again"):
+        _search._spawn_workers(url, "s", 3, 4, target=3)

@@ -41,7 +41,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Any, ...]]
     """Trials of the same search run by one process (run_rounds) on SQLite."""
     url = f"sqlite:///{tmp_path_factory.mktemp('ref') / 'ref.db'}"
     study = create_or_load_study(url, "ref", toy.SPACE, toy.CONFIG, seed=toy.SEED)
-    run_rounds(study, toy.SPACE, toy.CONFIG, toy.SEED, toy.evaluate, ROUNDS, progress=False)
+    run_rounds(study, toy.SEARCH, toy.evaluate, rounds=ROUNDS, progress=False)
     return _trials(study)
 
 

@@ -10,12 +10,14 @@ import numpy as np
 
 from tuner.space import FusionSpace
 from tuner.strategies import CEMConfig
-from tuner.study import TrialResult
+from tuner.study import SearchSpec, TrialResult
 
 SPACE = FusionSpace(("click", "like", "follow"), pinned="click")
 CONFIG = CEMConfig(population=16)
 SEED = 5
 TARGET = np.array([1.0, 2.5, 0.7])
+SEARCH = SearchSpec.new(SPACE, CONFIG, SEED)
+"""The search the toy studies run (CEM, box-centre start)."""
 SLEEP_ENV = "FUSIONTUNE_TOY_SLEEP"
 
 

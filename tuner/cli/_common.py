@@ -18,11 +18,7 @@ from simulator.fusion import FUSIONS, make_fusion
 from tuner.evaluation.search_data import INTERVALS
 from tuner.space import FusionSpace
 from tuner.storage import SchemaVersionError
-from tuner.strategies import CEMConfig
-from tuner.study import (
-    jsonable,
-    load_search,
-)
+from tuner.study import SearchSpec, jsonable, load_search
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,8 +123,7 @@ def study_names(url: str) -> list[str]:
     return list(optuna.study.get_all_study_names(url))
 
 
-def load_existing(url: str, study_name: str
-                   ) -> tuple[optuna.Study, FusionSpace, CEMConfig, int, dict[str, Any]]:
+def load_existing(url: str, study_name: str) -> tuple[optuna.Study, SearchSpec]:
     """:func:`load_search` of a study that must exist; never creates a database."""
     path = sqlite_path(url)
     if path is not None and not path.is_file():

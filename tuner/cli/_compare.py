@@ -29,7 +29,8 @@ __all__ = ["search_compare"]
 @user_errors
 def search_compare(storage: str, study_name: str, top: int, split: str, metric: str,
                    as_json: bool) -> None:
-    """Compare CEM's mean, the best trials and the control on one split.
+    """Compare the strategy's pick (CEM's mean), the best trials and the control on one
+    split.
 
     Every pick is estimated on the same requests, so each one's difference to
     the leader gets a paired interval, the probability that the leader is truly
@@ -37,7 +38,8 @@ def search_compare(storage: str, study_name: str, top: int, split: str, metric: 
     difference interval holds 0 are not told apart by this log.
     """
     url = storage_url(storage)
-    study, space, cem, _, raw = load_existing(url, study_name)
+    study, search = load_existing(url, study_name)
+    raw = search.settings
     if is_loss_study(raw):
         raise ValueError(f"study {study_name!r} is a loss-weight study: each trial scores "
                          "with its own ranker, so they cannot be compared on one score table; "
@@ -48,7 +50,7 @@ def search_compare(storage: str, study_name: str, top: int, split: str, metric: 
                          "compare; see its front with 'fusiontune search pareto --study "
                          f"{study_name} --rounds 0'")
     ws = Workspace(SearchSettings.from_dict(raw))
-    comparison = compare_picks(ws, study, space, cem, top, split, metric)
+    comparison = compare_picks(ws, study, search, top, split, metric)
     warn_few_events({f"{p.label}: {metric}": p.estimate.events for p in comparison.picks},
                     "held-out" if split == HOLDOUT else split)
     if as_json:

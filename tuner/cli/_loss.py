@@ -29,7 +29,7 @@ from tuner.picks.picking import export_pick, pick_weights
 from tuner.search_config import SearchConfig, load_search_config
 from tuner.space import FusionSpace
 from tuner.strategies import CEMConfig
-from tuner.study import create_or_load_study, load_search
+from tuner.study import SearchSpec, create_or_load_study, load_search
 
 __all__ = ["export_loss_study", "loss_trial_columns", "objective_for", "open_config_study"]
 
@@ -71,13 +71,12 @@ def _fusion_settings(config: SearchConfig, say: Callable[[str], None]
         control=control_weights(config, space).tolist(), n_bootstrap=config.n_bootstrap,
         guardrails=dict(config.guardrails), data_fingerprint=traffic.fingerprint(),
         model_fingerprint=model_fp, interval=config.interval)
-    Workspace(settings, traffic, table_)  # validates the pair before the study is created
+    Workspace(settings, traffic, table_).check()  # refuses a bad pair before the study exists
     return settings, space
 
 
 def open_config_study(url: str, study_name: str, config_path: str | None, space_name: str | None,
-                      say: Callable[[str], None]
-                      ) -> tuple[optuna.Study, FusionSpace, CEMConfig, int, int]:
+                      say: Callable[[str], None]) -> tuple[optuna.Study, SearchSpec, int]:
     """Create (from a search file) or continue a study; also its file's ``rounds``.
 
     An existing study keeps its stored settings: a ``--config``/``--space`` that differs
@@ -90,7 +89,8 @@ def open_config_study(url: str, study_name: str, config_path: str | None, space_
         if space_name is not None:
             config = config.with_space(space_name)
     if study_name in names:
-        study, space, cem, seed, raw = load_search(url, study_name)
+        study, search = load_search(url, study_name)
+        raw = search.settings
         stored_space = config_of(raw).space if is_loss_study(raw) else "fusion"
         if space_name is not None and space_name != stored_space:
             raise ValueError(f"study {study_name!r} searches space {stored_space!r}, not "
@@ -100,7 +100,7 @@ def open_config_study(url: str, study_name: str, config_path: str | None, space_
                              f"{study_name!r} stored; omit --config to continue it, or use a "
                              "new --study")
         rounds = config_of(raw).rounds if is_loss_study(raw) else config.rounds if config else 1
-        return study, space, cem, seed, rounds
+        return study, search, rounds
     if config is None:
         existing = ", ".join(sorted(names)) or "none"
         raise ValueError(f"study {study_name!r} does not exist in {url} (studies: {existing}); "
@@ -121,7 +121,7 @@ def open_config_study(url: str, study_name: str, config_path: str | None, space_
         init = ones if space.contains(ones) else None
         study = create_or_load_study(url, study_name, space, cem, config.seed,
                                      settings=study_settings(config), init_mean=init)
-    return study, space, cem, config.seed, config.rounds
+    return study, load_search(url, study_name)[1], config.rounds
 
 
 def loss_trial_columns(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
@@ -145,17 +145,18 @@ def loss_trial_columns(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[
     return header, out
 
 
-def export_loss_study(study: optuna.Study, space: FusionSpace, cem: CEMConfig,
-                      raw: dict[str, Any], pick: str, trial_number: int | None,
+def export_loss_study(study: optuna.Study, search: SearchSpec, pick: str,
+                      trial_number: int | None,
                       say: Callable[[str], None]) -> tuple[ExportedWeights, Any, dict[str, float]]:
     """Export the loss weights of a pick with the fusion weights that go with them.
 
     The ranker of the pick is taken from the cache (trained now if it is not there, e.g.
-    CEM's final mean); its fusion weights are the trial's (``loss``: control; ``joint``:
+    the strategy's pick); its fusion weights are the trial's (``loss``: control; ``joint``:
     the inner CEM's mean), judged on the held-out split.
     """
-    config = config_of(raw)
-    loss_weights, number = pick_weights(study, space, cem, pick, trial_number)
+    config = config_of(search.settings)
+    space = search.space
+    loss_weights, number = pick_weights(study, search, pick, trial_number)
     objective = LossObjective(config)
     weights = dict(zip(space.tasks, loss_weights.tolist(), strict=True))
     run = objective.cache.run(weights)

@@ -21,7 +21,7 @@ from tuner.cli._common import (
     weights_option,
 )
 from tuner.cli._format import table
-from tuner.cli._search import NEW_STUDY_OPTIONS, check_same
+from tuner.cli._new_study import NEW_STUDY_OPTIONS, NewStudy
 from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.objective import FusionObjective, parse_objective
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace, resolve
@@ -113,7 +113,8 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
              if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     ws: Workspace | None = None
     if study_name in study_names(url):
-        study, space, cem, stored_seed, raw = load_existing(url, study_name)
+        study, stored = load_existing(url, study_name)
+        space, raw = stored.space, stored.settings
         settings = SearchSettings.from_dict(raw)
         if ATTR_PARETO not in study.user_attrs:
             if rounds:
@@ -124,8 +125,8 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
                   "search run", as_json, plot_dir, max_points)
             return
         search = load_pareto(url, study_name)
-        check_same(sorted(given & set(NEW_STUDY_OPTIONS)), params, settings, space, cem,
-                    stored_seed)
+        NewStudy.from_params(params).check_against(sorted(given & set(NEW_STUDY_OPTIONS)),
+                                                   stored)
         _check_pareto_options(given, params, search, rounds)
     else:
         missing = [o for o, v in (("--logs", logs), ("--scores", scores),

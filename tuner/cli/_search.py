@@ -19,12 +19,10 @@ from tuner.cli._common import (
     STUDY,
     dump,
     load_existing,
-    parse_conditional,
     storage_url,
     study_data_options,
     study_names,
     user_errors,
-    weights_option,
 )
 from tuner.cli._format import ab_events, ab_table, rounds_table, table, warn_few_events
 from tuner.cli._loss import (
@@ -33,23 +31,23 @@ from tuner.cli._loss import (
     objective_for,
     open_config_study,
 )
-from tuner.evaluation.guardrails import parse_guardrails
+from tuner.cli._new_study import NewStudy, given_options
 from tuner.evaluation.loss_objective import is_loss_study
-from tuner.evaluation.objective import parse_objective
-from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace, resolve
+from tuner.evaluation.objective import FusionObjective
+from tuner.evaluation.search_data import SearchSettings, Workspace
 from tuner.picks.picking import export_pick, pick_weights
 from tuner.search_config import SPACES
-from tuner.space import FusionSpace
 from tuner.storage import ProjectStore
-from tuner.strategies import CEMConfig
+from tuner.strategies import STRATEGIES
 from tuner.study import (
+    ATTR_TARGET,
+    SearchSpec,
     create_or_load_study,
     history,
     load_search,
+    replayed_strategy,
     run_rounds,
-    search_state,
     set_target_rounds,
-    stored_settings,
     trials_table,
 )
 
@@ -75,15 +73,21 @@ def search() -> None:
 @study_data_options
 @click.option("--objective", "objective_text", help="<task>=<weight>,... (new study).")
 @click.option("--control", "control_text", help="Control weights <task>=<weight>,..., one "
-              "per score task (the A/B baseline and CEM's start; default all 1).")
+              "per score task (the A/B baseline and the strategy's start; default all 1).")
 @click.option("--guardrail", "guardrail_text",
               help="Metrics that may not drop more than a fraction below control, judged at "
                    "the lower end of the paired 95% lift interval: click=0.05,like=2%.")
-@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
-              help="New CEM generations to run.")
+@click.option("--strategy", type=click.Choice(list(STRATEGIES)), default="cem",
+              show_default=True,
+              help="Search strategy (new study): "
+                   + "; ".join(f"{n}: {e.summary}" for n, e in STRATEGIES.items()) + ".")
+@click.option("--rounds", type=click.IntRange(min=0), default=None,
+              help="Complete generations the study should have when the run ends (a total, "
+                   "so rerunning the same command after a crash finishes the same study); "
+                   "default: a new study 5, an existing one the target it stored.")
 @click.option("--population", type=click.IntRange(min=4), default=32, show_default=True)
-@click.option("--elite-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.25,
-              show_default=True)
+@click.option("--elite-fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Share of a generation kept as elites (cem, steady-cem; default 0.25).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Spawn this many 'search worker' processes sharing the rounds (best on "
@@ -95,66 +99,77 @@ def search() -> None:
 @click.pass_context
 @user_errors
 def search_run(ctx: click.Context, storage: str, study_name: str, config_path: str | None,
-               space_name: str | None, logs: str | None, scores: str | None,
-               objective_text: str | None, estimator: str, formula: str, interval: str,
-               pinned: str | None, low: float, high: float, control_text: str | None,
-               conditional_text: str | None, holdout_fraction: float,
-               guardrail_text: str | None, rounds: int,
-               population: int, elite_fraction: float, seed: int, workers: int | None,
-               chunk: int | None, as_json: bool, no_progress: bool) -> None:
-    """Run more CEM rounds; a new study needs --config, or --logs, --scores and --objective.
+               space_name: str | None, rounds: int | None, workers: int | None,
+               chunk: int | None, as_json: bool, no_progress: bool, **study: Any) -> None:
+    """Run a study to --rounds generations; a new study needs --config, or --logs, --scores
+    and --objective.
 
     On an existing study every setting comes from the database and the run
-    continues where the last one stopped (an interrupted generation included).
-    With --workers N, N worker processes share each generation; more workers
-    may join from other machines with 'fusiontune search worker'.
+    continues where the last one stopped (an interrupted generation included)
+    until the study has --rounds complete generations. With --workers N, N
+    worker processes share each generation; more workers may join from other
+    machines with 'fusiontune search worker'.
     """
     url = storage_url(storage)
     names = study_names(url)
-    given = [p for p in ctx.params if p in NEW_STUDY_OPTIONS
-             and ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE]
-    rounds_given = ctx.get_parameter_source("rounds") == click.core.ParameterSource.COMMANDLINE
+    given = given_options(ctx)
+    options = NewStudy.from_params(study)
     stored = load_search(url, study_name) if study_name in names else None
-    raw = stored[4] if stored is not None else {}
+    raw = stored[1].settings if stored is not None else {}
+    ws: Workspace | None = None
     if config_path is not None or space_name is not None or is_loss_study(raw):
         if given:
-            options = ", ".join("--" + g.removesuffix("_text").replace("_", "-") for g in given)
-            raise ValueError(f"{options}: a search file study takes its settings from the "
+            listed = ", ".join("--" + g.removesuffix("_text").replace("_", "-") for g in given)
+            raise ValueError(f"{listed}: a search file study takes its settings from the "
                              "file (--config), not from options")
-        study, space, cem, seed, file_rounds = open_config_study(
+        study_, search_, file_rounds = open_config_study(
             url, study_name, config_path, space_name, lambda m: click.echo(m, err=True))
-        rounds = rounds if rounds_given else file_rounds
+        default_rounds = file_rounds
     elif stored is not None:
-        study, space, cem, seed, raw = stored
-        settings = SearchSettings.from_dict(raw)
-        if given:
-            check_same(given, ctx.params, settings, space, cem, seed)
+        study_, search_ = stored
+        options.check_against(given, search_)
+        default_rounds = 5
     else:
-        missing = [o for o, v in (("--logs", logs), ("--scores", scores),
-                                  ("--objective", objective_text)) if v is None]
-        if missing:
+        if options.missing():
             existing = ", ".join(names) if names else "none"
             raise ValueError(f"study {study_name!r} does not exist in {url} (studies: "
-                             f"{existing}); to create it give --config, or {' '.join(missing)}")
-        assert logs is not None and scores is not None and objective_text is not None
-        settings, space = _new_settings(logs, scores, objective_text, estimator, formula,
-                                        pinned, low, high, control_text, conditional_text,
-                                        holdout_fraction, seed, guardrail_text, interval)
-        cem = CEMConfig(population=population, elite_fraction=elite_fraction)
+                             f"{existing}); to create it give --config, or "
+                             f"{' '.join(options.missing())}")
+        config = options.strategy_config()
+        settings, space, ws = options.build()  # refuses bad inputs before the study exists
         init = np.asarray(settings.control) if settings.control is not None else None
-        study = create_or_load_study(url, study_name, space, cem, seed,
-                                     settings=settings.to_dict(),
-                                     init_mean=None if init is None else space.from_weights(init))
+        study_ = create_or_load_study(url, study_name, space, config, options.seed,
+                                      settings=settings.to_dict(),
+                                      init_mean=None if init is None else space.from_weights(init))
+        search_ = load_search(url, study_name)[1]
+        default_rounds = 5
+    target = _target(study_, rounds, default_rounds)
+    set_target_rounds(study_, target)
+    _, done = replayed_strategy(study_, search_)
     if workers is not None:
-        done = search_state(study, space, cem).generation
-        set_target_rounds(study, done + rounds)
-        n_chunk = chunk or max(1, -(-cem.population // workers))
-        _spawn_workers(url, study_name, workers, n_chunk)
-        summaries = history(study, space, cem)[done:done + rounds]
+        n_chunk = chunk or max(1, -(-search_.population // workers))
+        _spawn_workers(url, study_name, workers, n_chunk, target)
+        summaries = history(study_, search_)[done:target]
     else:
-        objective = objective_for(stored_settings(study), progress=not no_progress)
-        summaries = run_rounds(study, space, cem, seed, objective, rounds,
+        objective = (FusionObjective.for_workspace(ws) if ws is not None
+                     else objective_for(search_.settings, progress=not no_progress))
+        summaries = run_rounds(study_, search_, objective, until=target,
                                progress=not no_progress)
+    _report_run(study_, search_, summaries, done, target, url, as_json)
+
+
+def _target(study: Any, rounds: int | None, default: int) -> int:
+    """The study's target of complete generations: ``--rounds``, else the stored one, else
+    ``default``."""
+    if rounds is not None:
+        return rounds
+    stored = study.user_attrs.get(ATTR_TARGET)
+    return int(stored) if stored is not None else default
+
+
+def _report_run(study: Any, search: SearchSpec, summaries: list[Any], done: int, target: int,
+                url: str, as_json: bool) -> None:
+    """What ``search run`` prints: the rounds (or JSON), and the few-events warning."""
     # the objective of the last round's best trial, as the rounds table reports it
     events = {f"objective of round {s.round}'s best trial {s.best_trial}": s.best_events
               for s in summaries[-1:]}
@@ -162,15 +177,25 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         dump([s.to_dict() for s in summaries])
         warn_few_events(events, "search")
         return
-    click.echo(rounds_table(history(study, space, cem), space.prefix))
+    if done >= target and not summaries:
+        click.echo(f"study {study.study_name!r} already has {done} complete rounds (target "
+                   f"{target}); nothing to run - give --rounds {done + 5} to run 5 more",
+                   err=True)
+    click.echo(rounds_table(history(study, search), search.space.prefix))
     warn_few_events(events, "search")
-    if is_loss_study(stored_settings(study)):  # what each loss vector bought
-        click.echo(table(*loss_trial_columns(trials_table(study)[-rounds * cem.population:])))
-    click.echo(f"{len(study.trials)} trials in study {study_name!r} ({url})")
+    if is_loss_study(search.settings) and summaries:  # what each loss vector bought
+        rows = trials_table(study)[-len(summaries) * search.population:]
+        click.echo(table(*loss_trial_columns(rows)))
+    click.echo(f"{len(study.trials)} trials in study {study.study_name!r} ({url})")
 
 
-def _spawn_workers(url: str, study_name: str, n: int, chunk: int) -> None:
-    """Run ``n`` ``search worker`` processes to the study's target and wait for them."""
+def _spawn_workers(url: str, study_name: str, n: int, chunk: int, target: int) -> None:
+    """Run ``n`` ``search worker`` processes to the study's target and wait for them.
+
+    A worker that fails does not fail the run while the others finish the target (its
+    claims go stale and are taken over); if the target is not reached, the message says how
+    far the study got and that the same command finishes it.
+    """
     cmd = [sys.executable, "-c", "from tuner.cli import main; main()", "search", "worker",
            "--storage", url, "--study", study_name, "--chunk", str(chunk)]
     # the workers' lines go to stderr, so that stdout stays this command's (e.g. --json)
@@ -184,9 +209,17 @@ def _spawn_workers(url: str, study_name: str, n: int, chunk: int) -> None:
             p.wait()
         raise
     bad = [c for c in codes if c != 0]
-    if bad:
-        raise ValueError(f"{len(bad)} of {n} workers failed (exit codes {bad}); run again "
-                         "to resume, completed trials are saved")
+    if not bad:
+        return
+    study, search = load_search(url, study_name)
+    _, done = replayed_strategy(study, search)
+    if done >= target:
+        click.echo(f"warning: {len(bad)} of {n} workers failed (exit codes {bad}), but the "
+                   f"others completed all {target} rounds", err=True)
+        return
+    raise ValueError(f"{len(bad)} of {n} workers failed (exit codes {bad}); the study has "
+                     f"{done} of {target} complete rounds (finished trials are saved); run "
+                     "the same command again to finish the rest")
 
 
 def _import_evaluate(spec: str) -> Callable[[np.ndarray], Any]:
@@ -225,7 +258,7 @@ def _import_evaluate(spec: str) -> Callable[[np.ndarray], Any]:
 def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
                   heartbeat: float, stale_after: float, evaluate_spec: str | None,
                   as_json: bool) -> None:
-    """Evaluate claimed chunks of a study's CEM generations until its target.
+    """Evaluate claimed chunks of a study's generations until its target.
 
     Start any number of workers, on any machines, against one database
     (PostgreSQL): each generation's members are handed out once, a dead
@@ -235,9 +268,9 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
     from tuner.study import WorkerConfig, run_worker
 
     url = storage_url(storage)
-    study, _, _, _, raw = load_existing(url, study_name)
+    _, search_ = load_existing(url, study_name)
     evaluate = (_import_evaluate(evaluate_spec) if evaluate_spec is not None
-                else objective_for(raw))
+                else objective_for(search_.settings))
     config = WorkerConfig(chunk=chunk, heartbeat_interval=heartbeat, stale_after=stale_after)
 
     def show(event: dict[str, Any]) -> None:
@@ -254,73 +287,6 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
                    f"chunks; study has {report.rounds_done} complete rounds")
 
 
-# options that describe a study: on an existing one they must agree with what it stored
-NEW_STUDY_OPTIONS = ("logs", "scores", "objective_text", "estimator", "formula", "interval",
-                     "pinned", "low", "high", "control_text", "conditional_text",
-                     "holdout_fraction", "guardrail_text", "population", "elite_fraction", "seed")
-
-
-def check_same(given: list[str], params: dict[str, Any], stored: SearchSettings,
-                space: FusionSpace, cem: CEMConfig, seed: int) -> None:
-    def new(name: str) -> Any:
-        value = params[name]
-        if name in ("logs", "scores"):
-            return resolve(value)
-        if name == "objective_text":
-            return parse_objective(value)
-        if name == "control_text":
-            return weights_option(value, space, stored.formula, "--control")
-        if name == "conditional_text":
-            return parse_conditional(value, space.tasks)
-        if name == "guardrail_text":
-            return {g.metric: g.max_drop for g in parse_guardrails(value)}
-        return value
-
-    old: dict[str, Any] = {
-        "logs": stored.logs, "scores": stored.scores, "objective_text": dict(stored.objective),
-        "estimator": stored.estimator, "formula": stored.formula, "pinned": space.pinned,
-        "interval": stored.interval,
-        "low": space.low, "high": space.high,
-        "control_text": None if stored.control is None else list(stored.control),
-        "conditional_text": dict(stored.conditional),
-        "guardrail_text": dict(stored.guardrails),
-        "holdout_fraction": stored.splits[HOLDOUT], "population": cem.population,
-        "elite_fraction": cem.elite_fraction, "seed": seed,
-    }
-    for name in given:
-        value = new(name)
-        if old[name] != value:
-            option = "--" + name.removesuffix("_text").replace("_", "-")
-            raise ValueError(f"{option} {value} conflicts with the study's stored {old[name]}; "
-                             "omit it to continue the study, or use a new --study")
-
-
-def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, formula: str,
-                  pinned: str | None, low: float, high: float, control_text: str | None,
-                  conditional_text: str | None, holdout_fraction: float,
-                  seed: int, guardrail_text: str | None = None, interval: str = "bootstrap"
-                  ) -> tuple[SearchSettings, FusionSpace]:
-    from simulator.logs import LoggedTraffic
-    from tuner.evaluation.scores import ScoreTable
-
-    traffic = LoggedTraffic.read(logs)
-    table_ = ScoreTable.read(scores)
-    tasks = table_.tasks
-    conditional = parse_conditional(conditional_text, tasks)
-    space = FusionSpace(tasks=tasks, pinned=pinned or tasks[0], low=low, high=high)
-    control = weights_option(control_text, space, formula, "--control")
-    settings = SearchSettings(
-        logs=resolve(logs), scores=resolve(scores), objective=parse_objective(objective_text),
-        estimator=estimator, formula=formula,
-        splits={SEARCH: 1 - holdout_fraction, HOLDOUT: holdout_fraction}, split_seed=seed,
-        conditional=conditional, control=control, data_fingerprint=traffic.fingerprint(),
-        guardrails={g.metric: g.max_drop
-                    for g in parse_guardrails(guardrail_text, traffic.tasks)},
-        interval=interval)
-    Workspace(settings, traffic, table_)  # validates the pair before the study is created
-    return settings, space
-
-
 @search.command("history")
 @STORAGE
 @STUDY
@@ -332,11 +298,12 @@ def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, f
 def search_history(storage: str, study_name: str, show_trials: bool, as_json: bool,
                    plot_dir: Path | None) -> None:
     """Show the rounds (or trials) of a study; --plot draws them."""
-    study, space, cem, _, raw = load_existing(storage_url(storage), study_name)
+    study, search_ = load_existing(storage_url(storage), study_name)
+    space, raw = search_.space, search_.settings
     if plot_dir is not None:
         from tuner.plots import plot_history
 
-        paths = plot_history(history(study, space, cem), plot_dir, study_name, space.prefix)
+        paths = plot_history(history(study, search_), plot_dir, study_name, space.prefix)
         if is_loss_study(raw):
             from tuner.plots import plot_loss_trials
 
@@ -357,7 +324,7 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
                           + [r.get("params", {}).get(p, "") for p in space.param_names]
                           for r in rows]))
         return
-    rounds = history(study, space, cem)
+    rounds = history(study, search_)
     if as_json:
         dump([r.to_dict() for r in rounds])
         return
@@ -372,7 +339,7 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
 @STUDY
 @click.option("--trial", "trial_number", type=int, help="Export this trial number.")
 @click.option("--best", is_flag=True, help="Export the best single trial (prone to the "
-              "winner's curse) instead of CEM's final mean.")
+              "winner's curse) instead of the strategy's pick (CEM: its final mean).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("weights.json"), show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the exported JSON.")
@@ -381,19 +348,21 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
                   out: Path, as_json: bool) -> None:
     """Export a weight vector, judged on the held-out split, as JSON for serving.
 
-    Default: CEM's final mean (denoised); --best: the best trial; --trial N.
+    Default: the strategy's pick (CEM: its final mean, denoised); --best: the
+    best trial; --trial N.
     """
     if best and trial_number is not None:
         raise ValueError("give --best or --trial, not both")
     url = storage_url(storage)
-    study, space, cem, _, raw = load_existing(url, study_name)
-    pick = "trial" if trial_number is not None else "best_trial" if best else "cem_mean"
+    study, search_ = load_existing(url, study_name)
+    raw = search_.settings
+    pick = "trial" if trial_number is not None else "best_trial" if best else "strategy"
     if is_loss_study(raw):
         exported, report, search_values = export_loss_study(
-            study, space, cem, raw, pick, trial_number, lambda m: click.echo(m, err=True))
+            study, search_, pick, trial_number, lambda m: click.echo(m, err=True))
         number = exported.trial_number
     else:
-        weights, number = pick_weights(study, space, cem, pick, trial_number)
+        weights, number = pick_weights(study, search_, pick, trial_number)
         ws = Workspace(SearchSettings.from_dict(raw))
         exported, report, search_values = export_pick(ws, study_name, weights, pick, number)
     path = exported.write(out)

@@ -162,6 +162,12 @@ class Workspace:
     def score_tasks(self) -> tuple[str, ...]:
         return self.table.tasks
 
+    def check(self) -> None:
+        """Build every split's replay now, so that a score table that does not fit the log,
+        or a log the estimator cannot use, is refused before anything is written."""
+        for part in self.parts:
+            self.replay(part)
+
     def replay(self, part: str) -> Replay:
         """The replay of one split (built once)."""
         if part not in self._replays:

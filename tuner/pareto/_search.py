@@ -164,7 +164,8 @@ def load_pareto(url: str, study_name: str) -> ParetoSearch:
     Raises:
         ValueError: the study is missing or is not a Pareto study.
     """
-    study, space, _, seed, settings = load_search(url, study_name)
+    study, spec = load_search(url, study_name)
+    space, seed, settings = spec.space, spec.seed, spec.settings
     raw = study.user_attrs.get(ATTR_PARETO)
     if raw is None:
         raise ValueError(f"study {study_name!r} is not a Pareto study (it was made by "

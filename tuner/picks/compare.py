@@ -4,8 +4,8 @@ During a search each trial is estimated with its own interval. Whether two picks
 really differ is a question about their *difference* on the same requests: the
 estimates share the log, so that difference is much less noisy than either
 interval suggests, yet it can still exceed the gap between the leaders. This
-module re-evaluates the best trials, CEM's mean and the control together on one
-split (the held-out one by default, which the search never saw) and gives, for
+module re-evaluates the best trials, the strategy's pick (CEM's mean) and the control
+together on one split (the held-out one by default, which the search never saw) and gives, for
 each pick against the leader, the paired difference with its interval, the
 probability that the leader is truly better, and how many requests would
 separate the two at 95%.
@@ -30,9 +30,7 @@ from simulator.ordering import covariance, requests_to_separate
 from simulator.replay import OBJECTIVE, objective_matrix
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
 from tuner.picks.picking import pick_weights
-from tuner.space import FusionSpace
-from tuner.strategies import CEMConfig
-from tuner.study import is_feasible_complete, jsonable
+from tuner.study import SearchSpec, is_feasible_complete, jsonable
 
 __all__ = ["ComparedPick", "Comparison", "compare_picks"]
 
@@ -42,7 +40,7 @@ class ComparedPick:
     """One pick of a comparison.
 
     Args:
-        label: ``"cem mean"``, ``"trial N"`` or ``"control"``.
+        label: the strategy's pick (``"cem mean"``), ``"trial N"`` or ``"control"``.
         trial_number: the trial's number, or None.
         weights: fusion weights, in the order of the score tasks.
         search_value: the metric's estimate on the search split.
@@ -107,15 +105,15 @@ class Comparison:
                 "tasks": list(self.tasks), "picks": [p.to_dict(self.tasks) for p in self.picks]}
 
 
-def compare_picks(ws: Workspace, study: optuna.Study, space: FusionSpace, config: CEMConfig,
+def compare_picks(ws: Workspace, study: optuna.Study, search: SearchSpec,
                   top: int = 5, split: str = HOLDOUT, metric: str = OBJECTIVE) -> Comparison:
-    """Compare CEM's mean, the ``top`` best feasible trials and the control on ``split``.
+    """Compare the strategy's pick, the ``top`` best feasible trials and the control on
+    ``split``.
 
     Args:
         ws: the study's workspace (its log, scores and settings).
         study: a single-objective fusion study with complete trials.
-        space: its search space.
-        config: its CEM settings.
+        search: what it searches and how (its strategy gives the first pick).
         top: how many of the best trials (by their search-split value) to include.
         split: ``"holdout"`` (default) or ``"search"``.
         metric: ``"objective"`` or one of the log's tasks.
@@ -133,7 +131,7 @@ def compare_picks(ws: Workspace, study: optuna.Study, space: FusionSpace, config
     metrics = (*tasks, OBJECTIVE)
     if metric not in metrics:
         raise ValueError(f"unknown metric {metric!r}; valid: {list(metrics)}")
-    labels, numbers, rows = _picks(study, space, config, top, settings.control,
+    labels, numbers, rows = _picks(study, search, top, settings.control,
                                    len(ws.score_tasks))
     weights = np.stack(rows)
     combine = objective_matrix(tasks, settings.objective)
@@ -175,12 +173,13 @@ def _phi(z: float) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
-def _picks(study: optuna.Study, space: FusionSpace, config: CEMConfig, top: int,
+def _picks(study: optuna.Study, search: SearchSpec, top: int,
            control: Sequence[float] | None, n_tasks: int
            ) -> tuple[list[str], list[int | None], list[np.ndarray]]:
-    """Labels, trial numbers and weights of CEM's mean, the best trials and the control."""
-    mean, _ = pick_weights(study, space, config, "cem_mean")
-    labels: list[str] = ["cem mean"]
+    """Labels, trial numbers and weights of the strategy's pick, the best trials and the
+    control."""
+    mean, _ = pick_weights(study, search, "strategy")
+    labels: list[str] = [search.build().pick_label.lower()]
     numbers: list[int | None] = [None]
     rows = [mean]
     feasible = [t for t in study.get_trials(deepcopy=False,
@@ -192,7 +191,7 @@ def _picks(study: optuna.Study, space: FusionSpace, config: CEMConfig, top: int,
     for t in sorted(feasible, key=lambda t: -float(t.value))[:top]:  # type: ignore[arg-type]
         labels.append(f"trial {t.number}")
         numbers.append(t.number)
-        rows.append(space.to_weights(t.params))
+        rows.append(search.space.to_weights(t.params))
     labels.append("control")
     numbers.append(None)
     rows.append(np.asarray(control, float) if control is not None else np.ones(n_tasks))

@@ -21,10 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PICKS", "SPLITS", "ExportedWeights", "utc_now_iso"]
+__all__ = ["LEGACY_PICKS", "PICKS", "SPLITS", "ExportedWeights", "utc_now_iso"]
 
-PICKS = ("cem_mean", "best_trial", "trial")
-"""How the exported vector was chosen."""
+PICKS = ("strategy", "best_trial", "trial")
+"""How the exported vector was chosen: the study strategy's own pick (CEM: its final mean,
+denoised; Optuna's samplers: their best trial), the best single trial, or trial N."""
+LEGACY_PICKS = {"cem_mean": "strategy"}
+"""Pick names of files written before strategies were pluggable, read as their new name."""
 SPLITS = ("holdout", "search")
 """Which logs the reported objective was measured on."""
 
@@ -208,12 +211,15 @@ class ExportedWeights:
             if not math.isfinite(w):
                 raise ValueError(f"exported weights: field 'weights' has {w} for task {t!r}")
         self._validate_objective()
+        if self.pick in LEGACY_PICKS:
+            object.__setattr__(self, "pick", LEGACY_PICKS[self.pick])
         if self.pick not in PICKS:
             raise ValueError(f"exported weights: field 'pick' is {self.pick!r}; valid: {PICKS}")
         tn = self.trial_number
-        if self.pick == "cem_mean" and tn is not None:
-            raise ValueError("exported weights: field 'trial_number' must be null for cem_mean")
-        if self.pick != "cem_mean" and (isinstance(tn, bool) or not isinstance(tn, int)):
+        if self.pick == "strategy" and tn is not None:
+            raise ValueError("exported weights: field 'trial_number' must be null for pick "
+                             "'strategy'")
+        if self.pick != "strategy" and (isinstance(tn, bool) or not isinstance(tn, int)):
             raise ValueError(
                 f"exported weights: field 'trial_number' must be an integer for pick "
                 f"{self.pick!r}, got {tn!r}"

@@ -1,8 +1,8 @@
 """Choosing the weight vector to export, and judging it on held-out requests.
 
 The best of many noisy trials overstates itself (the winner's curse), so the
-default pick is CEM's final mean — the centre of the last elite, an average
-over many good trials — and every pick is judged on the held-out split of the
+default pick is the strategy's own (CEM's final mean — the centre of the last elite, an
+average over many good trials), and every pick is judged on the held-out split of the
 log, which the search never saw.
 """
 
@@ -15,24 +15,22 @@ from simulator.replay import OBJECTIVE
 from simulator.report import ABReport, ab_report
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
-from tuner.picks.export import ExportedWeights
-from tuner.space import FusionSpace
-from tuner.strategies import CEMConfig
-from tuner.study import INFEASIBLE, is_feasible_complete, jsonable, search_state
+from tuner.picks.export import LEGACY_PICKS, PICKS, ExportedWeights
+from tuner.study import INFEASIBLE, SearchSpec, is_feasible_complete, jsonable, replayed_strategy
 
-__all__ = ["PICKS", "export_pick", "pick_weights"]
-
-PICKS = ("cem_mean", "best_trial", "trial")
+__all__ = ["export_pick", "pick_weights"]
 
 
-def pick_weights(study: optuna.Study, space: FusionSpace, config: CEMConfig, pick: str,
+def pick_weights(study: optuna.Study, search: SearchSpec, pick: str,
                  trial_number: int | None = None) -> tuple[np.ndarray, int | None]:
-    """``([T] weights, trial number or None)`` of a pick.
+    """``([T] weights, trial number or None)`` of a pick (one of :data:`PICKS`).
 
     Raises:
         ValueError: unknown pick, a study without complete trials, or a trial
             number that does not exist or did not complete.
     """
+    pick = LEGACY_PICKS.get(pick, pick)
+    space = search.space
     if pick not in PICKS:
         raise ValueError(f"unknown pick {pick!r}; valid: {list(PICKS)}")
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -41,12 +39,12 @@ def pick_weights(study: optuna.Study, space: FusionSpace, config: CEMConfig, pic
                          "'fusiontune search run' first")
     if len(study.directions) > 1 and pick != "trial":
         raise ValueError(f"study {study.study_name!r} is a Pareto study: it has no single best "
-                         "trial or CEM mean; export one point of its front with --trial N "
+                         "trial or strategy pick; export one point of its front with --trial N "
                          f"(listed by 'fusiontune search pareto --study {study.study_name} "
                          "--rounds 0')")
-    if pick == "cem_mean":
-        state = search_state(study, space, config)
-        return space.matrix_to_weights(np.asarray(state.mean)[None])[0], None
+    if pick == "strategy":
+        strategy, _ = replayed_strategy(study, search)
+        return space.matrix_to_weights(strategy.pick()[None])[0], None
     feasible = [t for t in complete if is_feasible_complete(t)]
     if pick == "best_trial":
         if not feasible:

@@ -7,7 +7,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["BaseStrategy", "checked_tell"]
+from tuner.space import FusionSpace
+
+__all__ = ["BaseStrategy", "checked_tell", "initial_mean"]
 
 
 class BaseStrategy(abc.ABC):
@@ -45,15 +47,31 @@ class BaseStrategy(abc.ABC):
     def reset(self) -> None:
         """Return to the initial state (before generation 0)."""
 
+    pick_label: str = "pick"
+    """What :meth:`pick` is, in a few words for tables (``"CEM mean"``, ``"best trial"``)."""
+
+    @property
+    @abc.abstractmethod
+    def population(self) -> int:
+        """Points per generation ``M``: what :meth:`ask` returns and :meth:`tell` takes."""
+
     def pick(self) -> np.ndarray:
         """The point ``x [dim]`` the strategy recommends exporting now (denoised where it can
         be, e.g. CEM's mean rather than its best noisy trial)."""
         raise NotImplementedError(f"{type(self).__name__} does not recommend a point")
 
+    def spread(self) -> np.ndarray:
+        """How widely the next generation is drawn around :meth:`pick`, ``[dim]`` (CEM: its
+        sigma); NaN where the strategy has no such notion. Round summaries record it."""
+        return np.full(len(self.pick()), np.nan)
+
     def replay(self, history: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Reset, then tell each completed generation ``(X [M, dim], values [M])`` in order."""
+        """Reset, then ask and tell each completed generation ``(X [M, dim], values [M])`` in
+        order. Asking first keeps strategies that draw on ask (Optuna's samplers) in step, so
+        a replayed strategy asks what an uninterrupted one would."""
         self.reset()
         for generation, (X, values) in enumerate(history):
+            self.ask(generation)
             self.tell(generation, X, values)
 
 
@@ -79,3 +97,21 @@ def checked_tell(
             "and values [M]"
         )
     return X, values
+
+
+def initial_mean(space: FusionSpace, init_mean: np.ndarray | None) -> np.ndarray:
+    """A strategy's starting point ``[dim]``: ``init_mean`` given as ``[dim]`` or as full
+    weights ``[T]`` (rescaled so the pinned weight is 1), default the centre of the box.
+
+    Raises:
+        ValueError: the point lies outside the box.
+    """
+    if init_mean is None:
+        return np.full(space.dim, (space.low + space.high) / 2.0)
+    mean = space.from_weights(np.asarray(init_mean, dtype=np.float64))
+    if not space.contains(mean):
+        raise ValueError(
+            f"init_mean {mean.tolist()} (free tasks {list(space.free_tasks)}) lies "
+            f"outside the box [{space.low}, {space.high}]"
+        )
+    return mean

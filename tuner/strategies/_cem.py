@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.space import FusionSpace
-from tuner.strategies._base import BaseStrategy, checked_tell
+from tuner.strategies._base import BaseStrategy, checked_tell, initial_mean
 
 __all__ = ["CEM", "CEMConfig", "CEMState"]
 
@@ -118,16 +118,7 @@ class CEM(BaseStrategy):
         self.space = space
         self.config = config if config is not None else CEMConfig()
         self.seed = int(seed)
-        if init_mean is None:
-            mean = np.full(space.dim, (space.low + space.high) / 2.0)
-        else:
-            mean = space.from_weights(np.asarray(init_mean, dtype=np.float64))
-            if not space.contains(mean):
-                raise ValueError(
-                    f"init_mean {mean.tolist()} (free tasks {list(space.free_tasks)}) lies "
-                    f"outside the box [{space.low}, {space.high}]"
-                )
-        self._init_mean = mean
+        self._init_mean = initial_mean(space, init_mean)
         self.reset()
 
     @property
@@ -146,9 +137,19 @@ class CEM(BaseStrategy):
             raise ValueError(f"state has wrong dimension; the space has dim {self.space.dim}")
         self._state = state
 
+    pick_label = "CEM mean"
+
+    @property
+    def population(self) -> int:
+        return self.config.population
+
     def pick(self) -> np.ndarray:
         """The recommended vector ``[dim]``: the current mean (the denoised pick)."""
         return np.asarray(self._state.mean, dtype=np.float64)
+
+    def spread(self) -> np.ndarray:
+        """The current sigma ``[dim]``."""
+        return np.asarray(self._state.sigma, dtype=np.float64)
 
     def reset(self) -> None:
         width = self.space.high - self.space.low

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import optuna
@@ -20,7 +21,15 @@ from optuna.trial import Trial, TrialState, create_trial
 from tuner.space import FusionSpace
 from tuner.strategies._base import BaseStrategy, checked_tell
 
-__all__ = ["OptunaStrategy", "SamplerFactory", "cmaes", "nsga2", "random_search", "tpe"]
+__all__ = [
+    "OptunaStrategy",
+    "SamplerFactory",
+    "cmaes",
+    "nsga2",
+    "random_search",
+    "require_cmaes",
+    "tpe",
+]
 
 SamplerFactory = Callable[[int], BaseSampler]
 """``seed -> sampler``: called on construction and on every :meth:`OptunaStrategy.reset`."""
@@ -37,8 +46,9 @@ class OptunaStrategy(BaseStrategy):
     trials, and the asked ones are marked FAIL.
 
     The sampler's own generator drives the search, so the asks are reproducible for one
-    seed and one sequence of tells, but (unlike CEM's) they are not a function of the
-    generation number alone.
+    seed and one sequence of asks and tells, but (unlike CEM's) they are not a function of
+    the generation number alone: :meth:`replay` asks each stored generation again before
+    telling it, which puts the sampler where an uninterrupted run left it.
 
     Args:
         space: the search space; its parameter names and bounds become the trials'.
@@ -61,9 +71,16 @@ class OptunaStrategy(BaseStrategy):
             raise ValueError(f"population is {population!r}; need an int >= 1")
         self.space = space
         self.sampler_factory = sampler_factory
-        self.population = population
+        self._population = population
         self.seed = int(seed)
+        self.config: Any = None  # the registry's sampler config, when built from STRATEGIES
         self.reset()
+
+    pick_label = "best trial"
+
+    @property
+    def population(self) -> int:
+        return self._population
 
     @property
     def study(self) -> optuna.Study:
@@ -128,6 +145,13 @@ class OptunaStrategy(BaseStrategy):
         return self.space.clip(self.space.from_params(self._study.best_trial.params))
 
 
+def require_cmaes() -> None:
+    """Raise ImportError (saying what to install) unless the ``cmaes`` package is there."""
+    if importlib.util.find_spec("cmaes") is None:
+        raise ImportError("Optuna's CmaEsSampler needs the 'cmaes' package: "
+                          "pip install 'fusiontune[bench]' (or pip install cmaes)")
+
+
 def tpe(space: FusionSpace, population: int = 32, seed: int = 0) -> OptunaStrategy:
     """Optuna's default TPE (constant liar for the batch's pending trials)."""
     return OptunaStrategy(space, lambda s: TPESampler(seed=s), population, seed)
@@ -136,9 +160,7 @@ def tpe(space: FusionSpace, population: int = 32, seed: int = 0) -> OptunaStrate
 def cmaes(space: FusionSpace, population: int = 32, seed: int = 0) -> OptunaStrategy:
     """Optuna's CMA-ES with ``popsize = population``; needs the ``cmaes`` package
     (``pip install fusiontune[bench]``)."""
-    if importlib.util.find_spec("cmaes") is None:
-        raise ImportError("Optuna's CmaEsSampler needs the 'cmaes' package: "
-                          "pip install 'fusiontune[bench]' (or pip install cmaes)")
+    require_cmaes()
     return OptunaStrategy(space, lambda s: CmaEsSampler(seed=s, popsize=population),
                           population, seed)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.space import FusionSpace
-from tuner.strategies._base import BaseStrategy, checked_tell
+from tuner.strategies._base import BaseStrategy, checked_tell, initial_mean
 
 __all__ = ["SteadyCEM", "SteadyCEMConfig"]
 
@@ -91,6 +91,8 @@ class SteadyCEM(BaseStrategy):
         space: the search space.
         config: hyperparameters.
         seed: seed of every round's sampling.
+        init_mean: initial mean, ``[dim]`` or a full weight vector ``[T]`` (as
+            :class:`~tuner.strategies.CEM`'s); default the centre of the box.
 
     Example:
         >>> space = FusionSpace(("a", "b", "c"), pinned="a")
@@ -101,17 +103,33 @@ class SteadyCEM(BaseStrategy):
         (8, 2)
     """
 
+    pick_label = "steady CEM mean"
+
     def __init__(self, space: FusionSpace, config: SteadyCEMConfig | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, init_mean: np.ndarray | None = None) -> None:
         self.space = space
         self.config = config if config is not None else SteadyCEMConfig()
         self.seed = int(seed)
+        self._init_mean = initial_mean(space, init_mean)
         self.reset()
+
+    @property
+    def population(self) -> int:
+        return self.config.population
+
+    @property
+    def init_mean(self) -> np.ndarray:
+        """The initial mean ``[dim]``."""
+        return self._init_mean.copy()
+
+    def spread(self) -> np.ndarray:
+        """The current sigma ``[dim]``."""
+        return self._sigma.copy()
 
     def reset(self) -> None:
         width = self.space.high - self.space.low
         self._generation = 0
-        self._mean = np.full(self.space.dim, (self.space.low + self.space.high) / 2.0)
+        self._mean = self._init_mean.copy()
         self._sigma = np.full(self.space.dim, self.config.init_sigma * width)
         self._X = np.empty((0, self.space.dim))  # archive members [A, dim], best first
         self._value = np.empty(0)  # mean of each member's finite evaluations (NaN: none)

@@ -10,15 +10,13 @@ from tuner.study._attrs import (
     ATTR_SEED,
     ATTR_SETTINGS,
     ATTR_SPACE,
+    ATTR_STRATEGY,
+    SearchSpec,
     jsonable,
 )
-from tuner.study._history import RoundSummary, history, search_state, trials_table
-from tuner.study._open import (
-    create_or_load_study,
-    load_search,
-    run_rounds,
-    stored_settings,
-)
+from tuner.study._history import RoundSummary, history, replayed_strategy, trials_table
+from tuner.study._loop import run_rounds
+from tuner.study._open import create_or_load_study, load_search, stored_settings
 from tuner.study._trials import (
     FAIL_REASON,
     INFEASIBLE,
@@ -43,12 +41,14 @@ __all__ = [
     "ATTR_SEED",
     "ATTR_SETTINGS",
     "ATTR_SPACE",
+    "ATTR_STRATEGY",
     "ATTR_TARGET",
     "FAIL_REASON",
     "INFEASIBLE",
     "REASON_INTERRUPTED",
     "REASON_NONFINITE",
     "RoundSummary",
+    "SearchSpec",
     "TrialResult",
     "WorkerConfig",
     "WorkerReport",
@@ -60,7 +60,7 @@ __all__ = [
     "load_search",
     "run_rounds",
     "run_worker",
-    "search_state",
+    "replayed_strategy",
     "set_target_rounds",
     "stored_settings",
     "trials_table",

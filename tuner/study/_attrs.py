@@ -1,21 +1,25 @@
 """The study user attrs that hold a search's settings, and the JSON forms they are stored in.
 
-A fusiontune study stores its space, CEM config, seed, other settings and initial CEM mean as
-study user attrs (``fusiontune:*``), so a search continues from the database alone.
+A fusiontune study stores its strategy's name and config, its space, seed, other settings
+and the strategy's initial mean as study user attrs (``fusiontune:*``), so a search
+continues from the database alone. :class:`SearchSpec` is what they hold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import optuna
 
 from tuner.space import FusionSpace
-from tuner.strategies import CEM, CEMConfig
+from tuner.strategies import BaseStrategy, make_config, make_strategy, strategy_name
+from tuner.strategies._base import initial_mean
 
 __all__ = [
     "ATTR_CONFIG",
@@ -23,6 +27,8 @@ __all__ = [
     "ATTR_SEED",
     "ATTR_SETTINGS",
     "ATTR_SPACE",
+    "ATTR_STRATEGY",
+    "SearchSpec",
     "jsonable",
 ]
 
@@ -31,25 +37,83 @@ ATTR_CONFIG = "fusiontune:config"
 ATTR_SEED = "fusiontune:seed"
 ATTR_SETTINGS = "fusiontune:settings"
 ATTR_INIT_MEAN = "fusiontune:init_mean"
+ATTR_STRATEGY = "fusiontune:strategy"
+"""Name of the study's strategy in :data:`tuner.strategies.STRATEGIES`; a study made before
+strategies were stored has none and runs ``"cem"``."""
+NOT_FUSIONTUNE = "it was not created by fusiontune (made by plain Optuna?)"
 
 
-def _read_attrs(
-    study: optuna.Study,
-) -> tuple[FusionSpace, CEMConfig, int, dict[str, Any], list[float]]:
+@dataclass(frozen=True)
+class SearchSpec:
+    """What a study searches and how: everything needed to rebuild its strategy.
+
+    Args:
+        strategy: name in :data:`tuner.strategies.STRATEGIES`.
+        space: the search space.
+        config: the strategy's config (an instance of its registered config class).
+        seed: the strategy's seed.
+        init_mean: the strategy's starting point ``[dim]`` (the control's, or the box centre).
+        settings: the other JSON-able settings of the search (data, objective...).
+    """
+
+    strategy: str
+    space: FusionSpace
+    config: Any
+    seed: int
+    init_mean: tuple[float, ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, space: FusionSpace, config: Any, seed: int,
+            init_mean: np.ndarray | None = None,
+            settings: Mapping[str, Any] | None = None) -> SearchSpec:
+        """The spec of a new search; the strategy is the one ``config`` belongs to and
+        ``init_mean`` (``[dim]``, full weights ``[T]`` or None: the box centre) is checked."""
+        mean = initial_mean(space, init_mean)
+        return cls(strategy_name(config), space, config, int(seed),
+                   tuple(float(v) for v in mean), dict(settings or {}))
+
+    @property
+    def population(self) -> int:
+        """Points per generation of the strategy."""
+        return int(self.config.population)
+
+    def build(self) -> BaseStrategy:
+        """A fresh strategy, before generation 0."""
+        return make_strategy(self.strategy, self.space, self.config, self.seed,
+                             np.asarray(self.init_mean))
+
+    def attrs(self) -> dict[str, Any]:
+        """The study user attrs that store this spec."""
+        return {
+            ATTR_STRATEGY: self.strategy,
+            ATTR_SPACE: self.space.to_dict(),
+            ATTR_CONFIG: dataclasses.asdict(self.config),
+            ATTR_SEED: int(self.seed),
+            ATTR_SETTINGS: _json_roundtrip(self.settings, "settings"),
+            ATTR_INIT_MEAN: list(self.init_mean),
+        }
+
+
+def read_spec(study: optuna.Study) -> SearchSpec:
+    """The :class:`SearchSpec` a study stored.
+
+    Raises:
+        ValueError: the study lacks fusiontune's attrs (plain Optuna), or they do not parse.
+    """
     attrs = study.user_attrs
     missing = [k for k in (ATTR_SPACE, ATTR_CONFIG, ATTR_SEED) if k not in attrs]
     if missing:
-        raise ValueError(
-            f"study {study.study_name!r} lacks user attrs {missing}; it was not created by "
-            "fusiontune (create_or_load_study)"
-        )
+        raise ValueError(f"study {study.study_name!r} is not a fusiontune study: it lacks "
+                         f"user attrs {missing}; {NOT_FUSIONTUNE}")
     space = FusionSpace.from_dict(attrs[ATTR_SPACE])
-    config = CEMConfig(**attrs[ATTR_CONFIG])
+    name = str(attrs.get(ATTR_STRATEGY, "cem"))
+    config = make_config(name, attrs[ATTR_CONFIG])
     seed = int(attrs[ATTR_SEED])
     init = attrs.get(ATTR_INIT_MEAN)
-    if init is None:
-        init = CEM(space, config, seed).init_mean.tolist()
-    return space, config, seed, dict(attrs.get(ATTR_SETTINGS, {})), list(init)
+    mean = initial_mean(space, None if init is None else np.asarray(init, dtype=np.float64))
+    return SearchSpec(name, space, config, seed, tuple(float(v) for v in mean),
+                      dict(attrs.get(ATTR_SETTINGS, {})))
 
 
 def _stored_init_mean(study: optuna.Study) -> np.ndarray | None:

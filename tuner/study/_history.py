@@ -1,7 +1,7 @@
 """Round summaries of a study, replayed from its stored trials: history, state and table.
 
-CEM's state is never stored; :func:`search_state` and :func:`history` replay it from the
-trials of completed rounds.
+A strategy's state is never stored; :func:`replayed_strategy` and :func:`history` replay it
+from the trials of completed rounds.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.space import FusionSpace
 from tuner.storage import ProjectStore, RoundRecord
-from tuner.strategies import CEM, CEMConfig, CEMState
-from tuner.study._attrs import _stored_init_mean, jsonable
+from tuner.strategies import BaseStrategy
+from tuner.study._attrs import SearchSpec, jsonable
 from tuner.study._trials import (
     FAIL_REASON,
     INFEASIBLE,
@@ -29,16 +29,18 @@ from tuner.study._trials import (
     is_feasible_complete,
 )
 
-__all__ = ["RoundSummary", "history", "search_state", "trials_table"]
+__all__ = ["RoundSummary", "history", "replayed_strategy", "trials_table"]
 
 
 @dataclass(frozen=True)
 class RoundSummary:
-    """One CEM round: its best trial and the CEM state that generated it.
+    """One round: its best trial and the strategy's state that generated it.
 
     ``best_*`` are NaN and ``best_trial`` is -1 when no trial of the round completed;
-    ``mean``/``sigma`` are keyed by free task (the pinned weight is 1). ``best_events``
-    is the best trial's user attr ``events`` (NaN when it has none).
+    ``mean`` is the strategy's pick before the round (CEM: its Gaussian's mean) and
+    ``sigma`` its spread (CEM: sigma; NaN for strategies without one), both keyed by free
+    task (the pinned weight is 1). ``best_events`` is the best trial's user attr ``events``
+    (NaN when it has none).
     """
 
     round: int
@@ -56,26 +58,31 @@ class RoundSummary:
         return jsonable(dataclasses.asdict(self))
 
 
-def search_state(study: optuna.Study, space: FusionSpace, config: CEMConfig) -> CEMState:
-    """CEM state after every completed generation of the study (e.g. to export its mean)."""
-    cem = CEM(space, config, 0, _stored_init_mean(study))
-    for _, members, complete in _generations(_members(study), config.population):
+def replayed_strategy(study: optuna.Study, search: SearchSpec) -> tuple[BaseStrategy, int]:
+    """The study's strategy after every completed generation, and their number (e.g. to
+    export its pick)."""
+    strategy = search.build()
+    done = 0
+    for g, members, complete in _generations(_members(study), search.population):
         if complete:
-            cem.tell(cem.state.generation, *_arrays(space, members))
-    return cem.state
+            strategy.ask(g)
+            strategy.tell(g, *_arrays(search.space, members))
+            done = g + 1
+    return strategy, done
 
 
-def history(study: optuna.Study, space: FusionSpace, config: CEMConfig) -> list[RoundSummary]:
+def history(study: optuna.Study, search: SearchSpec) -> list[RoundSummary]:
     """Summaries of every round in the study, the last one possibly partial."""
     if len(study.directions) > 1:
         raise ValueError(f"study {study.study_name!r} is a Pareto study; show its front with "
                          f"'fusiontune search pareto --study {study.study_name} --rounds 0'")
-    cem = CEM(space, config, 0, _stored_init_mean(study))
+    strategy = search.build()
     out = []
-    for g, members, complete in _generations(_members(study), config.population):
-        out.append(_summary(g, members, cem.state, space))
+    for g, members, complete in _generations(_members(study), search.population):
+        out.append(_summary(g, members, strategy, search.space))
         if complete:
-            cem.tell(g, *_arrays(space, members))
+            strategy.ask(g)
+            strategy.tell(g, *_arrays(search.space, members))
     return out
 
 
@@ -111,7 +118,7 @@ def trials_table(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def _summary(
-    g: int, members: Sequence[FrozenTrial], state: CEMState, space: FusionSpace
+    g: int, members: Sequence[FrozenTrial], strategy: BaseStrategy, space: FusionSpace
 ) -> RoundSummary:
     done = [t for t in members if t.state == TrialState.COMPLETE and t.value is not None]
     feasible = [t for t in done if is_feasible_complete(t)]
@@ -124,8 +131,8 @@ def _summary(
         best_low=float(ua.get("ci_low", math.nan)),
         best_high=float(ua.get("ci_high", math.nan)),
         best_trial=best.number if best is not None else -1,
-        mean=dict(zip(space.free_tasks, state.mean, strict=True)),
-        sigma=dict(zip(space.free_tasks, state.sigma, strict=True)),
+        mean=dict(zip(space.free_tasks, map(float, strategy.pick()), strict=True)),
+        sigma=dict(zip(space.free_tasks, map(float, strategy.spread()), strict=True)),
         best_events=_float_or_nan(ua.get("events")),
     )
 
@@ -143,11 +150,11 @@ def _record(store: ProjectStore, study_name: str, s: RoundSummary) -> None:
     store.record_round(_round_record(study_name, s))
 
 
-def _record_once(
-    store: ProjectStore, study_name: str, g: int, members: Sequence[FrozenTrial], cem: CEM
-) -> bool:
-    """Record round ``g`` (told next to ``cem``) unless recorded; True if this call did."""
-    s = _summary(g, members, cem.state, cem.space)
+def _record_once(store: ProjectStore, study_name: str, g: int, members: Sequence[FrozenTrial],
+                 strategy: BaseStrategy, space: FusionSpace) -> bool:
+    """Record round ``g`` (told next to ``strategy``) unless recorded; True if this call
+    did."""
+    s = _summary(g, members, strategy, space)
     return store.record_round_once(_round_record(study_name, s))
 
 

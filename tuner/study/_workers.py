@@ -1,7 +1,8 @@
-"""Many worker processes on one CEM study: claimed chunks, a barrier per generation.
+"""Many worker processes on one study: claimed chunks, a barrier per generation.
 
 Every worker runs :func:`run_worker` against the same database (PostgreSQL for workers on
-many machines; SQLite works for processes on one machine). A CEM generation is a barrier:
+many machines; SQLite works for processes on one machine). A generation of the study's
+strategy (any of :data:`tuner.strategies.STRATEGIES`) is a barrier:
 
 1. Its ``M`` members get one claim row each (:class:`~tuner.storage.ClaimBoard`, inserted
    idempotently by whichever worker gets there first).
@@ -11,13 +12,13 @@ many machines; SQLite works for processes on one machine). A CEM generation is a
    own). A worker that dies leaves claims whose heartbeat goes stale; after
    ``stale_after`` seconds another worker claims them again.
 3. When every member of the generation is done, each worker reads the generation's trials
-   and refits CEM itself: the refit is a pure function of the completed generation, so
-   all workers derive the same next state. The round summary is recorded once, under the
-   unique constraint of ``fusiontune_rounds``; the worker whose insert wins reports the
-   refit (``refits`` of its :class:`WorkerReport`).
+   and tells its own copy of the strategy: the state is a deterministic function of the
+   seed and the completed generations, so all workers derive the same next state. The round
+   summary is recorded once, under the unique constraint of ``fusiontune_rounds``; the
+   worker whose insert wins reports the refit (``refits`` of its :class:`WorkerReport`).
 
-Population ``g`` is ``CEM.ask(g)`` from the state replayed from the trials, exactly as in
-:func:`tuner.study.run_rounds`, so with a row-wise ``evaluate`` the trials equal those of a
+Population ``g`` is ``strategy.ask(g)`` from the state replayed from the trials, exactly as
+in :func:`tuner.study.run_rounds`, so with a row-wise ``evaluate`` the trials equal those of a
 single-process run with the same seed, whatever the number of workers or crashes.
 """
 
@@ -41,11 +42,10 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.storage import ClaimBoard, ProjectStore
-from tuner.strategies import CEM
-from tuner.study._attrs import _stored_init_mean
 from tuner.study._history import _record_once
-from tuner.study._open import TrialResult, load_search
-from tuner.study._trials import _arrays, _frozen, _generations, _select_members
+from tuner.study._loop import advance
+from tuner.study._open import load_search
+from tuner.study._trials import TrialResult, _arrays, _frozen, _generations, _select_members
 
 __all__ = [
     "ATTR_TARGET",
@@ -138,7 +138,7 @@ def run_worker(
     worker: str | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> WorkerReport:
-    """Work on a study until it has ``until`` complete CEM generations.
+    """Work on a study until it has ``until`` complete generations.
 
     Args:
         storage: SQLAlchemy URL of the study's database.
@@ -159,7 +159,8 @@ def run_worker(
     config = config or WorkerConfig()
     me = worker or worker_id()
     emit = on_event or (lambda event: None)
-    study, space, cem_config, seed, _ = load_search(storage, study_name)
+    study, search = load_search(storage, study_name)
+    space = search.space
     if len(study.directions) > 1:
         raise ValueError(f"study {study_name!r} is a Pareto study; workers share 'search run' "
                          "studies only (continue it with 'fusiontune search pareto')")
@@ -173,8 +174,9 @@ def run_worker(
     study_id = rdb.get_study_id_from_name(study_name)
     board = ClaimBoard(rdb, study_name)
     store = ProjectStore(storage)
-    cem = CEM(space, cem_config, seed, _stored_init_mean(study))
-    m_pop = cem_config.population
+    strategy = search.build()
+    m_pop = search.population
+    g = 0  # the generation this worker's strategy asks next
     evaluated = chunks = lost = 0
     refits: list[int] = []
 
@@ -190,21 +192,21 @@ def run_worker(
         if not complete:
             partial = [t.user_attrs["member"] for t in members]
             break
-        if g not in recorded and _record_once(store, study_name, g, members, cem):
+        if g not in recorded and _record_once(store, study_name, g, members, strategy, space):
             refits.append(g)
             emit({"event": "refit", "round": g, "worker": me})
-        cem.tell(g, *_arrays(space, members))
+        advance(strategy, g, *_arrays(space, members))
+        g += 1
     opened: set[int] = set()
     try:
-        while cem.state.generation < int(target):
-            g = cem.state.generation
+        while g < int(target):
             if g not in opened:
                 board.open_round(g, m_pop, done=partial)
                 opened.add(g)
                 partial = []
             mine = board.claim(g, me, config.chunk, config.stale_after)
             if mine:
-                X = cem.ask(g)
+                X = strategy.ask(g)
                 start = datetime.now()  # naive local time, as Optuna stores its own
                 with _heartbeat(board, g, me, config.heartbeat_interval):
                     results = list(evaluate(space.matrix_to_weights(X[mine])))
@@ -237,17 +239,18 @@ def run_worker(
                     f"round {g} of study {study_name!r}: every claim is done but its trials "
                     "are incomplete; was a trial deleted?"
                 )
-            if _record_once(store, study_name, g, by_round[g], cem):
+            if _record_once(store, study_name, g, by_round[g], strategy, space):
                 refits.append(g)
                 emit({"event": "refit", "round": g, "worker": me})
-            cem.tell(g, *_arrays(space, by_round[g]))
+            advance(strategy, g, *_arrays(space, by_round[g]))
+            g += 1
     except BaseException:
-        board.release(cem.state.generation, me)
+        board.release(g, me)
         raise
     finally:
         store.close()
         rdb.engine.dispose()
-    return WorkerReport(me, evaluated, chunks, lost, tuple(refits), cem.state.generation)
+    return WorkerReport(me, evaluated, chunks, lost, tuple(refits), g)
 
 
 @contextmanager
