@@ -159,7 +159,9 @@ def test_cli_joint_search_history_export_and_resume(tmp_path: Path,
            "--rounds", "2", "--no-progress")
     invoke("search", "run", "--storage", db, "--study", "split", "--config", str(config),
            "--no-progress")
-    invoke("search", "run", "--storage", db, "--study", "split", "--no-progress")
+    invoke("search", "run", "--storage", db, "--study", "split", "--rounds", "2",
+           "--no-progress")
+    invoke("search", "run", "--storage", db, "--study", "split", "--no-progress")  # at target
     rows = {name: json.loads(invoke("search", "history", "--storage", db, "--study", name,
                                     "--trials", "--json"))
             for name in ("two", "split")}

@@ -10,7 +10,7 @@ do not fit), and checks them against an existing study, which keeps what it stor
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,19 +88,26 @@ class NewStudy:
         return [o for o, v in (("--logs", self.logs), ("--scores", self.scores),
                                ("--objective", self.objective_text)) if v is None]
 
-    def build(self) -> tuple[SearchSettings, FusionSpace, Workspace]:
+    def build(self, default_objective: Callable[[tuple[str, ...]], dict[str, float]] | None
+              = None) -> tuple[SearchSettings, FusionSpace, Workspace]:
         """The settings and space of the new study, and its workspace, checked.
 
         The log and the score table are read and every split's replay is built, so a log or
         score table that does not fit is refused here, before any study exists.
+
+        Args:
+            default_objective: the objective when none was given, from the log's tasks (a
+                Pareto study weighs its metrics); without it ``--objective`` is required.
         """
         from simulator.logs import LoggedTraffic
         from tuner.evaluation.scores import ScoreTable
 
-        if self.missing():
-            raise ValueError(f"a new study needs {' '.join(self.missing())}")
+        missing = self.missing()
+        if default_objective is not None:
+            missing = [m for m in missing if m != "--objective"]
+        if missing:
+            raise ValueError(f"a new study needs {' '.join(missing)}")
         assert self.logs is not None and self.scores is not None
-        assert self.objective_text is not None
         traffic = LoggedTraffic.read(self.logs)
         table_ = ScoreTable.read(self.scores)
         tasks = table_.tasks
@@ -110,7 +117,9 @@ class NewStudy:
         control = weights_option(self.control_text, space, self.formula, "--control")
         settings = SearchSettings(
             logs=resolve(self.logs), scores=resolve(self.scores),
-            objective=parse_objective(self.objective_text),
+            objective=(parse_objective(self.objective_text) if self.objective_text is not None
+                       else default_objective(traffic.tasks) if default_objective is not None
+                       else {}),
             estimator=self.estimator, formula=self.formula,
             splits={SEARCH: 1 - self.holdout_fraction, HOLDOUT: self.holdout_fraction},
             split_seed=self.seed, conditional=conditional, control=control,

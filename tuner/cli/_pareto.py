@@ -13,18 +13,15 @@ from tuner.cli._common import (
     STUDY,
     dump,
     load_existing,
-    parse_conditional,
     storage_url,
     study_data_options,
     study_names,
     user_errors,
-    weights_option,
 )
 from tuner.cli._format import table
 from tuner.cli._new_study import NEW_STUDY_OPTIONS, NewStudy
-from tuner.evaluation.guardrails import parse_guardrails
-from tuner.evaluation.objective import FusionObjective, parse_objective
-from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace, resolve
+from tuner.evaluation.objective import FusionObjective
+from tuner.evaluation.search_data import SearchSettings, Workspace
 from tuner.pareto import (
     ATTR_PARETO,
     PARETO_STRATEGIES,
@@ -88,15 +85,9 @@ _PARETO_OPTIONS = ("strategy", "scalarisations", "scalarisation")
 @click.pass_context
 @user_errors
 def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_text: str | None,
-                  strategy: str, logs: str | None, scores: str | None,
-                  objective_text: str | None, estimator: str, formula: str, interval: str,
-                  pinned: str | None,
-                  low: float, high: float, control_text: str | None,
-                  conditional_text: str | None, holdout_fraction: float,
-                  guardrail_text: str | None, rounds: int, population: int,
-                  scalarisations: int, scalarisation: str, elite_fraction: float, seed: int,
+                  strategy: str, rounds: int, scalarisations: int, scalarisation: str,
                   max_points: int | None, as_json: bool, plot_dir: Path | None,
-                  no_progress: bool) -> None:
+                  no_progress: bool, **options: Any) -> None:
     """Search and print the Pareto front of 2 or 3 metrics (e.g. clicks vs likes).
 
     A new study needs --logs, --scores and --metrics; every evaluated weight
@@ -125,30 +116,31 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
                   "search run", as_json, plot_dir, max_points)
             return
         search = load_pareto(url, study_name)
-        NewStudy.from_params(params).check_against(sorted(given & set(NEW_STUDY_OPTIONS)),
-                                                   stored)
+        shared = set(NEW_STUDY_OPTIONS) - {"strategy"}  # a Pareto strategy is its own option
+        NewStudy.from_params(params).check_against(sorted(given & shared), stored)
         _check_pareto_options(given, params, search, rounds)
     else:
-        missing = [o for o, v in (("--logs", logs), ("--scores", scores),
+        missing = [o for o, v in (("--logs", options["logs"]), ("--scores", options["scores"]),
                                   ("--metrics", metrics_text)) if v is None]
         if missing:
             names = ", ".join(sorted(study_names(url))) or "none"
             raise ValueError(f"study {study_name!r} does not exist in {url} (studies: "
                              f"{names}); to create it give {' '.join(missing)}")
-        assert logs is not None and scores is not None and metrics_text is not None
+        assert metrics_text is not None
         cem_only = sorted(given & {"scalarisations", "scalarisation", "elite_fraction"})
         if strategy == "nsga2" and cem_only:
-            options = ", ".join("--" + o.replace("_", "-") for o in cem_only)
-            raise ValueError(f"{options}: only for --strategy cem, not nsga2")
-        settings, space, ws, metrics, directions = _new_settings(
-            logs, scores, metrics_text, objective_text, estimator, formula, pinned, low, high,
-            control_text, conditional_text, holdout_fraction, seed, guardrail_text, interval)
-        config = ParetoConfig(metrics, directions, strategy, population, scalarisations,
-                              scalarisation, elite_fraction)
+            listed = ", ".join("--" + o.replace("_", "-") for o in cem_only)
+            raise ValueError(f"{listed}: only for --strategy cem, not nsga2")
+        new = NewStudy.from_params({**options, "strategy": "cem"})  # a Pareto strategy: below
+        settings, space, ws = new.build(
+            lambda tasks: dict.fromkeys(parse_metrics(metrics_text, tasks)[0], 1.0))
+        metrics, directions = parse_metrics(metrics_text, ws.traffic.tasks)
+        config = ParetoConfig(metrics, directions, strategy, new.population, scalarisations,
+                              scalarisation, new.elite_fraction or 0.25)
         evaluate = ParetoObjective(FusionObjective.for_workspace(ws))
         control = evaluate(_control_weights(settings, space)[None])[0].metrics
-        search = create_pareto_study(url, study_name, space, config, seed, settings.to_dict(),
-                                     control)
+        search = create_pareto_study(url, study_name, space, config, new.seed,
+                                     settings.to_dict(), control)
     if rounds:
         ws = ws if ws is not None else Workspace(settings)
         init = None if settings.control is None else np.asarray(settings.control)
@@ -160,37 +152,6 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
         metrics, directions = parse_metrics(metrics_text, _recorded(search))
     front = front_of_trials(search.study, search.space, metrics, directions, search.control)
     _show(front, settings, search.space, search.config.strategy, as_json, plot_dir, max_points)
-
-
-def _new_settings(logs: str, scores: str, metrics_text: str, objective_text: str | None,
-                  estimator: str, formula: str, pinned: str | None, low: float, high: float,
-                  control_text: str | None, conditional_text: str | None,
-                  holdout_fraction: float, seed: int, guardrail_text: str | None,
-                  interval: str = "bootstrap"
-                  ) -> tuple[SearchSettings, FusionSpace, Workspace, tuple[str, ...],
-                             tuple[str, ...]]:
-    """Settings of a new Pareto study, validated before anything is written (each file is
-    read once)."""
-    from simulator.logs import LoggedTraffic
-    from tuner.evaluation.scores import ScoreTable
-
-    traffic = LoggedTraffic.read(logs)
-    table_ = ScoreTable.read(scores)
-    metrics, directions = parse_metrics(metrics_text, traffic.tasks)
-    objective = (parse_objective(objective_text) if objective_text is not None
-                 else dict.fromkeys(metrics, 1.0))
-    tasks = table_.tasks
-    space = FusionSpace(tasks=tasks, pinned=pinned or tasks[0], low=low, high=high)
-    settings = SearchSettings(
-        logs=resolve(logs), scores=resolve(scores), objective=objective, estimator=estimator,
-        formula=formula, splits={SEARCH: 1 - holdout_fraction, HOLDOUT: holdout_fraction},
-        split_seed=seed, conditional=parse_conditional(conditional_text, tasks),
-        control=weights_option(control_text, space, formula, "--control"),
-        data_fingerprint=traffic.fingerprint(),
-        guardrails={g.metric: g.max_drop
-                    for g in parse_guardrails(guardrail_text, traffic.tasks)},
-        interval=interval)
-    return settings, space, Workspace(settings, traffic, table_), metrics, directions
 
 
 def _control_weights(settings: SearchSettings, space: FusionSpace) -> np.ndarray:

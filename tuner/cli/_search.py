@@ -42,6 +42,7 @@ from tuner.strategies import STRATEGIES
 from tuner.study import (
     ATTR_TARGET,
     SearchSpec,
+    check_single_objective,
     create_or_load_study,
     history,
     load_search,
@@ -143,6 +144,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
                                       init_mean=None if init is None else space.from_weights(init))
         search_ = load_search(url, study_name)[1]
         default_rounds = 5
+    check_single_objective(study_)
     target = _target(study_, rounds, default_rounds)
     set_target_rounds(study_, target)
     _, done = replayed_strategy(study_, search_)

@@ -15,7 +15,7 @@ from tuner.study._attrs import (
     jsonable,
 )
 from tuner.study._history import RoundSummary, history, replayed_strategy, trials_table
-from tuner.study._loop import run_rounds
+from tuner.study._loop import check_single_objective, run_rounds
 from tuner.study._open import create_or_load_study, load_search, stored_settings
 from tuner.study._trials import (
     FAIL_REASON,
@@ -53,6 +53,7 @@ __all__ = [
     "WorkerConfig",
     "WorkerReport",
     "build_trial",
+    "check_single_objective",
     "create_or_load_study",
     "history",
     "is_feasible_complete",

@@ -45,7 +45,7 @@ from tuner.study._trials import (
     _round_members,
 )
 
-__all__ = ["advance", "run_rounds"]
+__all__ = ["advance", "check_single_objective", "run_rounds"]
 
 Evaluate = Callable[[np.ndarray], Sequence[TrialResult]]
 
@@ -158,11 +158,20 @@ def _run(study: optuna.Study, search: SearchSpec, evaluate: Evaluate, rounds: in
     return out
 
 
-def _prepare(study: optuna.Study, search: SearchSpec) -> None:
-    """Check the study against ``search``, storing what it lacks."""
+def check_single_objective(study: optuna.Study) -> None:
+    """Refuse a study the loop cannot run: a Pareto (multi-objective) or minimising one.
+
+    Raises:
+        ValueError: saying which command continues a Pareto study.
+    """
     if study.directions != [StudyDirection.MAXIMIZE]:
         raise ValueError(f"study {study.study_name!r} must be single-objective, maximize (a "
                          "Pareto study continues with 'fusiontune search pareto')")
+
+
+def _prepare(study: optuna.Study, search: SearchSpec) -> None:
+    """Check the study against ``search``, storing what it lacks."""
+    check_single_objective(study)
     attrs = study.user_attrs
     name = study.study_name
     given = {
