@@ -88,7 +88,7 @@ class DemoConfig:
             the real KuaiRand-Pure slice, which must be at ``../shared/data`` or
             ``$FUSIONTUNE_KUAIRAND``).
         guardrails: metric -> largest allowed drop below control (a fraction).
-        interval: how 95% intervals are made (``tuner.evaluation.search_data.INTERVALS``).
+        interval: how 95% intervals are made (``simulator.intervals.INTERVALS``).
     """
 
     out_dir: Path = Path("fusiontune-demo")

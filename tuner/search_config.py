@@ -75,7 +75,8 @@ from ranker.tasks import TaskSpec, validate_tasks
 from ranker.train import TrainConfig
 from simulator.estimators import ESTIMATORS
 from simulator.fusion import FUSIONS
-from tuner.evaluation.search_data import HOLDOUT, INTERVALS, SEARCH
+from simulator.intervals import INTERVALS
+from tuner.evaluation.search_data import HOLDOUT, SEARCH
 
 __all__ = [
     "INITS",

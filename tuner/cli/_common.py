@@ -15,7 +15,7 @@ import optuna
 
 from simulator.estimators import ESTIMATORS
 from simulator.fusion import FUSIONS, make_fusion
-from tuner.evaluation.search_data import INTERVALS
+from simulator.intervals import INTERVALS
 from tuner.space import FusionSpace
 from tuner.storage import SchemaVersionError
 from tuner.strategies import CEMConfig
@@ -161,7 +161,7 @@ _STUDY_DATA_OPTIONS = (
                  help="Score tasks conditional on another, e.g. conversion=click (for dm/dr)."),
     click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
                  default=0.5, show_default=True),
-    click.option("--interval", type=click.Choice(INTERVALS), default="bootstrap",
+    click.option("--interval", type=click.Choice(list(INTERVALS)), default="bootstrap",
                  show_default=True, help="95% intervals: percentile bootstrap over requests, "
                  "studentized bootstrap (bootstrap-t) or normal (delta method)."),
 )

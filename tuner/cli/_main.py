@@ -10,12 +10,12 @@ import numpy as np
 import optuna
 
 from simulator.estimators import ESTIMATORS
+from simulator.intervals import INTERVALS
 from simulator.replay import OBJECTIVE
 from tuner.cli._common import dump, user_errors
 from tuner.cli._format import ab_events, ab_table, rounds_table, warn_few_events
 from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.objective import parse_objective
-from tuner.evaluation.search_data import INTERVALS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,7 +54,8 @@ def main(verbose: bool) -> None:
               "the real KuaiRand-Pure logs (needs ../shared/data or $FUSIONTUNE_KUAIRAND).")
 @click.option("--guardrail", "guardrail_text",
               help="Metrics that may not drop more than a fraction below control: click=0.05.")
-@click.option("--interval", type=click.Choice(INTERVALS), default="bootstrap", show_default=True,
+@click.option("--interval", type=click.Choice(list(INTERVALS)), default="bootstrap",
+              show_default=True,
               help="95% intervals: percentile bootstrap, studentized bootstrap or normal.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of tables.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")

@@ -17,12 +17,7 @@ import numpy as np
 
 from simulator.estimators import ESTIMATORS, SlateFeedback, make_estimator
 from simulator.fusion import FUSIONS, make_fusion
-from simulator.intervals import (
-    BaseInterval,
-    BootstrapInterval,
-    NormalInterval,
-    StudentizedBootstrapInterval,
-)
+from simulator.intervals import INTERVALS, make_interval
 from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
 from simulator.replay import Replay
@@ -31,20 +26,6 @@ from tuner.evaluation.scores import ScoreTable
 __all__ = ["INTERVALS", "SearchSettings", "Workspace", "make_interval", "split_log"]
 
 SEARCH, HOLDOUT = "search", "holdout"
-INTERVALS = ("bootstrap", "studentized", "normal")
-"""Interval methods: percentile bootstrap over requests (the default), studentized
-bootstrap (bootstrap-t), normal approximation with the delta method."""
-
-
-def make_interval(name: str, n_bootstrap: int = 200, seed: int = 0) -> BaseInterval:
-    """The 95% interval method ``name`` (one of :data:`INTERVALS`)."""
-    if name == "bootstrap":
-        return BootstrapInterval(n_bootstrap, seed=seed)
-    if name == "studentized":
-        return StudentizedBootstrapInterval(n_bootstrap, seed=seed)
-    if name == "normal":
-        return NormalInterval()
-    raise ValueError(f"unknown interval {name!r}; valid: {list(INTERVALS)}")
 
 
 @dataclass(frozen=True)
@@ -66,7 +47,7 @@ class SearchSettings:
         guardrails: metric -> largest allowed drop below control, a fraction
             (see :mod:`tuner.evaluation.guardrails`).
         n_bootstrap: bootstrap resamples of every interval.
-        interval: how intervals are made, one of :data:`INTERVALS`.
+        interval: how intervals are made, a key of :data:`simulator.intervals.INTERVALS`.
         data_fingerprint: fingerprint of the log.
         model_fingerprint: fingerprint of the model behind the scores.
     """
@@ -88,7 +69,8 @@ class SearchSettings:
     interval: str = "bootstrap"
 
     def __post_init__(self) -> None:
-        make_interval(self.interval, max(self.n_bootstrap, 50))  # a known name
+        if self.interval not in INTERVALS:
+            raise ValueError(f"unknown interval {self.interval!r}; valid: {list(INTERVALS)}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator {self.estimator!r}; valid: {sorted(ESTIMATORS)}")
         if self.formula not in FUSIONS:
