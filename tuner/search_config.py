@@ -383,7 +383,7 @@ def parse_search_config(raw: Mapping[str, Any], base: Path | None = None) -> Sea
     space = _choice(search, "space", where, "fusion", SPACES)
     estimator = _choice(search, "estimator", where, "snips", sorted(ESTIMATORS))
     formula = _choice(search, "formula", where, "multiplicative", sorted(FUSIONS))
-    interval = _choice(search, "interval", where, "bootstrap", INTERVALS)
+    interval = _choice(search, "interval", where, "bootstrap", list(INTERVALS))
     guardrails = (_weights(search["guardrails"], "[search] guardrails")
                   if "guardrails" in search else {})
     fusion = _box(_table(search, "fusion", "[search] "), "[search.fusion]", _FUSION_KEYS, 0.0)

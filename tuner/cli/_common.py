@@ -23,6 +23,7 @@ from tuner.study import (
     jsonable,
     load_search,
 )
+from tuner.weights_text import parse_task_numbers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,23 +70,8 @@ def weights_option(text: str | None, space: FusionSpace, formula: str,
     if text is None:
         return None
     tasks = space.tasks
-    values: dict[str, float] = {}
-    for term in filter(None, (t.strip() for t in text.split(","))):
-        name, sep, raw = term.partition("=")
-        try:
-            if not sep or not name.strip():
-                raise ValueError
-            values[name.strip()] = float(raw)
-        except ValueError:
-            raise ValueError(f"{what} term {term!r} is not <task>=<weight>; give one per "
-                             f"score task {list(tasks)}, e.g. '{tasks[0]}=1'") from None
-    unknown = [t for t in values if t not in tasks]
-    if unknown:
-        raise ValueError(f"{what} names unknown task(s) {unknown}; score tasks: {list(tasks)}")
-    missing = [t for t in tasks if t not in values]
-    if missing:
-        raise ValueError(f"{what} lacks a weight for {missing}; give one per score task "
-                         f"{list(tasks)}")
+    values = parse_task_numbers(text, what, names=tasks, require_all=True, value="weight",
+                                example=f"{tasks[0]}=1")
     weights = np.array([values[t] for t in tasks])
     try:
         make_fusion(formula).validate_weights(weights, tasks)
@@ -108,6 +94,9 @@ def parse_conditional(text: str | None, tasks: tuple[str, ...]) -> dict[str, str
         if child.strip() not in tasks or parent.strip() not in tasks:
             raise ValueError(f"--conditional term {term!r}: both tasks must be score "
                              f"tasks {list(tasks)}")
+        if child.strip() in conditional:
+            raise ValueError(f"--conditional gives task {child.strip()!r} more than once; "
+                             "give each task once")
         conditional[child.strip()] = parent.strip()
     return conditional
 

@@ -72,9 +72,10 @@ def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
     """
     from tuner.demo import DEFAULT_OBJECTIVES, DemoConfig, as_dict, run_demo
 
-    objective = (parse_objective(objective_text) if objective_text
+    tasks = tuple(DEFAULT_OBJECTIVES[world])  # the world's tasks: every one is weighted
+    objective = (parse_objective(objective_text, tasks) if objective_text
                  else dict(DEFAULT_OBJECTIVES[world]))
-    guardrails = {g.metric: g.max_drop for g in parse_guardrails(guardrail_text)}
+    guardrails = {g.metric: g.max_drop for g in parse_guardrails(guardrail_text, tasks)}
     db = out / "study.db"
     if db.exists():
         db.unlink()

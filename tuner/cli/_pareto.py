@@ -176,7 +176,7 @@ def _new_settings(logs: str, scores: str, metrics_text: str, objective_text: str
     traffic = LoggedTraffic.read(logs)
     table_ = ScoreTable.read(scores)
     metrics, directions = parse_metrics(metrics_text, traffic.tasks)
-    objective = (parse_objective(objective_text) if objective_text is not None
+    objective = (parse_objective(objective_text, traffic.tasks) if objective_text is not None
                  else dict.fromkeys(metrics, 1.0))
     tasks = table_.tasks
     space = FusionSpace(tasks=tasks, pinned=pinned or tasks[0], low=low, high=high)

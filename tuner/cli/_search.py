@@ -310,7 +310,8 @@ def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, f
     space = FusionSpace(tasks=tasks, pinned=pinned or tasks[0], low=low, high=high)
     control = weights_option(control_text, space, formula, "--control")
     settings = SearchSettings(
-        logs=resolve(logs), scores=resolve(scores), objective=parse_objective(objective_text),
+        logs=resolve(logs), scores=resolve(scores),
+        objective=parse_objective(objective_text, traffic.tasks),
         estimator=estimator, formula=formula,
         splits={SEARCH: 1 - holdout_fraction, HOLDOUT: holdout_fraction}, split_seed=seed,
         conditional=conditional, control=control, data_fingerprint=traffic.fingerprint(),
