@@ -26,6 +26,7 @@ Example file (paths are relative to the file's folder; every key but ``[data] lo
     [search]
     space = "joint"              # fusion | loss | joint
     estimator = "snips"
+    estimator_params = {}        # its hyperparameters, e.g. { clip = 50 } for clipped_ips
     interval = "bootstrap"       # bootstrap | studentized | normal
     rounds = 3                   # outer CEM generations per run
     population = 8
@@ -76,7 +77,7 @@ from ranker.train import TrainConfig
 from simulator.estimators import ESTIMATORS
 from simulator.fusion import FUSIONS
 from simulator.intervals import INTERVALS
-from tuner.evaluation.search_data import HOLDOUT, SEARCH
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, parse_estimator_params
 
 __all__ = [
     "INITS",
@@ -97,8 +98,9 @@ DEFAULT_SPLITS = {TRAIN: 0.4, VALID: 0.1, SEARCH: 0.25, HOLDOUT: 0.25}
 
 _TABLES = ("data", "objective", "search", "ranker")
 _DATA_KEYS = ("logs", "scores", "splits", "split_seed")
-_SEARCH_KEYS = ("space", "estimator", "formula", "interval", "rounds", "population",
-                "elite_fraction", "seed", "guardrails", "n_bootstrap", "fusion", "loss")
+_SEARCH_KEYS = ("space", "estimator", "estimator_params", "formula", "interval", "rounds",
+                "population", "elite_fraction", "seed", "guardrails", "n_bootstrap", "fusion",
+                "loss")
 _FUSION_KEYS = ("pinned", "low", "high", "control", "rounds", "population", "elite_fraction")
 _LOSS_KEYS = ("pinned", "low", "high")
 _RANKER_KEYS = ("tasks", "sample_spaces", "init", "base_checkpoint", "steps", "cache", "model",
@@ -179,6 +181,7 @@ class SearchConfig:
         space: one of :data:`SPACES`.
         estimator, formula, interval, rounds, population, elite_fraction, seed,
             guardrails, n_bootstrap: the (outer) search's settings.
+        estimator_params: the estimator's hyperparameters (``{clip = 50}``).
         fusion: the fusion-weight box, control and inner CEM.
         loss: the loss-weight box.
         ranker: ``[ranker]`` (None only for a ``fusion`` search over given scores).
@@ -203,6 +206,7 @@ class SearchConfig:
     fusion: BoxSection = field(default_factory=BoxSection)
     loss: BoxSection = field(default_factory=lambda: BoxSection(low=0.1))
     ranker: RankerSection | None = None
+    estimator_params: Mapping[str, float] = field(default_factory=dict)
 
     def with_space(self, space: str) -> SearchConfig:
         """The same file with another ``[search] space`` (``--space``)."""
@@ -382,6 +386,9 @@ def parse_search_config(raw: Mapping[str, Any], base: Path | None = None) -> Sea
     where = "[search]"
     space = _choice(search, "space", where, "fusion", SPACES)
     estimator = _choice(search, "estimator", where, "snips", sorted(ESTIMATORS))
+    params_table = _table(search, "estimator_params", "[search] ")
+    estimator_params = parse_estimator_params(params_table, estimator,
+                                              "[search] estimator_params")
     formula = _choice(search, "formula", where, "multiplicative", sorted(FUSIONS))
     interval = _choice(search, "interval", where, "bootstrap", list(INTERVALS))
     guardrails = (_weights(search["guardrails"], "[search] guardrails")
@@ -406,7 +413,8 @@ def parse_search_config(raw: Mapping[str, Any], base: Path | None = None) -> Sea
         resolved["ranker"] = ranker_raw
     return SearchConfig(
         raw=resolved, logs=logs, objective=objective, scores=scores, splits=splits,
-        split_seed=split_seed, space=space, estimator=estimator, formula=formula,
+        split_seed=split_seed, space=space, estimator=estimator,
+        estimator_params=estimator_params, formula=formula,
         interval=interval,
         rounds=_int(search, "rounds", where, 3, 1),
         population=_int(search, "population", where, 8, 4),

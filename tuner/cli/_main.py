@@ -16,6 +16,7 @@ from tuner.cli._common import dump, user_errors
 from tuner.cli._format import ab_events, ab_table, rounds_table, warn_few_events
 from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.objective import parse_objective
+from tuner.evaluation.search_data import parse_estimator_params
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,6 +45,9 @@ def main(verbose: bool) -> None:
               show_default=True)
 @click.option("--estimator", default="snips", show_default=True,
               type=click.Choice(sorted(ESTIMATORS)))
+@click.option("--estimator-param", "estimator_param_text", multiple=True,
+              help="Hyperparameter of --estimator, <name>=<number> (repeatable or a comma "
+                   "list), e.g. clip=50 for clipped_ips, tau=5 for switch.")
 @click.option("--objective", "objective_text",
               help="Business objective <task>=<weight>,... [default: marketplace "
                    "click=1,conversion=10,like=5; kuairand click=1,long_view=2,like=20,"
@@ -63,7 +67,7 @@ def main(verbose: bool) -> None:
 def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
          elite_fraction: float, estimator: str, objective_text: str | None, epochs: int,
          world: str, guardrail_text: str | None, interval: str, as_json: bool,
-         no_progress: bool) -> None:
+         no_progress: bool, estimator_param_text: tuple[str, ...] = ()) -> None:
     """Run the whole loop on the embedded synthetic marketplace.
 
     world -> logs (Parquet) -> MMoE ranker -> score table -> CEM rounds over
@@ -76,13 +80,15 @@ def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
     objective = (parse_objective(objective_text, tasks) if objective_text
                  else dict(DEFAULT_OBJECTIVES[world]))
     guardrails = {g.metric: g.max_drop for g in parse_guardrails(guardrail_text, tasks)}
+    estimator_params = parse_estimator_params(estimator_param_text, estimator)
     db = out / "study.db"
     if db.exists():
         db.unlink()
     config = DemoConfig(out_dir=out, seed=seed, n_requests=n_requests, rounds=rounds,
                         population=population, elite_fraction=elite_fraction,
                         estimator=estimator, objective=objective, epochs=epochs,
-                        world=world, guardrails=guardrails, interval=interval)
+                        world=world, guardrails=guardrails, interval=interval,
+                        estimator_params=estimator_params)
     say = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     result = run_demo(config, say=say, progress=not no_progress)
     if as_json:

@@ -7,7 +7,7 @@ import importlib
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,14 @@ from tuner.cli._loss import (
 from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.loss_objective import is_loss_study
 from tuner.evaluation.objective import parse_objective
-from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace, resolve
+from tuner.evaluation.search_data import (
+    HOLDOUT,
+    SEARCH,
+    SearchSettings,
+    Workspace,
+    parse_estimator_params,
+    resolve,
+)
 from tuner.picks.picking import export_pick, pick_weights
 from tuner.search_config import SPACES
 from tuner.space import FusionSpace
@@ -73,6 +80,9 @@ def search() -> None:
                    "every trial retrains it (cached); joint: loss weights, every trial also "
                    "tunes the fusion weights by an inner CEM.")
 @study_data_options
+@click.option("--estimator-param", "estimator_param_text", multiple=True,
+              help="Hyperparameter of --estimator, <name>=<number> (repeatable or a comma "
+                   "list), e.g. clip=50 for clipped_ips, tau=5 for switch (new study).")
 @click.option("--objective", "objective_text", help="<task>=<weight>,... (new study).")
 @click.option("--control", "control_text", help="Control weights <task>=<weight>,..., one "
               "per score task (the A/B baseline and CEM's start; default all 1).")
@@ -101,7 +111,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
                conditional_text: str | None, holdout_fraction: float,
                guardrail_text: str | None, rounds: int,
                population: int, elite_fraction: float, seed: int, workers: int | None,
-               chunk: int | None, as_json: bool, no_progress: bool) -> None:
+               chunk: int | None, as_json: bool, no_progress: bool,
+               estimator_param_text: tuple[str, ...] = ()) -> None:
     """Run more CEM rounds; a new study needs --config, or --logs, --scores and --objective.
 
     On an existing study every setting comes from the database and the run
@@ -139,7 +150,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         assert logs is not None and scores is not None and objective_text is not None
         settings, space = _new_settings(logs, scores, objective_text, estimator, formula,
                                         pinned, low, high, control_text, conditional_text,
-                                        holdout_fraction, seed, guardrail_text, interval)
+                                        holdout_fraction, seed, guardrail_text, interval,
+                                        estimator_param_text)
         cem = CEMConfig(population=population, elite_fraction=elite_fraction)
         init = np.asarray(settings.control) if settings.control is not None else None
         study = create_or_load_study(url, study_name, space, cem, seed,
@@ -256,7 +268,8 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
 
 # options that describe a study: on an existing one they must agree with what it stored
 NEW_STUDY_OPTIONS = ("logs", "scores", "objective_text", "estimator", "formula", "interval",
-                     "pinned", "low", "high", "control_text", "conditional_text",
+                     "estimator_param_text", "pinned", "low", "high", "control_text",
+                     "conditional_text",
                      "holdout_fraction", "guardrail_text", "population", "elite_fraction", "seed")
 
 
@@ -274,12 +287,14 @@ def check_same(given: list[str], params: dict[str, Any], stored: SearchSettings,
             return parse_conditional(value, space.tasks)
         if name == "guardrail_text":
             return {g.metric: g.max_drop for g in parse_guardrails(value)}
+        if name == "estimator_param_text":
+            return parse_estimator_params(value, stored.estimator)
         return value
 
     old: dict[str, Any] = {
         "logs": stored.logs, "scores": stored.scores, "objective_text": dict(stored.objective),
         "estimator": stored.estimator, "formula": stored.formula, "pinned": space.pinned,
-        "interval": stored.interval,
+        "interval": stored.interval, "estimator_param_text": dict(stored.estimator_params),
         "low": space.low, "high": space.high,
         "control_text": None if stored.control is None else list(stored.control),
         "conditional_text": dict(stored.conditional),
@@ -298,7 +313,8 @@ def check_same(given: list[str], params: dict[str, Any], stored: SearchSettings,
 def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, formula: str,
                   pinned: str | None, low: float, high: float, control_text: str | None,
                   conditional_text: str | None, holdout_fraction: float,
-                  seed: int, guardrail_text: str | None = None, interval: str = "bootstrap"
+                  seed: int, guardrail_text: str | None = None, interval: str = "bootstrap",
+                  estimator_param_text: Sequence[str] = ()
                   ) -> tuple[SearchSettings, FusionSpace]:
     from simulator.logs import LoggedTraffic
     from tuner.evaluation.scores import ScoreTable
@@ -317,7 +333,8 @@ def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, f
         conditional=conditional, control=control, data_fingerprint=traffic.fingerprint(),
         guardrails={g.metric: g.max_drop
                     for g in parse_guardrails(guardrail_text, traffic.tasks)},
-        interval=interval)
+        interval=interval,
+        estimator_params=parse_estimator_params(estimator_param_text, estimator))
     Workspace(settings, traffic, table_)  # validates the pair before the study is created
     return settings, space
 
