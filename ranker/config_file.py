@@ -1,7 +1,8 @@
 """The ranker's run configuration: one typed tree loaded from a TOML file.
 
-A run file has four tables; every key is checked, unknown keys are refused and
-each error names the file, the key and what would be valid::
+A run file has four tables; every key is checked (pydantic models of
+:mod:`ranker.toml_schema`), unknown keys are refused and each error names the
+file, the key and what would be valid::
 
     [model]                 # kind + the fields of that kind's config class
     kind = "ple"            # a key of ranker.BUILDERS
@@ -35,13 +36,16 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, StrictInt, StrictStr
 
 from ranker.balancers import BALANCERS, BaseBalancer
 from ranker.configs import PartsConfig
@@ -49,6 +53,7 @@ from ranker.features import NumericFeature
 from ranker.kuairand import DEFAULT_TASKS, TASKS
 from ranker.model import BUILDERS, build_model
 from ranker.tasks import TaskSpec, validate_tasks
+from ranker.toml_schema import Table, choice, dataclass_table, validate
 from ranker.train import TrainConfig
 
 __all__ = [
@@ -62,15 +67,45 @@ __all__ = [
     "parse_run_config",
     "parse_train_table",
     "read_toml",
-    "refuse_unknown",
 ]
 
 DATA_SOURCES = ("kuairand",)
 """Valid ``[data] source`` values."""
 
-_TABLES = ("model", "balancer", "train", "data")
 _TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "loss_weights")
-_DATA_KEYS = ("source", "path", "tasks", "max_train_rows", "history_len")
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+
+
+class _BalancerTable(Table):
+    name: choice(BALANCERS) = "static"  # type: ignore[valid-type]
+    options: dict[StrictStr, Any] = {}
+
+
+class _DataTable(Table):
+    source: choice(DATA_SOURCES) = "kuairand"  # type: ignore[valid-type]
+    path: StrictStr | None = None
+    tasks: Annotated[list[StrictStr], Field(min_length=1)] = list(DEFAULT_TASKS)
+    max_train_rows: PositiveInt | None = None
+    history_len: PositiveInt = 10
+
+
+class _RunFile(Table):
+    """A run file's tables; ``[model]`` and ``[train]`` are checked by their own models."""
+
+    model: dict[StrictStr, Any]
+    balancer: _BalancerTable = _BalancerTable()
+    train: dict[StrictStr, Any] = {}
+    data: _DataTable = _DataTable()
+
+
+@functools.cache
+def _model_table(kind: str) -> type[Table]:
+    """The ``[model]`` table of a kind: ``kind`` and the fields of its config class."""
+    cls = BUILDERS[kind][0]
+    return dataclass_table(cls, f"{cls.__name__}Table", extra={"kind": (StrictStr, ...)})
+
+
+_TRAIN_TABLE = dataclass_table(TrainConfig, "TrainTable", exclude=("loss_weights",))
 
 
 def _is_int(value: object) -> bool:
@@ -93,20 +128,6 @@ def _thawed(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_thawed(v) for v in value]
     return value
-
-
-def _table(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = raw.get(name, {})
-    if not isinstance(value, Mapping):
-        raise ValueError(f"[{name}] must be a table, got {type(value).__name__} {value!r}")
-    return value
-
-
-def refuse_unknown(table: Mapping[str, Any], where: str, valid: Sequence[str]) -> None:
-    """Refuse keys of ``table`` not in ``valid``, naming ``where`` and the valid ones."""
-    unknown = sorted(k for k in table if k not in valid)
-    if unknown:
-        raise ValueError(f"{where} has unknown key(s) {unknown}; valid: {sorted(valid)}")
 
 
 def _config_error(where: str, err: Exception) -> ValueError:
@@ -279,80 +300,54 @@ class RankerRunConfig:
         return {"model": model, "balancer": balancer, "train": train, "data": data}
 
 
-def _check_type(where: str, value: Any, default: Any) -> None:
-    """Refuse a value of another TOML type than the field's default (a list for a tuple)."""
-    if isinstance(default, bool):
-        ok, need = isinstance(value, bool), "true or false"
-    elif isinstance(default, int):
-        ok, need = _is_int(value), "an integer"
-    elif isinstance(default, float):
-        ok, need = isinstance(value, int | float) and not isinstance(value, bool), "a number"
-    elif isinstance(default, str):
-        ok, need = isinstance(value, str), "a string"
-    elif isinstance(default, tuple):
-        ok, need = isinstance(value, list | tuple), "a list"
-    else:
-        ok, need = True, ""
-    if not ok:
-        raise ValueError(f"{where} must be {need}, got {value!r}")
-
-
-def _model_section(table: Mapping[str, Any]) -> ModelSection:
+def _model_section(table: Mapping[str, Any], where: str = "[model]") -> ModelSection:
     if "kind" not in table:
-        raise ValueError(f"[model] needs kind = one of {sorted(BUILDERS)}")
+        raise ValueError(f"{where} needs kind = one of {sorted(BUILDERS)}")
     kind = table["kind"]
     if not isinstance(kind, str) or kind not in BUILDERS:
-        raise ValueError(f"[model] kind {kind!r} unknown; valid: {sorted(BUILDERS)}")
-    config_cls = BUILDERS[kind][0]
-    fields = [f.name for f in dataclasses.fields(config_cls)]
-    refuse_unknown(table, f"[model] (kind {kind!r})", ["kind", *fields])
-    defaults = config_cls()
-    for key, value in table.items():
-        if key != "kind":
-            _check_type(f"[model] {key}", value, getattr(defaults, key))
-    options = {k: _frozen(v) for k, v in table.items() if k != "kind"}
+        raise ValueError(f"{where} kind {kind!r} unknown; valid: {sorted(BUILDERS)}")
+    checked = validate(_model_table(kind), table, where)
+    options = checked.model_dump(exclude={"kind"}, exclude_unset=True)
     try:
-        config = config_cls(**options)
+        config = BUILDERS[kind][0](**{k: _frozen(v) for k, v in options.items()})
     except (ValueError, TypeError) as err:
-        raise _config_error("[model]", err) from None
+        raise _config_error(where, err) from None
     return ModelSection(kind, config)
 
 
-def _train_config(table: Mapping[str, Any]) -> TrainConfig:
+def _train_config(table: Mapping[str, Any], where: str = "[train]") -> TrainConfig:
     if "loss_weights" in table:
         raise ValueError(
-            "[train] loss_weights is not read from files; write [balancer] name = \"static\" "
+            f"{where} loss_weights is not read from files; write [balancer] name = \"static\" "
             "with options = { weights = { <task> = <weight>, ... } }"
         )
-    refuse_unknown(table, "[train]", _TRAIN_KEYS)
-    for key in ("lr", "weight_decay"):
-        value = table.get(key, 0.0)
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise ValueError(f"[train] {key} must be a number, got {value!r}")
+    checked = validate(_TRAIN_TABLE, table, where)
     try:
-        return TrainConfig(**table)
+        return TrainConfig(**checked.model_dump(exclude_unset=True))
     except (ValueError, TypeError) as err:
-        raise _config_error("[train]", err) from None
+        raise _config_error(where, err) from None
 
 
-def parse_model_table(table: Mapping[str, Any]) -> ModelSection:
+def parse_model_table(table: Mapping[str, Any], where: str = "[model]") -> ModelSection:
     """A ``[model]`` table alone, checked as in a run file (for callers with their own data).
+
+    ``where`` names the table in messages (``[ranker.model]`` in a search file).
 
     Example:
         >>> parse_model_table({"kind": "ple", "n_levels": 1}).config.n_levels
         1
     """
-    return _model_section(table)
+    return _model_section(table, where)
 
 
-def parse_train_table(table: Mapping[str, Any]) -> TrainConfig:
+def parse_train_table(table: Mapping[str, Any], where: str = "[train]") -> TrainConfig:
     """A ``[train]`` table alone, checked as in a run file (no ``loss_weights``).
 
     Example:
         >>> parse_train_table({"epochs": 2}).epochs
         2
     """
-    return _train_config(table)
+    return _train_config(table, where)
 
 
 def parse_run_config(raw: Mapping[str, Any]) -> RankerRunConfig:
@@ -366,30 +361,18 @@ def parse_run_config(raw: Mapping[str, Any]) -> RankerRunConfig:
             the message names the key and what is valid.
 
     Example:
-        >>> parse_run_config({"model": {"kind": "mmoe", "n_expert": 2}})
+        >>> parse_run_config({"model": {"kind": "mmoe", "n_expert": 2}})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: [model] (kind 'mmoe') has unknown key(s) ['n_expert']; valid: [...]
+        ValueError: [model] has unknown key(s) ['n_expert']; valid: [...]
     """
-    refuse_unknown(raw, "the file", _TABLES)
-    if "model" not in raw:
+    if isinstance(raw, Mapping) and "model" not in raw:
         raise ValueError(f"the file needs a [model] table with kind = one of {sorted(BUILDERS)}")
-    model = _model_section(_table(raw, "model"))
-    b_table = _table(raw, "balancer")
-    refuse_unknown(b_table, "[balancer]", ["name", "options"])
-    name = b_table.get("name", "static")
-    options = b_table.get("options", {})
-    if not isinstance(name, str):
-        raise ValueError(f"[balancer] name must be one of {sorted(BALANCERS)}, got {name!r}")
-    if not isinstance(options, Mapping):
-        raise ValueError(f"[balancer] options must be a table, got {options!r}")
-    balancer = BalancerSection(name, options)
-    train = _train_config(_table(raw, "train"))
-    d_table = _table(raw, "data")
-    refuse_unknown(d_table, "[data]", _DATA_KEYS)
-    if "tasks" in d_table and not isinstance(d_table["tasks"], list | tuple):
-        raise ValueError(f"[data] tasks must be a list of names, got {d_table['tasks']!r}")
-    data = DataSection(**{k: _frozen(v) for k, v in d_table.items()})
+    tables = validate(_RunFile, raw)
+    model = _model_section(tables.model)
+    balancer = BalancerSection(tables.balancer.name, tables.balancer.options)
+    train = _train_config(tables.train)
+    data = DataSection(**{k: _frozen(v) for k, v in tables.data.model_dump().items()})
     return RankerRunConfig(model, balancer, train, data)
 
 

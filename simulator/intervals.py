@@ -10,6 +10,7 @@ policy of a population at once.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -19,11 +20,13 @@ from scipy import stats
 from simulator.estimators._base import RequestTerms
 
 __all__ = [
+    "INTERVALS",
     "BaseInterval",
     "BootstrapInterval",
     "NormalInterval",
     "StudentizedBootstrapInterval",
     "influence",
+    "make_interval",
     "point_values",
 ]
 
@@ -291,3 +294,34 @@ class StudentizedBootstrapInterval(BaseInterval):
         # a metric with no spread at all (se = 0 in every resample) is a point
         t_low, t_high = np.nan_to_num(t_low), np.nan_to_num(t_high)
         return value - t_high * se, value - t_low * se
+
+
+INTERVALS: dict[str, type[BaseInterval]] = {
+    "bootstrap": BootstrapInterval,
+    "studentized": StudentizedBootstrapInterval,
+    "normal": NormalInterval,
+}
+"""Interval methods by the names of config files and the CLI: percentile bootstrap over
+requests (the default), studentized bootstrap (bootstrap-t), normal approximation with the
+delta method."""
+
+
+def make_interval(name: str, n_resamples: int = 200, seed: int = 0) -> BaseInterval:
+    """The 95% interval method ``name`` (a key of :data:`INTERVALS`).
+
+    ``n_resamples`` and ``seed`` go to the methods that resample; the normal
+    approximation has neither.
+
+    Raises:
+        ValueError: an unknown name, listing the valid ones.
+
+    Example:
+        >>> make_interval("normal")
+        NormalInterval(level=0.95)
+    """
+    if name not in INTERVALS:
+        raise ValueError(f"unknown interval {name!r}; valid: {list(INTERVALS)}")
+    cls = INTERVALS[name]
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    given = {"n_resamples": n_resamples, "seed": seed}
+    return cls(**{k: v for k, v in given.items() if k in fields})

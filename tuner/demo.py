@@ -88,7 +88,8 @@ class DemoConfig:
             the real KuaiRand-Pure slice, which must be at ``../shared/data`` or
             ``$FUSIONTUNE_KUAIRAND``).
         guardrails: metric -> largest allowed drop below control (a fraction).
-        interval: how 95% intervals are made (``tuner.evaluation.search_data.INTERVALS``).
+        interval: how 95% intervals are made (``simulator.intervals.INTERVALS``).
+        estimator_params: the estimator's hyperparameters (``{"clip": 50.0}``).
     """
 
     out_dir: Path = Path("fusiontune-demo")
@@ -105,6 +106,7 @@ class DemoConfig:
     world: str = "marketplace"
     guardrails: Mapping[str, float] = field(default_factory=dict)
     interval: str = "bootstrap"
+    estimator_params: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.world not in WORLDS:
@@ -198,8 +200,8 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
     control = np.asarray(world.config.logging_weights, dtype=float)
     settings = SearchSettings(
         logs=resolve(log_path), scores=resolve(score_path), objective=dict(config.objective),
-        estimator=config.estimator, splits=SPLITS, split_seed=config.seed,
-        conditional=conditional, control=control.tolist(),
+        estimator=config.estimator, estimator_params=dict(config.estimator_params),
+        splits=SPLITS, split_seed=config.seed, conditional=conditional, control=control.tolist(),
         guardrails=dict(config.guardrails), interval=config.interval,
         data_fingerprint=traffic.fingerprint(), model_fingerprint=model_fp)
     ws = Workspace(settings, traffic, table)

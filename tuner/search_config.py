@@ -26,6 +26,7 @@ Example file (paths are relative to the file's folder; every key but ``[data] lo
     [search]
     space = "joint"              # fusion | loss | joint
     estimator = "snips"
+    estimator_params = {}        # its hyperparameters, e.g. { clip = 50 } for clipped_ips
     interval = "bootstrap"       # bootstrap | studentized | normal
     rounds = 3                   # outer CEM generations per run
     population = 8
@@ -57,25 +58,23 @@ Example file (paths are relative to the file's folder; every key but ``[data] lo
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from ranker.config_file import (
-    ModelSection,
-    parse_model_table,
-    parse_train_table,
-    read_toml,
-    refuse_unknown,
-)
+from pydantic import Field, StrictInt, StrictStr, model_validator
+
+from ranker.config_file import ModelSection, parse_model_table, parse_train_table, read_toml
 from ranker.tasks import TaskSpec, validate_tasks
+from ranker.toml_schema import Finite, Number, Table, choice, validate
 from ranker.train import TrainConfig
 from simulator.estimators import ESTIMATORS
 from simulator.fusion import FUSIONS
-from tuner.evaluation.search_data import HOLDOUT, INTERVALS, SEARCH
+from simulator.intervals import INTERVALS
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, parse_estimator_params
+from tuner.weights_text import Numbers, check_task_numbers
 
 __all__ = [
     "INITS",
@@ -94,14 +93,97 @@ INITS = ("scratch", "warm")
 TRAIN, VALID = "train", "valid"
 DEFAULT_SPLITS = {TRAIN: 0.4, VALID: 0.1, SEARCH: 0.25, HOLDOUT: 0.25}
 
-_TABLES = ("data", "objective", "search", "ranker")
-_DATA_KEYS = ("logs", "scores", "splits", "split_seed")
-_SEARCH_KEYS = ("space", "estimator", "formula", "interval", "rounds", "population",
-                "elite_fraction", "seed", "guardrails", "n_bootstrap", "fusion", "loss")
-_FUSION_KEYS = ("pinned", "low", "high", "control", "rounds", "population", "elite_fraction")
-_LOSS_KEYS = ("pinned", "low", "high")
-_RANKER_KEYS = ("tasks", "sample_spaces", "init", "base_checkpoint", "steps", "cache", "model",
-                "train")
+
+# --- the file's tables (pydantic: unknown keys refused, every message names the key) -------
+
+Path_ = Annotated[StrictStr, Field(min_length=1)]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+Population = Annotated[StrictInt, Field(ge=4)]
+EliteFraction = Annotated[Finite, Field(gt=0, le=1)]
+Weights = Annotated[dict[StrictStr, Finite], Field(min_length=1)]
+
+
+class _DataTable(Table):
+    logs: Path_
+    scores: Path_ | None = None
+    splits: dict[StrictStr, Finite] = dict(DEFAULT_SPLITS)
+    split_seed: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _parts(self) -> _DataTable:
+        missing = [p for p in (TRAIN, VALID, SEARCH, HOLDOUT) if p not in self.splits]
+        if missing:
+            raise ValueError(f"splits lacks part(s) {missing}; need train, valid, search and "
+                             f"holdout, got {self.splits}")
+        if any(f <= 0 for f in self.splits.values()) or sum(self.splits.values()) > 1 + 1e-9:
+            raise ValueError(f"splits fractions must be > 0 and sum to <= 1, got {self.splits}")
+        return self
+
+
+class _LossBoxTable(Table):
+    pinned: StrictStr | None = None
+    low: Finite = 0.1
+    high: Finite = 4.0
+
+    @model_validator(mode="after")
+    def _box(self) -> _LossBoxTable:
+        if not self.low < self.high:
+            raise ValueError(f"needs low < high, got low={self.low:g} high={self.high:g}")
+        return self
+
+
+class _FusionBoxTable(_LossBoxTable):
+    low: Finite = 0.0
+    control: Weights | None = None
+    rounds: PositiveInt = 4
+    population: Population = 16
+    elite_fraction: EliteFraction = 0.25
+
+
+class _SearchTable(Table):
+    space: choice(SPACES) = "fusion"  # type: ignore[valid-type]
+    estimator: choice(ESTIMATORS) = "snips"  # type: ignore[valid-type]
+    estimator_params: dict[StrictStr, Number] = {}
+    formula: choice(FUSIONS) = "multiplicative"  # type: ignore[valid-type]
+    interval: choice(INTERVALS) = "bootstrap"  # type: ignore[valid-type]
+    rounds: PositiveInt = 3
+    population: Population = 8
+    elite_fraction: EliteFraction = 0.25
+    seed: NonNegativeInt = 0
+    guardrails: dict[StrictStr, Finite] = {}
+    n_bootstrap: Annotated[StrictInt, Field(ge=50)] = 200
+    fusion: _FusionBoxTable = _FusionBoxTable()
+    loss: _LossBoxTable = _LossBoxTable()
+
+
+class _RankerTable(Table):
+    tasks: Annotated[list[StrictStr], Field(min_length=2)]
+    sample_spaces: dict[StrictStr, StrictStr] = {}
+    init: choice(INITS) = "scratch"  # type: ignore[valid-type]
+    base_checkpoint: Path_ | None = None
+    steps: PositiveInt = 200
+    cache: Path_ | None = None
+    model: dict[StrictStr, Any] = {}
+    train: dict[StrictStr, Any] = {}
+
+    @model_validator(mode="after")
+    def _init(self) -> _RankerTable:
+        unknown = [t for t in self.sample_spaces if t not in self.tasks]
+        if unknown:
+            raise ValueError(f"sample_spaces names task(s) {unknown} not in tasks {self.tasks}")
+        if self.init == "warm" and self.base_checkpoint is None:
+            raise ValueError('init = "warm" needs base_checkpoint = <a ranker.pt>')
+        if self.init != "warm" and self.base_checkpoint is not None:
+            raise ValueError('base_checkpoint is only read with init = "warm"')
+        return self
+
+
+class _SearchFile(Table):
+    data: _DataTable
+    objective: Weights
+    search: _SearchTable = _SearchTable()
+    ranker: _RankerTable | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +260,7 @@ class SearchConfig:
         space: one of :data:`SPACES`.
         estimator, formula, interval, rounds, population, elite_fraction, seed,
             guardrails, n_bootstrap: the (outer) search's settings.
+        estimator_params: the estimator's hyperparameters (``{clip = 50}``).
         fusion: the fusion-weight box, control and inner CEM.
         loss: the loss-weight box.
         ranker: ``[ranker]`` (None only for a ``fusion`` search over given scores).
@@ -202,6 +285,7 @@ class SearchConfig:
     fusion: BoxSection = field(default_factory=BoxSection)
     loss: BoxSection = field(default_factory=lambda: BoxSection(low=0.1))
     ranker: RankerSection | None = None
+    estimator_params: Mapping[str, float] = field(default_factory=dict)
 
     def with_space(self, space: str) -> SearchConfig:
         """The same file with another ``[search] space`` (``--space``)."""
@@ -213,131 +297,35 @@ class SearchConfig:
 # --- parsing --------------------------------------------------------------------------------
 
 
-def _table(raw: Mapping[str, Any], name: str, where: str) -> dict[str, Any]:
-    value = raw.get(name, {})
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{where}{name} must be a table, got {value!r}")
-    return dict(value)
-
-
-def _number(table: Mapping[str, Any], key: str, where: str, default: float) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{where} {key} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _int(table: Mapping[str, Any], key: str, where: str, default: int, low: int) -> int:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{where} {key} must be an integer >= {low}, got {value!r}")
-    return value
-
-
-def _choice(table: Mapping[str, Any], key: str, where: str, default: str,
-            valid: Sequence[str]) -> str:
-    value = table.get(key, default)
-    if value not in valid:
-        raise ValueError(f"{where} {key} {value!r} unknown; valid: {sorted(valid)}")
-    return str(value)
-
-
-def _weights(value: Any, where: str) -> dict[str, float]:
-    if not isinstance(value, Mapping) or not value:
-        raise ValueError(f"{where} must be a non-empty table of <task> = <number>, got {value!r}")
-    out = {}
-    for task, w in value.items():
-        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w):
-            raise ValueError(f"{where} {task} must be a finite number, got {w!r}")
-        out[str(task)] = float(w)
-    return out
-
-
-def _box(table: Mapping[str, Any], where: str, keys: Sequence[str], low: float) -> BoxSection:
-    refuse_unknown(table, where, keys)
-    pinned = table.get("pinned")
-    if pinned is not None and not isinstance(pinned, str):
-        raise ValueError(f"{where} pinned must be a task name, got {pinned!r}")
-    box = BoxSection(
-        pinned=pinned,
-        low=_number(table, "low", where, low),
-        high=_number(table, "high", where, 4.0),
-        control=_weights(table["control"], f"{where} control") if "control" in table else None,
-        rounds=_int(table, "rounds", where, 4, 1),
-        population=_int(table, "population", where, 16, 4),
-        elite_fraction=_number(table, "elite_fraction", where, 0.25),
-    )
-    if not box.low < box.high:
-        raise ValueError(f"{where} needs low < high, got low={box.low} high={box.high}")
-    if not 0 < box.elite_fraction <= 1:
-        raise ValueError(f"{where} elite_fraction must be in (0, 1], got {box.elite_fraction}")
-    return box
-
-
-def _path(value: Any, where: str, base: Path | None) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{where} must be a file path (a string), got {value!r}")
+def _path(value: str, base: Path | None) -> str:
     path = Path(value).expanduser()
     if not path.is_absolute() and base is not None:
         path = base / path
     return str(path.resolve())
 
 
-def _splits(value: Any) -> dict[str, float]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"[data] splits must be a table of <part> = <fraction>, got {value!r}")
-    splits = {str(k): float(v) for k, v in value.items()
-              if isinstance(v, int | float) and not isinstance(v, bool)}
-    if len(splits) != len(value):
-        raise ValueError(f"[data] splits fractions must be numbers, got {dict(value)}")
-    missing = [p for p in (TRAIN, VALID, SEARCH, HOLDOUT) if p not in splits]
-    if missing:
-        raise ValueError(f"[data] splits lacks part(s) {missing}; need train, valid, search "
-                         f"and holdout, got {splits}")
-    if any(f <= 0 for f in splits.values()) or sum(splits.values()) > 1 + 1e-9:
-        raise ValueError(f"[data] splits fractions must be > 0 and sum to <= 1, got {splits}")
-    return splits
+def _box(table: _LossBoxTable) -> BoxSection:
+    values: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v
+                              for k, v in table.model_dump().items()}
+    return BoxSection(**values)
 
 
-def _ranker(table: Mapping[str, Any], base: Path | None) -> tuple[RankerSection, dict[str, Any]]:
-    where = "[ranker]"
-    refuse_unknown(table, where, _RANKER_KEYS)
-    names = table.get("tasks")
-    if (not isinstance(names, list | tuple) or len(names) < 2
-            or not all(isinstance(t, str) for t in names)):
-        raise ValueError(f"{where} tasks must be a list of at least 2 task names (label "
-                         f"columns of the log), got {names!r}")
-    spaces = _table(table, "sample_spaces", "[ranker] ")
-    unknown = [t for t in spaces if t not in names]
-    if unknown:
-        raise ValueError(f"[ranker] sample_spaces names task(s) {unknown} not in tasks "
-                         f"{list(names)}")
+def _ranker(table: _RankerTable, raw: Mapping[str, Any], base: Path | None
+            ) -> tuple[RankerSection, dict[str, Any]]:
     try:
-        tasks = tuple(TaskSpec(t, spaces.get(t)) for t in names)
+        tasks = tuple(TaskSpec(t, table.sample_spaces.get(t)) for t in table.tasks)
         validate_tasks(list(tasks))
     except ValueError as err:
         raise ValueError(f"[ranker] tasks: {err}") from None
-    model_table = _table(table, "model", "[ranker] ")
-    if not model_table:
-        model_table = {"kind": "mmoe"}
-    try:
-        model = parse_model_table(model_table)
-        train = parse_train_table(_table(table, "train", "[ranker] "))
-    except ValueError as err:
-        raise ValueError(f"[ranker] {err}") from None
-    init = _choice(table, "init", where, "scratch", INITS)
-    checkpoint = None
-    if init == "warm":
-        if "base_checkpoint" not in table:
-            raise ValueError("[ranker] init = \"warm\" needs base_checkpoint = <a ranker.pt>")
-        checkpoint = _path(table["base_checkpoint"], "[ranker] base_checkpoint", base)
-    elif "base_checkpoint" in table:
-        raise ValueError("[ranker] base_checkpoint is only read with init = \"warm\"")
-    cache = _path(table["cache"], "[ranker] cache", base) if "cache" in table else None
-    section = RankerSection(tasks, model, train, init, checkpoint,
-                            _int(table, "steps", where, 200, 1), cache)
-    resolved = dict(table)
-    resolved["model"] = model_table
+    model_table = table.model or {"kind": "mmoe"}
+    model = parse_model_table(model_table, "[ranker.model]")
+    train = parse_train_table(table.train, "[ranker.train]")
+    checkpoint = (None if table.base_checkpoint is None
+                  else _path(table.base_checkpoint, base))
+    cache = None if table.cache is None else _path(table.cache, base)
+    section = RankerSection(tasks, model, train, table.init, checkpoint, table.steps, cache)
+    resolved = dict(raw)
+    resolved["model"] = dict(model_table)
     if checkpoint is not None:
         resolved["base_checkpoint"] = checkpoint
     if cache is not None:
@@ -354,7 +342,7 @@ def parse_search_config(raw: Mapping[str, Any], base: Path | None = None) -> Sea
 
     Raises:
         ValueError: an unknown table or key, a missing or bad value; the message names the
-            table, the key and what is valid.
+            table, the key and what is valid (the first problem, and how many others).
 
     Example:
         >>> cfg = parse_search_config({"data": {"logs": "/d/logs.parquet",
@@ -363,55 +351,42 @@ def parse_search_config(raw: Mapping[str, Any], base: Path | None = None) -> Sea
         >>> cfg.space, cfg.splits["search"]
         ('fusion', 0.25)
     """
-    refuse_unknown(raw, "the file", _TABLES)
-    data = _table(raw, "data", "")
-    refuse_unknown(data, "[data]", _DATA_KEYS)
-    if "logs" not in data:
-        raise ValueError("[data] needs logs = <the logged traffic, Parquet or CSV>")
-    logs = _path(data["logs"], "[data] logs", base)
-    scores = _path(data["scores"], "[data] scores", base) if "scores" in data else None
-    splits = _splits(data.get("splits", DEFAULT_SPLITS))
-    split_seed = _int(data, "split_seed", "[data]", 0, 0)
-    if "objective" not in raw:
+    if isinstance(raw, Mapping) and "objective" not in raw:
         raise ValueError("the file needs an [objective] table of <task> = <weight>")
-    objective = _weights(raw["objective"], "[objective]")
-
-    search = _table(raw, "search", "")
-    refuse_unknown(search, "[search]", _SEARCH_KEYS)
-    where = "[search]"
-    space = _choice(search, "space", where, "fusion", SPACES)
-    estimator = _choice(search, "estimator", where, "snips", sorted(ESTIMATORS))
-    formula = _choice(search, "formula", where, "multiplicative", sorted(FUSIONS))
-    interval = _choice(search, "interval", where, "bootstrap", INTERVALS)
-    guardrails = (_weights(search["guardrails"], "[search] guardrails")
-                  if "guardrails" in search else {})
-    fusion = _box(_table(search, "fusion", "[search] "), "[search.fusion]", _FUSION_KEYS, 0.0)
-    loss = _box(_table(search, "loss", "[search] "), "[search.loss]", _LOSS_KEYS, 0.1)
+    tables = validate(_SearchFile, raw)
+    data, search = tables.data, tables.search
+    logs = _path(data.logs, base)
+    scores = None if data.scores is None else _path(data.scores, base)
+    objective = check_task_numbers(tables.objective, "[objective]",
+                                   numbers=Numbers(not_all_zero=True), value="weight")
+    estimator_params = parse_estimator_params(search.estimator_params, search.estimator,
+                                              "[search] estimator_params")
+    fusion, loss = _box(search.fusion), _box(search.loss)
 
     ranker, ranker_raw = None, None
-    if "ranker" in raw:
-        ranker, ranker_raw = _ranker(_table(raw, "ranker", ""), base)
+    if tables.ranker is not None:
+        ranker, ranker_raw = _ranker(tables.ranker, raw["ranker"], base)
+    space = search.space
     if ranker is None and (space != "fusion" or scores is None):
         need = "a [ranker] table" + ("" if space != "fusion" else " or [data] scores")
         raise ValueError(f"space {space!r} trains the ranker: the file needs {need}")
     if ranker is not None and loss.pinned is not None and loss.pinned not in ranker.task_names:
         raise ValueError(f"[search.loss] pinned {loss.pinned!r} is not a ranker task; valid: "
                          f"{list(ranker.task_names)}")
-    resolved = {"data": {**data, "logs": logs, "splits": splits},
-                "objective": objective, "search": search}
+    splits = dict(data.splits)
+    resolved: dict[str, Any] = {"data": {**raw["data"], "logs": logs, "splits": splits},
+                                "objective": objective, "search": dict(raw.get("search", {}))}
     if scores is not None:
         resolved["data"]["scores"] = scores
     if ranker_raw is not None:
         resolved["ranker"] = ranker_raw
     return SearchConfig(
         raw=resolved, logs=logs, objective=objective, scores=scores, splits=splits,
-        split_seed=split_seed, space=space, estimator=estimator, formula=formula,
-        interval=interval,
-        rounds=_int(search, "rounds", where, 3, 1),
-        population=_int(search, "population", where, 8, 4),
-        elite_fraction=_number(search, "elite_fraction", where, 0.25),
-        seed=_int(search, "seed", where, 0, 0), guardrails=guardrails,
-        n_bootstrap=_int(search, "n_bootstrap", where, 200, 50),
+        split_seed=data.split_seed, space=space, estimator=search.estimator,
+        estimator_params=estimator_params, formula=search.formula, interval=search.interval,
+        rounds=search.rounds, population=search.population,
+        elite_fraction=search.elite_fraction, seed=search.seed,
+        guardrails=dict(search.guardrails), n_bootstrap=search.n_bootstrap,
         fusion=fusion, loss=loss, ranker=ranker,
     )
 

@@ -26,6 +26,9 @@ name                      estimator (and when it is unbiased)
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 from simulator.estimators._base import BaseEstimator, RequestTerms, SlateFeedback
 from simulator.estimators._clipped_ips import ClippedIPS
 from simulator.estimators._dm import DirectMethod
@@ -55,6 +58,7 @@ __all__ = [
     "SlateFeedback",
     "Switch",
     "SwitchDR",
+    "hyperparameters",
     "make_estimator",
 ]
 
@@ -73,12 +77,40 @@ ESTIMATORS: dict[str, type[BaseEstimator]] = {
 }
 
 
-def make_estimator(name: str) -> BaseEstimator:
-    """The estimator of a name, with default settings.
+def hyperparameters(name: str) -> tuple[str, ...]:
+    """The hyperparameters (dataclass fields) of the estimator ``name``, e.g. ``("clip",)``.
 
     Raises:
         ValueError: for an unknown name, listing the valid ones.
+
+    Example:
+        >>> hyperparameters("switch"), hyperparameters("snips")
+        (('tau',), ())
     """
     if name not in ESTIMATORS:
         raise ValueError(f"unknown estimator {name!r}; valid: {sorted(ESTIMATORS)}")
-    return ESTIMATORS[name]()
+    return tuple(f.name for f in dataclasses.fields(ESTIMATORS[name]))  # type: ignore[arg-type]
+
+
+def make_estimator(name: str, params: Mapping[str, float] | None = None) -> BaseEstimator:
+    """The estimator of a name, with default settings or the hyperparameters ``params``.
+
+    Args:
+        name: a key of :data:`ESTIMATORS`.
+        params: hyperparameter -> value (``{"clip": 50.0}``); each must be a field of the
+            estimator's class, and the class checks its value.
+
+    Raises:
+        ValueError: for an unknown name or parameter, listing the valid ones, or a bad value.
+
+    Example:
+        >>> make_estimator("clipped_ips", {"clip": 50.0}).clip
+        50.0
+    """
+    valid = hyperparameters(name)
+    params = dict(params or {})
+    unknown = sorted(k for k in params if k not in valid)
+    if unknown:
+        raise ValueError(f"estimator {name!r} has no parameter(s) {unknown}; valid: "
+                         f"{list(valid) if valid else 'none (it has no hyperparameters)'}")
+    return ESTIMATORS[name](**params)

@@ -86,3 +86,17 @@ def test_a_metric_without_spread_is_a_point() -> None:
     low, high = StudentizedBootstrapInterval(100).bounds(terms, COMBINE)
     np.testing.assert_allclose(low, 0.5, rtol=1e-6)
     np.testing.assert_allclose(high, 0.5, rtol=1e-6)
+
+
+def test_intervals_dict_maps_every_name_to_its_class_and_make_interval_uses_it() -> None:
+    from simulator.intervals import INTERVALS, BaseInterval, make_interval
+
+    assert list(INTERVALS) == ["bootstrap", "studentized", "normal"]
+    for name, cls in INTERVALS.items():
+        assert issubclass(cls, BaseInterval)
+        made = make_interval(name, 60, seed=3)
+        assert type(made) is cls
+        if hasattr(made, "n_resamples"):
+            assert (made.n_resamples, made.seed) == (60, 3)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"unknown interval 'bca'; valid: \['bootstrap'"):
+        make_interval("bca")

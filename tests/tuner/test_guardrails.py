@@ -26,7 +26,7 @@ def test_parse_forms_and_errors() -> None:
     assert parse_guardrails(None) == ()
     with pytest.raises(ValueError, match=r"unknown metric\(s\) \['clicks'\]; valid: \['click'\]"):
         parse_guardrails("clicks=0.05", ["click"])
-    with pytest.raises(ValueError, match="not <task>=<max drop>"):
+    with pytest.raises(ValueError, match="not <metric>=<max drop>"):
         parse_guardrails("click", ["click"])
     with pytest.raises(ValueError, match=r"max drop must be a fraction in \[0, 1\)"):
         parse_guardrails("click=1.5", ["click"])

@@ -15,10 +15,11 @@ import optuna
 
 from simulator.estimators import ESTIMATORS
 from simulator.fusion import FUSIONS, make_fusion
-from tuner.evaluation.search_data import INTERVALS
+from simulator.intervals import INTERVALS
 from tuner.space import FusionSpace
 from tuner.storage import SchemaVersionError
 from tuner.study import SearchSpec, jsonable, load_search
+from tuner.weights_text import parse_task_numbers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,23 +66,8 @@ def weights_option(text: str | None, space: FusionSpace, formula: str,
     if text is None:
         return None
     tasks = space.tasks
-    values: dict[str, float] = {}
-    for term in filter(None, (t.strip() for t in text.split(","))):
-        name, sep, raw = term.partition("=")
-        try:
-            if not sep or not name.strip():
-                raise ValueError
-            values[name.strip()] = float(raw)
-        except ValueError:
-            raise ValueError(f"{what} term {term!r} is not <task>=<weight>; give one per "
-                             f"score task {list(tasks)}, e.g. '{tasks[0]}=1'") from None
-    unknown = [t for t in values if t not in tasks]
-    if unknown:
-        raise ValueError(f"{what} names unknown task(s) {unknown}; score tasks: {list(tasks)}")
-    missing = [t for t in tasks if t not in values]
-    if missing:
-        raise ValueError(f"{what} lacks a weight for {missing}; give one per score task "
-                         f"{list(tasks)}")
+    values = parse_task_numbers(text, what, names=tasks, require_all=True, value="weight",
+                                example=f"{tasks[0]}=1")
     weights = np.array([values[t] for t in tasks])
     try:
         make_fusion(formula).validate_weights(weights, tasks)
@@ -104,6 +90,9 @@ def parse_conditional(text: str | None, tasks: tuple[str, ...]) -> dict[str, str
         if child.strip() not in tasks or parent.strip() not in tasks:
             raise ValueError(f"--conditional term {term!r}: both tasks must be score "
                              f"tasks {list(tasks)}")
+        if child.strip() in conditional:
+            raise ValueError(f"--conditional gives task {child.strip()!r} more than once; "
+                             "give each task once")
         conditional[child.strip()] = parent.strip()
     return conditional
 
@@ -156,7 +145,7 @@ _STUDY_DATA_OPTIONS = (
                  help="Score tasks conditional on another, e.g. conversion=click (for dm/dr)."),
     click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
                  default=0.5, show_default=True),
-    click.option("--interval", type=click.Choice(INTERVALS), default="bootstrap",
+    click.option("--interval", type=click.Choice(list(INTERVALS)), default="bootstrap",
                  show_default=True, help="95% intervals: percentile bootstrap over requests, "
                  "studentized bootstrap (bootstrap-t) or normal (delta method)."),
 )

@@ -66,7 +66,8 @@ def _fusion_settings(config: SearchConfig, say: Callable[[str], None]
     conditional = config.ranker.conditional if config.ranker is not None else {}
     settings = SearchSettings(
         logs=config.logs, scores=scores, objective=dict(config.objective),
-        estimator=config.estimator, formula=config.formula, splits=dict(config.splits),
+        estimator=config.estimator, estimator_params=dict(config.estimator_params),
+        formula=config.formula, splits=dict(config.splits),
         split_seed=config.split_seed, conditional=conditional,
         control=control_weights(config, space).tolist(), n_bootstrap=config.n_bootstrap,
         guardrails=dict(config.guardrails), data_fingerprint=traffic.fingerprint(),

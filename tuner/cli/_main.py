@@ -10,12 +10,13 @@ import numpy as np
 import optuna
 
 from simulator.estimators import ESTIMATORS
+from simulator.intervals import INTERVALS
 from simulator.replay import OBJECTIVE
 from tuner.cli._common import dump, user_errors
 from tuner.cli._format import ab_events, ab_table, rounds_table, warn_few_events
 from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.objective import parse_objective
-from tuner.evaluation.search_data import INTERVALS
+from tuner.evaluation.search_data import parse_estimator_params
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,6 +45,9 @@ def main(verbose: bool) -> None:
               show_default=True)
 @click.option("--estimator", default="snips", show_default=True,
               type=click.Choice(sorted(ESTIMATORS)))
+@click.option("--estimator-param", "estimator_param_text", multiple=True,
+              help="Hyperparameter of --estimator, <name>=<number> (repeatable or a comma "
+                   "list), e.g. clip=50 for clipped_ips, tau=5 for switch.")
 @click.option("--objective", "objective_text",
               help="Business objective <task>=<weight>,... [default: marketplace "
                    "click=1,conversion=10,like=5; kuairand click=1,long_view=2,like=20,"
@@ -54,7 +58,8 @@ def main(verbose: bool) -> None:
               "the real KuaiRand-Pure logs (needs ../shared/data or $FUSIONTUNE_KUAIRAND).")
 @click.option("--guardrail", "guardrail_text",
               help="Metrics that may not drop more than a fraction below control: click=0.05.")
-@click.option("--interval", type=click.Choice(INTERVALS), default="bootstrap", show_default=True,
+@click.option("--interval", type=click.Choice(list(INTERVALS)), default="bootstrap",
+              show_default=True,
               help="95% intervals: percentile bootstrap, studentized bootstrap or normal.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of tables.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
@@ -62,7 +67,7 @@ def main(verbose: bool) -> None:
 def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
          elite_fraction: float, estimator: str, objective_text: str | None, epochs: int,
          world: str, guardrail_text: str | None, interval: str, as_json: bool,
-         no_progress: bool) -> None:
+         no_progress: bool, estimator_param_text: tuple[str, ...] = ()) -> None:
     """Run the whole loop on the embedded synthetic marketplace.
 
     world -> logs (Parquet) -> MMoE ranker -> score table -> CEM rounds over
@@ -71,16 +76,19 @@ def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
     """
     from tuner.demo import DEFAULT_OBJECTIVES, DemoConfig, as_dict, run_demo
 
-    objective = (parse_objective(objective_text) if objective_text
+    tasks = tuple(DEFAULT_OBJECTIVES[world])  # the world's tasks: every one is weighted
+    objective = (parse_objective(objective_text, tasks) if objective_text
                  else dict(DEFAULT_OBJECTIVES[world]))
-    guardrails = {g.metric: g.max_drop for g in parse_guardrails(guardrail_text)}
+    guardrails = {g.metric: g.max_drop for g in parse_guardrails(guardrail_text, tasks)}
+    estimator_params = parse_estimator_params(estimator_param_text, estimator)
     db = out / "study.db"
     if db.exists():
         db.unlink()
     config = DemoConfig(out_dir=out, seed=seed, n_requests=n_requests, rounds=rounds,
                         population=population, elite_fraction=elite_fraction,
                         estimator=estimator, objective=objective, epochs=epochs,
-                        world=world, guardrails=guardrails, interval=interval)
+                        world=world, guardrails=guardrails, interval=interval,
+                        estimator_params=estimator_params)
     say = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     result = run_demo(config, say=say, progress=not no_progress)
     if as_json:

@@ -19,7 +19,14 @@ import click
 from tuner.cli._common import parse_conditional, weights_option
 from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.objective import parse_objective
-from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace, resolve
+from tuner.evaluation.search_data import (
+    HOLDOUT,
+    SEARCH,
+    SearchSettings,
+    Workspace,
+    parse_estimator_params,
+    resolve,
+)
 from tuner.space import FusionSpace
 from tuner.strategies import STRATEGIES, make_config
 from tuner.study import SearchSpec
@@ -45,6 +52,7 @@ class NewStudy:
         strategy: name in :data:`tuner.strategies.STRATEGIES`.
         population: points per generation.
         elite_fraction: share of elites (CEM and steady CEM only).
+        estimator_param_text: ``<name>=<number>`` hyperparameters of the estimator.
     """
 
     logs: str | None = None
@@ -64,6 +72,7 @@ class NewStudy:
     strategy: str = "cem"
     population: int = 32
     elite_fraction: float | None = None
+    estimator_param_text: tuple[str, ...] = ()
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> NewStudy:
@@ -117,7 +126,8 @@ class NewStudy:
         control = weights_option(self.control_text, space, self.formula, "--control")
         settings = SearchSettings(
             logs=resolve(self.logs), scores=resolve(self.scores),
-            objective=(parse_objective(self.objective_text) if self.objective_text is not None
+            objective=(parse_objective(self.objective_text, traffic.tasks)
+                       if self.objective_text is not None
                        else default_objective(traffic.tasks) if default_objective is not None
                        else {}),
             estimator=self.estimator, formula=self.formula,
@@ -126,7 +136,8 @@ class NewStudy:
             data_fingerprint=traffic.fingerprint(),
             guardrails={g.metric: g.max_drop
                         for g in parse_guardrails(self.guardrail_text, traffic.tasks)},
-            interval=self.interval)
+            interval=self.interval,
+            estimator_params=parse_estimator_params(self.estimator_param_text, self.estimator))
         ws = Workspace(settings, traffic, table_)
         ws.check()
         return settings, space, ws
@@ -151,6 +162,7 @@ class NewStudy:
             "holdout_fraction": stored.splits[HOLDOUT], "seed": search.seed,
             "strategy": search.strategy, "population": search.population,
             "elite_fraction": config.get("elite_fraction"),
+            "estimator_param_text": dict(stored.estimator_params),
         }
         for name in given:
             value = self._parsed(name, stored, space)
@@ -172,6 +184,8 @@ class NewStudy:
             return parse_conditional(value, space.tasks)
         if name == "guardrail_text":
             return {g.metric: g.max_drop for g in parse_guardrails(value)}
+        if name == "estimator_param_text":
+            return parse_estimator_params(value, stored.estimator)
         return value
 
 

@@ -72,6 +72,9 @@ def search() -> None:
                    "every trial retrains it (cached); joint: loss weights, every trial also "
                    "tunes the fusion weights by an inner CEM.")
 @study_data_options
+@click.option("--estimator-param", "estimator_param_text", multiple=True,
+              help="Hyperparameter of --estimator, <name>=<number> (repeatable or a comma "
+                   "list), e.g. clip=50 for clipped_ips, tau=5 for switch (new study).")
 @click.option("--objective", "objective_text", help="<task>=<weight>,... (new study).")
 @click.option("--control", "control_text", help="Control weights <task>=<weight>,..., one "
               "per score task (the A/B baseline and the strategy's start; default all 1).")

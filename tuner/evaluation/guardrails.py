@@ -16,6 +16,7 @@ import numpy as np
 
 from simulator.estimators import RequestTerms
 from simulator.intervals import BaseInterval, point_values
+from tuner.weights_text import Numbers, check_task_numbers, parse_task_numbers
 
 __all__ = ["Guardrail", "guardrail_reasons", "parse_guardrails"]
 
@@ -39,34 +40,28 @@ class Guardrail:
 
 
 def parse_guardrails(spec: Mapping[str, float] | str | None,
-                     tasks: Sequence[str] | None = None) -> tuple[Guardrail, ...]:
+                     tasks: Sequence[str] | None = None,
+                     what: str = "--guardrail") -> tuple[Guardrail, ...]:
     """Guardrails from ``{"click": 0.05}`` or ``"click=0.05,like=2%"``.
 
-    ``tasks``, when given, are the valid metric names.
+    Args:
+        spec: the guardrails as a table or as text (None or empty: none).
+        tasks: the valid metric names (None: any).
+        what: the option or setting named in messages.
 
     Raises:
-        ValueError: malformed terms, an unknown metric (naming the valid ones) or a
-            drop outside [0, 1).
+        ValueError: malformed terms, a metric given twice, an unknown metric (naming the
+            valid ones) or a drop outside [0, 1).
     """
     if not spec:
         return ()
     if isinstance(spec, str):
-        items: dict[str, float] = {}
-        for term in filter(None, (t.strip() for t in spec.split(","))):
-            name, sep, value = term.partition("=")
-            try:
-                if not sep:
-                    raise ValueError
-                v = value.strip()
-                items[name.strip()] = float(v[:-1]) / 100 if v.endswith("%") else float(v)
-            except ValueError:
-                raise ValueError(f"guardrail {term!r} is not <task>=<max drop>, e.g. "
-                                 "'click=0.05' or 'click=5%'") from None
-        spec = items
-    unknown = [m for m in spec if tasks is not None and m not in tasks]
-    if unknown:
-        raise ValueError(f"guardrail on unknown metric(s) {unknown}; valid: {list(tasks or ())}")
-    return tuple(Guardrail(m, float(d)) for m, d in spec.items())
+        items = parse_task_numbers(spec, what, names=tasks, numbers=Numbers(percent=True),
+                                   kind="metric", value="max drop",
+                                   example="click=0.05 or click=5%")
+    else:
+        items = check_task_numbers(spec, what, names=tasks, kind="metric")
+    return tuple(Guardrail(m, d) for m, d in items.items())
 
 
 def guardrail_reasons(terms: RequestTerms, interval: BaseInterval, tasks: Sequence[str],

@@ -147,7 +147,8 @@ class LossObjective:
         assert c.ranker is not None
         return SearchSettings(
             logs=c.logs, scores=str(run.scores), objective=dict(c.objective),
-            estimator=c.estimator, formula=c.formula, splits=dict(c.splits),
+            estimator=c.estimator, estimator_params=dict(c.estimator_params),
+            formula=c.formula, splits=dict(c.splits),
             split_seed=c.split_seed, conditional=c.ranker.conditional,
             control=control_weights(c, fspace).tolist(), n_bootstrap=c.n_bootstrap,
             guardrails=dict(c.guardrails), data_fingerprint=self.cache.traffic.fingerprint(),

@@ -18,32 +18,35 @@ from simulator.replay import OBJECTIVE, PopulationEstimate, Replay
 from tuner.evaluation.guardrails import Guardrail, guardrail_reasons, parse_guardrails
 from tuner.evaluation.search_data import SEARCH, Workspace
 from tuner.study import TrialResult
+from tuner.weights_text import Numbers, parse_task_numbers
 
-__all__ = ["FusionObjective", "parse_objective"]
+__all__ = ["OBJECTIVE_WEIGHTS", "FusionObjective", "parse_objective"]
 
 
-def parse_objective(text: str) -> dict[str, float]:
+OBJECTIVE_WEIGHTS = Numbers(not_all_zero=True)
+"""Valid objective weights: finite, not all zero (nothing to maximise)."""
+
+
+def parse_objective(text: str, tasks: Sequence[str] | None = None,
+                    what: str = "--objective") -> dict[str, float]:
     """Parse ``"click=1,conversion=10,like=5"`` into task -> weight.
 
+    Args:
+        text: the list.
+        tasks: the valid task names (the log's tasks; None: checked later, by the
+            :class:`~tuner.evaluation.search_data.Workspace`).
+        what: the option or setting named in messages.
+
     Raises:
-        ValueError: a malformed term, naming it and the expected form.
+        ValueError: a malformed term, a task given twice, an unknown task (naming the
+            valid ones), a weight that is not finite, or only zero weights.
+
+    Example:
+        >>> parse_objective("click=1,like=5")
+        {'click': 1.0, 'like': 5.0}
     """
-    out: dict[str, float] = {}
-    for term in filter(None, (t.strip() for t in text.split(","))):
-        name, sep, weight = term.partition("=")
-        try:
-            if not sep or not name.strip():
-                raise ValueError
-            out[name.strip()] = float(weight)
-        except ValueError:
-            raise ValueError(
-                f"objective term {term!r} is not <task>=<weight>, e.g. 'click=1,like=5'"
-            ) from None
-        if not np.isfinite(out[name.strip()]):
-            raise ValueError(f"objective weight of {name.strip()!r} must be finite")
-    if not out:
-        raise ValueError("objective is empty; give <task>=<weight> terms, e.g. 'click=1'")
-    return out
+    return parse_task_numbers(text, what, names=tasks, numbers=OBJECTIVE_WEIGHTS,
+                              value="weight", example="click=1,like=5")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ the same estimator and objective.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,36 +16,70 @@ from typing import Any
 
 import numpy as np
 
-from simulator.estimators import ESTIMATORS, SlateFeedback, make_estimator
+from simulator.estimators import ESTIMATORS, SlateFeedback, hyperparameters, make_estimator
 from simulator.fusion import FUSIONS, make_fusion
-from simulator.intervals import (
-    BaseInterval,
-    BootstrapInterval,
-    NormalInterval,
-    StudentizedBootstrapInterval,
-)
+from simulator.intervals import INTERVALS, make_interval
 from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
 from simulator.replay import Replay
 from tuner.evaluation.scores import ScoreTable
+from tuner.weights_text import Numbers, check_task_numbers, parse_task_numbers
 
-__all__ = ["INTERVALS", "SearchSettings", "Workspace", "make_interval", "split_log"]
+__all__ = [
+    "INTERVALS",
+    "SearchSettings",
+    "Workspace",
+    "make_interval",
+    "parse_estimator_params",
+    "split_log",
+]
 
 SEARCH, HOLDOUT = "search", "holdout"
-INTERVALS = ("bootstrap", "studentized", "normal")
-"""Interval methods: percentile bootstrap over requests (the default), studentized
-bootstrap (bootstrap-t), normal approximation with the delta method."""
 
 
-def make_interval(name: str, n_bootstrap: int = 200, seed: int = 0) -> BaseInterval:
-    """The 95% interval method ``name`` (one of :data:`INTERVALS`)."""
-    if name == "bootstrap":
-        return BootstrapInterval(n_bootstrap, seed=seed)
-    if name == "studentized":
-        return StudentizedBootstrapInterval(n_bootstrap, seed=seed)
-    if name == "normal":
-        return NormalInterval()
-    raise ValueError(f"unknown interval {name!r}; valid: {list(INTERVALS)}")
+ESTIMATOR_PARAM_VALUES = Numbers(finite=False)
+"""Values of ``--estimator-param``: any number, ``inf`` too (``tau=inf``: SWITCH is IPS);
+the estimator's class checks its own ranges."""
+
+
+def parse_estimator_params(spec: str | Sequence[str] | Mapping[str, Any], estimator: str,
+                           what: str = "--estimator-param") -> dict[str, float]:
+    """The hyperparameters of ``estimator`` from ``"clip=50"`` (or several) or a table.
+
+    Args:
+        spec: ``<parameter>=<number>`` text, several of them (a repeated option), or a
+            mapping (a TOML table).
+        estimator: a key of :data:`simulator.estimators.ESTIMATORS`.
+        what: the option or setting named in messages.
+
+    Raises:
+        ValueError: one line: a parameter the estimator lacks (naming its parameters), a
+            repeat, or a value its class refuses.
+
+    Example:
+        >>> parse_estimator_params("clip=50", "clipped_ips")
+        {'clip': 50.0}
+    """
+    if not spec:
+        return {}
+    valid = hyperparameters(estimator)
+    if not valid:
+        having = sorted(n for n in ESTIMATORS if hyperparameters(n))
+        raise ValueError(f"{what}: estimator {estimator!r} has no parameters; estimators "
+                         f"with some: {having}")
+    where = f"{what} (estimator {estimator!r})"
+    if isinstance(spec, Mapping):
+        params = check_task_numbers(spec, where, names=valid, numbers=ESTIMATOR_PARAM_VALUES,
+                                    kind="parameter")
+    else:
+        default = getattr(ESTIMATORS[estimator](), valid[0])
+        params = parse_task_numbers(spec, where, names=valid, numbers=ESTIMATOR_PARAM_VALUES,
+                                    kind="parameter", example=f"{valid[0]}={default:g}")
+    try:
+        make_estimator(estimator, params)
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+    return params
 
 
 @dataclass(frozen=True)
@@ -56,6 +91,8 @@ class SearchSettings:
         scores: path of the score table (Parquet).
         objective: task -> weight of the business objective (label tasks).
         estimator: off-policy estimator name.
+        estimator_params: the estimator's hyperparameters (``{"clip": 50.0}``), fields of
+            its class (:func:`simulator.estimators.hyperparameters`); empty: its defaults.
         formula: fusion formula name.
         splits: request split name -> fraction; needs ``search`` and ``holdout``.
         split_seed: seed of the request split.
@@ -66,7 +103,7 @@ class SearchSettings:
         guardrails: metric -> largest allowed drop below control, a fraction
             (see :mod:`tuner.evaluation.guardrails`).
         n_bootstrap: bootstrap resamples of every interval.
-        interval: how intervals are made, one of :data:`INTERVALS`.
+        interval: how intervals are made, a key of :data:`simulator.intervals.INTERVALS`.
         data_fingerprint: fingerprint of the log.
         model_fingerprint: fingerprint of the model behind the scores.
     """
@@ -86,11 +123,17 @@ class SearchSettings:
     data_fingerprint: str = ""
     model_fingerprint: str = ""
     interval: str = "bootstrap"
+    estimator_params: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        make_interval(self.interval, max(self.n_bootstrap, 50))  # a known name
+        if self.interval not in INTERVALS:
+            raise ValueError(f"unknown interval {self.interval!r}; valid: {list(INTERVALS)}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator {self.estimator!r}; valid: {sorted(ESTIMATORS)}")
+        # stored as JSON, where inf is the string "inf"
+        params = {str(k): float(v) for k, v in self.estimator_params.items()}
+        object.__setattr__(self, "estimator_params", params)
+        make_estimator(self.estimator, params)  # known parameters, valid values
         if self.formula not in FUSIONS:
             raise ValueError(f"unknown fusion formula {self.formula!r}; valid: {sorted(FUSIONS)}")
         missing = [s for s in (SEARCH, HOLDOUT) if s not in self.splits]
@@ -107,8 +150,13 @@ class SearchSettings:
         d["conditional"] = dict(self.conditional)
         d["guardrails"] = dict(self.guardrails)
         d["control"] = None if self.control is None else [float(x) for x in self.control]
-        if self.interval == "bootstrap":  # studies made before it existed compare equal
+        d["estimator_params"] = {k: v if math.isfinite(v) else str(v)  # JSON has no inf
+                                 for k, v in self.estimator_params.items()}
+        # studies made before these settings existed compare equal
+        if self.interval == "bootstrap":
             del d["interval"]
+        if not self.estimator_params:
+            del d["estimator_params"]
         return d
 
     @classmethod
@@ -178,7 +226,7 @@ class Workspace:
 
     def _build(self, part: LoggedTraffic) -> Replay:
         scores = self.table.aligned(part, self.score_tasks)
-        estimator = make_estimator(self.settings.estimator)
+        estimator = make_estimator(self.settings.estimator, self.settings.estimator_params)
         rm = self._reward_model(part, scores) if estimator.needs_reward_model else None
         return Replay(
             SlateFeedback.from_traffic(part, reward_model=rm),
