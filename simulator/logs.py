@@ -35,13 +35,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from simulator.files import atomic_write
 
 __all__ = ["LogValidationError", "LoggedTraffic"]
 
@@ -271,7 +272,7 @@ class LoggedTraffic:
         if self.examination is not None:
             meta = {_METADATA_KEY: json.dumps([float(x) for x in self.examination]).encode()}
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-        _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
         return path
 
     @classmethod
@@ -303,20 +304,6 @@ class LoggedTraffic:
         columns = {name: table.column(name).to_numpy(zero_copy_only=False)
                    for name in table.column_names}
         return _from_columns(columns, examination, str(path))
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename into ``path``; no partial file is left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _first_bad(mask: np.ndarray) -> int:

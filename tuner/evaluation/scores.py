@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.logs import LoggedTraffic, _atomic_write
+from simulator.files import atomic_write
+from simulator.logs import LoggedTraffic
 
 __all__ = ["ScoreTable", "ScoreTableError"]
 
@@ -94,7 +95,7 @@ class ScoreTable:
         cols = {"request_id": np.repeat(self.request_ids, n), "item_id": self.item_ids.ravel()}
         cols.update({f"{_PREFIX}{t}": v.ravel() for t, v in self.scores.items()})
         path = Path(path)
-        _atomic_write(path, lambda tmp: pq.write_table(pa.table(cols), tmp))
+        atomic_write(path, lambda tmp: pq.write_table(pa.table(cols), tmp))
         return path
 
     @classmethod
