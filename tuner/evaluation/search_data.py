@@ -26,7 +26,7 @@ from simulator.intervals import (
 from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
 from simulator.replay import Replay
-from tuner.evaluation.scores import ScoreTable
+from tuner.evaluation.scores import ScoreTable, ScoreTableError
 
 __all__ = ["INTERVALS", "SearchSettings", "Workspace", "make_interval", "split_log"]
 
@@ -145,7 +145,8 @@ class Workspace:
                  table: ScoreTable | None = None) -> None:
         self.settings = settings
         self.traffic = traffic if traffic is not None else LoggedTraffic.read(settings.logs)
-        self.table = table if table is not None else ScoreTable.read(settings.scores)
+        self.table = (table if table is not None
+                      else ScoreTable.read(settings.scores, log=self.traffic))
         if settings.data_fingerprint and self.traffic.fingerprint() != settings.data_fingerprint:
             raise ValueError(
                 f"log {settings.logs} has fingerprint {self.traffic.fingerprint()}, but the "
@@ -155,6 +156,11 @@ class Workspace:
         if unknown:
             raise ValueError(f"objective names unknown task(s) {unknown}; the log's tasks: "
                              f"{list(self.traffic.tasks)}")
+        try:  # on the whole log: a message about one split would miscount
+            self.table.check_covers(self.traffic)
+        except ScoreTableError as err:
+            raise ScoreTableError(f"score table {settings.scores} vs log {settings.logs}: "
+                                  f"{err}") from None
         self.parts = split_log(self.traffic, settings.splits, settings.split_seed)
         self._replays: dict[str, Replay] = {}
 
