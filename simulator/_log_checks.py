@@ -111,11 +111,10 @@ def _check_shapes(t: LoggedTraffic) -> None:
     bad_kinds = {task: k for task, k in t.label_kinds.items() if k not in LABEL_KINDS}
     if bad_kinds:
         raise LogValidationError(f"unknown label kind(s) {bad_kinds}; valid: {list(LABEL_KINDS)}")
-    if r and (np.diff(t.request_ids) <= 0).any():
-        i = int(np.flatnonzero(np.diff(t.request_ids) <= 0)[0])
-        raise LogValidationError(
-            f"request_ids must be strictly increasing; request {t.request_ids[i + 1]} follows "
-            f"request {t.request_ids[i]}")
+    ids = np.sort(t.request_ids)
+    if (ids[1:] == ids[:-1]).any():
+        raise LogValidationError(f"request_ids must be unique; request "
+                                 f"{ids[1:][ids[1:] == ids[:-1]][0]} appears twice")
     if t.slate_size > n:
         raise LogValidationError(f"{t.slate_size} slots (pscore_* columns) but only {n} "
                                  "candidates per request")

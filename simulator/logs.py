@@ -81,7 +81,7 @@ class LoggedTraffic:
     """Dense logged traffic of ``R`` requests x ``N`` candidates, slate size ``K``.
 
     Args:
-        request_ids: ``[R]`` int64, strictly increasing.
+        request_ids: ``[R]`` int64, unique (increasing when read from a file).
         user_ids: ``[R]`` int64.
         item_ids: ``[R, N]`` int64.
         positions: ``[R, N]`` int64, ``-1`` for not shown, else the slot ``0..K-1``;

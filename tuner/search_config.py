@@ -17,6 +17,7 @@ Example file (paths are relative to the file's folder; every key but ``[data] lo
     logs = "fusiontune-demo/logs.parquet"
     splits = { train = 0.4, valid = 0.1, search = 0.25, holdout = 0.25 }
     split_seed = 0
+    # examination = [1, 0.57, 0.42, 0.33, 0.28]   # per slot; a CSV log needs it
 
     [objective]                  # task = weight of the business objective
     click = 1.0
@@ -95,7 +96,7 @@ TRAIN, VALID = "train", "valid"
 DEFAULT_SPLITS = {TRAIN: 0.4, VALID: 0.1, SEARCH: 0.25, HOLDOUT: 0.25}
 
 _TABLES = ("data", "objective", "search", "ranker")
-_DATA_KEYS = ("logs", "scores", "splits", "split_seed")
+_DATA_KEYS = ("logs", "scores", "splits", "split_seed", "examination")
 _SEARCH_KEYS = ("space", "estimator", "formula", "interval", "rounds", "population",
                 "elite_fraction", "seed", "guardrails", "n_bootstrap", "fusion", "loss")
 _FUSION_KEYS = ("pinned", "low", "high", "control", "rounds", "population", "elite_fraction")
@@ -193,6 +194,7 @@ class SearchConfig:
     estimator: str = "snips"
     formula: str = "multiplicative"
     interval: str = "bootstrap"
+    examination: tuple[float, ...] | None = None
     rounds: int = 3
     population: int = 8
     elite_fraction: float = 0.25
@@ -272,6 +274,19 @@ def _box(table: Mapping[str, Any], where: str, keys: Sequence[str], low: float) 
     if not 0 < box.elite_fraction <= 1:
         raise ValueError(f"{where} elite_fraction must be in (0, 1], got {box.elite_fraction}")
     return box
+
+
+def _examination(value: Any) -> tuple[float, ...] | None:
+    """``[data] examination = [1, 0.6, 0.4]``: one probability in (0, 1] per slot."""
+    if value is None:
+        return None
+    ok = (isinstance(value, list) and value
+          and all(isinstance(x, int | float) and not isinstance(x, bool) and 0 < x <= 1
+                  for x in value))
+    if not ok:
+        raise ValueError(f"[data] examination must be a list of one probability in (0, 1] per "
+                         f"slot, e.g. [1, 0.6, 0.4]; got {value!r}")
+    return tuple(float(x) for x in value)
 
 
 def _path(value: Any, where: str, base: Path | None) -> str:
@@ -372,6 +387,7 @@ def parse_search_config(raw: Mapping[str, Any], base: Path | None = None) -> Sea
     scores = _path(data["scores"], "[data] scores", base) if "scores" in data else None
     splits = _splits(data.get("splits", DEFAULT_SPLITS))
     split_seed = _int(data, "split_seed", "[data]", 0, 0)
+    examination = _examination(data.get("examination"))
     if "objective" not in raw:
         raise ValueError("the file needs an [objective] table of <task> = <weight>")
     objective = _weights(raw["objective"], "[objective]")
@@ -406,7 +422,7 @@ def parse_search_config(raw: Mapping[str, Any], base: Path | None = None) -> Sea
     return SearchConfig(
         raw=resolved, logs=logs, objective=objective, scores=scores, splits=splits,
         split_seed=split_seed, space=space, estimator=estimator, formula=formula,
-        interval=interval,
+        interval=interval, examination=examination,
         rounds=_int(search, "rounds", where, 3, 1),
         population=_int(search, "population", where, 8, 4),
         elite_fraction=_number(search, "elite_fraction", where, 0.25),

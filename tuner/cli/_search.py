@@ -20,6 +20,7 @@ from tuner.cli._common import (
     dump,
     load_existing,
     parse_conditional,
+    parse_examination,
     storage_url,
     study_data_options,
     study_names,
@@ -79,6 +80,9 @@ def search() -> None:
 @click.option("--guardrail", "guardrail_text",
               help="Metrics that may not drop more than a fraction below control, judged at "
                    "the lower end of the paired 95% lift interval: click=0.05,like=2%.")
+@click.option("--examination", "examination_text",
+              help="Examination probability of each slot, e.g. 1,0.6,0.4 (new study; needed "
+                   "for a CSV log, replaces a Parquet log's own curve).")
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
               help="New CEM generations to run.")
 @click.option("--population", type=click.IntRange(min=4), default=32, show_default=True)
@@ -99,7 +103,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
                objective_text: str | None, estimator: str, formula: str, interval: str,
                pinned: str | None, low: float, high: float, control_text: str | None,
                conditional_text: str | None, holdout_fraction: float,
-               guardrail_text: str | None, rounds: int,
+               guardrail_text: str | None, examination_text: str | None, rounds: int,
                population: int, elite_fraction: float, seed: int, workers: int | None,
                chunk: int | None, as_json: bool, no_progress: bool) -> None:
     """Run more CEM rounds; a new study needs --config, or --logs, --scores and --objective.
@@ -139,7 +143,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         assert logs is not None and scores is not None and objective_text is not None
         settings, space = _new_settings(logs, scores, objective_text, estimator, formula,
                                         pinned, low, high, control_text, conditional_text,
-                                        holdout_fraction, seed, guardrail_text, interval)
+                                        holdout_fraction, seed, guardrail_text, interval,
+                                        parse_examination(examination_text))
         cem = CEMConfig(population=population, elite_fraction=elite_fraction)
         init = np.asarray(settings.control) if settings.control is not None else None
         study = create_or_load_study(url, study_name, space, cem, seed,
@@ -257,7 +262,8 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
 # options that describe a study: on an existing one they must agree with what it stored
 NEW_STUDY_OPTIONS = ("logs", "scores", "objective_text", "estimator", "formula", "interval",
                      "pinned", "low", "high", "control_text", "conditional_text",
-                     "holdout_fraction", "guardrail_text", "population", "elite_fraction", "seed")
+                     "holdout_fraction", "guardrail_text", "population", "elite_fraction", "seed",
+                     "examination_text")
 
 
 def check_same(given: list[str], params: dict[str, Any], stored: SearchSettings,
@@ -274,6 +280,8 @@ def check_same(given: list[str], params: dict[str, Any], stored: SearchSettings,
             return parse_conditional(value, space.tasks)
         if name == "guardrail_text":
             return {g.metric: g.max_drop for g in parse_guardrails(value)}
+        if name == "examination_text":
+            return parse_examination(value)
         return value
 
     old: dict[str, Any] = {
@@ -286,6 +294,7 @@ def check_same(given: list[str], params: dict[str, Any], stored: SearchSettings,
         "guardrail_text": dict(stored.guardrails),
         "holdout_fraction": stored.splits[HOLDOUT], "population": cem.population,
         "elite_fraction": cem.elite_fraction, "seed": seed,
+        "examination_text": None if stored.examination is None else list(stored.examination),
     }
     for name in given:
         value = new(name)
@@ -298,8 +307,8 @@ def check_same(given: list[str], params: dict[str, Any], stored: SearchSettings,
 def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, formula: str,
                   pinned: str | None, low: float, high: float, control_text: str | None,
                   conditional_text: str | None, holdout_fraction: float,
-                  seed: int, guardrail_text: str | None = None, interval: str = "bootstrap"
-                  ) -> tuple[SearchSettings, FusionSpace]:
+                  seed: int, guardrail_text: str | None = None, interval: str = "bootstrap",
+                  examination: list[float] | None = None) -> tuple[SearchSettings, FusionSpace]:
     from simulator.logs import LoggedTraffic
     from tuner.evaluation.scores import ScoreTable
 
@@ -316,7 +325,7 @@ def _new_settings(logs: str, scores: str, objective_text: str, estimator: str, f
         conditional=conditional, control=control, data_fingerprint=traffic.fingerprint(),
         guardrails={g.metric: g.max_drop
                     for g in parse_guardrails(guardrail_text, traffic.tasks)},
-        interval=interval)
+        interval=interval, examination=examination)
     Workspace(settings, traffic, table_)  # validates the pair before the study is created
     return settings, space
 
