@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ranker._files import atomic_write
 from ranker.features import CategoricalFeature, FeatureSpec, NumericFeature, SequenceFeature
 from ranker.model import BUILDERS, MultiTaskModel
 from ranker.tasks import TaskSpec
@@ -129,17 +129,7 @@ def save_checkpoint(
         raise CheckpointError(
             f"cannot write checkpoint {path}: folder {path.parent} does not exist"
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
     return fingerprint
 
 

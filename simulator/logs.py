@@ -22,9 +22,17 @@ column             dtype    meaning
 =================  =======  ==================================================
 
 ``pscore_<k>`` for the logged slot is *the* propensity of the logged
-impression; it must lie in ``(0, 1]``. The examination curve of a
+impression; it must lie in ``(0, 1]``. No request lists an item twice.
+
+A task's labels are ``binary`` (0 or 1: click, conversion, like), the
+default, or ``continuous`` (finite amounts >= 0: watch time, revenue). The
+kinds travel in the Parquet metadata under ``fusiontune.label_kinds``, a JSON
+object ``{"<task>": "binary" | "continuous"}`` (a task it omits is binary);
+for a CSV log pass ``label_kinds`` to :meth:`LoggedTraffic.read` or
+:meth:`LoggedTraffic.from_columns`. The examination curve of a
 position-based model (probability that slot ``k`` is looked at), when known,
-travels in the Parquet metadata.
+travels in the Parquet metadata under ``fusiontune.examination`` (a JSON list,
+one value per slot); a CSV log cannot carry it.
 
 In memory every per-candidate array is dense ``[R, N]`` (``pscores``:
 ``[R, N, K]``), rows sorted by request id, candidates in their logged order.
@@ -32,10 +40,10 @@ In memory every per-candidate array is dense ``[R, N]`` (``pscores``:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,18 +51,29 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LogValidationError", "LoggedTraffic"]
+from simulator._log_checks import (
+    BINARY,
+    CONTINUOUS,
+    LABEL_KINDS,
+    LogValidationError,
+    check_traffic,
+    full_kinds,
+)
+from simulator._log_columns import (
+    FEATURE_PREFIX,
+    LABEL_PREFIX,
+    PREFIX_PSCORE,
+    PSCORE_PREFIX,
+    dense_arrays,
+    group_requests,
+    read_columns,
+)
+from simulator.files import atomic_write
 
-LABEL_PREFIX = "label_"
-FEATURE_PREFIX = "feature_"
-PSCORE_PREFIX = "pscore_"
-PREFIX_PSCORE = "prefix_pscore"
-_KEY_COLUMNS = ("request_id", "user_id", "item_id", "position")
+__all__ = ["BINARY", "CONTINUOUS", "LABEL_KINDS", "LogValidationError", "LoggedTraffic"]
+
 _METADATA_KEY = b"fusiontune.examination"
-
-
-class LogValidationError(ValueError):
-    """A logged-traffic table is malformed; the message names column and row."""
+_KINDS_KEY = b"fusiontune.label_kinds"
 
 
 @dataclass(frozen=True)
@@ -62,7 +81,7 @@ class LoggedTraffic:
     """Dense logged traffic of ``R`` requests x ``N`` candidates, slate size ``K``.
 
     Args:
-        request_ids: ``[R]`` int64, strictly increasing.
+        request_ids: ``[R]`` int64, unique (increasing when read from a file).
         user_ids: ``[R]`` int64.
         item_ids: ``[R, N]`` int64.
         positions: ``[R, N]`` int64, ``-1`` for not shown, else the slot ``0..K-1``;
@@ -75,6 +94,14 @@ class LoggedTraffic:
         prefix_pscores: ``[R, N]`` optional, the logging probability of the
             logged slate's prefix through the slot of each shown row (``0``
             where not shown), e.g. from :meth:`EpsilonGreedyTopK.prefix_probabilities`.
+        label_kinds: task -> :data:`BINARY` (labels 0 or 1, the default for a task
+            not named) or :data:`CONTINUOUS` (finite labels >= 0); after
+            construction it names every task.
+
+    Raises:
+        LogValidationError: the first check that fails (shapes, slots, a repeated
+            item, propensities, labels of their kind, examination), naming the
+            column, the request and the row of :meth:`to_columns`.
 
     Example:
         >>> traffic = LoggedTraffic.read("logs.parquet")  # doctest: +SKIP
@@ -90,38 +117,11 @@ class LoggedTraffic:
     features: Mapping[str, np.ndarray] = field(default_factory=dict)
     examination: np.ndarray | None = None
     prefix_pscores: np.ndarray | None = None
+    label_kinds: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        r, n = self.item_ids.shape
-        if self.pscores.ndim != 3 or self.pscores.shape[:2] != (r, n):
-            raise LogValidationError(
-                f"pscores must have shape [R, N, K] = [{r}, {n}, K], got {self.pscores.shape}"
-            )
-        for name, arr in [("request_ids", self.request_ids), ("user_ids", self.user_ids)]:
-            if arr.shape != (r,):
-                raise LogValidationError(f"{name} must have shape [{r}], got {arr.shape}")
-        for name, arr in [("positions", self.positions), *self.labels.items(),
-                          *self.features.items()]:
-            if arr.shape != (r, n):
-                raise LogValidationError(f"{name} must have shape [{r}, {n}], got {arr.shape}")
-        if not self.labels:
-            raise LogValidationError("a log needs at least one label_<task> column")
-        if self.examination is not None and self.examination.shape != (self.slate_size,):
-            raise LogValidationError(
-                f"examination must have one value per slot ({self.slate_size}), "
-                f"got shape {self.examination.shape}"
-            )
-        if self.prefix_pscores is not None:
-            if self.prefix_pscores.shape != (r, n):
-                raise LogValidationError(f"prefix_pscores must have shape [{r}, {n}], "
-                                         f"got {self.prefix_pscores.shape}")
-            pp = np.where(self.positions >= 0, self.prefix_pscores, 1.0)
-            bad = ~((pp > 0) & (pp <= 1))
-            if bad.any():
-                req, cand = np.argwhere(bad)[0]
-                raise LogValidationError(
-                    f"prefix_pscores[{req}, {cand}] = {pp[req, cand]}: the probability of a "
-                    "logged prefix must be in (0, 1]")
+        check_traffic(self)
+        object.__setattr__(self, "label_kinds", full_kinds(self.labels, self.label_kinds))
 
     # ------------------------------------------------------------------ shape
     @property
@@ -173,6 +173,7 @@ class LoggedTraffic:
             features={k: v[idx] for k, v in self.features.items()},
             examination=self.examination,
             prefix_pscores=None if self.prefix_pscores is None else self.prefix_pscores[idx],
+            label_kinds=self.label_kinds,
         )
 
     @staticmethod
@@ -194,6 +195,7 @@ class LoggedTraffic:
             examination=first.examination,
             prefix_pscores=None if first.prefix_pscores is None
             else cat(lambda p: p.prefix_pscores),
+            label_kinds=first.label_kinds,
         )
 
     def split(self, fraction: float, seed: int) -> tuple[LoggedTraffic, LoggedTraffic]:
@@ -252,31 +254,57 @@ class LoggedTraffic:
         columns: Mapping[str, np.ndarray],
         examination: np.ndarray | None = None,
         source: str = "log",
+        label_kinds: Mapping[str, str] | None = None,
     ) -> LoggedTraffic:
         """Validate long-format columns and build the dense container.
+
+        Args:
+            columns: column name -> ``[rows]`` (see the module docstring).
+            examination: ``[K]`` examination curve, if known.
+            source: what the columns came from (a file name), for messages.
+            label_kinds: task -> :data:`BINARY` or :data:`CONTINUOUS`; tasks not
+                named are binary.
 
         Raises:
             LogValidationError: naming ``source``, the column and the first bad row.
         """
-        return _from_columns(columns, examination, source)
+        cols = read_columns(columns, source)
+        requests = group_requests(cols, source)
+        arrays = dense_arrays(cols, requests)
+        try:
+            return cls(**arrays, label_kinds=dict(label_kinds or {}),
+                       examination=None if examination is None
+                       else np.asarray(examination, dtype=np.float64))
+        except LogValidationError as err:
+            raise err.located(source, requests.rows) from None
 
     # ------------------------------------------------------------------- I/O
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write as Parquet, atomically (a temporary file renamed into place)."""
+        """Write as Parquet, atomically (a temporary file renamed into place).
+
+        The examination curve and the label kinds go in the schema metadata.
+        """
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         path = Path(path)
         table = pa.table(self.to_columns())
+        meta = {_KINDS_KEY: json.dumps(dict(self.label_kinds)).encode()}
         if self.examination is not None:
-            meta = {_METADATA_KEY: json.dumps([float(x) for x in self.examination]).encode()}
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-        _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+            meta[_METADATA_KEY] = json.dumps([float(x) for x in self.examination]).encode()
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
         return path
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> LoggedTraffic:
+    def read(cls, path: str | os.PathLike[str],
+             label_kinds: Mapping[str, str] | None = None) -> LoggedTraffic:
         """Read a Parquet (``.parquet``) or CSV (``.csv``) log and validate it.
+
+        Args:
+            path: the file.
+            label_kinds: task -> kind, for a CSV log (a Parquet log carries its own;
+                given, these replace them).
 
         Raises:
             FileNotFoundError: if ``path`` does not exist.
@@ -288,202 +316,39 @@ class LoggedTraffic:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"log file not found: {path}")
-        examination = None
+        examination, kinds = None, None
         if path.suffix == ".csv":
             table = pacsv.read_csv(path)
         elif path.suffix in (".parquet", ".pq"):
             table = pq.read_table(path)
             meta = table.schema.metadata or {}
-            if _METADATA_KEY in meta:
-                examination = np.asarray(json.loads(meta[_METADATA_KEY]), dtype=np.float64)
+            examination = _metadata(meta, _METADATA_KEY, path, list)
+            kinds = _metadata(meta, _KINDS_KEY, path, dict)
         else:
             raise LogValidationError(
                 f"{path}: unknown log format {path.suffix!r}; valid: .parquet, .pq, .csv"
             )
         columns = {name: table.column(name).to_numpy(zero_copy_only=False)
                    for name in table.column_names}
-        return _from_columns(columns, examination, str(path))
+        return cls.from_columns(
+            columns, None if examination is None else np.asarray(examination, np.float64),
+            str(path), label_kinds if label_kinds is not None else kinds)
+
+    def with_examination(self, examination: Sequence[float] | np.ndarray) -> LoggedTraffic:
+        """The same log with another examination curve (``[K]`` values in ``(0, 1]``)."""
+        return dataclasses.replace(self, examination=np.asarray(examination, dtype=np.float64))
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename into ``path``; no partial file is left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def _metadata(meta: Mapping[bytes, bytes], key: bytes, path: Path, kind: type) -> Any:
+    """The JSON value of a schema-metadata key (None if absent), of type ``kind``."""
+    if key not in meta:
+        return None
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _first_bad(mask: np.ndarray) -> int:
-    return int(np.flatnonzero(mask)[0])
-
-
-def _from_columns(
-    columns: Mapping[str, np.ndarray], examination: np.ndarray | None, source: str
-) -> LoggedTraffic:
-    def fail(msg: str) -> LogValidationError:
-        return LogValidationError(f"{source}: {msg}")
-
-    missing = [c for c in _KEY_COLUMNS if c not in columns]
-    if missing:
-        raise fail(
-            f"missing column(s) {missing}; a log needs {list(_KEY_COLUMNS)}, "
-            f"{PSCORE_PREFIX}<slot>, and {LABEL_PREFIX}<task> columns"
-        )
-    pscore_cols = sorted(
-        (c for c in columns if c.startswith(PSCORE_PREFIX)),
-        key=lambda c: int(c[len(PSCORE_PREFIX):]) if c[len(PSCORE_PREFIX):].isdigit() else -1,
-    )
-    if not pscore_cols:
-        raise fail(f"missing column(s) {PSCORE_PREFIX}0..{PSCORE_PREFIX}<K-1> "
-                   "(logging propensity of each slot)")
-    k = len(pscore_cols)
-    expected = [f"{PSCORE_PREFIX}{j}" for j in range(k)]
-    if pscore_cols != expected:
-        raise fail(f"propensity columns must be {expected}, got {pscore_cols}")
-    label_cols = [c for c in columns if c.startswith(LABEL_PREFIX)]
-    if not label_cols:
-        raise fail(f"missing label columns: a log needs at least one {LABEL_PREFIX}<task>")
-
-    n_rows = len(columns["request_id"])
-    if n_rows == 0:
-        raise fail("the log has no rows")
-    numeric: dict[str, np.ndarray] = {}
-    for name, values in columns.items():
-        arr = np.asarray(values)
-        if len(arr) != n_rows:
-            raise fail(f"column {name!r} has {len(arr)} rows, expected {n_rows}")
-        if arr.dtype.kind not in "biuf":
-            raise fail(f"column {name!r} must be numeric, got dtype {arr.dtype}")
-        numeric[name] = arr
-
-    for name in [*_KEY_COLUMNS]:
-        arr = numeric[name]
-        if arr.dtype.kind == "f":
-            bad = ~np.isfinite(arr) | (arr != np.round(arr))
-            if bad.any():
-                raise fail(f"column {name!r} row {_first_bad(bad)}: must be an integer, "
-                           f"got {arr[_first_bad(bad)]}")
-        numeric[name] = arr.astype(np.int64)
-    prefix_cols = [PREFIX_PSCORE] if PREFIX_PSCORE in columns else []
-    for name in [*pscore_cols, *label_cols, *prefix_cols]:
-        arr = numeric[name].astype(np.float64)
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            row = _first_bad(bad)
-            raise fail(f"column {name!r} row {row}: value {arr[row]} is not finite "
-                       "(labels and propensities must be numbers)")
-        numeric[name] = arr
-
-    request = numeric["request_id"]
-    order = np.argsort(request, kind="stable")
-    sorted_req = request[order]
-    req_ids, starts, counts = np.unique(sorted_req, return_index=True, return_counts=True)
-    values, freq = np.unique(counts, return_counts=True)
-    n = int(values[np.argmax(freq)])  # the usual number of candidates
-    if (counts != n).any():
-        odd = _first_bad(counts != n)
-        row = int(order[starts[odd]])
-        raise fail(
-            f"column 'request_id' row {row}: request {req_ids[odd]} has {counts[odd]} "
-            f"candidates, but most requests have {n}; every request needs the same number"
-        )
-    r = len(req_ids)
-    if k > n:
-        raise fail(f"{k} slots ({PSCORE_PREFIX}* columns) but only {n} candidates per request")
-
-    def dense(name: str) -> np.ndarray:
-        return numeric[name][order].reshape(r, n)
-
-    rows = order.reshape(r, n)  # original row index of every dense cell
-    user = dense("user_id")
-    bad = user != user[:, :1]
-    if bad.any():
-        raise fail(f"column 'user_id' row {int(rows[bad][0])}: a request has more than one user")
-
-    positions = dense("position")
-    bad = (positions < -1) | (positions >= k)
-    if bad.any():
-        row = int(rows[bad][0])
-        raise fail(f"column 'position' row {row}: value {numeric['position'][row]} is not a "
-                   f"valid slot; valid: -1 (not shown) or 0..{k - 1}")
-    shown = positions >= 0
-    # Every slot must be used exactly once per request.
-    counts_per_slot = np.zeros((r, k), dtype=np.int64)
-    rr, cc = np.nonzero(shown)
-    np.add.at(counts_per_slot, (rr, positions[rr, cc]), 1)
-    dup = counts_per_slot > 1
-    if dup.any():
-        req, slot = np.argwhere(dup)[0]
-        cand = np.flatnonzero(positions[req] == slot)[1]
-        raise fail(f"column 'position' row {int(rows[req, cand])}: request {req_ids[req]} "
-                   f"shows two candidates in slot {slot}; each slot holds one candidate")
-    empty = counts_per_slot == 0
-    if empty.any():
-        req, slot = np.argwhere(empty)[0]
-        raise fail(f"column 'position' row {int(rows[req, 0])}: request {req_ids[req]} has "
-                   f"no candidate in slot {slot}; every slot 0..{k - 1} must be filled")
-
-    pscores = np.stack([dense(c) for c in pscore_cols], axis=-1)
-    bad = (pscores < 0) | (pscores > 1)
-    if bad.any():
-        req, cand, slot = np.argwhere(bad)[0]
-        raise fail(f"column '{pscore_cols[slot]}' row {int(rows[req, cand])}: propensity "
-                   f"{pscores[req, cand, slot]} is outside [0, 1]")
-    slot_idx = np.where(shown, positions, 0)
-    logged = np.take_along_axis(pscores, slot_idx[..., None], axis=2)[..., 0]
-    bad = shown & ~((logged > 0) & (logged <= 1))
-    if bad.any():
-        req, cand = np.argwhere(bad)[0]
-        raise fail(f"column '{PSCORE_PREFIX}{positions[req, cand]}' row "
-                   f"{int(rows[req, cand])}: propensity of the logged slot is "
-                   f"{logged[req, cand]}; it must be in (0, 1]")
-    total = pscores.sum(axis=2)
-    bad = total > 1 + 1e-6
-    if bad.any():
-        req, cand = np.argwhere(bad)[0]
-        raise fail(f"columns {PSCORE_PREFIX}*: row {int(rows[req, cand])} puts probability "
-                   f"{total[req, cand]:.6f} > 1 on one candidate over all slots")
-    col_sums = pscores.sum(axis=1)
-    bad = np.abs(col_sums - 1) > 1e-4
-    if bad.any():
-        req, slot = np.argwhere(bad)[0]
-        raise fail(f"column '{pscore_cols[slot]}' rows of request {req_ids[req]} sum to "
-                   f"{col_sums[req, slot]:.6f}; each slot's propensities must sum to 1")
-
-    labels = {c[len(LABEL_PREFIX):]: dense(c) for c in label_cols}
-    for name, lab in labels.items():
-        bad = ~shown & (lab != 0)
-        if bad.any():
-            raise fail(f"column '{LABEL_PREFIX}{name}' row {int(rows[bad][0])}: a candidate "
-                       "that was not shown (position -1) has a non-zero label")
-    features = {c[len(FEATURE_PREFIX):]: dense(c)
-                for c in numeric if c.startswith(FEATURE_PREFIX)}
-    if examination is not None:
-        examination = np.asarray(examination, dtype=np.float64)
-        if examination.shape != (k,) or not ((examination > 0) & (examination <= 1)).all():
-            raise fail(f"examination curve must be {k} values in (0, 1], got {examination}")
-    prefix = None
-    if prefix_cols:
-        prefix = np.where(shown, dense(PREFIX_PSCORE), 0.0)
-        bad = shown & ~((prefix > 0) & (prefix <= 1))
-        if bad.any():
-            row = int(rows[bad][0])
-            raise fail(f"column '{PREFIX_PSCORE}' row {row}: probability "
-                       f"{numeric[PREFIX_PSCORE][row]} of a logged prefix must be in (0, 1]")
-    return LoggedTraffic(
-        request_ids=req_ids.astype(np.int64),
-        user_ids=user[:, 0].copy(),
-        item_ids=dense("item_id"),
-        positions=positions,
-        pscores=pscores,
-        labels=labels,
-        features=features,
-        examination=examination,
-        prefix_pscores=prefix,
-    )
+        value = json.loads(meta[key])
+    except ValueError:
+        value = None
+    if not isinstance(value, kind):
+        raise LogValidationError(
+            f"{path}: Parquet metadata {key.decode()!r} must be a JSON "
+            f"{'list' if kind is list else 'object'}, got {meta[key][:80]!r}")
+    return value

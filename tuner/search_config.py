@@ -17,6 +17,7 @@ Example file (paths are relative to the file's folder; every key but ``[data] lo
     logs = "fusiontune-demo/logs.parquet"
     splits = { train = 0.4, valid = 0.1, search = 0.25, holdout = 0.25 }
     split_seed = 0
+    # examination = [1, 0.57, 0.42, 0.33, 0.28]   # per slot; a CSV log needs it
 
     [objective]                  # task = weight of the business objective
     click = 1.0
@@ -109,6 +110,8 @@ class _DataTable(Table):
     scores: Path_ | None = None
     splits: dict[StrictStr, Finite] = dict(DEFAULT_SPLITS)
     split_seed: NonNegativeInt = 0
+    examination: Annotated[list[Annotated[Finite, Field(gt=0, le=1)]],
+                           Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _parts(self) -> _DataTable:
@@ -276,6 +279,7 @@ class SearchConfig:
     estimator: str = "snips"
     formula: str = "multiplicative"
     interval: str = "bootstrap"
+    examination: tuple[float, ...] | None = None
     rounds: int = 3
     population: int = 8
     elite_fraction: float = 0.25
@@ -384,6 +388,7 @@ def parse_search_config(raw: Mapping[str, Any], base: Path | None = None) -> Sea
         raw=resolved, logs=logs, objective=objective, scores=scores, splits=splits,
         split_seed=data.split_seed, space=space, estimator=search.estimator,
         estimator_params=estimator_params, formula=search.formula, interval=search.interval,
+        examination=None if data.examination is None else tuple(data.examination),
         rounds=search.rounds, population=search.population,
         elite_fraction=search.elite_fraction, seed=search.seed,
         guardrails=dict(search.guardrails), n_bootstrap=search.n_bootstrap,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
+from simulator._log_checks import check_examination
 from simulator.logs import LoggedTraffic
 
 if TYPE_CHECKING:
@@ -81,9 +82,7 @@ class SlateFeedback:
                 "the position-based estimators need an examination curve: the log carries "
                 "none, so pass examination=[...] with one value in (0, 1] per slot"
             )
-        if exam.shape != (traffic.slate_size,) or not ((exam > 0) & (exam <= 1)).all():
-            raise ValueError(f"examination must be {traffic.slate_size} values in (0, 1], "
-                             f"got {exam}")
+        check_examination(exam, traffic.slate_size)
         r, n = traffic.item_ids.shape
         if reward_model is not None and reward_model.shape != (r, n, len(tasks)):
             raise ValueError(f"reward_model must have shape [R, N, T] = {(r, n, len(tasks))}, "

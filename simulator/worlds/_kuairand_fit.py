@@ -36,7 +36,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -44,6 +43,8 @@ from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
+
+from simulator.files import atomic_write
 
 __all__ = [
     "ENV_VAR",
@@ -261,18 +262,13 @@ class KuaiRandFit:
 
     def save(self, path: Path) -> None:
         """Write as ``.npz``, atomically (temporary file renamed into place)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            arrays: dict[str, Any] = {f.name: np.asarray(getattr(self, f.name))
-                                      for f in fields(self)}
-            with os.fdopen(fd, "wb") as fh:
+        arrays: dict[str, Any] = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to a name
                 np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: Path) -> KuaiRandFit:

@@ -225,7 +225,8 @@ def _small_log(kind: str, seed: int) -> tuple[SlateFeedback, np.ndarray, np.ndar
         request_ids=np.arange(s), user_ids=np.zeros(s, dtype=np.int64),
         item_ids=np.tile(np.arange(SMALL_N), (s, 1)), positions=positions,
         pscores=logger.pscores(logging_score), labels={"click": labels}, examination=exam,
-        prefix_pscores=logger.prefix_probabilities(logging_score, positions))
+        prefix_pscores=logger.prefix_probabilities(logging_score, positions),
+        label_kinds={"click": "continuous"})  # expected values, not draws
     greedy = top_k(logging_score[0], SMALL_K)
     mu = (1 - 0.5) * (greedy == SLATES).all(axis=1) + 0.5 / s
     values = np.array([mean(x).sum() for x in SLATES])
@@ -438,7 +439,7 @@ BAD = [
      "rips needs the target policy's prefix probabilities"),
     (_estimate(PseudoInverse(), exposure=np.zeros((1, R, N), np.float32)), ValueError,
      "pi needs the target policy's slot probabilities"),
-    (_bad_log_prefix, LogValidationError, "prefix_pscores\\[.*\\] = 1.5"),
+    (_bad_log_prefix, LogValidationError, "probability 1.5 of a logged prefix must be in"),
 ]
 
 

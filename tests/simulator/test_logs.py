@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from simulator.logs import LoggedTraffic, LogValidationError
+from simulator.logs import BINARY, CONTINUOUS, LoggedTraffic, LogValidationError
 from tests.simulator.toylog import make_toy
 
 
@@ -75,6 +76,22 @@ def _duplicate_position(cols: dict[str, np.ndarray]) -> None:
     pos[in_slot_0] = 1
 
 
+def _shown_row(cols: dict[str, np.ndarray], i: int = 0) -> int:
+    return int(np.flatnonzero(cols["position"] >= 0)[i])
+
+
+def _set_shown_label(task: str, value: float):
+    def edit(cols: dict[str, np.ndarray]) -> None:
+        cols[f"label_{task}"][_shown_row(cols, 3)] = value
+    return edit
+
+
+def _repeat_item(cols: dict[str, np.ndarray]) -> None:
+    # the second candidate of request 0 becomes the first one's item
+    first = np.flatnonzero(cols["request_id"] == cols["request_id"][0])
+    cols["item_id"][first[1]] = cols["item_id"][first[0]]
+
+
 def _zero_logged_propensity(cols: dict[str, np.ndarray]) -> None:
     row = int(np.flatnonzero(cols["position"] == 2)[4])
     cols["pscore_2"] = cols["pscore_2"].copy()
@@ -98,6 +115,12 @@ def _zero_logged_propensity(cols: dict[str, np.ndarray]) -> None:
                                      r"candidates, but most "
                                           r"requests have 6"),
         (_set("item_id", 4, 1.5), r"column 'item_id' row 4: must be an integer"),
+        (_set_shown_label("click", 2.0), r"bad.parquet: task 'click' is binary \(labels 0 or 1\)"
+                                         r" but request \d+ row \d+ has label 2;"),
+        (_set_shown_label("like", -1.0), r"task 'like' is binary \(labels 0 or 1\) but request "
+                                         r"\d+ row \d+ has label -1"),
+        (_set_shown_label("like", 0.5), r"task 'like' is binary .* has label 0.5"),
+        (_repeat_item, r"column 'item_id' row 1: request 0 lists item \d+ twice"),
     ],
 )
 def test_malformed_logs_are_refused_naming_column_and_row(
@@ -123,3 +146,94 @@ def test_missing_file_and_unknown_format(tmp_path: Path) -> None:
     (tmp_path / "log.json").write_text("{}")
     with pytest.raises(LogValidationError, match="valid: .parquet, .pq, .csv"):
         LoggedTraffic.read(tmp_path / "log.json")
+
+
+def test_a_bad_label_names_task_request_and_file_row(traffic: LoggedTraffic) -> None:
+    cols = {k: v.copy() for k, v in traffic.to_columns().items()}
+    perm = np.random.default_rng(1).permutation(len(cols["request_id"]))
+    cols = {k: v[perm] for k, v in cols.items()}  # file rows not in request order
+    row = _shown_row(cols, 5)
+    cols["label_click"][row] = 2.0
+    request = cols["request_id"][row]
+    with pytest.raises(LogValidationError, match=f"^logs.csv: task 'click' is binary \\(labels "
+                       f"0 or 1\\) but request {request} row {row} has label 2;"):
+        LoggedTraffic.from_columns(cols, source="logs.csv")
+
+
+def test_a_log_built_in_memory_is_checked_alike(traffic: LoggedTraffic) -> None:
+    labels = dict(traffic.labels)
+    r, c = np.argwhere(traffic.shown)[7]
+    labels["click"] = labels["click"].copy()
+    labels["click"][r, c] = 2.0
+    row = r * traffic.n_candidates + c  # the row of to_columns() and of the written file
+    with pytest.raises(LogValidationError, match=f"request {traffic.request_ids[r]} row {row} "
+                                                 "has label 2"):
+        dataclasses.replace(traffic, labels=labels)
+    items = traffic.item_ids.copy()
+    items[4, 2] = items[4, 0]
+    with pytest.raises(LogValidationError, match=f"request {traffic.request_ids[4]} lists item "
+                                                 f"{items[4, 0]} twice"):
+        dataclasses.replace(traffic, item_ids=items)
+
+
+def _with_watch_time(traffic: LoggedTraffic, value: float) -> LoggedTraffic:
+    watch = np.where(traffic.shown, 12.5, 0.0)
+    watch[np.argwhere(traffic.shown)[2][0], np.argwhere(traffic.shown)[2][1]] = value
+    return dataclasses.replace(traffic, labels={**traffic.labels, "watch": watch},
+                               label_kinds={"watch": CONTINUOUS})
+
+
+def test_continuous_labels_are_amounts_and_refuse_negatives(traffic: LoggedTraffic) -> None:
+    log = _with_watch_time(traffic, 300.0)
+    assert log.label_kinds == {"click": BINARY, "like": BINARY, "watch": CONTINUOUS}
+    with pytest.raises(LogValidationError, match=r"task 'watch' is continuous \(labels >= 0\) "
+                                                 r"but request \d+ row \d+ has label -3"):
+        _with_watch_time(traffic, -3.0)
+    with pytest.raises(LogValidationError, match=r"column 'label_watch' row \d+: value inf is "
+                                                 "not finite"):
+        _with_watch_time(traffic, np.inf)
+    with pytest.raises(LogValidationError, match=r"unknown label kind\(s\) \{'click': 'count'\}; "
+                                                 r"valid: \['binary', 'continuous'\]"):
+        dataclasses.replace(traffic, label_kinds={"click": "count"})
+    with pytest.raises(LogValidationError, match=r"label kinds of unknown task\(s\) \['nope'\]"):
+        dataclasses.replace(traffic, label_kinds={"nope": CONTINUOUS})
+
+
+def test_label_kinds_round_trip_through_parquet_and_csv(traffic: LoggedTraffic,
+                                                        tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    log = _with_watch_time(traffic, 300.0)
+    back = LoggedTraffic.read(log.write(tmp_path / "log.parquet"))
+    assert back.label_kinds == log.label_kinds
+    assert back.fingerprint() == log.fingerprint()
+    pacsv.write_csv(pa.table(log.to_columns()), tmp_path / "log.csv")
+    with pytest.raises(LogValidationError, match="task 'watch' is binary"):
+        LoggedTraffic.read(tmp_path / "log.csv")  # a CSV carries no kinds
+    csv = LoggedTraffic.read(tmp_path / "log.csv", label_kinds={"watch": CONTINUOUS})
+    assert csv.label_kinds == log.label_kinds and csv.fingerprint() == log.fingerprint()
+
+
+def test_old_parquet_logs_without_kinds_are_binary(traffic: LoggedTraffic,
+                                                   tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(traffic.to_columns()), tmp_path / "old.parquet")
+    assert set(LoggedTraffic.read(tmp_path / "old.parquet").label_kinds.values()) == {BINARY}
+    table = pa.table(traffic.to_columns()).replace_schema_metadata(
+        {b"fusiontune.label_kinds": b"[1, 2]"})
+    pq.write_table(table, tmp_path / "bad.parquet")
+    with pytest.raises(LogValidationError, match="bad.parquet: Parquet metadata "
+                                                 "'fusiontune.label_kinds' must be a JSON object"):
+        LoggedTraffic.read(tmp_path / "bad.parquet")
+
+
+def test_world_logs_round_trip_with_their_kinds(tmp_path: Path) -> None:
+    from simulator.worlds import MarketplaceConfig, MarketplaceWorld
+
+    log = MarketplaceWorld(MarketplaceConfig(n_requests=300, seed=0)).generate()
+    back = LoggedTraffic.read(log.write(tmp_path / "world.parquet"))
+    assert back.label_kinds == dict.fromkeys(log.tasks, BINARY) == log.label_kinds
+    assert back.fingerprint() == log.fingerprint()

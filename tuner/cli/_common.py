@@ -151,6 +151,20 @@ _STUDY_DATA_OPTIONS = (
 )
 
 
+def parse_examination(text: str | None) -> list[float] | None:
+    """``--examination 1,0.6,0.4`` -> ``[1.0, 0.6, 0.4]`` (None when not given)."""
+    if text is None:
+        return None
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0 < x <= 1 for x in values):
+        raise ValueError(f"--examination {text!r}: give one probability in (0, 1] per slot, "
+                         "comma-separated, e.g. 1,0.6,0.4")
+    return values
+
+
 def study_data_options(fn: F) -> F:
     """``--logs --scores --estimator --formula --pinned --low --high --conditional
     --holdout-fraction --interval`` of a new study."""

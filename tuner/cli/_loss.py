@@ -71,7 +71,8 @@ def _fusion_settings(config: SearchConfig, say: Callable[[str], None]
         split_seed=config.split_seed, conditional=conditional,
         control=control_weights(config, space).tolist(), n_bootstrap=config.n_bootstrap,
         guardrails=dict(config.guardrails), data_fingerprint=traffic.fingerprint(),
-        model_fingerprint=model_fp, interval=config.interval)
+        model_fingerprint=model_fp, interval=config.interval,
+        examination=None if config.examination is None else list(config.examination))
     Workspace(settings, traffic, table_).check()  # refuses a bad pair before the study exists
     return settings, space
 

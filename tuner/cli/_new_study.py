@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from tuner.cli._common import parse_conditional, weights_option
+from tuner.cli._common import parse_conditional, parse_examination, weights_option
 from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.objective import parse_objective
 from tuner.evaluation.search_data import (
@@ -53,6 +53,7 @@ class NewStudy:
         population: points per generation.
         elite_fraction: share of elites (CEM and steady CEM only).
         estimator_param_text: ``<name>=<number>`` hyperparameters of the estimator.
+        examination_text: ``1,0.6,0.4``, the examination curve (a CSV log carries none).
     """
 
     logs: str | None = None
@@ -73,6 +74,7 @@ class NewStudy:
     population: int = 32
     elite_fraction: float | None = None
     estimator_param_text: tuple[str, ...] = ()
+    examination_text: str | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> NewStudy:
@@ -137,7 +139,8 @@ class NewStudy:
             guardrails={g.metric: g.max_drop
                         for g in parse_guardrails(self.guardrail_text, traffic.tasks)},
             interval=self.interval,
-            estimator_params=parse_estimator_params(self.estimator_param_text, self.estimator))
+            estimator_params=parse_estimator_params(self.estimator_param_text, self.estimator),
+            examination=parse_examination(self.examination_text))
         ws = Workspace(settings, traffic, table_)
         ws.check()
         return settings, space, ws
@@ -163,6 +166,7 @@ class NewStudy:
             "strategy": search.strategy, "population": search.population,
             "elite_fraction": config.get("elite_fraction"),
             "estimator_param_text": dict(stored.estimator_params),
+            "examination_text": None if stored.examination is None else list(stored.examination),
         }
         for name in given:
             value = self._parsed(name, stored, space)
@@ -184,6 +188,8 @@ class NewStudy:
             return parse_conditional(value, space.tasks)
         if name == "guardrail_text":
             return {g.metric: g.max_drop for g in parse_guardrails(value)}
+        if name == "examination_text":
+            return parse_examination(value)
         if name == "estimator_param_text":
             return parse_estimator_params(value, stored.estimator)
         return value

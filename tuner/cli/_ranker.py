@@ -8,8 +8,6 @@ and report per-task AUC, GAUC (per user), logloss and calibration.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from ranker import train as train_model
 from ranker.config_file import RankerRunConfig, load_run_config, parse_run_config
 from ranker.gauc import task_gauc
 from ranker.kuairand import KuaiRandData, KuaiRandSplit, load_kuairand
+from simulator.files import atomic_write
 from tuner.cli._common import dump, user_errors
 from tuner.cli._format import table
 
@@ -257,12 +256,6 @@ def score_cmd(config_path: Path | None, checkpoint: Path, split: str, out: Path,
     columns.update({f"p_{t.name}": probs[t.name] for t in model.tasks})
     meta_kv = {"fusiontune.checkpoint": meta["fingerprint"], "fusiontune.split": split}
     tbl = pa.table(columns).replace_schema_metadata(meta_kv)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:  # a failed write never leaves a half-written table under the final name
-        pq.write_table(tbl, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # a failed write never leaves a half-written table under the final name
+    atomic_write(out, lambda tmp: pq.write_table(tbl, tmp))
     click.echo(f"wrote {rows.n_rows:,} rows x {len(model.tasks)} tasks ({split} days) to {out}")

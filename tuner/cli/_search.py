@@ -81,6 +81,9 @@ def search() -> None:
 @click.option("--guardrail", "guardrail_text",
               help="Metrics that may not drop more than a fraction below control, judged at "
                    "the lower end of the paired 95% lift interval: click=0.05,like=2%.")
+@click.option("--examination", "examination_text",
+              help="Examination probability of each slot, e.g. 1,0.6,0.4 (new study; needed "
+                   "for a CSV log, replaces a Parquet log's own curve).")
 @click.option("--strategy", type=click.Choice(list(STRATEGIES)), default="cem",
               show_default=True,
               help="Search strategy (new study): "

@@ -152,7 +152,8 @@ class LossObjective:
             split_seed=c.split_seed, conditional=c.ranker.conditional,
             control=control_weights(c, fspace).tolist(), n_bootstrap=c.n_bootstrap,
             guardrails=dict(c.guardrails), data_fingerprint=self.cache.traffic.fingerprint(),
-            model_fingerprint=run.model_fingerprint, interval=c.interval)
+            model_fingerprint=run.model_fingerprint, interval=c.interval,
+            examination=None if c.examination is None else list(c.examination))
 
     def fusion_pick(self, ws: Workspace) -> np.ndarray:
         """``[T]`` fusion weights of a trial: control (``loss``) or the inner CEM's mean."""

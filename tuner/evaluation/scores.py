@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.logs import LoggedTraffic, _atomic_write
+from simulator.files import atomic_write
+from simulator.logs import LoggedTraffic
 
 __all__ = ["ScoreTable", "ScoreTableError"]
 
@@ -59,31 +60,48 @@ class ScoreTable:
         if unknown:
             raise ScoreTableError(f"score table has no task(s) {unknown}; it has "
                                   f"{list(self.tasks)}")
-        row_of = {int(r): i for i, r in enumerate(self.request_ids)}
-        missing = [int(r) for r in traffic.request_ids if int(r) not in row_of]
-        if missing:
-            raise ScoreTableError(
-                f"{len(missing)} logged request(s) have no scores, e.g. request {missing[0]}; "
-                "score the same log the replay reads"
-            )
-        rows = np.array([row_of[int(r)] for r in traffic.request_ids])
+        rows = self._rows_of(traffic)
         items = self.item_ids[rows]  # [R, N] in the score table's candidate order
+        if items.shape != traffic.item_ids.shape:
+            raise ScoreTableError(
+                f"the score table has {items.shape[1]} candidates per request, the log "
+                f"{traffic.n_candidates}: score the same log the replay reads")
         order_t = np.argsort(items, axis=1, kind="stable")
         sorted_items = np.take_along_axis(items, order_t, axis=1)
         where = np.argsort(np.argsort(traffic.item_ids, axis=1, kind="stable"), axis=1)
         want = np.sort(traffic.item_ids, axis=1)
         if not np.array_equal(sorted_items, want):
             bad = int(np.flatnonzero((sorted_items != want).any(axis=1))[0])
+            unscored = sorted(set(want[bad].tolist()) - set(items[bad].tolist()))
+            extra = sorted(set(items[bad].tolist()) - set(want[bad].tolist()))
             raise ScoreTableError(
-                f"request {int(traffic.request_ids[bad])}: the score table's candidates "
-                f"{sorted(items[bad].tolist())} differ from the log's "
-                f"{sorted(traffic.item_ids[bad].tolist())}"
+                f"request {int(traffic.request_ids[bad])}: the log's item(s) "
+                f"{_few(unscored)} have no score; the score table scores item(s) {_few(extra)} "
+                "that the log does not list there"
             )
         # position in the score table of each logged candidate
         col = np.take_along_axis(order_t, where, axis=1)
         return np.stack(
             [np.take_along_axis(self.scores[t][rows], col, axis=1) for t in tasks], axis=-1
         )
+
+    def _rows_of(self, traffic: LoggedTraffic) -> np.ndarray:
+        """``[R]`` the score table's row of each logged request."""
+        row_of = {int(r): i for i, r in enumerate(self.request_ids)}
+        missing = [int(r) for r in traffic.request_ids if int(r) not in row_of]
+        if missing:
+            n = traffic.n_requests
+            hint = ("no request matches: the score table seems to be for another log"
+                    if len(missing) == n else "score the same log the replay reads")
+            raise ScoreTableError(
+                f"{len(missing)} of {n} logged request(s) have no scores, e.g. request(s) "
+                f"{_few(missing)}; {hint}"
+            )
+        return np.array([row_of[int(r)] for r in traffic.request_ids], dtype=np.int64)
+
+    def check_covers(self, traffic: LoggedTraffic) -> None:
+        """Raise :class:`ScoreTableError` unless every logged candidate has a score."""
+        self.aligned(traffic, self.tasks[:1])
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write as Parquet, atomically."""
@@ -94,16 +112,22 @@ class ScoreTable:
         cols = {"request_id": np.repeat(self.request_ids, n), "item_id": self.item_ids.ravel()}
         cols.update({f"{_PREFIX}{t}": v.ravel() for t, v in self.scores.items()})
         path = Path(path)
-        _atomic_write(path, lambda tmp: pq.write_table(pa.table(cols), tmp))
+        atomic_write(path, lambda tmp: pq.write_table(pa.table(cols), tmp))
         return path
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> ScoreTable:
+    def read(cls, path: str | os.PathLike[str], log: LoggedTraffic | None = None) -> ScoreTable:
         """Read and validate a Parquet score table.
+
+        Args:
+            path: the file.
+            log: the log it scores, if known: a request missing a row then names
+                the unscored item.
 
         Raises:
             FileNotFoundError: no such file.
-            ScoreTableError: missing columns, ragged requests or scores outside (0, 1].
+            ScoreTableError: missing columns, a repeated or missing row (naming the
+                request and item), or scores outside (0, 1].
         """
         import pyarrow.parquet as pq
 
@@ -118,10 +142,24 @@ class ScoreTable:
             raise ScoreTableError(f"{path}: a score table needs columns request_id, item_id "
                                   f"and p_<task>; missing {missing or ['p_<task>']}")
         req = table.column("request_id").to_numpy()
+        item = table.column("item_id").to_numpy()
+        order = np.lexsort((item, req))  # by request, then item
+        pairs = np.stack([req[order], item[order]], axis=1)
+        repeated = (pairs[1:] == pairs[:-1]).all(axis=1)
+        if repeated.any():
+            i = int(np.flatnonzero(repeated)[0]) + 1
+            raise ScoreTableError(f"{path}: row {int(order[i])}: request {pairs[i, 0]} lists "
+                                  f"item {pairs[i, 1]} twice; each candidate needs one row")
         order = np.argsort(req, kind="stable")
         ids, counts = np.unique(req, return_counts=True)
-        if (counts != counts[0]).any():
-            raise ScoreTableError(f"{path}: requests have different numbers of candidates")
+        values, freq = np.unique(counts, return_counts=True)
+        usual = int(values[np.argmax(freq)])
+        if (counts != usual).any():
+            odd = int(np.flatnonzero(counts != usual)[0])
+            raise ScoreTableError(
+                f"{path}: request {ids[odd]} has {counts[odd]} scored candidate(s) but most "
+                f"requests have {usual}{_missing_items(ids[odd], item[req == ids[odd]], log)}; "
+                "every logged candidate needs one row")
         r, n = len(ids), int(counts[0])
         scores = {}
         for t in tasks:
@@ -134,3 +172,20 @@ class ScoreTable:
             scores[t] = v[order].reshape(r, n)
         items = table.column("item_id").to_numpy()[order].reshape(r, n)
         return cls(request_ids=ids, item_ids=items, scores=scores)
+
+
+def _few(ids: list[int], k: int = 5) -> str:
+    """At most ``k`` ids, then how many more."""
+    more = f" and {len(ids) - k} more" if len(ids) > k else ""
+    return ", ".join(str(i) for i in ids[:k]) + more
+
+
+def _missing_items(request: int, scored: np.ndarray, log: LoggedTraffic | None) -> str:
+    """``" (item 5 has no row)"`` from the log's candidates of ``request``, if known."""
+    if log is None:
+        return ""
+    at = np.flatnonzero(log.request_ids == request)
+    if not len(at):
+        return " (the log has no such request)"
+    missing = sorted(set(log.item_ids[at[0]].tolist()) - set(scored.tolist()))
+    return f" (item(s) {_few(missing)} of the log have no row)" if missing else ""

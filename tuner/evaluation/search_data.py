@@ -22,7 +22,7 @@ from simulator.intervals import INTERVALS, make_interval
 from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
 from simulator.replay import Replay
-from tuner.evaluation.scores import ScoreTable
+from tuner.evaluation.scores import ScoreTable, ScoreTableError
 from tuner.weights_text import Numbers, check_task_numbers, parse_task_numbers
 
 __all__ = [
@@ -104,6 +104,9 @@ class SearchSettings:
             (see :mod:`tuner.evaluation.guardrails`).
         n_bootstrap: bootstrap resamples of every interval.
         interval: how intervals are made, a key of :data:`simulator.intervals.INTERVALS`.
+        examination: ``[K]`` examination probability of each slot, in ``(0, 1]``;
+            replaces the log's own curve (a CSV log carries none). Given by
+            ``search run --examination 1,0.6,0.4`` or ``[data] examination``.
         data_fingerprint: fingerprint of the log.
         model_fingerprint: fingerprint of the model behind the scores.
     """
@@ -124,6 +127,7 @@ class SearchSettings:
     model_fingerprint: str = ""
     interval: str = "bootstrap"
     estimator_params: Mapping[str, float] = field(default_factory=dict)
+    examination: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         if self.interval not in INTERVALS:
@@ -139,6 +143,11 @@ class SearchSettings:
         missing = [s for s in (SEARCH, HOLDOUT) if s not in self.splits]
         if missing:
             raise ValueError(f"splits need parts {missing}; got {dict(self.splits)}")
+        if self.examination is not None:
+            exam = list(self.examination)
+            if not exam or not all(isinstance(x, int | float) and 0 < x <= 1 for x in exam):
+                raise ValueError(f"examination must be one probability in (0, 1] per slot, "
+                                 f"e.g. 1,0.6,0.4; got {exam}")
         total = sum(self.splits.values())
         if any(f <= 0 for f in self.splits.values()) or total > 1 + 1e-9:
             raise ValueError(
@@ -157,6 +166,10 @@ class SearchSettings:
             del d["interval"]
         if not self.estimator_params:
             del d["estimator_params"]
+        if self.examination is None:  # likewise
+            del d["examination"]
+        else:
+            d["examination"] = [float(x) for x in self.examination]
         return d
 
     @classmethod
@@ -192,8 +205,10 @@ class Workspace:
     def __init__(self, settings: SearchSettings, traffic: LoggedTraffic | None = None,
                  table: ScoreTable | None = None) -> None:
         self.settings = settings
-        self.traffic = traffic if traffic is not None else LoggedTraffic.read(settings.logs)
-        self.table = table if table is not None else ScoreTable.read(settings.scores)
+        self.traffic = _with_examination(
+            traffic if traffic is not None else LoggedTraffic.read(settings.logs), settings)
+        self.table = (table if table is not None
+                      else ScoreTable.read(settings.scores, log=self.traffic))
         if settings.data_fingerprint and self.traffic.fingerprint() != settings.data_fingerprint:
             raise ValueError(
                 f"log {settings.logs} has fingerprint {self.traffic.fingerprint()}, but the "
@@ -203,6 +218,11 @@ class Workspace:
         if unknown:
             raise ValueError(f"objective names unknown task(s) {unknown}; the log's tasks: "
                              f"{list(self.traffic.tasks)}")
+        try:  # on the whole log: a message about one split would miscount
+            self.table.check_covers(self.traffic)
+        except ScoreTableError as err:
+            raise ScoreTableError(f"score table {settings.scores} vs log {settings.logs}: "
+                                  f"{err}") from None
         self.parts = split_log(self.traffic, settings.splits, settings.split_seed)
         self._replays: dict[str, Replay] = {}
 
@@ -257,6 +277,25 @@ class Workspace:
             return unconditional(parent, depth + 1) * by_task[task]
 
         return np.stack([unconditional(t) for t in part.tasks], axis=-1)
+
+
+def _with_examination(traffic: LoggedTraffic, settings: SearchSettings) -> LoggedTraffic:
+    """The log with the settings' examination curve, if any; refused if it has none at all."""
+    k = traffic.slate_size
+    example = [f"{1 / (1 + j) ** 0.8:.2g}" for j in range(k)]
+    where = (f"give one probability in (0, 1] per slot ({k}) with 'search run --examination "
+             f"{','.join(example)}' or, in a search file, [data] examination = "
+             f"[{', '.join(example)}]")
+    if settings.examination is None:
+        if traffic.examination is None:
+            raise ValueError(f"log {settings.logs} carries no examination curve (a CSV log "
+                             f"cannot): {where}")
+        return traffic
+    if len(settings.examination) != k:
+        raise ValueError(f"examination {list(settings.examination)} has "
+                         f"{len(settings.examination)} value(s) but log {settings.logs} has "
+                         f"{k} slots: {where}")
+    return traffic.with_examination(settings.examination)
 
 
 def resolve(path: str | Path) -> str:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from simulator.files import atomic_write
 
 __all__ = ["LEGACY_PICKS", "PICKS", "SPLITS", "ExportedWeights", "utc_now_iso"]
 
@@ -169,17 +170,7 @@ class ExportedWeights:
         """Write atomically (temporary file in the same folder, then ``os.replace``)."""
         path = Path(path)
         text = self.to_json()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ExportedWeights:
