@@ -74,13 +74,13 @@ def test_cli_param_changes_the_estimate_is_stored_and_survives_resume(
         values[name] = [r["value"] for r in json.loads(out.output)]
     assert values["clip"] != values["default"]  # same seed, same weights, other clipping
     # the database alone rebuilds the estimator with the stored parameter
-    settings = SearchSettings.from_dict(load_search(f"sqlite:///{db}", "clip")[4])
+    settings = SearchSettings.from_dict(load_search(f"sqlite:///{db}", "clip")[1].settings)
     assert settings.estimator_params == {"clip": 1.5}
     assert Workspace(settings).replay("search").estimator == ClippedIPS(clip=1.5)
     resumed = runner.invoke(main, ["search", "run", "--storage", str(db), "--study", "clip",
-                                   "--rounds", "1", "--no-progress"], catch_exceptions=False)
+                                   "--rounds", "2", "--no-progress"], catch_exceptions=False)
     assert resumed.exit_code == 0, resumed.output
-    again = SearchSettings.from_dict(load_search(f"sqlite:///{db}", "clip")[4])
+    again = SearchSettings.from_dict(load_search(f"sqlite:///{db}", "clip")[1].settings)
     assert again.estimator_params == {"clip": 1.5}
     clash = runner.invoke(main, ["search", "run", "--storage", str(db), "--study", "clip",
                                  "--estimator-param", "clip=3", "--rounds", "1",
