@@ -21,6 +21,7 @@ import click
 import numpy as np
 import optuna
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
@@ -508,3 +509,58 @@ def test_history_tables_print(searched: Path) -> None:
     trials = invoke([*base, "--trials"])
     assert trials.exit_code == 0 and "w_conversion" in trials.output.splitlines()[0]
     assert len(trials.output.strip().splitlines()) == 2 + 16
+
+
+def _no_examination(src: Path, dst: Path) -> None:
+    table = pq.read_table(src)
+    pq.write_table(table.replace_schema_metadata(None), dst)
+
+
+def _other_log_scores(src: Path, dst: Path) -> None:
+    table = pq.read_table(src)
+    ids = table.column("request_id").to_numpy() + 1_000_000
+    pq.write_table(table.set_column(table.schema.get_field_index("request_id"), "request_id",
+                                    pa.array(ids)), dst)
+
+
+@pytest.mark.parametrize("fault", ["csv", "no-examination", "other-scores"])
+def test_a_refused_input_leaves_no_study_behind(demo_files: DemoFiles, tmp_path: Path,
+                                                fault: str) -> None:
+    """A log without an examination curve (CSV, or Parquet without the metadata) or a score
+    table of another log is refused before the study exists, so the corrected command
+    creates it instead of conflicting with an empty one."""
+    db = tmp_path / "s.db"
+    args = demo_files.new_study_args(db, rounds=1, population=4)
+    bad = list(args)
+    if fault == "csv":
+        csv = tmp_path / "logs.csv"
+        pacsv.write_csv(pa.table(LoggedTraffic.read(demo_files.logs).to_columns()), csv)
+        bad[bad.index("--logs") + 1] = str(csv)
+        expected = "--examination"
+    elif fault == "no-examination":
+        bare = tmp_path / "bare.parquet"
+        _no_examination(demo_files.logs, bare)
+        bad[bad.index("--logs") + 1] = str(bare)
+        expected = "--examination"
+    else:
+        other = tmp_path / "other.parquet"
+        _other_log_scores(demo_files.scores, other)
+        bad[bad.index("--scores") + 1] = str(other)
+        expected = "another log"
+    assert_user_error(invoke(bad), expected)
+    assert study_names(db) == []
+    fixed = invoke(args)
+    assert fixed.exit_code == 0, fixed.output
+
+
+@pytest.mark.parametrize(("option", "value", "fragment"), [
+    ("--pinned", "purchase", "--pinned 'purchase' is not a score task"),
+    ("--low", "5", "--low 5 --high 4"),
+    ("--high", "nan", "--high nan"),
+    ("--low", "-1", "--low -1 is not a valid weight for --formula multiplicative"),
+])
+def test_bad_box_options_are_named(demo_files: DemoFiles, tmp_path: Path, option: str,
+                                   value: str, fragment: str) -> None:
+    db = tmp_path / "s.db"
+    assert_user_error(invoke([*demo_files.new_study_args(db), option, value]), fragment)
+    assert not db.exists()

@@ -62,7 +62,7 @@ def test_a_csv_log_runs_resumes_and_matches_its_parquet(demo_files: DemoFiles,
     loaded = optuna.load_study(study_name="csv", storage=f"sqlite:///{db}")
     stored = SearchSettings.from_dict(stored_settings(loaded))
     assert stored.examination == [float(x) for x in curve.split(",")]
-    again = invoke(["search", "run", "--storage", str(db), "--study", "csv", "--rounds", "1",
+    again = invoke(["search", "run", "--storage", str(db), "--study", "csv", "--rounds", "2",
                     "--no-progress"])  # from the database alone
     assert again.exit_code == 0, again.output
     assert len(_values(db, "csv")) == 16

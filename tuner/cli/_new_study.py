@@ -10,12 +10,15 @@ do not fit), and checks them against an existing study, which keeps what it stor
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import click
+import numpy as np
 
+from simulator.fusion import make_fusion
 from tuner.cli._common import parse_conditional, parse_examination, weights_option
 from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.objective import parse_objective
@@ -123,8 +126,7 @@ class NewStudy:
         table_ = ScoreTable.read(self.scores)
         tasks = table_.tasks
         conditional = parse_conditional(self.conditional_text, tasks)
-        space = FusionSpace(tasks=tasks, pinned=self.pinned or tasks[0], low=self.low,
-                            high=self.high)
+        space = self.space(tasks)
         control = weights_option(self.control_text, space, self.formula, "--control")
         settings = SearchSettings(
             logs=resolve(self.logs), scores=resolve(self.scores),
@@ -144,6 +146,29 @@ class NewStudy:
         ws = Workspace(settings, traffic, table_)
         ws.check()
         return settings, space, ws
+
+    def space(self, tasks: tuple[str, ...]) -> FusionSpace:
+        """The search box over ``tasks`` (the score table's), its faults named by option.
+
+        Raises:
+            ValueError: a ``--pinned`` that is no score task, ``--low``/``--high`` that are
+                not finite with low < high, or a ``--low`` the formula refuses (negative
+                weights for the multiplicative one).
+        """
+        if self.pinned is not None and self.pinned not in tasks:
+            raise ValueError(f"--pinned {self.pinned!r} is not a score task; valid: "
+                             f"{', '.join(tasks)}")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
+            raise ValueError(f"--low {self.low:g} --high {self.high:g}: the search box needs "
+                             "finite bounds with --low < --high")
+        pinned = self.pinned or tasks[0]
+        corner = np.array([1.0 if t == pinned else self.low for t in tasks])
+        try:
+            make_fusion(self.formula).validate_weights(corner, tasks)
+        except ValueError as err:
+            raise ValueError(f"--low {self.low:g} is not a valid weight for --formula "
+                             f"{self.formula}: {err}") from None
+        return FusionSpace(tasks=tasks, pinned=pinned, low=self.low, high=self.high)
 
     def check_against(self, given: list[str], search: SearchSpec) -> None:
         """Refuse any option in ``given`` that differs from what the study stored.
