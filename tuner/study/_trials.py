@@ -232,11 +232,14 @@ def build_trial(
     return trial
 
 
-def _add_trials(study: optuna.Study, trials: Sequence[FrozenTrial]) -> None:
-    """Write ``trials`` into ``study`` in one transaction (:mod:`tuner.storage._trial_writer`).
+def _add_trials(
+    study: optuna.Study, trials: Sequence[FrozenTrial], numbers: Sequence[int] | None = None
+) -> None:
+    """Write ``trials`` into ``study`` in one transaction (:mod:`tuner.storage._trial_writer`),
+    numbered ``numbers`` if given.
 
     A study not in an RDB, or whose ``add_trial`` was replaced on the instance (a wrapper,
-    a test double), gets them one ``add_trial`` at a time instead.
+    a test double), gets them one ``add_trial`` at a time instead (numbered by arrival).
     """
     storage = getattr(study, "_storage", None)
     rdb = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
@@ -244,7 +247,7 @@ def _add_trials(study: optuna.Study, trials: Sequence[FrozenTrial]) -> None:
         for trial in trials:
             study.add_trial(trial)
         return
-    add_trials(rdb, rdb.get_study_id_from_name(study.study_name), trials)
+    add_trials(rdb, rdb.get_study_id_from_name(study.study_name), trials, numbers)
 
 
 def _check_kept(
