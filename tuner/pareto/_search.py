@@ -53,6 +53,7 @@ from tuner.study import (
     build_trial,
     is_feasible_complete,
     load_search,
+    name_metrics,
 )
 
 __all__ = [
@@ -144,6 +145,7 @@ def create_pareto_study(url: str, study_name: str, space: FusionSpace, config: P
                                 directions=[StudyDirection.MAXIMIZE if d == "maximize"
                                             else StudyDirection.MINIMIZE
                                             for d in config.directions])
+    name_metrics(study, config.metrics)
     attrs = {
         ATTR_PARETO: {**config.to_dict(),
                       "control": {m: [c.value, c.low, c.high] for m, c in control.items()}},

@@ -11,6 +11,7 @@ from tuner.study._attrs import (
     ATTR_SETTINGS,
     ATTR_SPACE,
     jsonable,
+    name_metrics,
 )
 from tuner.study._history import RoundSummary, history, search_state, trials_table
 from tuner.study._open import (
@@ -58,6 +59,7 @@ __all__ = [
     "is_feasible_complete",
     "jsonable",
     "load_search",
+    "name_metrics",
     "run_rounds",
     "run_worker",
     "search_state",

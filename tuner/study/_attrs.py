@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "ATTR_SETTINGS",
     "ATTR_SPACE",
     "jsonable",
+    "name_metrics",
 ]
 
 ATTR_SPACE = "fusiontune:space"
@@ -31,6 +33,16 @@ ATTR_CONFIG = "fusiontune:config"
 ATTR_SEED = "fusiontune:seed"
 ATTR_SETTINGS = "fusiontune:settings"
 ATTR_INIT_MEAN = "fusiontune:init_mean"
+
+
+def name_metrics(study: optuna.Study, names: Sequence[str]) -> None:
+    """Name the study's objectives (``optuna-dashboard`` shows them, not "Objective 0").
+
+    Optuna's ``Study.set_metric_names`` (experimental since 3.2; its warning is silenced).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(names))
 
 
 def _read_attrs(

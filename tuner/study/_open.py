@@ -36,6 +36,7 @@ from tuner.study._attrs import (
     _json_roundtrip,
     _read_attrs,
     jsonable,
+    name_metrics,
 )
 from tuner.study._history import (
     RoundSummary,
@@ -163,6 +164,7 @@ def create_or_load_study(
         study = optuna.create_study(
             storage=rdb, study_name=study_name, direction="maximize", sampler=sampler
         )
+        name_metrics(study, ["objective"])  # the replay's name of the objective metric
         for key, value in attrs.items():
             study.set_user_attr(key, value)
     _STUDY_URLS[study] = storage
