@@ -139,8 +139,8 @@ def create_pareto_study(url: str, study_name: str, space: FusionSpace, config: P
     missing = [m for m in config.metrics if m not in control]
     if missing:
         raise ValueError(f"control lacks an estimate of metric(s) {missing}")
+    ProjectStore(url).ensure_schema()  # first: a bad URL is a one-line StorageError
     rdb = RDBStorage(url)
-    ProjectStore(url).ensure_schema()
     study = optuna.create_study(storage=rdb, study_name=study_name,
                                 directions=[StudyDirection.MAXIMIZE if d == "maximize"
                                             else StudyDirection.MINIMIZE

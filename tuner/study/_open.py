@@ -117,12 +117,15 @@ def create_or_load_study(
         ValueError: a setting conflicts with the stored one, the study is missing and
             ``create`` is False, or a new study lacks space/config/seed.
     """
+    ProjectStore(storage).ensure_schema()  # first: a bad URL is a one-line StorageError
     rdb = RDBStorage(storage)
-    ProjectStore(storage).ensure_schema()
     names = optuna.get_all_study_names(rdb)
     if study_name in names:
         study = optuna.load_study(study_name=study_name, storage=rdb)
         pareto = "fusiontune:pareto" in study.user_attrs  # tuner.pareto: one direction a metric
+        if not pareto and ATTR_SPACE not in study.user_attrs:
+            raise ValueError(f"study {study_name!r} in {storage} is not a fusiontune study "
+                             "(made by plain Optuna?)")
         if not pareto and study.directions != [StudyDirection.MAXIMIZE]:
             raise ValueError(f"study {study_name!r} in {storage} is not single-objective max")
         stored = _read_attrs(study)
