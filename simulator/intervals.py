@@ -5,6 +5,15 @@ matrix ``[T, M]`` that maps per-task values to ``M`` reported metrics (the
 identity for per-task values; a column of objective weights for a business
 objective), so one resample serves every task, the objective and every
 policy of a population at once.
+
+A policy's estimate and interval are bit for bit the same whichever other policies
+share the call (a population evaluated whole or in workers' chunks): every product
+that sums over tasks or requests is computed one policy at a time, in BLAS calls
+whose shapes do not depend on the population's size (:func:`_policy_sums`), or by
+numpy reductions that add in a fixed order. One matrix product over the whole
+population would be no faster here, and its summation order depends on the number
+of columns (OpenBLAS blocks and splits them by width), which moved interval ends
+by up to 4e-7 relative.
 """
 
 from __future__ import annotations
@@ -28,12 +37,19 @@ __all__ = [
     "influence",
     "make_interval",
     "point_values",
+    "rows_times",
 ]
+
+
+def rows_times(a: np.ndarray, combine: np.ndarray) -> np.ndarray:
+    """``a [P, T] @ combine [T, M]``, each row summed over ``T`` in order by itself (a BLAS
+    product of one row takes another path than one of many, and rounds otherwise)."""
+    return np.einsum("pt,tm->pm", a, combine)
 
 
 def point_values(terms: RequestTerms, combine: np.ndarray) -> np.ndarray:
     """``[P, M]`` point estimates."""
-    num = terms.numerator.sum(axis=1, dtype=np.float64) @ combine  # [P, M]
+    num = rows_times(terms.numerator.sum(axis=1, dtype=np.float64), combine)  # [P, M]
     if terms.denominator is None:
         return num / terms.numerator.shape[1] + _offset_mean(terms, combine)
     assert terms.scale is not None
@@ -46,7 +62,7 @@ def _offset_mean(terms: RequestTerms, combine: np.ndarray) -> np.ndarray | float
     """``[P, M]`` mean of the additive ``offset`` term, or 0 without one."""
     if terms.offset is None:
         return 0.0
-    return terms.offset.mean(axis=1, dtype=np.float64) @ combine
+    return rows_times(terms.offset.mean(axis=1, dtype=np.float64), combine)
 
 
 def influence(terms: RequestTerms, combine: np.ndarray) -> np.ndarray:
@@ -71,21 +87,36 @@ def influence(terms: RequestTerms, combine: np.ndarray) -> np.ndarray:
         :, None, None] + off
 
 
+def _policy_sums(counts: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """``[B, P, K]`` resampled sums ``counts [B, R] @ blocks[p] [R, K]``, one policy at a time.
+
+    Every call has the same shapes whatever ``P`` is, so a policy's sums do not depend on
+    which policies share ``blocks``; the ``P`` products read ``counts`` ``P`` times, which
+    measured no slower than one ``[R, P * K]`` product (``bench/replay.py``).
+    """
+    b, (p, _, k) = counts.shape[0], blocks.shape
+    out = np.empty((b, p, k), dtype=np.float64)
+    for i in range(p):
+        out[:, i] = counts @ blocks[i]
+    return out
+
+
 def _resampled_sums(counts: np.ndarray, terms: RequestTerms, combine: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Resampled sums over requests: numerator ``[B, P, M]``, denominator ``[B, P]``
     and offset ``[B, P, M]`` (None where the terms have none)."""
-    p, r, _ = terms.numerator.shape
     m = combine.shape[1]
-    per_req = np.einsum("prt,tm->rpm", terms.numerator, combine.astype(np.float32))
-    num = (counts @ per_req.reshape(r, p * m)).reshape(-1, p, m).astype(np.float64)
-    off = None
-    if terms.offset is not None:
-        per_off = np.einsum("prt,tm->rpm", terms.offset, combine.astype(np.float32))
-        off = (counts @ per_off.reshape(r, p * m)).reshape(-1, p, m).astype(np.float64)
-    den = None
+    c32 = combine.astype(np.float32)
+    parts = [np.einsum("prt,tm->prm", terms.numerator, c32)]  # [P, R, M] each
     if terms.denominator is not None:
-        den = (counts @ terms.denominator.T).astype(np.float64)  # [B, P]
+        parts.append(terms.denominator.astype(np.float32, copy=False)[..., None])
+    if terms.offset is not None:
+        parts.append(np.einsum("prt,tm->prm", terms.offset, c32))
+    blocks = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+    sums = _policy_sums(counts, blocks)  # [B, P, K]
+    num = sums[..., :m]
+    den = sums[..., m] if terms.denominator is not None else None
+    off = sums[..., -m:] if terms.offset is not None else None
     return num, den, off
 
 
@@ -126,8 +157,9 @@ class BootstrapInterval(BaseInterval):
     """Percentile bootstrap over requests.
 
     One ``[B, R]`` matrix of resample counts, shared by all policies and
-    metrics, turns the bootstrap into a single matrix product
-    ``counts @ per_request_terms`` (``B x R x P*M`` flops).
+    metrics, turns the bootstrap into matrix products
+    ``counts @ per_request_terms`` (``B x R x P*M`` flops), one per policy so that a
+    policy's interval does not depend on the others (see the module docstring).
 
     Args:
         n_resamples: number of bootstrap replicates ``B`` (>= 50).
@@ -265,7 +297,7 @@ class StudentizedBootstrapInterval(BaseInterval):
         s1 = num
         if den is not None:
             assert terms.denominator is not None and terms.scale is not None
-            a_bar = terms.numerator.sum(axis=1, dtype=np.float64) @ combine / r  # [P, M]
+            a_bar = rows_times(terms.numerator.sum(axis=1, dtype=np.float64), combine) / r
             d_bar = terms.denominator.mean(axis=1, dtype=np.float64)  # [P]
             ratio = a_bar / d_bar[:, None]
             s1 = terms.scale[None, :, None] * (num - ratio[None] * den[..., None]) / d_bar[
@@ -281,8 +313,8 @@ class StudentizedBootstrapInterval(BaseInterval):
         se = infl.std(axis=1, ddof=1) / np.sqrt(r)  # [Q, M]
         mean = infl.mean(axis=1)  # [Q, M]
         # centred: the resampled variance is shift-free, and float32 sums stay exact enough
-        flat = (infl - mean[:, None, :]).transpose(1, 0, 2).reshape(r, q * m)
-        s2 = (counts @ (flat * flat).astype(np.float32)).astype(np.float64).reshape(-1, q, m)
+        centred = infl - mean[:, None, :]  # [Q, R, M]
+        s2 = _policy_sums(counts, (centred * centred).astype(np.float32))  # [B, Q, M]
         s1c = s1 - r * mean  # [B, Q, M] resampled sum of the centred values
         se_b = np.sqrt(np.maximum(s2 - s1c * s1c / r, 0.0) / (r * (r - 1.0)))
         with np.errstate(divide="ignore", invalid="ignore"):

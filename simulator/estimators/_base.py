@@ -207,7 +207,7 @@ class RequestTerms:
         p, m = self.numerator.shape[0], combine.shape[1]
         if self.label_sum is None or self.label_sq_sum is None:
             return np.full((p, m), np.nan)
-        first = self.label_sum @ combine  # [P, M]
+        first = np.einsum("pt,tm->pm", self.label_sum, combine)  # row by row, as values
         second = np.einsum("tm,pts,sm->pm", combine, self.label_sq_sum, combine)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(second > 0, first**2 / second, 0.0)
@@ -393,7 +393,13 @@ def expose(exposure: np.ndarray, coef: np.ndarray) -> np.ndarray:
 
     A batched matmul over requests; 20x faster than the equivalent ``einsum``.
     """
-    out = np.matmul(exposure.transpose(1, 0, 2), coef.astype(exposure.dtype, copy=False))
+    coef = coef.astype(exposure.dtype, copy=False)
+    if exposure.shape[0] == 1:
+        # one policy would be a vector-matrix product, which rounds otherwise than a row of a
+        # matrix product: padded to two, a policy's terms do not depend on its company
+        two = np.matmul(np.repeat(exposure, 2, axis=0).transpose(1, 0, 2), coef)
+        return two[:, :1].transpose(1, 0, 2)
+    out = np.matmul(exposure.transpose(1, 0, 2), coef)
     return out.transpose(1, 0, 2)
 
 

@@ -360,6 +360,7 @@ def test_three_metrics_and_a_minimised_one(demo_files: DemoFiles, tmp_path: Path
     assert (tmp_path / "pareto.png").exists()
     study = optuna.load_study(study_name="p", storage=f"sqlite:///{db}")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["click", "conversion", "like"]  # the dashboard's labels
 
 
 @pytest.mark.parametrize(("metrics", "fragments"), [

@@ -57,6 +57,14 @@ def _reference(tmp_path: Path, rounds: int = 4) -> optuna.Study:
     return study
 
 
+def test_the_objective_is_named_for_the_dashboard(tmp_path: Path) -> None:
+    url = _url(tmp_path, "n.db")
+    create_or_load_study(url, "s", SPACE, CONFIG, seed=5)
+    # read back from the database, as optuna-dashboard does: "objective", not "Objective 0"
+    assert optuna.load_study(study_name="s", storage=url).metric_names == ["objective"]
+    assert create_or_load_study(url, "s").metric_names == ["objective"]
+
+
 def test_rounds_in_one_go_equal_resumed_rounds(tmp_path: Path) -> None:
     ref = _reference(tmp_path)
     url = _url(tmp_path, "split.db")

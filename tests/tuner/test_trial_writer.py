@@ -26,12 +26,16 @@ from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
+import tuner.storage._trial_writer as writer_mod
 import tuner.study._trials as trials_mod
 from tests.tuner import toy_objective as toy
+from tuner.storage import ClaimBoard
 from tuner.storage._trial_writer import (
     OPTUNA_ALEMBIC_HEAD,
     OptunaSchemaError,
+    OptunaSchemaWarning,
     add_trials,
+    bulk_supported,
     check_schema,
     write_trials,
 )
@@ -190,8 +194,11 @@ def test_schema_is_pinned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     rdb = RDBStorage(f"sqlite:///{tmp_path / 'v.db'}")
     assert rdb.get_current_version() == rdb.get_head_version() == OPTUNA_ALEMBIC_HEAD
     monkeypatch.setattr(models, "SCHEMA_VERSION", models.SCHEMA_VERSION + 1)
+    assert not bulk_supported()
     with pytest.raises(OptunaSchemaError, match="SCHEMA_VERSION is 13, not 12"):
-        add_trials(rdb, 1, _batch(1, seed=0))
+        check_schema()
+    with rdb.engine.connect() as conn, pytest.raises(OptunaSchemaError):
+        write_trials(conn, 1, _batch(1, seed=0))  # in the caller's transaction: no fallback
     monkeypatch.undo()
     col = sa.Column("extra", sa.Integer)
     models.TrialModel.__table__.append_column(col)
@@ -208,9 +215,10 @@ def test_run_rounds_writes_a_round_in_one_batch(url: str, monkeypatch: pytest.Mo
     calls: list[int] = []
     real = trials_mod.add_trials
 
-    def counting(rdb: RDBStorage, sid: int, trials: list[FrozenTrial]):  # type: ignore[no-untyped-def]
+    def counting(rdb: RDBStorage, sid: int, trials: list[FrozenTrial],  # type: ignore[no-untyped-def]
+                 numbers: list[int] | None = None):
         calls.append(len(trials))
-        return real(rdb, sid, trials)
+        return real(rdb, sid, trials, numbers)
 
     monkeypatch.setattr(trials_mod, "add_trials", counting)
     name = f"bulk_{uuid.uuid4().hex[:6]}"
@@ -237,7 +245,8 @@ def test_run_rounds_resumes_after_a_crash_inside_the_write(
     study = create_or_load_study(url, "s", toy.SPACE, toy.CONFIG, seed=toy.SEED)
     run_rounds(study, toy.SEARCH, toy.evaluate, rounds=1, progress=False)
 
-    def write_then_die(rdb: RDBStorage, sid: int, trials: list[FrozenTrial]) -> None:
+    def write_then_die(rdb: RDBStorage, sid: int, trials: list[FrozenTrial],
+                       numbers: list[int] | None = None) -> None:
         with rdb.engine.connect() as conn:
             write_trials(conn, sid, trials)
             raise KeyboardInterrupt  # before commit
@@ -252,3 +261,80 @@ def test_run_rounds_resumes_after_a_crash_inside_the_write(
                                seed=toy.SEED)
     run_rounds(ref, toy.SEARCH, toy.evaluate, rounds=3, progress=False)
     assert [_fields(t)[:8] for t in study.trials] == [_fields(t)[:8] for t in ref.trials]
+
+
+def _force_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Optuna whose schema the bulk writer does not know, not yet warned about."""
+    monkeypatch.setattr(models, "SCHEMA_VERSION", models.SCHEMA_VERSION + 1)
+    monkeypatch.setattr(writer_mod, "_warned", False)
+
+
+def test_another_schema_falls_back_to_optunas_api_with_one_warning(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    bulk = optuna.create_study(storage=url, study_name=f"bulk_{suffix}", direction="maximize")
+    slow = optuna.create_study(storage=url, study_name=f"slow_{suffix}", direction="maximize")
+    rdb = RDBStorage(url)
+    batches = [_batch(9, seed=1), _batch(7, seed=2)]
+    for b in batches:
+        add_trials(rdb, bulk._study_id, b)
+    _force_fallback(monkeypatch)
+    with pytest.warns(OptunaSchemaWarning, match="one at a time") as caught:
+        written = [add_trials(rdb, slow._study_id, b, numbers=[99] * len(b)) for b in batches]
+    assert len(caught) == 1  # once per process
+    assert written[0].numbers == tuple(range(9)) and written[1].numbers == tuple(range(9, 16))
+    monkeypatch.undo()
+    fa = optuna.load_study(study_name=f"bulk_{suffix}", storage=url).trials
+    fb = optuna.load_study(study_name=f"slow_{suffix}", storage=url).trials
+    assert len(fa) == len(fb) == 16
+    for ta, tb in zip(fa, fb, strict=True):
+        assert _fields(ta) == _fields(tb)
+    rdb.engine.dispose()
+
+
+def test_claim_board_commits_through_the_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    study = create_or_load_study(url, "s", toy.SPACE, toy.CONFIG, seed=toy.SEED)
+    rdb = RDBStorage(url)
+    board = ClaimBoard(rdb, "s")
+    board.open_round(0, population=4)
+    assert board.claim(0, "w1", 2, stale_after=60.0) == [0, 1]
+    _force_fallback(monkeypatch)
+    trials = _batch(2, seed=5)
+    with pytest.warns(OptunaSchemaWarning):
+        assert not board.commit_chunk(0, "w2", [0, 1], trials)  # not w2's: nothing written
+        assert board.commit_chunk(0, "w1", [0, 1], trials, numbers=[0, 1])
+    monkeypatch.undo()
+    assert board.progress(0).done == 2
+    got = optuna.load_study(study_name="s", storage=url).trials
+    assert [_fields(t)[1:] for t in got] == [_fields(t)[1:] for t in trials]
+    assert [t.number for t in got] == [0, 1]
+    del study
+    rdb.engine.dispose()
+
+
+def test_caller_numbers_trials_and_a_taken_number_is_refused(url: str) -> None:
+    name = f"num_{uuid.uuid4().hex[:6]}"
+    optuna.create_study(storage=url, study_name=name, direction="maximize")
+    rdb = RDBStorage(url)
+    sid = rdb.get_study_id_from_name(name)
+    # a later round's chunk written before an earlier one (workers), numbered by (round, member)
+    assert add_trials(rdb, sid, _batch(3, seed=1), numbers=[5, 7, 6]).numbers == (5, 7, 6)
+    assert add_trials(rdb, sid, _batch(2, seed=2), numbers=[1, 0]).numbers == (1, 0)
+    with pytest.raises(ValueError, match=r"trial number\(s\) \[0, 6\] already taken"):
+        add_trials(rdb, sid, _batch(3, seed=3), numbers=[6, 2, 0])
+    with pytest.raises(ValueError, match="distinct"):
+        add_trials(rdb, sid, _batch(2, seed=3), numbers=[3, 3])
+    with pytest.raises(ValueError, match="2 numbers given for 3 trials"):
+        add_trials(rdb, sid, _batch(3, seed=3), numbers=[3, 4])
+    # numbering by count would give 5 here, which is taken: refused, not duplicated
+    with pytest.raises(ValueError, match=r"\[5\] already taken"):
+        add_trials(rdb, sid, _batch(1, seed=4))
+    trials = optuna.load_study(study_name=name, storage=url).trials
+    assert sorted(t.number for t in trials) == [0, 1, 5, 6, 7]
+    by_number = {t.number: t for t in trials}
+    assert by_number[7].params == _batch(3, seed=1)[1].params
+    rdb.engine.dispose()

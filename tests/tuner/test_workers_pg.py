@@ -46,10 +46,11 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Any, ...]]
 
 
 def _trials(study: optuna.Study) -> list[tuple[Any, ...]]:
-    """``(round, member, params, value, state, user attrs)`` of every trial, by member."""
+    """``(round, member, params, value, state, user attrs, number)`` of every trial, by
+    member: the numbers too are the same however many workers wrote the trials."""
     rows = [
         (t.user_attrs.get("round"), t.user_attrs.get("member"), t.params, t.value,
-         t.state, t.user_attrs)
+         t.state, t.user_attrs, t.number)
         for t in study.get_trials()
     ]
     return sorted(rows, key=lambda r: (r[0], r[1]))

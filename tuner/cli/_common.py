@@ -12,38 +12,59 @@ from typing import Any, TypeVar
 import click
 import numpy as np
 import optuna
+import sqlalchemy
 
 from simulator.estimators import ESTIMATORS
 from simulator.fusion import FUSIONS, make_fusion
 from simulator.intervals import INTERVALS
 from tuner.space import FusionSpace
-from tuner.storage import SchemaVersionError
+from tuner.storage import SchemaVersionError, StorageError, check_storage
+from tuner.storage._check import sqlite_file, storage_error
 from tuner.study import SearchSpec, jsonable, load_search
 from tuner.weights_text import parse_task_numbers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, FileNotFoundError, KeyError, SchemaVersionError, IsADirectoryError,
+    ValueError, FileNotFoundError, KeyError, SchemaVersionError, StorageError,
+    IsADirectoryError,
 )
 
 
+_CAUGHT: tuple[type[BaseException], ...] = (*USER_ERRORS, OSError, sqlalchemy.exc.DBAPIError)
+
+
 def user_errors(fn: F) -> F:
-    """Turn a user mistake into a one-line message and exit code 1 (no traceback)."""
+    """Turn a user mistake into a one-line message and exit code 1 (no traceback).
+
+    Besides :data:`USER_ERRORS`, a database error (SQLAlchemy's ``DBAPIError``: a file that
+    is not a database, a read-only one, a server gone) names the command's ``--storage``,
+    and an ``OSError`` (a directory that cannot be made or written) names its path.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as err:
-            msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            raise click.ClickException(str(msg).splitlines()[0]) from None
+        except _CAUGHT as err:
+            raise click.ClickException(_one_line(err, kwargs.get("storage"))) from None
         except KeyboardInterrupt:
             click.echo("interrupted; completed trials are saved, run again to resume",
                        err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _one_line(err: BaseException, storage: object) -> str:
+    """The first line of a user error; an OS error as ``path: reason``, a database error
+    with the command's ``--storage``."""
+    if isinstance(err, sqlalchemy.exc.DBAPIError):
+        return str(storage_error(storage_url(str(storage or "the database")), err))
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.filename}: {err.strerror}"
+    msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    return (str(msg) or type(err).__name__).splitlines()[0]
 
 
 def storage_url(value: str) -> str:
@@ -99,13 +120,16 @@ def parse_conditional(text: str | None, tasks: tuple[str, ...]) -> dict[str, str
 
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
-    prefix = "sqlite:///"
-    rest = url[len(prefix):] if url.startswith(prefix) else ""
-    return Path(rest) if rest and rest != ":memory:" else None
+    return sqlite_file(url)
 
 
 def study_names(url: str) -> list[str]:
-    """Studies in the database; a SQLite file that does not exist is not created."""
+    """Studies in the database; a SQLite file that does not exist is not created.
+
+    Raises:
+        StorageError: the URL cannot be a study database (one line naming it).
+    """
+    check_storage(url, create=False)
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return []
@@ -115,7 +139,7 @@ def study_names(url: str) -> list[str]:
 def load_existing(url: str, study_name: str) -> tuple[optuna.Study, SearchSpec]:
     """:func:`load_search` of a study that must exist; never creates a database."""
     path = sqlite_path(url)
-    if path is not None and not path.is_file():
+    if path is not None and not path.exists():  # a directory: study_names says so
         raise FileNotFoundError(f"no database file {path}; --storage must name the SQLite "
                                 "file (or URL) that 'fusiontune search run' wrote")
     names = study_names(url)

@@ -53,6 +53,7 @@ from tuner.study import (
     build_trial,
     is_feasible_complete,
     load_search,
+    name_metrics,
 )
 
 __all__ = [
@@ -138,12 +139,13 @@ def create_pareto_study(url: str, study_name: str, space: FusionSpace, config: P
     missing = [m for m in config.metrics if m not in control]
     if missing:
         raise ValueError(f"control lacks an estimate of metric(s) {missing}")
+    ProjectStore(url).ensure_schema()  # first: a bad URL is a one-line StorageError
     rdb = RDBStorage(url)
-    ProjectStore(url).ensure_schema()
     study = optuna.create_study(storage=rdb, study_name=study_name,
                                 directions=[StudyDirection.MAXIMIZE if d == "maximize"
                                             else StudyDirection.MINIMIZE
                                             for d in config.directions])
+    name_metrics(study, config.metrics)
     attrs = {
         ATTR_PARETO: {**config.to_dict(),
                       "control": {m: [c.value, c.low, c.high] for m, c in control.items()}},

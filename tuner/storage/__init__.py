@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from tuner.storage._check import StorageError, check_storage
 from tuner.storage._claims import ClaimBoard, RoundProgress
 from tuner.storage._migrate import HEAD, current_revision, migrate
 from tuner.storage._tables import (
@@ -20,6 +21,8 @@ __all__ = [
     "RoundProgress",
     "RoundRecord",
     "SchemaVersionError",
+    "StorageError",
+    "check_storage",
     "current_revision",
     "migrate",
 ]

@@ -10,7 +10,9 @@ workers on machines with skewed clocks agree.
 
 :meth:`ClaimBoard.commit_chunk` marks the chunk ``done`` and writes its Optuna trials in one
 transaction, only if the chunk is still this worker's: a worker that was presumed dead and
-whose members were taken over writes nothing, so no member is ever written twice.
+whose members were taken over writes nothing, so no member is ever written twice. (With an
+Optuna whose schema the bulk writer does not know, the trials go through Optuna's API
+first and the claims are marked after: see :meth:`ClaimBoard.commit_chunk`.)
 """
 
 from __future__ import annotations
@@ -168,35 +170,71 @@ class ClaimBoard:
             return {(int(r), int(m)): int(a) for r, m, a in conn.execute(stmt)}
 
     def commit_chunk(
-        self, g: int, worker: str, members: Sequence[int], trials: Sequence[FrozenTrial]
+        self,
+        g: int,
+        worker: str,
+        members: Sequence[int],
+        trials: Sequence[FrozenTrial],
+        numbers: Sequence[int] | None = None,
     ) -> bool:
         """Mark ``members`` of round ``g`` done and add their ``trials``, in one transaction.
 
         Nothing is written unless every member is still claimed by ``worker``.
 
+        If the installed Optuna's schema is not the one the bulk writer writes
+        (:func:`~tuner.storage._trial_writer.bulk_supported`), the two cannot share a
+        transaction: the claims are checked, the trials are added through Optuna's API
+        (numbered by arrival, ``numbers`` ignored) and the claims are marked done after.
+        What is lost: a crash between the write and the mark, or a takeover of a stale
+        claim in between, leaves members whose trials are written but whose claims are not
+        done, so another worker evaluates and writes them again. The duplicate has a higher
+        trial number, and readers keep the first trial of each ``(round, member)`` by number.
+
+        Args:
+            g: the round.
+            worker: the worker that claimed ``members``.
+            members: the chunk's members.
+            trials: their trials.
+            numbers: the trials' numbers (e.g. ``g * population + member``); default the
+                next free ones.
+
         Returns:
             True if written; False if another worker took over some of the members (the
             caller should drop the chunk).
+
+        Raises:
+            ValueError: a number is already taken (nothing is written then).
         """
         t = CLAIMS_TABLE
-        mark = (
-            sa.update(t)
-            .where(
-                self._mine(g)
-                & t.c.member.in_(list(members))
-                & (t.c.worker == worker)
-                & (t.c.state == CLAIMED)
-            )
-            .values(state=DONE, heartbeat_at=self._now)
+        ours = (
+            self._mine(g)
+            & t.c.member.in_(list(members))
+            & (t.c.worker == worker)
+            & (t.c.state == CLAIMED)
         )
-        from tuner.storage._trial_writer import write_trials  # the writer imports storage models
+        mark = sa.update(t).where(ours).values(state=DONE, heartbeat_at=self._now)
+        # the writer imports Optuna's storage models
+        from tuner.storage._trial_writer import (
+            add_trials_one_by_one,
+            bulk_supported,
+            write_trials,
+        )
 
         study_id = self.rdb.get_study_id_from_name(self.study_name)
+        if not bulk_supported():
+            with self._engine.connect() as conn:
+                held = conn.execute(sa.select(sa.func.count()).select_from(t).where(ours))
+                if held.scalar_one() != len(members):
+                    return False
+            add_trials_one_by_one(self.rdb, study_id, trials)
+            with self._engine.begin() as conn:
+                conn.execute(mark)
+            return True
         with self.rdb.engine.connect() as conn:
             if conn.execute(mark).rowcount != len(members):
                 conn.rollback()
                 return False
             # a few multi-row INSERTs under Optuna's lock of the study row
-            write_trials(conn, study_id, trials)
+            write_trials(conn, study_id, trials, numbers)
             conn.commit()
         return True

@@ -32,8 +32,10 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from tuner.storage._check import check_storage, storage_error
 from tuner.storage._migrate import HEAD, SchemaVersionError, migrate
 
 __all__ = [
@@ -183,8 +185,13 @@ class ProjectStore:
         Raises:
             SchemaVersionError: the database's revision is newer than, or unknown to, this
                 fusiontune; nothing is written then.
+            StorageError: the URL cannot be opened or written (one line naming it).
         """
-        migrate(self._engine, "head")
+        check_storage(self.url)
+        try:
+            migrate(self._engine, "head")
+        except (DBAPIError, PermissionError) as err:  # e.g. a read-only database
+            raise storage_error(self.url, err) from None
         self._checked = True
         return HEAD
 

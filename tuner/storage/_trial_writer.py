@@ -20,14 +20,26 @@ is what ``add_trial`` would have written, field by field:
 - values: Optuna's stored representation (``inf`` as a value type, not a number);
 - attrs: ``json.dumps`` of each value; datetimes as naive UTC, as Optuna's model stores them.
 
+Numbers can instead be given by the caller (``numbers=``, e.g. ``round * population +
+member``, so a run numbers its trials the same however many workers wrote them); a number
+already taken in the study is refused, whoever took it.
+
 The table models are Optuna's private ``optuna.storages._rdb.models``; :func:`check_schema`
-(run by every write) refuses an Optuna whose schema is not the one this
-code was written against, with a message that says so, rather than write wrong rows.
+says whether the installed Optuna's schema is the one this code was written against
+(version :data:`OPTUNA_SCHEMA_VERSION`, tested with optuna 4.0-5.0). When it is not,
+:func:`add_trials` falls back to Optuna's public storage API (``create_new_trial`` with a
+template trial, what ``study.add_trial`` does), one trial per transaction, with a one-time
+:class:`OptunaSchemaWarning`: slower, but correct. That fallback numbers trials by arrival
+(``numbers=`` is ignored) and a batch is no longer all-or-nothing: a failure leaves the
+trials before it written. :func:`write_trials`, which writes inside the caller's
+transaction, has no fallback: it raises :class:`OptunaSchemaError` (see
+:func:`bulk_supported`).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,10 +52,14 @@ from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
 __all__ = [
+    "TrialNumberTaken",
     "OPTUNA_ALEMBIC_HEAD",
     "OPTUNA_SCHEMA_VERSION",
     "OptunaSchemaError",
+    "OptunaSchemaWarning",
+    "Written",
     "add_trials",
+    "bulk_supported",
     "check_schema",
     "write_trials",
 ]
@@ -96,9 +112,35 @@ class OptunaSchemaError(RuntimeError):
     """The installed Optuna's RDB schema is not the one :func:`write_trials` writes."""
 
 
+class OptunaSchemaWarning(UserWarning):
+    """The bulk writer is off (Optuna's schema differs); trials go one at a time."""
+
+
+_warned = False  # the fallback's warning is given once per process
+
+
+def bulk_supported() -> bool:
+    """Whether the installed Optuna's RDB schema is the one the bulk writer writes."""
+    return not _schema_problems()
+
+
 def check_schema() -> None:
     """Raise :class:`OptunaSchemaError` unless Optuna's table models are schema version
     :data:`OPTUNA_SCHEMA_VERSION` with the columns this writer fills."""
+    problems = _schema_problems()
+    if problems:
+        import optuna
+
+        raise OptunaSchemaError(
+            f"fusiontune's bulk trial writer (tuner/storage/_trial_writer.py) was written for "
+            f"Optuna's RDB schema version {OPTUNA_SCHEMA_VERSION} (alembic "
+            f"{OPTUNA_ALEMBIC_HEAD}); optuna {optuna.__version__} differs: "
+            f"{'; '.join(problems)}. Pin a compatible optuna or update the writer (and its "
+            "test tests/tuner/test_trial_writer.py)."
+        )
+
+
+def _schema_problems() -> list[str]:
     found = getattr(models, "SCHEMA_VERSION", None)
     problems = []
     if found != OPTUNA_SCHEMA_VERSION:
@@ -110,15 +152,7 @@ def check_schema() -> None:
             problems.append(f"table {name!r} is missing")
         elif not columns <= have or (name != "studies" and have != columns):
             problems.append(f"table {name!r} has columns {sorted(have)}, not {sorted(columns)}")
-    if problems:
-        import optuna
-
-        raise OptunaSchemaError(
-            f"fusiontune's bulk trial writer (tuner/_trial_writer.py) was written for Optuna's "
-            f"RDB schema version {OPTUNA_SCHEMA_VERSION} (alembic {OPTUNA_ALEMBIC_HEAD}); "
-            f"optuna {optuna.__version__} differs: {'; '.join(problems)}. Pin a compatible "
-            "optuna or update the writer (and its test tests/tuner/test_trial_writer.py)."
-        )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -129,14 +163,61 @@ class Written:
     numbers: tuple[int, ...]
 
 
-def add_trials(storage: RDBStorage, study_id: int, trials: Sequence[FrozenTrial]) -> Written:
-    """:func:`write_trials` in a transaction of its own on ``storage``'s engine."""
+def add_trials(
+    storage: RDBStorage,
+    study_id: int,
+    trials: Sequence[FrozenTrial],
+    numbers: Sequence[int] | None = None,
+) -> Written:
+    """:func:`write_trials` in a transaction of its own on ``storage``'s engine.
+
+    If the installed Optuna's schema is not the one the bulk writer writes, the trials are
+    added through Optuna's public storage API instead, one transaction each, numbered by
+    arrival (``numbers`` is then ignored), with a one-time :class:`OptunaSchemaWarning`.
+    """
+    if not bulk_supported():
+        return add_trials_one_by_one(storage, study_id, trials)
     with storage.engine.begin() as conn:
-        return write_trials(conn, study_id, trials)
+        return write_trials(conn, study_id, trials, numbers)
+
+
+def add_trials_one_by_one(
+    storage: RDBStorage, study_id: int, trials: Sequence[FrozenTrial]
+) -> Written:
+    """Add ``trials`` through Optuna's public storage API, what ``study.add_trial`` does.
+
+    The fallback of :func:`add_trials`: one transaction per trial, numbers by arrival, and a
+    failure leaves the trials before it written. Warns once per process.
+    """
+    global _warned
+    if not _warned:
+        _warned = True
+        import optuna
+
+        warnings.warn(
+            f"optuna {optuna.__version__}'s RDB schema is not version "
+            f"{OPTUNA_SCHEMA_VERSION} ({'; '.join(_schema_problems())}); fusiontune writes "
+            "trials one at a time through Optuna's API (slower; numbers by arrival)",
+            OptunaSchemaWarning,
+            stacklevel=3,
+        )
+    for t in trials:
+        if t.state not in _FINISHED:
+            raise ValueError(f"only finished trials are written in bulk, not {t.state.name}")
+    ids, numbers = [], []
+    for t in trials:
+        t._validate()  # as study.add_trial does before create_new_trial
+        tid = storage.create_new_trial(study_id, template_trial=t)
+        ids.append(tid)
+        numbers.append(storage.get_trial_number_from_id(tid))
+    return Written(tuple(ids), tuple(numbers))
 
 
 def write_trials(
-    conn: sa.Connection, study_id: int, trials: Sequence[FrozenTrial]
+    conn: sa.Connection,
+    study_id: int,
+    trials: Sequence[FrozenTrial],
+    numbers: Sequence[int] | None = None,
 ) -> Written:
     """Insert finished ``trials`` into study ``study_id``, inside ``conn``'s transaction.
 
@@ -144,22 +225,39 @@ def write_trials(
     validated as ``study.add_trial`` validates it; ``number`` and ``_trial_id`` of the given
     trials are ignored (they are assigned here).
 
+    Args:
+        conn: a connection whose transaction the rows go into.
+        study_id: Optuna's id of the study.
+        trials: finished trials.
+        numbers: the trials' numbers, one each, e.g. ``round * population + member``;
+            default: the next free ones, as Optuna numbers (the study's trial count on).
+
     Returns:
         The trial ids and numbers assigned, in the order of ``trials``.
 
     Raises:
         ValueError: a trial is not finished, is invalid, has as many values as the study has
-            no objectives, or has a distribution incompatible with the study's.
+            no objectives, or has a distribution incompatible with the study's; a number is
+            negative, repeated, or already taken in the study.
         KeyError: no study ``study_id``.
         OptunaSchemaError: Optuna's table models are not the expected ones.
     """
     check_schema()
+    if numbers is not None and len(numbers) != len(trials):
+        raise ValueError(f"{len(numbers)} numbers given for {len(trials)} trials")
     if not trials:
         return Written((), ())
     for t in trials:
         if t.state not in _FINISHED:
             raise ValueError(f"only finished trials are written in bulk, not {t.state.name}")
         t._validate()
+    if numbers is not None:
+        given = [int(n) for n in numbers]
+        repeated = sorted({n for n in given if given.count(n) > 1})
+        if repeated or min(given) < 0:
+            raise ValueError(
+                f"trial numbers must be distinct and >= 0; got {repeated or min(given)}"
+            )
     _lock_study(conn, study_id)
     n_objectives = conn.execute(
         sa.select(sa.func.count()).select_from(_DIRECTIONS).where(
@@ -172,12 +270,19 @@ def write_trials(
                 f"a trial has {len(t.values)} values; the study has {n_objectives} objectives"
             )
     _check_distributions(conn, study_id, trials)
-    base = conn.execute(
-        sa.select(sa.func.count()).select_from(_TRIALS).where(_TRIALS.c.study_id == study_id)
-    ).scalar_one()
+    if numbers is None:
+        base = conn.execute(
+            sa.select(sa.func.count()).select_from(_TRIALS).where(
+                _TRIALS.c.study_id == study_id
+            )
+        ).scalar_one()
+        chosen = [base + i for i in range(len(trials))]
+    else:
+        chosen = [int(n) for n in numbers]
+    _check_free(conn, study_id, chosen)
     rows = [
         {
-            "number": base + i,
+            "number": chosen[i],
             "study_id": study_id,
             "state": t.state,
             "datetime_start": _utc(t.datetime_start),
@@ -231,7 +336,33 @@ def write_trials(
     ):
         if batch:
             conn.execute(sa.insert(table), batch)
-    return Written(tuple(ids), tuple(base + i for i in range(len(trials))))
+    return Written(tuple(ids), tuple(chosen))
+
+
+class TrialNumberTaken(ValueError):
+    """A trial number given by the caller is already some trial's in the study."""
+
+
+def _check_free(conn: sa.Connection, study_id: int, numbers: list[int]) -> None:
+    """Refuse numbers some trial of the study already has (read under the study lock)."""
+    wanted = set(numbers)
+    taken = sorted(
+        int(n)
+        for n in conn.execute(
+            sa.select(_TRIALS.c.number).where(
+                (_TRIALS.c.study_id == study_id)
+                & (_TRIALS.c.number >= min(numbers))
+                & (_TRIALS.c.number <= max(numbers))
+            )
+        ).scalars()
+        if int(n) in wanted
+    )
+    if taken:
+        raise TrialNumberTaken(
+            f"trial number(s) {taken[:10]} already taken in study id {study_id}; numbers "
+            "given by the caller must be new, and another writer numbering by arrival may "
+            "have taken them"
+        )
 
 
 def _lock_study(conn: sa.Connection, study_id: int) -> None:

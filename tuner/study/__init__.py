@@ -13,6 +13,7 @@ from tuner.study._attrs import (
     ATTR_STRATEGY,
     SearchSpec,
     jsonable,
+    name_metrics,
 )
 from tuner.study._history import RoundSummary, history, replayed_strategy, trials_table
 from tuner.study._loop import check_single_objective, run_rounds
@@ -59,6 +60,7 @@ __all__ = [
     "is_feasible_complete",
     "jsonable",
     "load_search",
+    "name_metrics",
     "run_rounds",
     "run_worker",
     "replayed_strategy",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "ATTR_STRATEGY",
     "SearchSpec",
     "jsonable",
+    "name_metrics",
 ]
 
 ATTR_SPACE = "fusiontune:space"
@@ -40,7 +42,16 @@ ATTR_INIT_MEAN = "fusiontune:init_mean"
 ATTR_STRATEGY = "fusiontune:strategy"
 """Name of the study's strategy in :data:`tuner.strategies.STRATEGIES`; a study made before
 strategies were stored has none and runs ``"cem"``."""
-NOT_FUSIONTUNE = "it was not created by fusiontune (made by plain Optuna?)"
+
+
+def name_metrics(study: optuna.Study, names: Sequence[str]) -> None:
+    """Name the study's objectives (``optuna-dashboard`` shows them, not "Objective 0").
+
+    Optuna's ``Study.set_metric_names`` (experimental since 3.2; its warning is silenced).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(names))
 
 
 @dataclass(frozen=True)
@@ -104,8 +115,8 @@ def read_spec(study: optuna.Study) -> SearchSpec:
     attrs = study.user_attrs
     missing = [k for k in (ATTR_SPACE, ATTR_CONFIG, ATTR_SEED) if k not in attrs]
     if missing:
-        raise ValueError(f"study {study.study_name!r} is not a fusiontune study: it lacks "
-                         f"user attrs {missing}; {NOT_FUSIONTUNE}")
+        raise ValueError(f"study {study.study_name!r} is not a fusiontune study (made by "
+                         f"plain Optuna?): it lacks user attrs {missing}")
     space = FusionSpace.from_dict(attrs[ATTR_SPACE])
     name = str(attrs.get(ATTR_STRATEGY, "cem"))
     config = make_config(name, attrs[ATTR_CONFIG])

@@ -43,6 +43,7 @@ from tuner.study._trials import (
     _generations,
     _members,
     _round_members,
+    member_numbers,
 )
 
 __all__ = ["advance", "check_single_objective", "run_rounds"]
@@ -142,7 +143,8 @@ def _run(study: optuna.Study, search: SearchSpec, evaluate: Evaluate, rounds: in
                         "vectors; it must return one per row, in order"
                     )
                 _add_trials(study, [_frozen(space, g, m, X[m], result, start)
-                                    for m, result in zip(missing, results, strict=True)])
+                                    for m, result in zip(missing, results, strict=True)],
+                            member_numbers(g, missing, m_pop))
             members = _round_members(study, g, m_pop)
             summary = _summary(g, members, strategy, space)
             strategy.tell(g, *_arrays(space, members))

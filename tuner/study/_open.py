@@ -12,7 +12,6 @@ rounds.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -27,10 +26,10 @@ from tuner.storage import ProjectStore
 from tuner.strategies import CEMConfig, CEMSampler
 from tuner.study._attrs import (
     ATTR_SETTINGS,
-    NOT_FUSIONTUNE,
     SearchSpec,
     _check_same,
     _json_roundtrip,
+    name_metrics,
     read_spec,
 )
 
@@ -77,8 +76,8 @@ def create_or_load_study(
             ``create`` is False, the study was not made by fusiontune, or a new study lacks
             space/config/seed.
     """
+    ProjectStore(storage).ensure_schema()  # first: a bad URL is a one-line StorageError
     rdb = RDBStorage(storage)
-    ProjectStore(storage).ensure_schema()
     names = optuna.get_all_study_names(rdb)
     if study_name in names:
         study = optuna.load_study(study_name=study_name, storage=rdb)
@@ -97,9 +96,7 @@ def create_or_load_study(
         stored = SearchSpec.new(space, config, seed, init_mean, settings)
         attrs = stored.attrs()  # checks settings are JSON-able before anything is written
         study = optuna.create_study(storage=rdb, study_name=study_name, direction="maximize")
-        with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([METRIC_NAME])
+        name_metrics(study, [METRIC_NAME])
         for key, value in attrs.items():
             study.set_user_attr(key, value)
     if isinstance(stored.config, CEMConfig):  # study.optimize() then samples CEM too
@@ -114,10 +111,10 @@ def _check_loaded(study: optuna.Study, storage: str, space: FusionSpace | None,
                   init_mean: np.ndarray | None) -> SearchSpec:
     name = study.study_name
     pareto = "fusiontune:pareto" in study.user_attrs  # tuner.pareto: one direction a metric
+    if not pareto and "fusiontune:space" not in study.user_attrs:
+        raise ValueError(f"study {name!r} in {storage} is not a fusiontune study "
+                         "(made by plain Optuna?)")
     if not pareto and study.directions != [StudyDirection.MAXIMIZE]:
-        if "fusiontune:space" not in study.user_attrs:
-            raise ValueError(f"study {name!r} in {storage} is not a fusiontune study; "
-                             f"{NOT_FUSIONTUNE}")
         raise ValueError(f"study {name!r} in {storage} is not single-objective max")
     stored = read_spec(study)
     _check_same(name, "space", stored.space.to_dict(), space and space.to_dict())

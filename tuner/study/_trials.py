@@ -20,7 +20,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from tuner.space import FusionSpace
-from tuner.storage._trial_writer import add_trials
+from tuner.storage._trial_writer import TrialNumberTaken, add_trials
 
 __all__ = [
     "FAIL_REASON",
@@ -232,11 +232,21 @@ def build_trial(
     return trial
 
 
-def _add_trials(study: optuna.Study, trials: Sequence[FrozenTrial]) -> None:
-    """Write ``trials`` into ``study`` in one transaction (:mod:`tuner.storage._trial_writer`).
+def member_numbers(g: int, members: Sequence[int], population: int) -> list[int]:
+    """Trial numbers of ``members`` of round ``g``: ``g * population + member``, so a study's
+    trials are numbered the same however many workers wrote them, in whatever order."""
+    return [g * population + int(m) for m in members]
+
+
+def _add_trials(
+    study: optuna.Study, trials: Sequence[FrozenTrial], numbers: Sequence[int] | None = None
+) -> None:
+    """Write ``trials`` into ``study`` in one transaction (:mod:`tuner.storage._trial_writer`),
+    numbered ``numbers`` if given and free, else by arrival (a study that also holds trials
+    other than its members, e.g. one left RUNNING by a killed ``study.ask``).
 
     A study not in an RDB, or whose ``add_trial`` was replaced on the instance (a wrapper,
-    a test double), gets them one ``add_trial`` at a time instead.
+    a test double), gets them one ``add_trial`` at a time instead (numbered by arrival).
     """
     storage = getattr(study, "_storage", None)
     rdb = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
@@ -244,7 +254,11 @@ def _add_trials(study: optuna.Study, trials: Sequence[FrozenTrial]) -> None:
         for trial in trials:
             study.add_trial(trial)
         return
-    add_trials(rdb, rdb.get_study_id_from_name(study.study_name), trials)
+    study_id = rdb.get_study_id_from_name(study.study_name)
+    try:
+        add_trials(rdb, study_id, trials, numbers)
+    except TrialNumberTaken:
+        add_trials(rdb, study_id, trials, None)
 
 
 def _check_kept(

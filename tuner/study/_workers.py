@@ -42,10 +42,18 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.storage import ClaimBoard, ProjectStore
+from tuner.storage._trial_writer import TrialNumberTaken
 from tuner.study._history import _record_once
 from tuner.study._loop import advance
 from tuner.study._open import load_search
-from tuner.study._trials import TrialResult, _arrays, _frozen, _generations, _select_members
+from tuner.study._trials import (
+    TrialResult,
+    _arrays,
+    _frozen,
+    _generations,
+    _select_members,
+    member_numbers,
+)
 
 __all__ = [
     "ATTR_TARGET",
@@ -220,7 +228,7 @@ def run_worker(
                     _frozen(space, g, m, X[m], r, start)
                     for m, r in zip(mine, results, strict=True)
                 ]
-                if board.commit_chunk(g, me, mine, trials):
+                if _commit(board, g, me, mine, trials, member_numbers(g, mine, m_pop)):
                     evaluated += len(mine)
                     chunks += 1
                     emit({"event": "chunk", "round": g, "members": mine, "worker": me})
@@ -251,6 +259,16 @@ def run_worker(
         store.close()
         rdb.engine.dispose()
     return WorkerReport(me, evaluated, chunks, lost, tuple(refits), g)
+
+
+def _commit(board: ClaimBoard, g: int, worker: str, members: list[int],
+            trials: list[FrozenTrial], numbers: list[int]) -> bool:
+    """:meth:`ClaimBoard.commit_chunk` numbered by round and member, or by arrival where
+    those numbers are taken (a study that also holds trials other than its members)."""
+    try:
+        return board.commit_chunk(g, worker, members, trials, numbers)
+    except TrialNumberTaken:
+        return board.commit_chunk(g, worker, members, trials)
 
 
 @contextmanager
