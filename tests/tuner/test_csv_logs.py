@@ -99,4 +99,4 @@ population = 4
                                                  "examination = [1, 2]"))
     bad = invoke(["search", "run", "--storage", str(db), "--study", "g", "--config",
                   str(config), "--no-progress"])
-    assert_user_error(bad, "[data] examination must be a list of one probability in (0, 1]")
+    assert_user_error(bad, "[data] examination.1 must be <= 1.0, got 2")
