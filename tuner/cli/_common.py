@@ -18,8 +18,13 @@ from simulator.estimators import ESTIMATORS
 from simulator.fusion import FUSIONS, make_fusion
 from simulator.intervals import INTERVALS
 from tuner.space import FusionSpace
-from tuner.storage import SchemaVersionError, StorageError, check_storage
-from tuner.storage._check import sqlite_file, storage_error
+from tuner.storage import (
+    SchemaVersionError,
+    StorageError,
+    check_storage,
+    sqlite_file,
+    storage_error,
+)
 from tuner.study import SearchSpec, jsonable, load_search
 from tuner.weights_text import parse_task_numbers
 

@@ -34,8 +34,7 @@ from tuner.evaluation.objective import FusionObjective
 from tuner.pareto._config import ParetoConfig
 from tuner.pareto._front import MetricEstimate, pareto_mask
 from tuner.space import FusionSpace
-from tuner.storage import ProjectStore
-from tuner.storage._trial_writer import add_trials
+from tuner.storage import ProjectStore, add_trials
 from tuner.strategies import (
     BaseMultiStrategy,
     CEMConfig,

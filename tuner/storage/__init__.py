@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from tuner.storage._check import StorageError, check_storage
+from tuner.storage._check import StorageError, check_storage, sqlite_file, storage_error
 from tuner.storage._claims import ClaimBoard, RoundProgress
 from tuner.storage._migrate import HEAD, current_revision, migrate
 from tuner.storage._tables import (
@@ -12,6 +12,7 @@ from tuner.storage._tables import (
     RoundRecord,
     SchemaVersionError,
 )
+from tuner.storage._trial_writer import TrialNumberTaken, add_trials, write_trials
 
 __all__ = [
     "HEAD",
@@ -22,7 +23,12 @@ __all__ = [
     "RoundRecord",
     "SchemaVersionError",
     "StorageError",
+    "TrialNumberTaken",
+    "add_trials",
     "check_storage",
     "current_revision",
     "migrate",
+    "sqlite_file",
+    "storage_error",
+    "write_trials",
 ]

@@ -26,6 +26,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
 from tuner.storage._tables import CLAIMS_TABLE, insert_ignore
+from tuner.storage._trial_writer import add_trials_one_by_one, bulk_supported, write_trials
 
 __all__ = ["OPEN", "CLAIMED", "DONE", "ClaimBoard", "RoundProgress"]
 
@@ -213,13 +214,6 @@ class ClaimBoard:
             & (t.c.state == CLAIMED)
         )
         mark = sa.update(t).where(ours).values(state=DONE, heartbeat_at=self._now)
-        # the writer imports Optuna's storage models
-        from tuner.storage._trial_writer import (
-            add_trials_one_by_one,
-            bulk_supported,
-            write_trials,
-        )
-
         study_id = self.rdb.get_study_id_from_name(self.study_name)
         if not bulk_supported():
             with self._engine.connect() as conn:

@@ -4,7 +4,7 @@ config class. Multi-objective (Pareto) strategies: NSGA-II and CEM over scalaris
 
 from __future__ import annotations
 
-from tuner.strategies._base import BaseStrategy
+from tuner.strategies._base import BaseStrategy, initial_mean
 from tuner.strategies._cem import CEM, CEMConfig, CEMState
 from tuner.strategies._multi import BaseMultiStrategy
 from tuner.strategies._nsga2_multi import NSGA2Multi
@@ -55,6 +55,7 @@ __all__ = [
     "StrategyEntry",
     "TPEConfig",
     "cmaes",
+    "initial_mean",
     "make_config",
     "make_strategy",
     "nsga2",

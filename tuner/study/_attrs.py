@@ -19,8 +19,13 @@ import numpy as np
 import optuna
 
 from tuner.space import FusionSpace
-from tuner.strategies import BaseStrategy, make_config, make_strategy, strategy_name
-from tuner.strategies._base import initial_mean
+from tuner.strategies import (
+    BaseStrategy,
+    initial_mean,
+    make_config,
+    make_strategy,
+    strategy_name,
+)
 
 __all__ = [
     "ATTR_CONFIG",

@@ -20,7 +20,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from tuner.space import FusionSpace
-from tuner.storage._trial_writer import TrialNumberTaken, add_trials
+from tuner.storage import TrialNumberTaken, add_trials
 
 __all__ = [
     "FAIL_REASON",

@@ -41,8 +41,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.storage import ClaimBoard, ProjectStore
-from tuner.storage._trial_writer import TrialNumberTaken
+from tuner.storage import ClaimBoard, ProjectStore, TrialNumberTaken
 from tuner.study._history import _record_once
 from tuner.study._loop import advance
 from tuner.study._open import load_search
