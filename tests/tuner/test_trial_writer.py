@@ -282,7 +282,9 @@ def test_another_schema_falls_back_to_optunas_api_with_one_warning(
     _force_fallback(monkeypatch)
     with pytest.warns(OptunaSchemaWarning, match="one at a time") as caught:
         written = [add_trials(rdb, slow._study_id, b, numbers=[99] * len(b)) for b in batches]
-    assert len(caught) == 1  # once per process
+    # once per process (other warnings, e.g. a ResourceWarning of an earlier test's
+    # connection collected meanwhile, may land in the same record)
+    assert len([w for w in caught if issubclass(w.category, OptunaSchemaWarning)]) == 1
     assert written[0].numbers == tuple(range(9)) and written[1].numbers == tuple(range(9, 16))
     monkeypatch.undo()
     fa = optuna.load_study(study_name=f"bulk_{suffix}", storage=url).trials
