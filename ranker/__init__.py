@@ -49,6 +49,7 @@ from ranker.heads import (
     Towers,
     entire_space_probs,
 )
+from ranker.losses import task_losses
 from ranker.metrics import TaskMetrics, auc, evaluate
 from ranker.model import (
     BUILDERS,
@@ -67,7 +68,7 @@ from ranker.model import (
 )
 from ranker.score import predict
 from ranker.tasks import TaskSpec
-from ranker.train import TrainConfig, TrainResult, task_losses, train
+from ranker.train import TrainConfig, TrainResult, train
 
 __all__ = [
     "BALANCERS",
