@@ -11,7 +11,14 @@ Example:
     ...     [CategoricalFeature("item", 100), NumericFeature("price")],
     ...     [TaskSpec("click"), TaskSpec("buy", sample_space="after:click")],
     ... )
-    >>> result = train(model, train_rows, valid_rows, TrainConfig())  # doctest: +SKIP
+    >>> rng = np.random.default_rng(0)
+    >>> def rows(n):  # clicks on even items; of those, buys on multiples of 4
+    ...     item = rng.integers(0, 100, n)
+    ...     return RankerData({"item": item, "price": rng.lognormal(size=n)},
+    ...                       {"click": item % 2 == 0, "buy": item % 4 == 0})
+    >>> result = train(model, rows(1000), rows(300), TrainConfig(epochs=2), progress=False)
+    >>> len(result.history)
+    2
     >>> scores = predict(model, {"item": np.arange(3), "price": np.ones(3)})
     >>> sorted(scores)
     ['buy', 'click']
