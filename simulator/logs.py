@@ -36,7 +36,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,12 +323,70 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+_Fail = Callable[[str], LogValidationError]
+
+
 def _from_columns(
     columns: Mapping[str, np.ndarray], examination: np.ndarray | None, source: str
 ) -> LoggedTraffic:
+    """Validate a long table and build the dense log; each stage raises on its first fault."""
+
     def fail(msg: str) -> LogValidationError:
         return LogValidationError(f"{source}: {msg}")
 
+    pscore_cols, label_cols = _column_names(columns, fail)
+    k = len(pscore_cols)
+    prefix_cols = [PREFIX_PSCORE] if PREFIX_PSCORE in columns else []
+    numeric = _numeric_columns(columns, [*pscore_cols, *label_cols, *prefix_cols], fail)
+    grid = _RequestGrid.of(numeric["request_id"], k, fail)
+    dense = grid.dense
+
+    user = dense(numeric["user_id"])
+    bad = user != user[:, :1]
+    if bad.any():
+        raise fail(f"column 'user_id' row {int(grid.rows[bad][0])}: a request has more than "
+                   "one user")
+    positions = dense(numeric["position"])
+    _check_positions(positions, numeric["position"], grid, k, fail)
+    shown = positions >= 0
+    pscores = np.stack([dense(numeric[c]) for c in pscore_cols], axis=-1)
+    _check_pscores(pscores, positions, pscore_cols, grid, fail)
+
+    labels = {c[len(LABEL_PREFIX):]: dense(numeric[c]) for c in label_cols}
+    for name, lab in labels.items():
+        bad = ~shown & (lab != 0)
+        if bad.any():
+            raise fail(f"column '{LABEL_PREFIX}{name}' row {int(grid.rows[bad][0])}: a "
+                       "candidate that was not shown (position -1) has a non-zero label")
+    features = {c[len(FEATURE_PREFIX):]: dense(numeric[c])
+                for c in numeric if c.startswith(FEATURE_PREFIX)}
+    if examination is not None:
+        examination = np.asarray(examination, dtype=np.float64)
+        if examination.shape != (k,) or not ((examination > 0) & (examination <= 1)).all():
+            raise fail(f"examination curve must be {k} values in (0, 1], got {examination}")
+    prefix = None
+    if prefix_cols:
+        prefix = np.where(shown, dense(numeric[PREFIX_PSCORE]), 0.0)
+        bad = shown & ~((prefix > 0) & (prefix <= 1))
+        if bad.any():
+            row = int(grid.rows[bad][0])
+            raise fail(f"column '{PREFIX_PSCORE}' row {row}: probability "
+                       f"{numeric[PREFIX_PSCORE][row]} of a logged prefix must be in (0, 1]")
+    return LoggedTraffic(
+        request_ids=grid.request_ids.astype(np.int64),
+        user_ids=user[:, 0].copy(),
+        item_ids=dense(numeric["item_id"]),
+        positions=positions,
+        pscores=pscores,
+        labels=labels,
+        features=features,
+        examination=examination,
+        prefix_pscores=prefix,
+    )
+
+
+def _column_names(columns: Mapping[str, np.ndarray], fail: _Fail) -> tuple[list[str], list[str]]:
+    """``(pscore columns by slot, label columns)``, once the key columns are all there."""
     missing = [c for c in _KEY_COLUMNS if c not in columns]
     if missing:
         raise fail(
@@ -342,14 +400,20 @@ def _from_columns(
     if not pscore_cols:
         raise fail(f"missing column(s) {PSCORE_PREFIX}0..{PSCORE_PREFIX}<K-1> "
                    "(logging propensity of each slot)")
-    k = len(pscore_cols)
-    expected = [f"{PSCORE_PREFIX}{j}" for j in range(k)]
+    expected = [f"{PSCORE_PREFIX}{j}" for j in range(len(pscore_cols))]
     if pscore_cols != expected:
         raise fail(f"propensity columns must be {expected}, got {pscore_cols}")
     label_cols = [c for c in columns if c.startswith(LABEL_PREFIX)]
     if not label_cols:
         raise fail(f"missing label columns: a log needs at least one {LABEL_PREFIX}<task>")
+    return pscore_cols, label_cols
 
+
+def _numeric_columns(
+    columns: Mapping[str, np.ndarray], float_cols: Sequence[str], fail: _Fail
+) -> dict[str, np.ndarray]:
+    """Every column as a numeric ``[rows]`` array: key columns int64, ``float_cols`` finite
+    float64, the rest (features) as given."""
     n_rows = len(columns["request_id"])
     if n_rows == 0:
         raise fail("the log has no rows")
@@ -361,8 +425,7 @@ def _from_columns(
         if arr.dtype.kind not in "biuf":
             raise fail(f"column {name!r} must be numeric, got dtype {arr.dtype}")
         numeric[name] = arr
-
-    for name in [*_KEY_COLUMNS]:
+    for name in _KEY_COLUMNS:
         arr = numeric[name]
         if arr.dtype.kind == "f":
             bad = ~np.isfinite(arr) | (arr != np.round(arr))
@@ -370,8 +433,7 @@ def _from_columns(
                 raise fail(f"column {name!r} row {_first_bad(bad)}: must be an integer, "
                            f"got {arr[_first_bad(bad)]}")
         numeric[name] = arr.astype(np.int64)
-    prefix_cols = [PREFIX_PSCORE] if PREFIX_PSCORE in columns else []
-    for name in [*pscore_cols, *label_cols, *prefix_cols]:
+    for name in float_cols:
         arr = numeric[name].astype(np.float64)
         bad = ~np.isfinite(arr)
         if bad.any():
@@ -379,43 +441,61 @@ def _from_columns(
             raise fail(f"column {name!r} row {row}: value {arr[row]} is not finite "
                        "(labels and propensities must be numbers)")
         numeric[name] = arr
+    return numeric
 
-    request = numeric["request_id"]
-    order = np.argsort(request, kind="stable")
-    sorted_req = request[order]
-    req_ids, starts, counts = np.unique(sorted_req, return_index=True, return_counts=True)
-    values, freq = np.unique(counts, return_counts=True)
-    n = int(values[np.argmax(freq)])  # the usual number of candidates
-    if (counts != n).any():
-        odd = _first_bad(counts != n)
-        row = int(order[starts[odd]])
-        raise fail(
-            f"column 'request_id' row {row}: request {req_ids[odd]} has {counts[odd]} "
-            f"candidates, but most requests have {n}; every request needs the same number"
-        )
-    r = len(req_ids)
-    if k > n:
-        raise fail(f"{k} slots ({PSCORE_PREFIX}* columns) but only {n} candidates per request")
 
-    def dense(name: str) -> np.ndarray:
-        return numeric[name][order].reshape(r, n)
+@dataclass(frozen=True)
+class _RequestGrid:
+    """Where each row of the long table goes in the dense ``[R, N]`` arrays.
 
-    rows = order.reshape(r, n)  # original row index of every dense cell
-    user = dense("user_id")
-    bad = user != user[:, :1]
-    if bad.any():
-        raise fail(f"column 'user_id' row {int(rows[bad][0])}: a request has more than one user")
+    Args:
+        order: ``[R * N]`` row indices, stably sorted by request id.
+        request_ids: ``[R]`` the sorted distinct request ids.
+        rows: ``[R, N]`` original row index of every dense cell (for messages).
+    """
 
-    positions = dense("position")
+    order: np.ndarray
+    request_ids: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def of(cls, request: np.ndarray, k: int, fail: _Fail) -> _RequestGrid:
+        """The grid of a ``[rows]`` request id column; every request must have as many
+        candidates as most do, and at least ``k``."""
+        order = np.argsort(request, kind="stable")
+        req_ids, starts, counts = np.unique(request[order], return_index=True,
+                                            return_counts=True)
+        values, freq = np.unique(counts, return_counts=True)
+        n = int(values[np.argmax(freq)])  # the usual number of candidates
+        if (counts != n).any():
+            odd = _first_bad(counts != n)
+            row = int(order[starts[odd]])
+            raise fail(
+                f"column 'request_id' row {row}: request {req_ids[odd]} has {counts[odd]} "
+                f"candidates, but most requests have {n}; every request needs the same number"
+            )
+        if k > n:
+            raise fail(f"{k} slots ({PSCORE_PREFIX}* columns) but only {n} candidates per "
+                       "request")
+        return cls(order=order, request_ids=req_ids, rows=order.reshape(len(req_ids), n))
+
+    def dense(self, column: np.ndarray) -> np.ndarray:
+        """``[rows]`` -> ``[R, N]``."""
+        return column[self.order].reshape(self.rows.shape)
+
+
+def _check_positions(
+    positions: np.ndarray, column: np.ndarray, grid: _RequestGrid, k: int, fail: _Fail
+) -> None:
+    """``[R, N]`` positions are -1 or a slot, and each request fills every slot once."""
+    rows, req_ids = grid.rows, grid.request_ids
     bad = (positions < -1) | (positions >= k)
     if bad.any():
         row = int(rows[bad][0])
-        raise fail(f"column 'position' row {row}: value {numeric['position'][row]} is not a "
+        raise fail(f"column 'position' row {row}: value {column[row]} is not a "
                    f"valid slot; valid: -1 (not shown) or 0..{k - 1}")
-    shown = positions >= 0
-    # Every slot must be used exactly once per request.
-    counts_per_slot = np.zeros((r, k), dtype=np.int64)
-    rr, cc = np.nonzero(shown)
+    counts_per_slot = np.zeros((len(req_ids), k), dtype=np.int64)
+    rr, cc = np.nonzero(positions >= 0)
     np.add.at(counts_per_slot, (rr, positions[rr, cc]), 1)
     dup = counts_per_slot > 1
     if dup.any():
@@ -429,12 +509,20 @@ def _from_columns(
         raise fail(f"column 'position' row {int(rows[req, 0])}: request {req_ids[req]} has "
                    f"no candidate in slot {slot}; every slot 0..{k - 1} must be filled")
 
-    pscores = np.stack([dense(c) for c in pscore_cols], axis=-1)
+
+def _check_pscores(
+    pscores: np.ndarray, positions: np.ndarray, pscore_cols: Sequence[str],
+    grid: _RequestGrid, fail: _Fail,
+) -> None:
+    """``[R, N, K]`` propensities: in [0, 1], the logged slot's in (0, 1], at most 1 per
+    candidate over the slots, and each slot's summing to 1 over the candidates."""
+    rows, req_ids = grid.rows, grid.request_ids
     bad = (pscores < 0) | (pscores > 1)
     if bad.any():
         req, cand, slot = np.argwhere(bad)[0]
         raise fail(f"column '{pscore_cols[slot]}' row {int(rows[req, cand])}: propensity "
                    f"{pscores[req, cand, slot]} is outside [0, 1]")
+    shown = positions >= 0
     slot_idx = np.where(shown, positions, 0)
     logged = np.take_along_axis(pscores, slot_idx[..., None], axis=2)[..., 0]
     bad = shown & ~((logged > 0) & (logged <= 1))
@@ -455,35 +543,3 @@ def _from_columns(
         req, slot = np.argwhere(bad)[0]
         raise fail(f"column '{pscore_cols[slot]}' rows of request {req_ids[req]} sum to "
                    f"{col_sums[req, slot]:.6f}; each slot's propensities must sum to 1")
-
-    labels = {c[len(LABEL_PREFIX):]: dense(c) for c in label_cols}
-    for name, lab in labels.items():
-        bad = ~shown & (lab != 0)
-        if bad.any():
-            raise fail(f"column '{LABEL_PREFIX}{name}' row {int(rows[bad][0])}: a candidate "
-                       "that was not shown (position -1) has a non-zero label")
-    features = {c[len(FEATURE_PREFIX):]: dense(c)
-                for c in numeric if c.startswith(FEATURE_PREFIX)}
-    if examination is not None:
-        examination = np.asarray(examination, dtype=np.float64)
-        if examination.shape != (k,) or not ((examination > 0) & (examination <= 1)).all():
-            raise fail(f"examination curve must be {k} values in (0, 1], got {examination}")
-    prefix = None
-    if prefix_cols:
-        prefix = np.where(shown, dense(PREFIX_PSCORE), 0.0)
-        bad = shown & ~((prefix > 0) & (prefix <= 1))
-        if bad.any():
-            row = int(rows[bad][0])
-            raise fail(f"column '{PREFIX_PSCORE}' row {row}: probability "
-                       f"{numeric[PREFIX_PSCORE][row]} of a logged prefix must be in (0, 1]")
-    return LoggedTraffic(
-        request_ids=req_ids.astype(np.int64),
-        user_ids=user[:, 0].copy(),
-        item_ids=dense("item_id"),
-        positions=positions,
-        pscores=pscores,
-        labels=labels,
-        features=features,
-        examination=examination,
-        prefix_pscores=prefix,
-    )
