@@ -124,6 +124,71 @@ def _validation_losses(
     return model.losses(logits, labels)
 
 
+def _balancer_of(
+    config: TrainConfig, balancer: BaseBalancer | None, task_names: list[str]
+) -> BaseBalancer:
+    """The balancer given, or the static one of ``config.loss_weights``; never both."""
+    weights = check_loss_weights(config.loss_weights, task_names)
+    if balancer is None:
+        balancer = StaticBalancer(weights)
+    elif config.loss_weights is not None:
+        raise ValueError("pass either TrainConfig.loss_weights or a balancer, not both")
+    unknown = [t for t in balancer.tasks if t not in task_names]
+    if unknown:
+        raise ValueError(
+            f"balancer names task(s) {unknown} the model does not have; model tasks: {task_names}"
+        )
+    return balancer
+
+
+def _train_epoch(
+    model: MultiTaskModel,
+    balancer: BaseBalancer,
+    optimizer: torch.optim.Optimizer,
+    shared: list[Tensor],
+    data: tuple[Tensor, Tensor, dict[str, Tensor]],
+    perm: Tensor,
+    config: TrainConfig,
+    bar: tqdm,
+) -> dict[str, float]:
+    """One pass over the rows in the order ``perm``; the row-weighted sums of the batch
+    losses: ``"total"`` (the balancer's validation loss) and one per task.
+
+    Args:
+        data: ``cat [n, C]``, ``num [n, D]`` and task -> ``[n]`` labels.
+        perm: ``[n]`` the epoch's row order.
+        bar: The progress bar over the batch starts (closed here).
+    """
+    cat, num, labels = data
+    n = cat.shape[0]
+    e_cat, e_num = cat[perm], num[perm]  # one gather per epoch, then slices
+    e_labels = {t: y[perm] for t, y in labels.items()}
+    sums = {t: 0.0 for t in ["total", *labels]}
+    mixed = config.precision == "bf16"
+    device = next(model.parameters()).device.type
+    for i, lo in enumerate(bar):
+        hi = lo + config.batch_size
+        with torch.autocast(device, torch.bfloat16, enabled=mixed):
+            logits = model(e_cat[lo:hi], e_num[lo:hi])  # task -> [b]
+        if mixed:  # losses in float32: log(1 - p) of bf16 logits loses the small p
+            logits = _as_float32(logits)
+        # the heads own their loss (towers: per-task BCE; ESMM/ESCM2: entire space)
+        losses = model.losses(logits, {t: y[lo:hi] for t, y in e_labels.items()})
+        optimizer.zero_grad(set_to_none=True)
+        balancer.backward(losses, shared)
+        optimizer.step()
+        rows = min(hi, n) - lo
+        detached = {t: loss.detach() for t, loss in losses.items()}
+        total = float(balancer.validation_loss(detached))
+        sums["total"] += total * rows
+        for t, loss in detached.items():
+            sums[t] += float(loss) * rows
+        if not bar.disable and i % 20 == 0:
+            bar.set_postfix(loss=f"{total:.4f}")
+    bar.close()
+    return sums
+
+
 def train(
     model: MultiTaskModel,
     train_data: RankerData,
@@ -167,16 +232,7 @@ def train(
         (3, True)
     """
     task_names = [t.name for t in model.tasks]
-    weights = check_loss_weights(config.loss_weights, task_names)
-    if balancer is None:
-        balancer = StaticBalancer(weights)
-    elif config.loss_weights is not None:
-        raise ValueError("pass either TrainConfig.loss_weights or a balancer, not both")
-    unknown = [t for t in balancer.tasks if t not in task_names]
-    if unknown:
-        raise ValueError(
-            f"balancer names task(s) {unknown} the model does not have; model tasks: {task_names}"
-        )
+    balancer = _balancer_of(config, balancer, task_names)
     cat, num = encode_features(train_data.features, model.features)
     labels = encode_labels(train_data.labels, model.tasks)
     v_cat, v_num = encode_features(valid_data.features, model.features)
@@ -203,8 +259,6 @@ def train(
         params, lr=config.lr, weight_decay=config.weight_decay, fused=True
     )
     gen = torch.Generator().manual_seed(config.seed)
-    mixed = config.precision == "bf16"
-    device = next(model.parameters()).device.type
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
     with torch.random.fork_rng(devices=[]):
@@ -212,37 +266,12 @@ def train(
         for epoch in range(1, config.epochs + 1):
             start_time, start_cpu = time.perf_counter(), time.process_time()
             model.train()
-            perm = torch.randperm(n, generator=gen)
-            e_cat, e_num = cat[perm], num[perm]  # one gather per epoch, then slices
-            e_labels = {t: y[perm] for t, y in labels.items()}
-            sums = {t: 0.0 for t in ["total", *task_names]}
-            bar = tqdm(
-                range(0, n, config.batch_size),
-                desc=f"epoch {epoch}/{config.epochs}",
-                disable=not progress,
-                leave=False,
-                unit="batch",
+            sums = _train_epoch(
+                model, balancer, optimizer, shared, (cat, num, labels),
+                torch.randperm(n, generator=gen), config,
+                tqdm(range(0, n, config.batch_size), desc=f"epoch {epoch}/{config.epochs}",
+                     disable=not progress, leave=False, unit="batch"),
             )
-            for i, lo in enumerate(bar):
-                hi = lo + config.batch_size
-                with torch.autocast(device, torch.bfloat16, enabled=mixed):
-                    logits = model(e_cat[lo:hi], e_num[lo:hi])  # task -> [b]
-                if mixed:  # losses in float32: log(1 - p) of bf16 logits loses the small p
-                    logits = _as_float32(logits)
-                # the heads own their loss (towers: per-task BCE; ESMM/ESCM2: entire space)
-                losses = model.losses(logits, {t: y[lo:hi] for t, y in e_labels.items()})
-                optimizer.zero_grad(set_to_none=True)
-                balancer.backward(losses, shared)
-                optimizer.step()
-                rows = min(hi, n) - lo
-                detached = {t: loss.detach() for t, loss in losses.items()}
-                total = float(balancer.validation_loss(detached))
-                sums["total"] += total * rows
-                for t, loss in detached.items():
-                    sums[t] += float(loss) * rows
-                if progress and i % 20 == 0:
-                    bar.set_postfix(loss=f"{total:.4f}")
-            bar.close()
             seconds = time.perf_counter() - start_time
             cpu_seconds = max(time.process_time() - start_cpu, 1e-9)
             weights_used = balancer.current_weights()
