@@ -325,6 +325,7 @@ def _complete_trials(db: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_trials(demo_files: DemoFiles,
                                                         tmp_path: Path) -> None:
     """SIGKILL a ``search run`` subprocess once its first round is in the database; running
