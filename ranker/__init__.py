@@ -11,7 +11,14 @@ Example:
     ...     [CategoricalFeature("item", 100), NumericFeature("price")],
     ...     [TaskSpec("click"), TaskSpec("buy", sample_space="after:click")],
     ... )
-    >>> result = train(model, train_rows, valid_rows, TrainConfig())  # doctest: +SKIP
+    >>> rng = np.random.default_rng(0)
+    >>> def rows(n):  # clicks on even items; of those, buys on multiples of 4
+    ...     item = rng.integers(0, 100, n)
+    ...     return RankerData({"item": item, "price": rng.lognormal(size=n)},
+    ...                       {"click": item % 2 == 0, "buy": item % 4 == 0})
+    >>> result = train(model, rows(1000), rows(300), TrainConfig(epochs=2), progress=False)
+    >>> len(result.history)
+    2
     >>> scores = predict(model, {"item": np.arange(3), "price": np.ones(3)})
     >>> sorted(scores)
     ['buy', 'click']
@@ -49,6 +56,7 @@ from ranker.heads import (
     Towers,
     entire_space_probs,
 )
+from ranker.losses import task_losses
 from ranker.metrics import TaskMetrics, auc, evaluate
 from ranker.model import (
     BUILDERS,
@@ -67,7 +75,7 @@ from ranker.model import (
 )
 from ranker.score import predict
 from ranker.tasks import TaskSpec
-from ranker.train import TrainConfig, TrainResult, task_losses, train
+from ranker.train import TrainConfig, TrainResult, train
 
 __all__ = [
     "BALANCERS",

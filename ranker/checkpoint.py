@@ -105,7 +105,13 @@ def save_checkpoint(
         The model fingerprint (:func:`model_fingerprint`).
 
     Example:
-        >>> fp = save_checkpoint("ranker.pt", model, {"data": "ab12"})  # doctest: +SKIP
+        >>> import tempfile
+        >>> from ranker import CategoricalFeature, TaskSpec, build_mmoe
+        >>> model = build_mmoe([CategoricalFeature("item", 10)], [TaskSpec("click")])
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     fp = save_checkpoint(f"{folder}/ranker.pt", model, {"data": "ab12"})
+        >>> fp == model_fingerprint(model)
+        True
     """
     path = Path(path)
     spec = model.spec
@@ -147,7 +153,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[MultiTaskModel, dict[
             format version, or its weights do not match its stored fingerprint.
 
     Example:
-        >>> model, meta = load_checkpoint("ranker.pt")  # doctest: +SKIP
+        >>> import tempfile
+        >>> from ranker import CategoricalFeature, TaskSpec, build_mmoe
+        >>> saved = build_mmoe([CategoricalFeature("item", 10)], [TaskSpec("click")])
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     fp = save_checkpoint(f"{folder}/ranker.pt", saved, {"data": "ab12"})
+        ...     model, meta = load_checkpoint(f"{folder}/ranker.pt")
+        >>> meta["data"], meta["fingerprint"] == fp == model_fingerprint(model)
+        ('ab12', True)
     """
     path = Path(path)
     if not path.is_file():

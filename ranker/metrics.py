@@ -98,8 +98,13 @@ def evaluate(
         Task -> :class:`TaskMetrics`.
 
     Example:
-        >>> metrics = evaluate(model, valid_data)  # doctest: +SKIP
-        >>> metrics["click"].auc  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from ranker import CategoricalFeature, TaskSpec, build_mmoe
+        >>> model = build_mmoe([CategoricalFeature("item", 10)], [TaskSpec("click")])
+        >>> rows = RankerData({"item": np.arange(10)}, {"click": np.arange(10) % 2})
+        >>> metrics = evaluate(model, rows)  # an untrained model: auc near 0.5
+        >>> metrics["click"].n, 0.0 <= metrics["click"].auc <= 1.0
+        (10, True)
     """
     cat, num = encode_features(data.features, model.features)
     labels = encode_labels(data.labels, model.tasks)

@@ -154,7 +154,7 @@ class MultiTaskModel(nn.Module):
     ) -> dict[str, Tensor]:
         """Task -> scalar training loss of one batch, as the heads define it.
 
-        Towers give :func:`ranker.train.task_losses`; entire-space heads (ESMM,
+        Towers give :func:`ranker.losses.task_losses`; entire-space heads (ESMM,
         chain) and ESCM2 give their own. Pass ``outputs`` straight from
         :meth:`forward` (the DR head reads its ``aux``).
 

@@ -15,11 +15,10 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -30,9 +29,8 @@ from ranker.heads.base import HeadOutputs
 from ranker.metrics import TaskMetrics, evaluate
 from ranker.model import MultiTaskModel
 from ranker.score import predict_logits
-from ranker.tasks import TaskSpec
 
-__all__ = ["PRECISIONS", "TrainConfig", "TrainResult", "task_losses", "train"]
+__all__ = ["PRECISIONS", "TrainConfig", "TrainResult", "train"]
 
 PRECISIONS = ("fp32", "bf16")
 """Valid :attr:`TrainConfig.precision` values."""
@@ -111,41 +109,6 @@ class TrainResult:
     valid_metrics: dict[str, TaskMetrics]
 
 
-def task_losses(
-    logits: Mapping[str, Tensor], labels: Mapping[str, Tensor], tasks: Sequence[TaskSpec]
-) -> dict[str, Tensor]:
-    """Binary cross-entropy per task, each a mean over the rows of its sample space.
-
-    For ``"after:x"`` only rows with ``labels[x] == 1`` count; labels of other rows
-    have no effect on the loss or its gradients. A space with no rows gives 0.
-
-    Args:
-        logits: Task -> ``[B]`` logits.
-        labels: Task -> ``[B]`` float labels.
-        tasks: The tasks to compute.
-
-    Returns:
-        Task -> scalar loss.
-
-    Example:
-        >>> z, y = {"c": torch.zeros(2)}, {"c": torch.tensor([0.0, 1.0])}
-        >>> round(task_losses(z, y, [TaskSpec("c")])["c"].item(), 4)
-        0.6931
-    """
-    out: dict[str, Tensor] = {}
-    for task in tasks:
-        z, y = logits[task.name], labels[task.name]  # [B], [B]
-        if task.parent is None:
-            out[task.name] = F.binary_cross_entropy_with_logits(z, y)
-            continue
-        space = labels[task.parent] == 1  # [B] bool
-        y = torch.where(space, y, torch.zeros_like(y))  # masked labels never reach the graph
-        bce = F.binary_cross_entropy_with_logits(z, y, reduction="none")  # [B]
-        bce = torch.where(space, bce, torch.zeros_like(bce))
-        out[task.name] = bce.sum() / space.sum().clamp(min=1)
-    return out
-
-
 def _as_float32(outputs: dict[str, Tensor]) -> dict[str, Tensor]:
     """Logits (and a :class:`HeadOutputs`' ``aux``) cast to float32, keeping the type."""
     logits = {t: z.float() for t, z in outputs.items()}
@@ -159,6 +122,71 @@ def _validation_losses(
 ) -> dict[str, Tensor]:
     logits = predict_logits(model, cat, num, max(batch_size, 8192))
     return model.losses(logits, labels)
+
+
+def _balancer_of(
+    config: TrainConfig, balancer: BaseBalancer | None, task_names: list[str]
+) -> BaseBalancer:
+    """The balancer given, or the static one of ``config.loss_weights``; never both."""
+    weights = check_loss_weights(config.loss_weights, task_names)
+    if balancer is None:
+        balancer = StaticBalancer(weights)
+    elif config.loss_weights is not None:
+        raise ValueError("pass either TrainConfig.loss_weights or a balancer, not both")
+    unknown = [t for t in balancer.tasks if t not in task_names]
+    if unknown:
+        raise ValueError(
+            f"balancer names task(s) {unknown} the model does not have; model tasks: {task_names}"
+        )
+    return balancer
+
+
+def _train_epoch(
+    model: MultiTaskModel,
+    balancer: BaseBalancer,
+    optimizer: torch.optim.Optimizer,
+    shared: list[Tensor],
+    data: tuple[Tensor, Tensor, dict[str, Tensor]],
+    perm: Tensor,
+    config: TrainConfig,
+    bar: tqdm,
+) -> dict[str, float]:
+    """One pass over the rows in the order ``perm``; the row-weighted sums of the batch
+    losses: ``"total"`` (the balancer's validation loss) and one per task.
+
+    Args:
+        data: ``cat [n, C]``, ``num [n, D]`` and task -> ``[n]`` labels.
+        perm: ``[n]`` the epoch's row order.
+        bar: The progress bar over the batch starts (closed here).
+    """
+    cat, num, labels = data
+    n = cat.shape[0]
+    e_cat, e_num = cat[perm], num[perm]  # one gather per epoch, then slices
+    e_labels = {t: y[perm] for t, y in labels.items()}
+    sums = {t: 0.0 for t in ["total", *labels]}
+    mixed = config.precision == "bf16"
+    device = next(model.parameters()).device.type
+    for i, lo in enumerate(bar):
+        hi = lo + config.batch_size
+        with torch.autocast(device, torch.bfloat16, enabled=mixed):
+            logits = model(e_cat[lo:hi], e_num[lo:hi])  # task -> [b]
+        if mixed:  # losses in float32: log(1 - p) of bf16 logits loses the small p
+            logits = _as_float32(logits)
+        # the heads own their loss (towers: per-task BCE; ESMM/ESCM2: entire space)
+        losses = model.losses(logits, {t: y[lo:hi] for t, y in e_labels.items()})
+        optimizer.zero_grad(set_to_none=True)
+        balancer.backward(losses, shared)
+        optimizer.step()
+        rows = min(hi, n) - lo
+        detached = {t: loss.detach() for t, loss in losses.items()}
+        total = float(balancer.validation_loss(detached))
+        sums["total"] += total * rows
+        for t, loss in detached.items():
+            sums[t] += float(loss) * rows
+        if not bar.disable and i % 20 == 0:
+            bar.set_postfix(loss=f"{total:.4f}")
+    bar.close()
+    return sums
 
 
 def train(
@@ -191,20 +219,20 @@ def train(
         The trained model, per-epoch history, best epoch and validation metrics.
 
     Example:
-        >>> result = train(model, train_rows, valid_rows, TrainConfig(epochs=3))  # doctest: +SKIP
-        >>> result.valid_metrics["click"].auc  # doctest: +SKIP
+        >>> import numpy as np
+        >>> from ranker import CategoricalFeature, TaskSpec, build_mmoe
+        >>> rng = np.random.default_rng(0)
+        >>> def rows(n):  # clicks on even items
+        ...     item = rng.integers(0, 50, n)
+        ...     return RankerData({"item": item}, {"click": item % 2 == 0})
+        >>> model = build_mmoe([CategoricalFeature("item", 50)], [TaskSpec("click")])
+        >>> result = train(model, rows(500), rows(200), TrainConfig(epochs=2, batch_size=100),
+        ...                progress=False)
+        >>> result.best_epoch, result.valid_metrics["click"].auc > 0.9
+        (2, True)
     """
     task_names = [t.name for t in model.tasks]
-    weights = check_loss_weights(config.loss_weights, task_names)
-    if balancer is None:
-        balancer = StaticBalancer(weights)
-    elif config.loss_weights is not None:
-        raise ValueError("pass either TrainConfig.loss_weights or a balancer, not both")
-    unknown = [t for t in balancer.tasks if t not in task_names]
-    if unknown:
-        raise ValueError(
-            f"balancer names task(s) {unknown} the model does not have; model tasks: {task_names}"
-        )
+    balancer = _balancer_of(config, balancer, task_names)
     cat, num = encode_features(train_data.features, model.features)
     labels = encode_labels(train_data.labels, model.tasks)
     v_cat, v_num = encode_features(valid_data.features, model.features)
@@ -231,8 +259,6 @@ def train(
         params, lr=config.lr, weight_decay=config.weight_decay, fused=True
     )
     gen = torch.Generator().manual_seed(config.seed)
-    mixed = config.precision == "bf16"
-    device = next(model.parameters()).device.type
     history: list[dict[str, float]] = []
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
     with torch.random.fork_rng(devices=[]):
@@ -240,37 +266,12 @@ def train(
         for epoch in range(1, config.epochs + 1):
             start_time, start_cpu = time.perf_counter(), time.process_time()
             model.train()
-            perm = torch.randperm(n, generator=gen)
-            e_cat, e_num = cat[perm], num[perm]  # one gather per epoch, then slices
-            e_labels = {t: y[perm] for t, y in labels.items()}
-            sums = {t: 0.0 for t in ["total", *task_names]}
-            bar = tqdm(
-                range(0, n, config.batch_size),
-                desc=f"epoch {epoch}/{config.epochs}",
-                disable=not progress,
-                leave=False,
-                unit="batch",
+            sums = _train_epoch(
+                model, balancer, optimizer, shared, (cat, num, labels),
+                torch.randperm(n, generator=gen), config,
+                tqdm(range(0, n, config.batch_size), desc=f"epoch {epoch}/{config.epochs}",
+                     disable=not progress, leave=False, unit="batch"),
             )
-            for i, lo in enumerate(bar):
-                hi = lo + config.batch_size
-                with torch.autocast(device, torch.bfloat16, enabled=mixed):
-                    logits = model(e_cat[lo:hi], e_num[lo:hi])  # task -> [b]
-                if mixed:  # losses in float32: log(1 - p) of bf16 logits loses the small p
-                    logits = _as_float32(logits)
-                # the heads own their loss (towers: per-task BCE; ESMM/ESCM2: entire space)
-                losses = model.losses(logits, {t: y[lo:hi] for t, y in e_labels.items()})
-                optimizer.zero_grad(set_to_none=True)
-                balancer.backward(losses, shared)
-                optimizer.step()
-                rows = min(hi, n) - lo
-                detached = {t: loss.detach() for t, loss in losses.items()}
-                total = float(balancer.validation_loss(detached))
-                sums["total"] += total * rows
-                for t, loss in detached.items():
-                    sums[t] += float(loss) * rows
-                if progress and i % 20 == 0:
-                    bar.set_postfix(loss=f"{total:.4f}")
-            bar.close()
             seconds = time.perf_counter() - start_time
             cpu_seconds = max(time.process_time() - start_cpu, 1e-9)
             weights_used = balancer.current_weights()

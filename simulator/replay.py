@@ -143,10 +143,19 @@ class Replay:
         chunk_requests: requests per pass (memory ``~ P * chunk * N * 4`` bytes).
 
     Example:
-        >>> replay = Replay(feedback, scores, ("click", "like"), MultiplicativeFusion(),
-        ...                 TopKPolicy(5), SNIPS())  # doctest: +SKIP
+        >>> from simulator.estimators import SNIPS, SlateFeedback
+        >>> from simulator.fusion import MultiplicativeFusion
+        >>> from simulator.policies import TopKPolicy
+        >>> from simulator.worlds import MarketplaceConfig, MarketplaceWorld
+        >>> world = MarketplaceWorld(MarketplaceConfig(n_requests=200))
+        >>> traffic = world.generate()
+        >>> scores = world.true_probabilities(traffic)[..., [0, 2]]  # [R, N, 2]: click, like
+        >>> replay = Replay(SlateFeedback.from_traffic(traffic), scores, ("click", "like"),
+        ...                 MultiplicativeFusion(), TopKPolicy(5), SNIPS())
         >>> w = np.array([[1.0, 0.5]])
-        >>> result = replay.evaluate(w, {"click": 1, "like": 3})  # doctest: +SKIP
+        >>> result = replay.evaluate(w, {"click": 1, "like": 3})
+        >>> result.metrics, result.value.shape
+        (('click', 'conversion', 'like', 'objective'), (1, 4))
     """
 
     feedback: SlateFeedback

@@ -19,6 +19,8 @@ from simulator.logs import LoggedTraffic
 from tuner.cli import main
 from tuner.picks.export import ExportedWeights
 
+pytestmark = pytest.mark.slow  # every test here runs the whole demo
+
 ROUNDS, POPULATION = 2, 4
 FILES = ("logs.parquet", "scores.parquet", "ranker.pt", "study.db", "weights.json")
 

@@ -88,6 +88,7 @@ def coverage() -> dict[str, CoverageRun]:
             for name, r in rows.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_normal_interval_covers_the_true_value(name: str, coverage: dict[str, CoverageRun]
                                                ) -> None:
@@ -107,6 +108,7 @@ def test_normal_interval_covers_the_true_value(name: str, coverage: dict[str, Co
     assert all(0.85 <= c <= 0.99 for c in by_metric.values()), by_metric
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_bootstrap_interval_covers_the_true_value(
     name: str, coverage: dict[str, CoverageRun]
@@ -124,6 +126,7 @@ def test_bootstrap_interval_covers_the_true_value(
     assert (rate >= 0.85).all(), rate
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_estimate_is_unbiased_for_the_true_value(
     name: str, coverage: dict[str, CoverageRun]
@@ -180,6 +183,7 @@ def winners_curse() -> np.ndarray:
     return np.array(rows)
 
 
+@pytest.mark.slow
 def test_best_estimate_is_biased_up_and_held_out_estimate_is_not(
     winners_curse: np.ndarray,
 ) -> None:
@@ -278,6 +282,7 @@ def test_true_objective_matches_world_true_value() -> None:
                                objective_of(log.true_values(weights)), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_cem_mean_is_within_two_percent_of_dense_search_best(cem_runs: dict[int, CEMRun]
                                                              ) -> None:
     """CEM's final mean earns >= 98% of the best true value among 20,000 random vectors.
@@ -296,6 +301,7 @@ def test_cem_mean_is_within_two_percent_of_dense_search_best(cem_runs: dict[int,
     assert run.mean_truth >= 0.98 * dense_best
 
 
+@pytest.mark.slow
 def test_cem_mean_is_no_worse_than_the_best_trial_on_average(cem_runs: dict[int, CEMRun]
                                                              ) -> None:
     """Over 4 seeds, CEM's final mean is on average at least as good as its best trial.

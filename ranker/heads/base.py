@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ranker.losses import task_losses
 from ranker.tasks import TaskSpec
 
 __all__ = [
@@ -58,7 +59,7 @@ class Heads(nn.Module, ABC):
 
     Subclasses map representations to logits and may override :meth:`losses`
     (entire-space and counterfactual heads do); the default is the masked
-    per-sample-space cross-entropy of :func:`ranker.train.task_losses`.
+    per-sample-space cross-entropy of :func:`ranker.losses.task_losses`.
 
     Example:
         >>> from ranker.heads import Towers
@@ -84,8 +85,6 @@ class Heads(nn.Module, ABC):
         Returns:
             Task -> scalar loss, one per task (what loss balancers combine).
         """
-        from ranker.train import task_losses  # ranker.train imports the model: import late
-
         return task_losses(logits, labels, tasks)
 
 

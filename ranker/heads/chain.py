@@ -51,11 +51,12 @@ def entire_space_losses(
         Task -> scalar loss.
 
     Example:
+        >>> import torch
         >>> ts = [TaskSpec("ctr"), TaskSpec("cvr", "after:ctr")]
         >>> z = {"ctr": torch.zeros(2), "cvr": torch.zeros(2)}
         >>> y = {"ctr": torch.tensor([1.0, 0.0]), "cvr": torch.tensor([1.0, 1.0])}
         >>> round(entire_space_losses(z, y, ts)["cvr"].item(), 4)  # (-log .25 - log .75) / 2
-        0.8370
+        0.837
     """
     log_p = entire_space_log_probs(logits, tasks)  # task -> [B]
     y = entire_space_labels(labels, tasks)  # task -> [B]
@@ -76,6 +77,7 @@ class ChainHeads(Heads):
         tasks: The model's tasks; chains may be of any depth.
 
     Example:
+        >>> import torch
         >>> ts = [TaskSpec("click"), TaskSpec("cart", "after:click"),
         ...       TaskSpec("buy", "after:cart")]
         >>> heads = ChainHeads(Towers({t.name: 4 for t in ts}, (8,)), ts)

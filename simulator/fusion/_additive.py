@@ -34,7 +34,7 @@ class AdditiveFusion(BaseFusion):
     Example:
         >>> import numpy as np
         >>> f = AdditiveFusion("identity")
-        >>> f.fuse(f.transform(np.ones((1, 2, 2))), np.array([[1.0, -0.5]]))[0, 0, 0]
+        >>> float(f.fuse(f.transform(np.ones((1, 2, 2))), np.array([[1.0, -0.5]]))[0, 0, 0])
         0.5
     """
 

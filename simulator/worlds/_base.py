@@ -89,9 +89,11 @@ class BaseWorld(abc.ABC):
             ValueError: if ``exposure`` is not ``[P, R, N]`` for this log.
 
         Example:
-            >>> world = MarketplaceWorld(MarketplaceConfig(n_requests=100))  # doctest: +SKIP
-            >>> traffic = world.generate()  # doctest: +SKIP
-            >>> world.true_value(traffic, world.logging_exposure(traffic)[None])  # doctest: +SKIP
+            >>> from simulator.worlds import MarketplaceConfig, MarketplaceWorld
+            >>> world = MarketplaceWorld(MarketplaceConfig(n_requests=100))
+            >>> traffic = world.generate()
+            >>> world.true_value(traffic, world.logging_exposure(traffic)[None]).shape
+            (1, 3)
         """
         exposure = np.asarray(exposure, dtype=np.float64)
         r, n = traffic.n_requests, traffic.n_candidates

@@ -113,10 +113,11 @@ class KuaiRandWorld(BaseWorld):
         fit: the fitted response model; default :func:`load_response_model` (cached).
         path: the data folder, when ``fit`` is not given.
 
-    Example:
+    Example (needs the KuaiRand-Pure data, or a cached fit of it):
         >>> world = KuaiRandWorld(KuaiRandConfig(n_requests=200))  # doctest: +SKIP
         >>> traffic = world.generate()  # doctest: +SKIP
-        >>> world.true_value(traffic, world.logging_exposure(traffic)[None]).shape  # +SKIP
+        >>> exposure = world.logging_exposure(traffic)[None]  # doctest: +SKIP
+        >>> world.true_value(traffic, exposure).shape  # doctest: +SKIP
         (1, 4)
     """
 

@@ -305,6 +305,7 @@ def test_history_holds_only_strictly_earlier_clicks(kuairand: KuaiRandData) -> N
     assert n_checked > 500 and n_nonempty > 400
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_short_mmoe_training_beats_chance_on_test_days(
     kuairand: KuaiRandData, one_thread: None

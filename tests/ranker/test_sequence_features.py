@@ -166,6 +166,7 @@ def _history_world(n: int, seed: int) -> RankerData:
     return RankerData({"item": item, "hist": hist, "x": rng.normal(size=n)}, {"click": click})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["mean", "sum", "max"])
 def test_models_learn_from_a_history_feature(pooling: str) -> None:
     specs: list[FeatureSpec] = [

@@ -37,6 +37,7 @@ def trained(splits):  # type: ignore[no-untyped-def]
     return before, train(model, train_data, valid_data, FAST, progress=False)
 
 
+@pytest.mark.slow
 def test_training_reduces_loss_and_learns_every_task(trained, splits) -> None:  # type: ignore[no-untyped-def]
     before, result = trained
     hist = result.history
@@ -52,6 +53,7 @@ def test_training_reduces_loss_and_learns_every_task(trained, splits) -> None:  
     assert result.valid_metrics["click"].n == splits[1].n_rows
 
 
+@pytest.mark.slow
 def test_best_epoch_weights_are_kept(trained, splits) -> None:  # type: ignore[no-untyped-def]
     _, result = trained
     losses = [h["valid_loss"] for h in result.history]
@@ -113,6 +115,7 @@ def test_empty_sample_space_gives_zero_loss_and_no_gradient() -> None:
     assert z.grad is not None and torch.equal(z.grad, torch.zeros(8))
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_weights_other_seed_differs(splits) -> None:  # type: ignore[no-untyped-def]
     train_data = splits[0].take(np.arange(3000))
     valid_data = splits[1].take(np.arange(1000))
@@ -170,6 +173,7 @@ def test_bad_train_config_raises(kwargs, pattern) -> None:  # type: ignore[no-un
         TrainConfig(**kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("build", ["mmoe", "ple_esmm"])
 def test_bf16_mixed_precision_trains_about_as_well_as_fp32(build: str, splits) -> None:  # type: ignore[no-untyped-def]
     from ranker import PLEConfig, build_ple

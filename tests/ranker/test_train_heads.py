@@ -9,8 +9,8 @@ import torch
 
 from ranker import TrainConfig, build_mmoe, train
 from ranker.data import encode_features, encode_labels
+from ranker.losses import task_losses
 from ranker.score import predict_logits
-from ranker.train import task_losses
 from tests.ranker.synth import FEATURES, SMALL, TASKS, make_data
 
 

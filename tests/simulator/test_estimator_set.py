@@ -176,6 +176,7 @@ BIASED = [
 # variance; the exact enumeration below shows them without sampling noise.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "label"), UNBIASED, ids=lambda x: x)
 def test_unbiased_where_assumptions_hold(kind: str, label: str) -> None:
     e = errors(kind)[label]
@@ -184,12 +185,14 @@ def test_unbiased_where_assumptions_hold(kind: str, label: str) -> None:
     assert (np.abs(e.mean(axis=0)) < 3 * se + 1e-5).all(), e.mean(axis=0) / (se + 1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "label"), BIASED, ids=lambda x: x)
 def test_biased_where_assumptions_fail(kind: str, label: str) -> None:
     z = z_scores(kind, label)
     assert (np.abs(z) > 5).any(), z
 
 
+@pytest.mark.slow
 def test_clipping_biases_downward() -> None:
     assert (z_scores("pbm", "clipped_ips_tight") < 0).all()
 

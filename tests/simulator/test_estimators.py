@@ -50,6 +50,7 @@ def _errors_and_coverage(estimator: BaseEstimator, cascade: bool = False, policy
     return np.array(errors), np.array(covered)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", [IPS(), SNIPS(), DoublyRobust()], ids=lambda e: e.name)
 def test_unbiased_under_position_based_model(estimator: BaseEstimator) -> None:
     errors, covered = _errors_and_coverage(estimator)
@@ -59,12 +60,14 @@ def test_unbiased_under_position_based_model(estimator: BaseEstimator) -> None:
     assert 0.90 <= coverage <= 0.99, coverage
 
 
+@pytest.mark.slow
 def test_unbiased_for_a_stochastic_target_policy() -> None:
     errors, _ = _errors_and_coverage(IPS(), policy=EpsilonGreedyTopK(k=3, epsilon=0.5))
     se = errors.std(axis=0, ddof=1) / np.sqrt(N_SEEDS)
     assert (np.abs(errors.mean(axis=0)) < 3 * se).all()
 
 
+@pytest.mark.slow
 def test_ips_is_biased_when_users_cascade() -> None:
     # A cascade (stop after the first click) breaks the position-based model:
     # lower slots get fewer clicks than examination * r, so IPS overstates

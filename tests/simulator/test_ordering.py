@@ -23,6 +23,7 @@ from tests.simulator.toylog import TASKS, make_toy
 WEIGHTS = np.array([[1.0, 0.0], [0.2, 1.0], [1.0, 1.0], [1.0, 0.5]])
 
 
+@pytest.mark.slow
 def test_covariance_predicts_the_spread_of_differences_over_fresh_logs() -> None:
     # the toy world keeps its requests and true rewards across seeds; only the
     # logging draws and labels change, so the spread over seeds is the noise
@@ -46,6 +47,7 @@ def test_covariance_predicts_the_spread_of_differences_over_fresh_logs() -> None
     assert (independent / observed).max() > 1.5
 
 
+@pytest.mark.slow
 def test_expected_kendall_tau_matches_simulated_normal_estimates() -> None:
     rng = np.random.default_rng(0)
     values = rng.normal(0.0, 1.0, 12)

@@ -63,6 +63,7 @@ batch_size = 512
     return path
 
 
+@pytest.mark.slow
 def test_two_loss_vectors_train_two_rankers_and_the_cache_stops_a_second_training(
         tmp_path: Path, demo_files: DemoFiles) -> None:
     config = load_search_config(_write_config(tmp_path, demo_files))
@@ -97,6 +98,7 @@ def test_cache_key_changes_with_what_the_ranker_depends_on(
     assert RankerCache(base).key(dict(reversed(list(w.items())))) == key
 
 
+@pytest.mark.slow
 def test_warm_start_trains_a_fixed_step_budget_from_the_base_checkpoint(
         tmp_path: Path, demo_files: DemoFiles) -> None:
     config = load_search_config(_write_config(tmp_path, demo_files, init="warm"))
@@ -113,6 +115,7 @@ def test_warm_start_trains_a_fixed_step_budget_from_the_base_checkpoint(
     assert meta["loss_weights"]["conversion"] == 3.0
 
 
+@pytest.mark.slow
 def test_loss_space_evaluates_the_control_fusion_and_reports_auc_per_task(
         tmp_path: Path, demo_files: DemoFiles) -> None:
     config = load_search_config(_write_config(tmp_path, demo_files, space="loss"))
@@ -144,6 +147,7 @@ def test_joint_space_tunes_fusion_weights_per_loss_trial(
     assert np.isfinite(at_control.value)
 
 
+@pytest.mark.slow
 def test_cli_joint_search_history_export_and_resume(tmp_path: Path,
                                                      demo_files: DemoFiles) -> None:
     config = _write_config(tmp_path, demo_files, space="joint")
@@ -189,6 +193,7 @@ def test_cli_joint_search_history_export_and_resume(tmp_path: Path,
     assert refused.exit_code == 1 and "loss-weight study" in refused.output, refused.output
 
 
+@pytest.mark.slow
 def test_cli_fusion_space_from_a_search_file_trains_the_base_ranker_once(
         tmp_path: Path, demo_files: DemoFiles) -> None:
     config = _write_config(tmp_path, demo_files, space="joint")
@@ -247,6 +252,7 @@ def test_options_that_the_search_file_owns_are_refused_beside_it(
     assert result.exit_code == 1 and "--estimator" in result.output
 
 
+@pytest.mark.slow
 def test_two_workers_on_postgresql_share_a_loss_study(
         tmp_path: Path, demo_files: DemoFiles, pg_url: str) -> None:
     """`search run --workers 2` on a joint study: each worker trains the rankers of the

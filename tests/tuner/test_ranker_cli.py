@@ -199,6 +199,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]
     return config, checkpoint, json.loads(result.output)
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_train_writes_checkpoint_with_config_fingerprint_metrics(trained: tuple) -> None:
     from ranker import load_checkpoint
@@ -219,6 +220,7 @@ def test_train_writes_checkpoint_with_config_fingerprint_metrics(trained: tuple)
         out["metrics"]["click"]["auc"])
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_evaluate_repeats_the_training_metrics(trained: tuple) -> None:
     config, checkpoint, out = trained
@@ -237,6 +239,7 @@ def test_evaluate_repeats_the_training_metrics(trained: tuple) -> None:
     assert "after:click" in table.output
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_score_writes_a_table_per_row(trained: tuple, tmp_path: Path) -> None:
     config, checkpoint, _ = trained

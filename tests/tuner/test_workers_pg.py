@@ -121,6 +121,7 @@ def _check_study(url: str, name: str, reference: list[tuple[Any, ...]],
     return store
 
 
+@pytest.mark.slow
 def test_four_workers_equal_one_process(pg_url: str, reference: list[tuple[Any, ...]]) -> None:
     name, _ = _new_study(pg_url)
     procs = [_spawn(pg_url, name, "slow_evaluate", 3, 0.5, 5.0, 0.1) for _ in range(4)]
@@ -136,6 +137,7 @@ def test_four_workers_equal_one_process(pg_url: str, reference: list[tuple[Any, 
     assert sum(r["evaluated"] > 0 for r in reports) >= 2  # the work was shared
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_taken_over(pg_url: str, reference: list[tuple[Any, ...]]) -> None:
     name, _ = _new_study(pg_url)
     procs = [_spawn(pg_url, name, "slow_evaluate", 3, 0.2, 1.5, 0.6) for _ in range(4)]

@@ -243,21 +243,9 @@ def write_trials(
         OptunaSchemaError: Optuna's table models are not the expected ones.
     """
     check_schema()
-    if numbers is not None and len(numbers) != len(trials):
-        raise ValueError(f"{len(numbers)} numbers given for {len(trials)} trials")
+    _check_batch(trials, numbers)
     if not trials:
         return Written((), ())
-    for t in trials:
-        if t.state not in _FINISHED:
-            raise ValueError(f"only finished trials are written in bulk, not {t.state.name}")
-        t._validate()
-    if numbers is not None:
-        given = [int(n) for n in numbers]
-        repeated = sorted({n for n in given if given.count(n) > 1})
-        if repeated or min(given) < 0:
-            raise ValueError(
-                f"trial numbers must be distinct and >= 0; got {repeated or min(given)}"
-            )
     _lock_study(conn, study_id)
     n_objectives = conn.execute(
         sa.select(sa.func.count()).select_from(_DIRECTIONS).where(
@@ -270,16 +258,7 @@ def write_trials(
                 f"a trial has {len(t.values)} values; the study has {n_objectives} objectives"
             )
     _check_distributions(conn, study_id, trials)
-    if numbers is None:
-        base = conn.execute(
-            sa.select(sa.func.count()).select_from(_TRIALS).where(
-                _TRIALS.c.study_id == study_id
-            )
-        ).scalar_one()
-        chosen = [base + i for i in range(len(trials))]
-    else:
-        chosen = [int(n) for n in numbers]
-    _check_free(conn, study_id, chosen)
+    chosen = _numbers(conn, study_id, len(trials), numbers)
     rows = [
         {
             "number": chosen[i],
@@ -337,6 +316,41 @@ def write_trials(
         if batch:
             conn.execute(sa.insert(table), batch)
     return Written(tuple(ids), tuple(chosen))
+
+
+def _check_batch(trials: Sequence[FrozenTrial], numbers: Sequence[int] | None) -> None:
+    """Refuse unfinished or invalid trials and numbers that are not one distinct, non-negative
+    number per trial (before the study is locked)."""
+    if numbers is not None and len(numbers) != len(trials):
+        raise ValueError(f"{len(numbers)} numbers given for {len(trials)} trials")
+    for t in trials:
+        if t.state not in _FINISHED:
+            raise ValueError(f"only finished trials are written in bulk, not {t.state.name}")
+        t._validate()
+    if numbers is not None and numbers:
+        given = [int(n) for n in numbers]
+        repeated = sorted({n for n in given if given.count(n) > 1})
+        if repeated or min(given) < 0:
+            raise ValueError(
+                f"trial numbers must be distinct and >= 0; got {repeated or min(given)}"
+            )
+
+
+def _numbers(conn: sa.Connection, study_id: int, n: int,
+             numbers: Sequence[int] | None) -> list[int]:
+    """The batch's numbers, under the study lock: the given ones if free, else the next
+    ``n`` after the study's trial count, as Optuna numbers."""
+    if numbers is None:
+        base = conn.execute(
+            sa.select(sa.func.count()).select_from(_TRIALS).where(
+                _TRIALS.c.study_id == study_id
+            )
+        ).scalar_one()
+        chosen = [base + i for i in range(n)]
+    else:
+        chosen = [int(x) for x in numbers]
+    _check_free(conn, study_id, chosen)
+    return chosen
 
 
 class TrialNumberTaken(ValueError):

@@ -168,15 +168,7 @@ def run_worker(
     emit = on_event or (lambda event: None)
     study, search = load_search(storage, study_name)
     space = search.space
-    if len(study.directions) > 1:
-        raise ValueError(f"study {study_name!r} is a Pareto study; workers share 'search run' "
-                         "studies only (continue it with 'fusiontune search pareto')")
-    target = until if until is not None else study.user_attrs.get(ATTR_TARGET)
-    if target is None:
-        raise ValueError(
-            f"study {study_name!r} has no target number of rounds; start the workers with "
-            "'fusiontune search run --workers N' or give --until"
-        )
+    target = _target(study, until)
     rdb = RDBStorage(storage)
     study_id = rdb.get_study_id_from_name(study_name)
     board = ClaimBoard(rdb, study_name)
@@ -268,6 +260,25 @@ def _commit(board: ClaimBoard, g: int, worker: str, members: list[int],
         return board.commit_chunk(g, worker, members, trials, numbers)
     except TrialNumberTaken:
         return board.commit_chunk(g, worker, members, trials)
+
+
+def _target(study: optuna.Study, until: int | None) -> int:
+    """The complete generations to reach: ``until``, else the study's stored target.
+
+    Raises:
+        ValueError: a Pareto study, or no target at all.
+    """
+    name = study.study_name
+    if len(study.directions) > 1:
+        raise ValueError(f"study {name!r} is a Pareto study; workers share 'search run' "
+                         "studies only (continue it with 'fusiontune search pareto')")
+    target = until if until is not None else study.user_attrs.get(ATTR_TARGET)
+    if target is None:
+        raise ValueError(
+            f"study {name!r} has no target number of rounds; start the workers with "
+            "'fusiontune search run --workers N' or give --until"
+        )
+    return int(target)
 
 
 @contextmanager
