@@ -65,8 +65,13 @@ def pick_weights(study: optuna.Study, search: SearchSpec, pick: str,
 
 
 def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
-                trial_number: int | None) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
-    """The export record of a pick, its held-out A/B report and its search-split values."""
+                trial_number: int | None, pinned: str | None = None,
+                ) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
+    """The export record of a pick, its held-out A/B report and its search-split values.
+
+    ``pinned`` is the task whose weight the search held at 1, written in the file's
+    ``fusion`` block with the formula's parameters.
+    """
     settings = ws.settings
     control = (np.asarray(settings.control, float) if settings.control is not None
                else np.ones(len(ws.score_tasks)))
@@ -91,6 +96,7 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
         trial_number=trial_number,
         data_fingerprint=settings.data_fingerprint or ws.traffic.fingerprint(),
         model_fingerprint=settings.model_fingerprint or "unknown",
+        fusion={**ws.replay(HOLDOUT).fusion.describe(), "pinned": pinned},
         extra={
             "estimator": settings.estimator,
             "objective_weights": dict(settings.objective),
@@ -106,4 +112,5 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
         },
     )
     return exported, report, search_values
+
 
