@@ -224,7 +224,8 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
     exports = {}
     for name in ("strategy", "best_trial"):
         w, number = pick_weights(study, search, name)
-        exported, report, search_values = export_pick(ws, config.study_name, w, name, number)
+        exported, report, search_values = export_pick(ws, config.study_name, w, name, number,
+                                                      space.pinned)
         truth = _true_metrics(world, ws.parts[HOLDOUT], table, ws.score_tasks, w)
         exported = dataclasses.replace(exported, extra={**exported.extra, "true_holdout": truth})
         exports[name] = exported

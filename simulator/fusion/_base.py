@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,7 +23,8 @@ class BaseFusion(abc.ABC):
     for a transform ``F`` applied once per score table, so a whole population of
     weight vectors is fused with one matrix product.
 
-    Subclasses set ``name`` and ``allows_negative`` and implement ``transform``.
+    Subclasses set ``name`` and ``allows_negative`` and implement ``transform`` and
+    ``describe``.
     """
 
     name: ClassVar[str]
@@ -38,6 +39,16 @@ class BaseFusion(abc.ABC):
 
         Returns:
             ``[R, N, T]`` float32 array ``F(scores)``.
+        """
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """The formula and every parameter of it, as JSON-able values.
+
+        What a scorer in another language needs to reproduce the ranking without
+        Python: ``formula`` (``name``), ``score`` (the expression ranked, highest
+        first) and the formula's own settings (clip bounds, transform, constants),
+        taken from the same attributes :meth:`transform` uses.
         """
 
     def fuse(self, transformed: np.ndarray, weights: np.ndarray) -> np.ndarray:

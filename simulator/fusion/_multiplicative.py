@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,3 +34,14 @@ class MultiplicativeFusion(BaseFusion):
 
     def transform(self, scores: np.ndarray) -> np.ndarray:
         return np.log(np.clip(scores, _EPS, None)).astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        """``{"formula", "score", "same_order_as", "transform", "clip_low", "clip_high"}``.
+
+        Example:
+            >>> MultiplicativeFusion().describe()["clip_low"]
+            1e-07
+        """
+        return {"formula": self.name, "score": "sum_k w_k * log(max(p_k, clip_low))",
+                "same_order_as": "prod_k max(p_k, clip_low) ** w_k", "transform": "log",
+                "clip_low": _EPS, "clip_high": None}

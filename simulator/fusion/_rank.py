@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -44,3 +44,14 @@ class RankFusion(BaseFusion):
         n = scores.shape[1]
         np.put_along_axis(ranks, order, np.arange(1, n + 1)[None, :, None], axis=1)
         return (1.0 / (self.c + ranks)).astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        """``{"formula", "score", "c", "rank"}``.
+
+        Example:
+            >>> RankFusion().describe()["c"]
+            60.0
+        """
+        return {"formula": self.name, "score": "sum_k w_k / (c + rank_k)", "c": float(self.c),
+                "rank": "1-based rank of the candidate by p_k among its request's candidates, "
+                        "highest p_k first; equal p_k ranked in candidate order"}

@@ -341,7 +341,7 @@ def test_every_strategy_runs_and_resumes_from_the_cli(demo_files: DemoFiles,
                    "--strategy", "tpe"]).exit_code == 0
     assert _trials(db) == _trials(whole)
     exported = invoke(["search", "export", "--storage", str(db), "--study", "s", "--out",
-                       str(tmp_path / "w.json"), "--json"])
+                       str(tmp_path / "w.json"), "--json", "--force-pick"])
     assert exported.exit_code == 0, exported.output
     assert json.loads(exported.stdout.split("\nwarning")[0])["pick"] == "strategy"
     refused = invoke([*demo_files.new_study_args(tmp_path / "r.db"), "--strategy", "random",
@@ -449,7 +449,7 @@ def test_export_json_round_trips(demo_files: DemoFiles, searched: Path, tmp_path
     held-out objective with its interval, study, trial number and fingerprints."""
     out = tmp_path / "w.json"
     result = invoke(["search", "export", "--storage", str(searched), "--study", "s",
-                     "--out", str(out), "--json", *flags])
+                     "--out", str(out), "--json", "--force-pick", *flags])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)  # warnings go to stderr
     exported = ExportedWeights.from_json(result.stdout)

@@ -21,7 +21,8 @@ from tuner.evaluation.scores import ScoreTable
 
 
 def _run(tmp_path: Path, n_requests: int) -> tuple[Result, Result, Path]:
-    """``search run`` then ``search export --json`` on a toy log of ``n_requests``."""
+    """``search run`` then ``search export --json --force-pick`` (the pick's own events, even
+    where it does not beat control) on a toy log of ``n_requests``."""
     traffic, _, scores = make_toy(0, n_requests=n_requests)
     logs = traffic.write(tmp_path / "logs.parquet")
     table = ScoreTable(traffic.request_ids, traffic.item_ids,
@@ -37,7 +38,7 @@ def _run(tmp_path: Path, n_requests: int) -> tuple[Result, Result, Path]:
     assert run.exit_code == 0, run.output
     export = runner.invoke(main, [
         "search", "export", "--storage", str(db), "--study", "s", "--out",
-        str(tmp_path / "w.json"), "--json"], catch_exceptions=False)
+        str(tmp_path / "w.json"), "--json", "--force-pick"], catch_exceptions=False)
     assert export.exit_code == 0, export.output
     return run, export, db
 

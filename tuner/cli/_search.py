@@ -35,7 +35,7 @@ from tuner.cli._new_study import NewStudy, given_options
 from tuner.evaluation.loss_objective import is_loss_study
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import SearchSettings, Workspace
-from tuner.picks.picking import export_pick, pick_weights
+from tuner.picks.picking import beats_control, control_export, export_pick, pick_weights
 from tuner.search_config import SPACES
 from tuner.storage import ProjectStore
 from tuner.strategies import STRATEGIES
@@ -349,18 +349,28 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
 @click.option("--best", is_flag=True, help="Export the best single trial (prone to the "
               "winner's curse) instead of the strategy's pick (CEM: its final mean).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("weights.json"), show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the exported JSON.")
+              help="File to write  [default: weights.json; with --json: none]")
+@click.option("--force", is_flag=True, help="Overwrite the --out file if it exists.")
+@click.option("--force-pick", is_flag=True, help="Export the pick even if it does not beat "
+              "the control weights on held-out requests.")
+@click.option("--json", "as_json", is_flag=True, help="Print the exported JSON (and write "
+              "no file unless --out is given).")
 @user_errors
 def search_export(storage: str, study_name: str, trial_number: int | None, best: bool,
-                  out: Path, as_json: bool) -> None:
+                  out: Path | None, force: bool, force_pick: bool, as_json: bool) -> None:
     """Export a weight vector, judged on the held-out split, as JSON for serving.
 
     Default: the strategy's pick (CEM: its final mean, denoised); --best: the
-    best trial; --trial N.
+    best trial; --trial N. A pick whose held-out lift over the control weights
+    is not significantly above 0 is replaced by the control weights unless
+    --force-pick.
     """
     if best and trial_number is not None:
         raise ValueError("give --best or --trial, not both")
+    if out is None and not as_json:
+        out = Path("weights.json")
+    if out is not None and out.exists() and not force:
+        raise ValueError(f"--out {out} exists; give --force to overwrite it")
     url = storage_url(storage)
     study, search_ = load_existing(url, study_name)
     raw = search_.settings
@@ -372,11 +382,22 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
     else:
         weights, number = pick_weights(study, search_, pick, trial_number)
         ws = Workspace(SearchSettings.from_dict(raw))
-        exported, report, search_values = export_pick(ws, study_name, weights, pick, number)
-    path = exported.write(out)
-    with ProjectStore(url) as store:
-        store.record_export(study_name, number, str(path.resolve()),
-                            json.loads(exported.to_json()))
+        exported, report, search_values = export_pick(ws, study_name, weights, pick, number,
+                                                      search_.space.pinned)
+        # a Pareto point is chosen on several metrics; one objective's lift does not judge it
+        if not force_pick and len(study.directions) == 1 and not beats_control(exported):
+            lift = exported.extra["lift_vs_control"]
+            click.echo(f"warning: the {pick} pick does not beat the control weights on "
+                       f"held-out requests (objective lift {lift['value']:.4g}, interval "
+                       f"[{lift['low']:.4g}, {lift['high']:.4g}] reaches 0); exporting the "
+                       "control weights instead (--force-pick exports the pick)", err=True)
+            exported = control_export(exported, report)
+            pick, number = exported.pick, None
+    path = None if out is None else exported.write(out, overwrite=force)
+    if path is not None:
+        with ProjectStore(url) as store:
+            store.record_export(study_name, number, str(path.resolve()),
+                                json.loads(exported.to_json()))
     if as_json:
         click.echo(exported.to_json())
         warn_few_events(ab_events(report), "held-out")

@@ -1,13 +1,24 @@
 """Winning fusion weights as a JSON file a serving system can read.
 
-Example of the file::
+The file is a serving contract: ``fusion`` writes the formula out with every parameter
+(clip bounds, transform, constants, the pinned task), so a scorer in another language
+reproduces the ranking without Python. ``weights.schema.json`` beside this module is its
+JSON Schema and ``weights.vectors.json`` a table of scores in, fused scores and order out,
+to check such a scorer against. Example of the file::
 
-    {"formula": "multiplicative", "tasks": ["click", "like"],
-     "weights": {"click": 1.0, "like": 0.42},
+    {"schema_version": "1.0", "formula": "multiplicative",
+     "fusion": {"formula": "multiplicative", "score": "sum_k w_k * log(max(p_k, clip_low))",
+                "same_order_as": "prod_k max(p_k, clip_low) ** w_k", "transform": "log",
+                "clip_low": 1e-07, "clip_high": null, "pinned": "click"},
+     "tasks": ["click", "like"], "weights": {"click": 1.0, "like": 0.42},
      "objective": {"value": 0.031, "low": 0.027, "high": 0.035, "split": "holdout"},
-     "pick": "cem_mean", "study_name": "s1", "trial_number": null,
+     "pick": "strategy", "study_name": "s1", "trial_number": null,
      "data_fingerprint": "...", "model_fingerprint": "...",
      "created_at": "2026-01-01T00:00:00+00:00", "extra": {}}
+
+Readers take older files (without ``schema_version``: the format before it; pick
+``"cem_mean"``: ``"strategy"``) and files of a newer minor version, whose unknown fields
+they ignore; a newer major version is refused.
 """
 
 from __future__ import annotations
@@ -15,24 +26,44 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from simulator.files import atomic_write
+from simulator.fusion import make_fusion
 
-__all__ = ["LEGACY_PICKS", "PICKS", "SPLITS", "ExportedWeights", "utc_now_iso"]
+__all__ = [
+    "CONTROL_PICK",
+    "FILE_PICKS",
+    "LEGACY_PICKS",
+    "PICKS",
+    "SCHEMA_VERSION",
+    "SPLITS",
+    "ExportedWeights",
+    "utc_now_iso",
+]
+
+SCHEMA_VERSION = "1.0"
+"""``major.minor`` of the file written: a new minor adds fields (older readers ignore
+them), a new major changes the meaning of existing ones."""
 
 PICKS = ("strategy", "best_trial", "trial")
 """How the exported vector was chosen: the study strategy's own pick (CEM: its final mean,
 denoised; Optuna's samplers: their best trial), the best single trial, or trial N."""
+CONTROL_PICK = "control"
+"""The pick of a file holding the control weights, exported because the search's pick did
+not beat them on held-out requests."""
+FILE_PICKS = (*PICKS, CONTROL_PICK)
+"""The picks a file may record."""
 LEGACY_PICKS = {"cem_mean": "strategy"}
 """Pick names of files written before strategies were pluggable, read as their new name."""
 SPLITS = ("holdout", "search")
 """Which logs the reported objective was measured on."""
 
-_KEYS = (
+_V0_KEYS = (
     "formula",
     "tasks",
     "weights",
@@ -45,7 +76,9 @@ _KEYS = (
     "created_at",
     "extra",
 )
+_KEYS = ("schema_version", "formula", "fusion", *_V0_KEYS[1:])
 _OBJECTIVE_KEYS = ("value", "low", "high", "split")
+_VERSION = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
 
 
 def utc_now_iso() -> str:
@@ -62,14 +95,17 @@ class ExportedWeights:
         tasks: task names.
         weights: one finite weight per task, same order.
         objective: ``{"value", "low", "high"}`` (finite) and ``"split"`` (one of ``SPLITS``).
-        pick: one of ``PICKS``; ``"trial"``/``"best_trial"`` need ``trial_number``,
-            ``"cem_mean"`` has none.
+        pick: one of ``FILE_PICKS``; ``"trial"``/``"best_trial"`` need ``trial_number``,
+            ``"strategy"`` and ``"control"`` have none (``"cem_mean"`` reads as ``"strategy"``).
         study_name: the study it came from.
         trial_number: the trial, for a trial pick.
         data_fingerprint: fingerprint of the logs it was tuned on.
         model_fingerprint: fingerprint of the ranker whose scores it fuses.
         created_at: ISO-8601 time in UTC.
         extra: other JSON-able facts, e.g. per-task metrics.
+        fusion: the formula written out (:meth:`simulator.fusion.BaseFusion.describe`) with
+            ``"pinned"``, the task whose weight the search held at 1 (None: none); empty:
+            the formula's defaults, no pinned task.
 
     Example:
         >>> e = ExportedWeights("multiplicative", ("click", "like"), (1.0, 0.5),
@@ -77,6 +113,8 @@ class ExportedWeights:
         ...     "s1", None, "d0", "m0", "2026-01-01T00:00:00+00:00")
         >>> ExportedWeights.from_json(e.to_json()) == e
         True
+        >>> e.fusion["clip_low"], e.pick
+        (1e-07, 'strategy')
     """
 
     formula: str
@@ -90,6 +128,7 @@ class ExportedWeights:
     model_fingerprint: str
     created_at: str = field(default_factory=utc_now_iso)
     extra: dict[str, Any] = field(default_factory=dict)
+    fusion: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -97,6 +136,7 @@ class ExportedWeights:
         object.__setattr__(self, "objective", dict(self.objective))
         object.__setattr__(self, "extra", dict(self.extra))
         self._validate()
+        self._validate_fusion()
 
     @property
     def weight_map(self) -> dict[str, float]:
@@ -106,7 +146,9 @@ class ExportedWeights:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object (weights keyed by task)."""
         return {
+            "schema_version": SCHEMA_VERSION,
             "formula": self.formula,
+            "fusion": dict(self.fusion),
             "tasks": list(self.tasks),
             "weights": self.weight_map,
             "objective": dict(self.objective),
@@ -125,19 +167,30 @@ class ExportedWeights:
 
     @classmethod
     def from_json(cls, text: str) -> ExportedWeights:
-        """Parse and validate :meth:`to_json` output; errors name the field at fault."""
+        """Parse and validate :meth:`to_json` output; errors name the field at fault.
+
+        Also reads files without ``schema_version`` (the format before it) and of a
+        newer minor version (their unknown fields are ignored); a newer major version
+        is refused, naming the versions this reader takes.
+        """
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise ValueError(f"exported weights: not valid JSON: {err}") from err
         if not isinstance(data, dict):
             raise ValueError("exported weights: expected a JSON object at the top level")
-        unknown = sorted(set(data) - set(_KEYS))
-        missing = [k for k in _KEYS if k not in data]
+        keys = _KEYS if "schema_version" in data else _V0_KEYS
+        if "schema_version" in data and _newer_minor(data["schema_version"]):
+            data = {k: v for k, v in data.items() if k in keys}
+            if isinstance(data.get("objective"), dict):
+                data["objective"] = {k: v for k, v in data["objective"].items()
+                                     if k in _OBJECTIVE_KEYS}
+        unknown = sorted(set(data) - set(keys))
+        missing = [k for k in keys if k not in data]
         if unknown or missing:
             raise ValueError(
                 f"exported weights: unknown fields {unknown}, missing fields {missing}; "
-                f"valid fields: {list(_KEYS)}"
+                f"valid fields: {list(keys)}"
             )
         tasks, weights = data["tasks"], data["weights"]
         if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
@@ -149,8 +202,8 @@ class ExportedWeights:
                 f"exported weights: field 'weights' has tasks {sorted(weights)}; field "
                 f"'tasks' has {sorted(tasks)}; they must agree"
             )
-        for key in ("objective", "extra"):
-            if not isinstance(data[key], dict):
+        for key in ("objective", "extra", "fusion"):
+            if not isinstance(data.get(key, {}), dict):
                 raise ValueError(f"exported weights: field {key!r} must be an object")
         return cls(
             formula=data["formula"],
@@ -164,11 +217,21 @@ class ExportedWeights:
             model_fingerprint=data["model_fingerprint"],
             created_at=data["created_at"],
             extra=data["extra"],
+            fusion=data.get("fusion", {}),
         )
 
-    def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write atomically (temporary file in the same folder, then ``os.replace``)."""
+    def write(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+        """Write atomically (temporary file in the same folder, then ``os.replace``).
+
+        The file's mode is ``0666`` less the umask (``0644`` under umask ``022``).
+
+        Raises:
+            FileExistsError: ``path`` exists and ``overwrite`` is false.
+        """
         path = Path(path)
+        if not overwrite and path.exists():
+            raise FileExistsError(f"exported weights file {str(path)!r} exists; it is not "
+                                  "overwritten")
         text = self.to_json()
         return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
@@ -204,13 +267,15 @@ class ExportedWeights:
         self._validate_objective()
         if self.pick in LEGACY_PICKS:
             object.__setattr__(self, "pick", LEGACY_PICKS[self.pick])
-        if self.pick not in PICKS:
-            raise ValueError(f"exported weights: field 'pick' is {self.pick!r}; valid: {PICKS}")
+        if self.pick not in FILE_PICKS:
+            raise ValueError(f"exported weights: field 'pick' is {self.pick!r}; valid: "
+                             f"{FILE_PICKS}")
         tn = self.trial_number
-        if self.pick == "strategy" and tn is not None:
+        numbered = self.pick in ("trial", "best_trial")
+        if not numbered and tn is not None:
             raise ValueError("exported weights: field 'trial_number' must be null for pick "
-                             "'strategy'")
-        if self.pick != "strategy" and (isinstance(tn, bool) or not isinstance(tn, int)):
+                             f"{self.pick!r}")
+        if numbered and (isinstance(tn, bool) or not isinstance(tn, int)):
             raise ValueError(
                 f"exported weights: field 'trial_number' must be an integer for pick "
                 f"{self.pick!r}, got {tn!r}"
@@ -231,6 +296,30 @@ class ExportedWeights:
         except (TypeError, ValueError) as err:
             raise ValueError(f"exported weights: field 'extra' is not JSON-able: {err}") from err
 
+    def _validate_fusion(self) -> None:
+        fusion = self.fusion
+        if not fusion:  # the format before schema_version: the formula's defaults
+            try:
+                fusion = {**make_fusion(self.formula).describe(), "pinned": None}
+            except ValueError as err:
+                raise ValueError(f"exported weights: field 'formula': {err}") from None
+            object.__setattr__(self, "fusion", fusion)
+        if fusion.get("formula") != self.formula:
+            raise ValueError(f"exported weights: field 'fusion.formula' is "
+                             f"{fusion.get('formula')!r}; it must equal field 'formula' "
+                             f"{self.formula!r}")
+        if not isinstance(fusion.get("score"), str):
+            raise ValueError("exported weights: field 'fusion.score' must be the formula's "
+                             "expression, a string")
+        pinned = fusion.get("pinned")
+        if pinned is not None and pinned not in self.tasks:
+            raise ValueError(f"exported weights: field 'fusion.pinned' is {pinned!r}; valid: "
+                             f"null or one of {list(self.tasks)}")
+        try:
+            json.dumps(fusion, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"exported weights: field 'fusion' is not JSON-able: {err}") from err
+
     def _validate_objective(self) -> None:
         obj = self.objective
         if set(obj) != set(_OBJECTIVE_KEYS):
@@ -248,6 +337,19 @@ class ExportedWeights:
             raise ValueError(
                 f"exported weights: field 'objective.split' is {obj['split']!r}; valid: {SPLITS}"
             )
+
+
+def _newer_minor(version: Any) -> bool:
+    """Whether a file's ``schema_version`` is a newer minor of this one; refuse others."""
+    major, minor = (int(x) for x in SCHEMA_VERSION.split("."))
+    match = _VERSION.fullmatch(version) if isinstance(version, str) else None
+    if match is None or int(match[1]) != major:
+        raise ValueError(
+            f"exported weights: field 'schema_version' is {version!r}; this fusiontune reads "
+            f"versions {major}.0 to {major}.x (newer minors' unknown fields ignored) and files "
+            "without schema_version; a newer major needs a newer fusiontune"
+        )
+    return int(match[2]) > minor
 
 
 def _number(x: Any, name: str) -> float:

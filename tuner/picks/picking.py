@@ -3,10 +3,13 @@
 The best of many noisy trials overstates itself (the winner's curse), so the
 default pick is the strategy's own (CEM's final mean — the centre of the last elite, an
 average over many good trials), and every pick is judged on the held-out split of the
-log, which the search never saw.
+log, which the search never saw. A pick that does not beat the control weights there
+(:func:`beats_control`) is replaced by them (:func:`control_export`) unless forced.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import optuna
@@ -15,10 +18,10 @@ from simulator.replay import OBJECTIVE
 from simulator.report import ABReport, ab_report
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
-from tuner.picks.export import LEGACY_PICKS, PICKS, ExportedWeights
+from tuner.picks.export import CONTROL_PICK, LEGACY_PICKS, PICKS, ExportedWeights
 from tuner.study import INFEASIBLE, SearchSpec, is_feasible_complete, jsonable, replayed_strategy
 
-__all__ = ["export_pick", "pick_weights"]
+__all__ = ["beats_control", "control_export", "export_pick", "pick_weights"]
 
 
 def pick_weights(study: optuna.Study, search: SearchSpec, pick: str,
@@ -65,8 +68,13 @@ def pick_weights(study: optuna.Study, search: SearchSpec, pick: str,
 
 
 def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
-                trial_number: int | None) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
-    """The export record of a pick, its held-out A/B report and its search-split values."""
+                trial_number: int | None, pinned: str | None = None,
+                ) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
+    """The export record of a pick, its held-out A/B report and its search-split values.
+
+    ``pinned`` is the task whose weight the search held at 1, written in the file's
+    ``fusion`` block with the formula's parameters.
+    """
     settings = ws.settings
     control = (np.asarray(settings.control, float) if settings.control is not None
                else np.ones(len(ws.score_tasks)))
@@ -91,6 +99,7 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
         trial_number=trial_number,
         data_fingerprint=settings.data_fingerprint or ws.traffic.fingerprint(),
         model_fingerprint=settings.model_fingerprint or "unknown",
+        fusion={**ws.replay(HOLDOUT).fusion.describe(), "pinned": pinned},
         extra={
             "estimator": settings.estimator,
             "objective_weights": dict(settings.objective),
@@ -107,3 +116,44 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
     )
     return exported, report, search_values
 
+
+
+def beats_control(exported: ExportedWeights) -> bool:
+    """Whether the lower end of the held-out lift interval of the objective over control,
+    as :func:`export_pick` records it in ``extra["lift_vs_control"]``, is above 0."""
+    return float(exported.extra["lift_vs_control"]["low"]) > 0
+
+
+def control_export(exported: ExportedWeights, report: ABReport) -> ExportedWeights:
+    """The control weights as an export (pick ``"control"``), in place of a pick that does
+    not beat them; the refused pick's weights and held-out estimates go to
+    ``extra["refused_pick"]``.
+
+    Args:
+        exported: :func:`export_pick`'s record of the refused pick.
+        report: its held-out A/B report (control vs the pick).
+    """
+    row = report.row(OBJECTIVE)
+    extra = dict(exported.extra)
+    refused = {
+        "pick": exported.pick,
+        "trial_number": exported.trial_number,
+        "weights": exported.weight_map,
+        "objective": dict(exported.objective),
+        "search_split_value": extra.pop("search_split_value"),
+        "lift_vs_control": extra.pop("lift_vs_control"),
+        "holdout_metrics": extra.pop("holdout_metrics"),
+    }
+    extra["holdout_metrics"] = {
+        r.metric: {"value": r.control.value, "low": r.control.low, "high": r.control.high,
+                   "events": jsonable(r.control.events)} for r in report.rows}
+    extra["refused_pick"] = refused
+    return dataclasses.replace(
+        exported,
+        weights=tuple(float(w) for w in extra["control_weights"]),
+        objective={"value": row.control.value, "low": row.control.low,
+                   "high": row.control.high, "split": exported.objective["split"]},
+        pick=CONTROL_PICK,
+        trial_number=None,
+        extra=extra,
+    )
