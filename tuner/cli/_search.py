@@ -32,6 +32,7 @@ from tuner.cli._loss import (
     open_config_study,
 )
 from tuner.cli._new_study import NewStudy, given_options
+from tuner.cli._track import MLFLOW, log_search
 from tuner.evaluation.loss_objective import is_loss_study
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import SearchSettings, Workspace
@@ -103,11 +104,13 @@ def search() -> None:
               help="Members a worker claims at a time (default population / workers).")
 @click.option("--json", "as_json", is_flag=True, help="Print round summaries as JSON.")
 @click.option("--no-progress", is_flag=True)
+@MLFLOW
 @click.pass_context
 @user_errors
 def search_run(ctx: click.Context, storage: str, study_name: str, config_path: str | None,
                space_name: str | None, rounds: int | None, workers: int | None,
-               chunk: int | None, as_json: bool, no_progress: bool, **study: Any) -> None:
+               chunk: int | None, as_json: bool, no_progress: bool, mlflow_uri: str | None,
+               **study: Any) -> None:
     """Run a study to --rounds generations; a new study needs --config, or --logs, --scores
     and --objective.
 
@@ -164,6 +167,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         summaries = run_rounds(study_, search_, objective, until=target,
                                progress=not no_progress)
     _report_run(study_, search_, summaries, done, target, url, as_json)
+    log_search(mlflow_uri, "search run", url, study_, search_, history(study_, search_),
+               extra={"target_rounds": target, "workers": workers})
 
 
 def _target(study: Any, rounds: int | None, default: int) -> int:
@@ -351,9 +356,10 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("weights.json"), show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the exported JSON.")
+@MLFLOW
 @user_errors
 def search_export(storage: str, study_name: str, trial_number: int | None, best: bool,
-                  out: Path, as_json: bool) -> None:
+                  out: Path, as_json: bool, mlflow_uri: str | None = None) -> None:
     """Export a weight vector, judged on the held-out split, as JSON for serving.
 
     Default: the strategy's pick (CEM: its final mean, denoised); --best: the
@@ -377,6 +383,8 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
     with ProjectStore(url) as store:
         store.record_export(study_name, number, str(path.resolve()),
                             json.loads(exported.to_json()))
+    log_search(mlflow_uri, "search export", url, study, search_, history(study, search_),
+               report, exported, extra={"pick": pick, "out": str(path)})
     if as_json:
         click.echo(exported.to_json())
         warn_few_events(ab_events(report), "held-out")
