@@ -15,6 +15,7 @@ from tuner.study._attrs import (
     jsonable,
     name_metrics,
 )
+from tuner.study._convergence import ConvergenceRule, Stop, run_until_converged
 from tuner.study._history import RoundSummary, history, replayed_strategy, trials_table
 from tuner.study._loop import check_single_objective, run_rounds
 from tuner.study._open import create_or_load_study, load_search, stored_settings
@@ -48,8 +49,10 @@ __all__ = [
     "INFEASIBLE",
     "REASON_INTERRUPTED",
     "REASON_NONFINITE",
+    "ConvergenceRule",
     "RoundSummary",
     "SearchSpec",
+    "Stop",
     "TrialResult",
     "WorkerConfig",
     "WorkerReport",
@@ -64,6 +67,7 @@ __all__ = [
     "run_rounds",
     "run_worker",
     "replayed_strategy",
+    "run_until_converged",
     "set_target_rounds",
     "stored_settings",
     "trials_table",
