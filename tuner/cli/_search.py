@@ -334,9 +334,11 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
     study, search_ = load_existing(storage_url(storage), study_name)
     space, raw = search_.space, search_.settings
     if plot_dir is not None:
-        from tuner.plots import plot_history
+        from tuner.plots import pick_estimates, plot_history
 
-        paths = plot_history(history(study, search_), plot_dir, study_name, space.prefix)
+        rounds_ = history(study, search_)
+        picks = None if is_loss_study(raw) or not rounds_ else pick_estimates(raw, rounds_, space)
+        paths = plot_history(rounds_, plot_dir, study_name, space.prefix, space, picks)
         if is_loss_study(raw):
             from tuner.plots import plot_loss_trials
 
