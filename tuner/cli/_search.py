@@ -41,11 +41,13 @@ from tuner.search_config import SPACES
 from tuner.storage import ProjectStore
 from tuner.strategies import STRATEGIES
 from tuner.study import (
+    ATTR_EXPORTED,
     ATTR_TARGET,
     ConvergenceRule,
     SearchSpec,
     check_single_objective,
     create_or_load_study,
+    exported_attr,
     history,
     load_search,
     replayed_strategy,
@@ -410,6 +412,7 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
     with ProjectStore(url) as store:
         store.record_export(study_name, number, str(path.resolve()),
                             json.loads(exported.to_json()))
+    study.set_user_attr(ATTR_EXPORTED, exported_attr(json.loads(exported.to_json())))
     log_search(mlflow_uri, "search export", url, study, search_, history(study, search_),
                report, exported, extra={"pick": pick, "out": str(path)})
     if as_json:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from tuner.study._attrs import (
     ATTR_CONFIG,
+    ATTR_EXPORTED,
     ATTR_INIT_MEAN,
     ATTR_SEED,
     ATTR_SETTINGS,
     ATTR_SPACE,
     ATTR_STRATEGY,
     SearchSpec,
+    exported_attr,
     jsonable,
     name_metrics,
 )
@@ -39,6 +41,7 @@ from tuner.study._workers import (
 
 __all__ = [
     "ATTR_CONFIG",
+    "ATTR_EXPORTED",
     "ATTR_INIT_MEAN",
     "ATTR_SEED",
     "ATTR_SETTINGS",
@@ -59,6 +62,7 @@ __all__ = [
     "build_trial",
     "check_single_objective",
     "create_or_load_study",
+    "exported_attr",
     "history",
     "is_feasible_complete",
     "jsonable",
