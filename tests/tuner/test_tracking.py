@@ -100,3 +100,29 @@ def test_mlflow_missing_is_one_line_before_any_work(tmp_path: Path,
                      (tmp_path / "mlruns").as_uri()])
     assert_user_error(result, "pip install 'fusiontune[mlflow]'")
     assert not db.exists()
+
+
+def test_ranker_train_record_is_tracked(tmp_path: Path) -> None:
+    """What ``ranker train --mlflow`` logs from its checkpoint meta (training needs the
+    KuaiRand slice, so the meta is made up here): the run file as params, each epoch's
+    history by step, valid/test metrics, fingerprints as tags."""
+    from tuner.cli._track import log_ranker
+
+    uri = (tmp_path / "mlruns").as_uri()
+    meta = {"config": {"model": {"kind": "mmoe", "n_experts": 4}, "train": {"epochs": 2}},
+            "data_fingerprint": "d0", "train_rows": 1000, "best_epoch": 2,
+            "history": [{"epoch": 1, "train_loss": 0.7, "valid": {"click": {"auc": 0.6}}},
+                        {"epoch": 2, "train_loss": 0.6, "valid": {"click": {"auc": 0.65}}}],
+            "metrics": {"valid": {"click": {"auc": 0.65}}, "test": {"click": {"auc": 0.64}}}}
+    log_ranker(uri, tmp_path / "m.pt", "m0", meta)
+    (run,) = _runs(uri)
+    client = mlflow.MlflowClient(uri)
+    assert run.data.params["model.kind"] == "mmoe"
+    assert run.data.params["train.epochs"] == "2"
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id,
+                                                                 "train_loss")] == [(1, 0.7),
+                                                                                    (2, 0.6)]
+    assert run.data.metrics["valid/click/auc"] == 0.65  # the last epoch's, and the final
+    assert run.data.metrics["test/click/auc"] == 0.64
+    assert run.data.tags["fusiontune.model_fingerprint"] == "m0"
+    assert run.data.tags["fusiontune.command"] == "ranker train"

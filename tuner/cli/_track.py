@@ -25,13 +25,13 @@ MLFLOW = click.option(
          "held-out A/B report, the exported JSON. Needs pip install 'fusiontune[mlflow]'.")
 
 
-def flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat(d: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay whole, as JSON text later)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping) and v:
-            out.update(flat(v, key + "."))
+            out.update(flat(v, key + sep, sep))
         else:
             out[key] = v
     return out
@@ -112,11 +112,11 @@ def log_ranker(uri: str | None, checkpoint: Any, fingerprint: str,
                       "fusiontune.model_fingerprint": fingerprint,
                       "fusiontune.data_fingerprint": meta["data_fingerprint"]})
         for record in meta["history"]:
-            tracker.metrics({k: v for k, v in flat(record).items()
+            tracker.metrics({k: v for k, v in flat(record, sep="/").items()
                              if isinstance(v, int | float) and k != "epoch"},
                             step=int(record.get("epoch", 0)))
         tracker.metrics({f"{split}/{k}": v for split, m in meta["metrics"].items()
-                         for k, v in flat(m).items() if isinstance(v, int | float)}
+                         for k, v in flat(m, sep="/").items() if isinstance(v, int | float)}
                         | {"best_epoch": meta["best_epoch"], "train_rows": meta["train_rows"]})
 
 
