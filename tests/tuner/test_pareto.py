@@ -418,3 +418,28 @@ def test_new_study_without_metrics_says_what_to_give(tmp_path: Path) -> None:
 def test_compare_refuses_a_pareto_study(pareto_dbs: dict[str, Path]) -> None:
     result = invoke(["search", "compare", "--storage", str(pareto_dbs["cem"]), "--study", "p"])
     assert result.exit_code == 1 and "Pareto study" in result.output, result.output
+
+
+@pytest.mark.parametrize("intervals", [True, False])
+def test_pareto_plot_labels_front_trials_and_colours_the_third_metric(
+        demo_files: DemoFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        intervals: bool) -> None:
+    """Each front point carries its trial number; 3 metrics: every panel has a colour bar
+    of its third metric; --no-plot-intervals draws no interval bars."""
+    import matplotlib.pyplot as plt
+
+    kept: list[Any] = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: kept.append(fig))
+    db = tmp_path / "p.db"
+    flag = "--plot-intervals" if intervals else "--no-plot-intervals"
+    result = invoke([*pareto_args(demo_files, db, "nsga2", rounds=1,
+                                  metrics="click,conversion,like"),
+                     "--json", "--plot", str(tmp_path), flag])
+    assert result.exit_code == 0, result.output
+    front = {p["trial"] for p in json.loads(result.stdout)["front"]}
+    (fig,) = kept
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 3 and len(fig.axes) == 6  # a colour bar beside each panel
+    for ax in panels:
+        assert {int(t.get_text()) for t in ax.texts} == front
+        assert bool(ax.containers) is intervals  # errorbar containers

@@ -14,6 +14,7 @@ from simulator.intervals import INTERVALS
 from simulator.replay import OBJECTIVE
 from tuner.cli._common import dump, user_errors
 from tuner.cli._format import ab_events, ab_table, rounds_table, warn_few_events
+from tuner.cli._track import MLFLOW, log_demo
 from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.objective import parse_objective
 from tuner.evaluation.search_data import parse_estimator_params
@@ -63,11 +64,13 @@ def main(verbose: bool) -> None:
               help="95% intervals: percentile bootstrap, studentized bootstrap or normal.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of tables.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@MLFLOW
 @user_errors
 def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
          elite_fraction: float, estimator: str, objective_text: str | None, epochs: int,
          world: str, guardrail_text: str | None, interval: str, as_json: bool,
-         no_progress: bool, estimator_param_text: tuple[str, ...] = ()) -> None:
+         no_progress: bool, estimator_param_text: tuple[str, ...] = (),
+         mlflow_uri: str | None = None) -> None:
     """Run the whole loop on the embedded synthetic marketplace.
 
     world -> logs (Parquet) -> MMoE ranker -> score table -> CEM rounds over
@@ -91,6 +94,7 @@ def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
                         estimator_params=estimator_params)
     say = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     result = run_demo(config, say=say, progress=not no_progress)
+    log_demo(mlflow_uri, config, result)
     if as_json:
         for p in result.picks:
             warn_few_events(ab_events(p.holdout), "held-out")

@@ -81,13 +81,15 @@ _PARETO_OPTIONS = ("strategy", "scalarisations", "scalarisation")
 @click.option("--json", "as_json", is_flag=True, help="Print the front as JSON.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write pareto.png (trials, front with intervals, control) here.")
+@click.option("--plot-intervals/--no-plot-intervals", default=True, show_default=True,
+              help="Draw the front's 95% interval bars in --plot.")
 @click.option("--no-progress", is_flag=True)
 @click.pass_context
 @user_errors
 def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_text: str | None,
                   strategy: str, rounds: int, scalarisations: int, scalarisation: str,
                   max_points: int | None, as_json: bool, plot_dir: Path | None,
-                  no_progress: bool, **options: Any) -> None:
+                  no_progress: bool, plot_intervals: bool = True, **options: Any) -> None:
     """Search and print the Pareto front of 2 or 3 metrics (e.g. clicks vs likes).
 
     A new study needs --logs, --scores and --metrics; every evaluated weight
@@ -113,7 +115,7 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
                                  "pareto'; give --rounds 0 to see the front of its trials on "
                                  "--metrics, or start a new --study")
             _show(_front_of_run_study(study, space, metrics_text), settings, space,
-                  "search run", as_json, plot_dir, max_points)
+                  "search run", as_json, plot_dir, max_points, plot_intervals)
             return
         search = load_pareto(url, study_name)
         shared = set(NEW_STUDY_OPTIONS) - {"strategy"}  # a Pareto strategy is its own option
@@ -151,7 +153,8 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
     if metrics_text is not None and not rounds:
         metrics, directions = parse_metrics(metrics_text, _recorded(search))
     front = front_of_trials(search.study, search.space, metrics, directions, search.control)
-    _show(front, settings, search.space, search.config.strategy, as_json, plot_dir, max_points)
+    _show(front, settings, search.space, search.config.strategy, as_json, plot_dir, max_points,
+          plot_intervals)
 
 
 def _control_weights(settings: SearchSettings, space: FusionSpace) -> np.ndarray:
@@ -209,11 +212,12 @@ def _front_of_run_study(study: Any, space: FusionSpace,
 
 
 def _show(front: ParetoFront, settings: SearchSettings, space: FusionSpace, strategy: str,
-          as_json: bool, plot_dir: Path | None, max_points: int | None = None) -> None:
+          as_json: bool, plot_dir: Path | None, max_points: int | None = None,
+          intervals: bool = True) -> None:
     if plot_dir is not None:
         from tuner.pareto import plot_front
 
-        click.echo(f"wrote {plot_front(front, plot_dir)}", err=True)
+        click.echo(f"wrote {plot_front(front, plot_dir, intervals)}", err=True)
     control = _control_weights(settings, space)
     if as_json:
         dump({**front.to_dict(), "strategy": strategy, "tasks": list(space.tasks),

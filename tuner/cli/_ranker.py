@@ -25,6 +25,7 @@ from ranker.kuairand import KuaiRandData, KuaiRandSplit, load_kuairand
 from simulator.files import atomic_write
 from tuner.cli._common import dump, user_errors
 from tuner.cli._format import table
+from tuner.cli._track import MLFLOW, log_ranker
 
 __all__ = ["ranker"]
 
@@ -154,8 +155,10 @@ def ranker() -> None:
 @_CHECKPOINT
 @_JSON
 @_PROGRESS
+@MLFLOW
 @user_errors
-def train_cmd(config_path: Path | None, checkpoint: Path, as_json: bool, progress: bool) -> None:
+def train_cmd(config_path: Path | None, checkpoint: Path, as_json: bool, progress: bool,
+              mlflow_uri: str | None = None) -> None:
     """Train a ranker, save it with its config, data fingerprint and metrics; print test metrics.
 
     Early stopping uses the valid days; the table is on the test days.
@@ -185,6 +188,7 @@ def train_cmd(config_path: Path | None, checkpoint: Path, as_json: bool, progres
         "metrics": {"valid": valid, "test": test},
     }
     model_fp = save_checkpoint(checkpoint, result.model, meta)
+    log_ranker(mlflow_uri, checkpoint, model_fp, meta)
     if as_json:
         dump({"checkpoint": str(checkpoint), "fingerprint": model_fp,
                     "data_fingerprint": fingerprint, "train_rows": train_split.n_rows,

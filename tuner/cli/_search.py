@@ -32,6 +32,7 @@ from tuner.cli._loss import (
     open_config_study,
 )
 from tuner.cli._new_study import NewStudy, given_options
+from tuner.cli._track import MLFLOW, log_search
 from tuner.evaluation.loss_objective import is_loss_study
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import SearchSettings, Workspace
@@ -40,14 +41,18 @@ from tuner.search_config import SPACES
 from tuner.storage import ProjectStore
 from tuner.strategies import STRATEGIES
 from tuner.study import (
+    ATTR_EXPORTED,
     ATTR_TARGET,
+    ConvergenceRule,
     SearchSpec,
     check_single_objective,
     create_or_load_study,
+    exported_attr,
     history,
     load_search,
     replayed_strategy,
     run_rounds,
+    run_until_converged,
     set_target_rounds,
     trials_table,
 )
@@ -92,6 +97,12 @@ def search() -> None:
               help="Complete generations the study should have when the run ends (a total, "
                    "so rerunning the same command after a crash finishes the same study); "
                    "default: a new study 5, an existing one the target it stored.")
+@click.option("--until", "until", type=click.Choice(["rounds", "converged"]), default="rounds",
+              show_default=True,
+              help="converged: stop once --patience rounds in a row beat the best round so "
+                   "far by no more than half its 95% interval (--rounds is then the cap).")
+@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Rounds without an improvement beyond the noise, for --until converged.")
 @click.option("--population", type=click.IntRange(min=4), default=32, show_default=True)
 @click.option("--elite-fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Share of a generation kept as elites (cem, steady-cem; default 0.25).")
@@ -103,11 +114,13 @@ def search() -> None:
               help="Members a worker claims at a time (default population / workers).")
 @click.option("--json", "as_json", is_flag=True, help="Print round summaries as JSON.")
 @click.option("--no-progress", is_flag=True)
+@MLFLOW
 @click.pass_context
 @user_errors
 def search_run(ctx: click.Context, storage: str, study_name: str, config_path: str | None,
                space_name: str | None, rounds: int | None, workers: int | None,
-               chunk: int | None, as_json: bool, no_progress: bool, **study: Any) -> None:
+               chunk: int | None, as_json: bool, no_progress: bool, mlflow_uri: str | None,
+               until: str, patience: int, **study: Any) -> None:
     """Run a study to --rounds generations; a new study needs --config, or --logs, --scores
     and --objective.
 
@@ -154,6 +167,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
     target = _target(study_, rounds, default_rounds)
     set_target_rounds(study_, target)
     _, done = replayed_strategy(study_, search_)
+    if workers is not None and until == "converged":
+        raise ValueError("--until converged runs the rounds in this process; drop --workers")
     if workers is not None:
         n_chunk = chunk or max(1, -(-search_.population // workers))
         _spawn_workers(url, study_name, workers, n_chunk, target)
@@ -161,9 +176,18 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
     else:
         objective = (FusionObjective.for_workspace(ws) if ws is not None
                      else objective_for(search_.settings, progress=not no_progress))
-        summaries = run_rounds(study_, search_, objective, until=target,
-                               progress=not no_progress)
+        if until == "converged":
+            summaries, stop = run_until_converged(study_, search_, objective, target,
+                                                  ConvergenceRule(patience), not no_progress)
+            click.echo(f"converged after round {stop.round}: {stop.reason()}; stopped there"
+                       if stop is not None else
+                       f"not converged by the cap of --rounds {target}", err=True)
+        else:
+            summaries = run_rounds(study_, search_, objective, until=target,
+                                   progress=not no_progress)
     _report_run(study_, search_, summaries, done, target, url, as_json)
+    log_search(mlflow_uri, "search run", url, study_, search_, history(study_, search_),
+               extra={"target_rounds": target, "workers": workers})
 
 
 def _target(study: Any, rounds: int | None, default: int) -> int:
@@ -302,16 +326,21 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write objective.png and weights.png (per round) into this folder.")
+@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Of the convergence rule whose stopping round is marked (see search run "
+                   "--until converged).")
 @user_errors
 def search_history(storage: str, study_name: str, show_trials: bool, as_json: bool,
-                   plot_dir: Path | None) -> None:
+                   plot_dir: Path | None, patience: int = 3) -> None:
     """Show the rounds (or trials) of a study; --plot draws them."""
     study, search_ = load_existing(storage_url(storage), study_name)
     space, raw = search_.space, search_.settings
     if plot_dir is not None:
-        from tuner.plots import plot_history
+        from tuner.plots import pick_estimates, plot_history
 
-        paths = plot_history(history(study, search_), plot_dir, study_name, space.prefix)
+        rounds_ = history(study, search_)
+        picks = None if is_loss_study(raw) or not rounds_ else pick_estimates(raw, rounds_, space)
+        paths = plot_history(rounds_, plot_dir, study_name, space.prefix, space, picks)
         if is_loss_study(raw):
             from tuner.plots import plot_loss_trials
 
@@ -340,6 +369,11 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
         click.echo(f"study {study_name!r} has no trials yet")
         return
     click.echo(rounds_table(rounds, space.prefix))
+    _, done = replayed_strategy(study, search_)
+    stop = ConvergenceRule(patience).stop(rounds[:done])
+    click.echo(f"search run --until converged --patience {patience} would " + (
+        f"stop after round {stop.round}: {stop.reason()}" if stop is not None
+        else "not have stopped yet"))
 
 
 @search.command("export")
@@ -355,9 +389,11 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
               "the control weights on held-out requests.")
 @click.option("--json", "as_json", is_flag=True, help="Print the exported JSON (and write "
               "no file unless --out is given).")
+@MLFLOW
 @user_errors
 def search_export(storage: str, study_name: str, trial_number: int | None, best: bool,
-                  out: Path | None, force: bool, force_pick: bool, as_json: bool) -> None:
+                  out: Path | None, force: bool, force_pick: bool, as_json: bool,
+                  mlflow_uri: str | None = None) -> None:
     """Export a weight vector, judged on the held-out split, as JSON for serving.
 
     Default: the strategy's pick (CEM: its final mean, denoised); --best: the
@@ -398,6 +434,9 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
         with ProjectStore(url) as store:
             store.record_export(study_name, number, str(path.resolve()),
                                 json.loads(exported.to_json()))
+    study.set_user_attr(ATTR_EXPORTED, exported_attr(json.loads(exported.to_json())))
+    log_search(mlflow_uri, "search export", url, study, search_, history(study, search_),
+               report, exported, extra={"pick": pick, "out": None if path is None else str(path)})
     if as_json:
         click.echo(exported.to_json())
         warn_few_events(ab_events(report), "held-out")

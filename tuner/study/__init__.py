@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from tuner.study._attrs import (
     ATTR_CONFIG,
+    ATTR_EXPORTED,
     ATTR_INIT_MEAN,
     ATTR_SEED,
     ATTR_SETTINGS,
     ATTR_SPACE,
     ATTR_STRATEGY,
     SearchSpec,
+    exported_attr,
     jsonable,
     name_metrics,
 )
+from tuner.study._convergence import ConvergenceRule, Stop, run_until_converged
 from tuner.study._history import RoundSummary, history, replayed_strategy, trials_table
 from tuner.study._loop import check_single_objective, run_rounds
 from tuner.study._open import create_or_load_study, load_search, stored_settings
@@ -38,6 +41,7 @@ from tuner.study._workers import (
 
 __all__ = [
     "ATTR_CONFIG",
+    "ATTR_EXPORTED",
     "ATTR_INIT_MEAN",
     "ATTR_SEED",
     "ATTR_SETTINGS",
@@ -48,14 +52,17 @@ __all__ = [
     "INFEASIBLE",
     "REASON_INTERRUPTED",
     "REASON_NONFINITE",
+    "ConvergenceRule",
     "RoundSummary",
     "SearchSpec",
+    "Stop",
     "TrialResult",
     "WorkerConfig",
     "WorkerReport",
     "build_trial",
     "check_single_objective",
     "create_or_load_study",
+    "exported_attr",
     "history",
     "is_feasible_complete",
     "jsonable",
@@ -64,6 +71,7 @@ __all__ = [
     "run_rounds",
     "run_worker",
     "replayed_strategy",
+    "run_until_converged",
     "set_target_rounds",
     "stored_settings",
     "trials_table",

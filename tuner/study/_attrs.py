@@ -29,12 +29,14 @@ from tuner.strategies import (
 
 __all__ = [
     "ATTR_CONFIG",
+    "ATTR_EXPORTED",
     "ATTR_INIT_MEAN",
     "ATTR_SEED",
     "ATTR_SETTINGS",
     "ATTR_SPACE",
     "ATTR_STRATEGY",
     "SearchSpec",
+    "exported_attr",
     "jsonable",
     "name_metrics",
 ]
@@ -47,6 +49,9 @@ ATTR_INIT_MEAN = "fusiontune:init_mean"
 ATTR_STRATEGY = "fusiontune:strategy"
 """Name of the study's strategy in :data:`tuner.strategies.STRATEGIES`; a study made before
 strategies were stored has none and runs ``"cem"``."""
+ATTR_EXPORTED = "fusiontune:exported"
+"""The last ``search export``: weights, pick, trial and its held-out objective with interval,
+so Optuna's dashboard shows the exported answer beside its best (winner's-curse) trial."""
 
 
 def name_metrics(study: optuna.Study, names: Sequence[str]) -> None:
@@ -150,6 +155,22 @@ def _json_roundtrip(value: Mapping[str, Any], what: str) -> dict[str, Any]:
         return dict(json.loads(json.dumps(dict(value), allow_nan=False)))
     except (TypeError, ValueError) as err:
         raise ValueError(f"{what} must be JSON-able (finite numbers): {err}") from err
+
+
+def exported_attr(exported: Mapping[str, Any]) -> dict[str, Any]:
+    """The study user attr :data:`ATTR_EXPORTED` of an export record (``ExportedWeights``
+    as JSON): ``{"weights", "pick", "trial", "holdout": {"value", "low", "high"},
+    "search_value", "created_at"}``."""
+    objective = exported.get("objective", {})
+    return jsonable({
+        "weights": exported.get("weights"),
+        "pick": exported.get("pick"),
+        "trial": exported.get("trial_number"),
+        "holdout": {k: objective.get(k) for k in ("value", "low", "high")},
+        "split": objective.get("split"),
+        "search_value": exported.get("extra", {}).get("search_split_value"),
+        "created_at": exported.get("created_at"),
+    })
 
 
 def jsonable(x: Any) -> Any:
