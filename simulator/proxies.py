@@ -16,8 +16,9 @@ impressions well need not earn more in its top K), and say nothing of magnitudes
 What they can do is order vectors, with little noise, because every labelled
 impression counts for every vector. :mod:`bench.ordering_quality` measures how well.
 
-Ties count one half (the Mann-Whitney statistic with average ranks). A label is
-positive when it is ``> 0``.
+Ties count one half (the Mann-Whitney statistic with average ranks); scores are fused
+by the formula's own ``fuse``, as the replay ranks them, so its ties are the replay's.
+A label is positive when it is ``> 0``.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ class AUCProxy:
         x: np.ndarray = self.__dict__["_flat_x"]
         y: np.ndarray = self.__dict__["_flat_y"]
         # ranked a block of vectors at a time: [block, I] float64 per block
-        auc = np.concatenate([_auc_columns(w[a:a + 16] @ x.T.astype(np.float64), y)
+        # fused as the replay fuses (the formula's own fuse, float32), so ties are its ties
+        auc = np.concatenate([_auc_columns(self.fusion.fuse(x[None], w[a:a + 16])[:, 0], y)
                               for a in range(0, w.shape[0], 16)])  # [P, T]
         sx: np.ndarray = self.__dict__["_slot_x"]
         sy: np.ndarray = self.__dict__["_slot_y"]
@@ -138,7 +140,7 @@ class AUCProxy:
         count = np.zeros(t, dtype=np.int64)
         for start in range(0, sx.shape[0], self.chunk_requests):
             sl = slice(start, start + self.chunk_requests)
-            f = np.einsum("rks,ps->prk", sx[sl].astype(np.float64), w)  # [P, c, K]
+            f = self.fusion.fuse(sx[sl], w)  # [P, c, K]
             a, ok = _request_auc(f, sy[sl], valid[sl])  # [P, c, T], [c, T]
             rw = (valid[sl].sum(axis=1).astype(np.float64) if self.gauc_weighting
                   == "impressions" else np.ones(ok.shape[0]))  # [c]
@@ -217,7 +219,7 @@ def _request_auc(f: np.ndarray, y: np.ndarray, valid: np.ndarray
     neg = ~y & valid[..., None]  # [R, K, T]
     n1 = y.sum(axis=1).astype(np.float64)  # [R, T]
     n0 = neg.sum(axis=1).astype(np.float64)
-    diff = f[:, :, :, None] - f[:, :, None, :]  # [P, R, K(pos), K(neg)]
+    diff = f[:, :, :, None].astype(np.float64) - f[:, :, None, :]  # [P, R, K(pos), K(neg)]
     win = (diff > 0) + 0.5 * (diff == 0)
     pair = y[:, :, None, :] & neg[:, None, :, :]  # [R, K, K, T]
     wins = np.einsum("prij,rijt->prt", win, pair.astype(np.float64))
