@@ -36,7 +36,8 @@ class PooledDR(BaseEstimator):
     (they show many of the same candidates). So the correction is split into its
     population mean ``C_bar`` (kept whole: it fixes the model's level and moves no
     vector against another) and each vector's deviation ``C_p - C_bar``, shrunk
-    towards 0 by a positive-part James-Stein factor per task,
+    towards 0 by a positive-part James-Stein factor per task (with ``prior="linear"``,
+    what is left after a least-squares line in the direct method's ``DM_p - DM_bar``),
 
     ``lambda_t = max(0, 1 - sum_p v_pt / sum_p (C_pt - C_bar_t)^2)``,
 
@@ -50,8 +51,10 @@ class PooledDR(BaseEstimator):
     the model, without label noise; where the model is wrong for some vectors the
     deviations outgrow their noise and ``lambda -> 1`` (plain DR). As ``R`` grows the
     noise ``v`` falls as ``1 / R``, so ``lambda -> 1`` unless every deviation is 0:
-    consistent either way. Intervals resample requests with ``lambda`` fixed; they are
-    about as wide as DR's (``C_bar`` keeps the level's label noise).
+    consistent either way. Intervals: each vector's per-request terms are DR's moved by
+    a constant (its pooling shift), so every interval resamples DR's spread around the
+    pooled estimate: the pooling moves estimates, it does not claim to narrow them (a
+    lift's interval is DR's lift's width too).
 
     With fewer than ``min_population`` vectors (an A/B pair) ``lambda`` is 1: plain DR
     on the calibrated model. An estimate depends on the population it was made in
@@ -67,6 +70,8 @@ class PooledDR(BaseEstimator):
         calibrate: refit the reward model on the log (else use it as given).
         folds: request folds of the cross-fitted calibration (>= 2).
         min_population: fewest vectors to pool over (>= 3).
+        prior: what the deviations are shrunk towards: ``"mean"`` (0, the default) or
+            ``"linear"`` (a least-squares line in the direct method's deviations).
 
     Example:
         >>> est = PooledDR()
@@ -144,16 +149,20 @@ class PooledDR(BaseEstimator):
         return beta, lam
 
     def finish(self, terms: RequestTerms) -> RequestTerms:
-        """The population's terms with each correction pulled towards the prior."""
+        """The population's terms with each correction pulled towards the population's.
+
+        Each vector's per-request corrections are moved by one constant, its pooling
+        shift ``(1 - lambda) (C_p - C_bar)``: the point estimate is the pooled one, and
+        the per-request spread, which every interval resamples, stays DR's.
+        """
         beta, lam = self.pooling(terms)
         if (lam == 1.0).all():
             return terms
         c = terms.numerator
-        c_bar = c.mean(axis=0, dtype=np.float64).astype(c.dtype)  # [R, T]
-        prior = c_bar[None]
-        if (beta != 0).any() and terms.offset is not None:
-            dm = terms.offset.mean(axis=1, dtype=np.float64)  # [P, T]
-            # a constant per vector: it moves the vector's estimate, not its spread
-            prior = prior + ((dm - dm.mean(axis=0)) * beta).astype(c.dtype)[:, None, :]
-        pooled = prior + lam.astype(c.dtype) * (c - prior)
-        return dataclasses.replace(terms, numerator=pooled)
+        dev = c.mean(axis=1, dtype=np.float64)  # [P, T]
+        dev = dev - dev.mean(axis=0)
+        if terms.offset is not None:  # what the prior explains is kept
+            dm = terms.offset.mean(axis=1, dtype=np.float64)
+            dev = dev - beta * (dm - dm.mean(axis=0))
+        shift = (1.0 - lam) * dev  # [P, T]
+        return dataclasses.replace(terms, numerator=c - shift.astype(c.dtype)[:, None, :])
