@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy import stats
 
 from simulator.estimators._base import SlateFeedback
 from simulator.fusion._base import BaseFusion
@@ -130,7 +129,7 @@ class AUCProxy:
         y: np.ndarray = self.__dict__["_flat_y"]
         # ranked a block of vectors at a time: [block, I] float64 per block
         # fused as the replay fuses (the formula's own fuse, float32), so ties are its ties
-        auc = np.concatenate([_auc_columns(self.fusion.fuse(x[None], w[a:a + 16])[:, 0], y)
+        auc = np.concatenate([_auc_columns(self.fusion.fuse(x[None], w[a:a + 16])[:, 0].copy(), y)
                               for a in range(0, w.shape[0], 16)])  # [P, T]
         sx: np.ndarray = self.__dict__["_slot_x"]
         sy: np.ndarray = self.__dict__["_slot_y"]
@@ -192,15 +191,34 @@ def _auc_columns(fused: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``[P, T]`` AUC of each row of ``fused [P, I]`` for each label column ``y [I, T]``.
 
     Mann-Whitney with average ranks: ``(sum of positives' ranks - n1 (n1 + 1) / 2) /
-    (n1 n0)``; one ranking per vector serves every task.
+    (n1 n0)``; one sort per vector serves every task.
     """
-    ranks = stats.rankdata(fused, axis=1)  # [P, I], ties averaged
+    ranks = _average_ranks(fused)  # [P, I]
     n1 = y.sum(axis=0).astype(np.float64)  # [T]
     n0 = y.shape[0] - n1
     pos_rank = ranks @ y.astype(np.float64)  # [P, T]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((n1 > 0) & (n0 > 0),
                         (pos_rank - n1 * (n1 + 1) / 2) / (n1 * n0), np.nan)
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """``[P, I]`` 1-based ranks within each row, ties given their average rank.
+
+    ``scipy.stats.rankdata(x, axis=1)``, vectorised over the rows (rankdata loops).
+    """
+    p, i = x.shape
+    order = np.argsort(x, axis=1)  # the order within a tie does not matter
+    v = np.take_along_axis(x, order, axis=1)
+    new = np.ones((p, i), dtype=bool)
+    new[:, 1:] = v[:, 1:] != v[:, :-1]
+    starts = np.flatnonzero(new.reshape(-1))  # flat index of each tie group's first
+    sizes = np.diff(np.append(starts, p * i))
+    group = np.cumsum(new.reshape(-1)) - 1  # [P * I] tie group of each sorted entry
+    average = (starts % i) + (sizes + 1) / 2.0  # [groups] 1-based mean rank of the group
+    ranks = np.empty((p, i))
+    np.put_along_axis(ranks, order, average[group].reshape(p, i), axis=1)
+    return ranks
 
 
 def _request_auc(f: np.ndarray, y: np.ndarray, valid: np.ndarray
@@ -214,18 +232,21 @@ def _request_auc(f: np.ndarray, y: np.ndarray, valid: np.ndarray
 
     Returns:
         the AUC (nan where undefined) and ``[R, T]`` whether the request has both a
-        positive and a negative label.
+        positive and a negative label. Mann-Whitney within each request: a shown
+        candidate's average rank among the request's shown ones is ``#lower + (#equal +
+        1) / 2`` (``#equal`` counting itself).
     """
-    neg = ~y & valid[..., None]  # [R, K, T]
     n1 = y.sum(axis=1).astype(np.float64)  # [R, T]
-    n0 = neg.sum(axis=1).astype(np.float64)
-    diff = f[:, :, :, None].astype(np.float64) - f[:, :, None, :]  # [P, R, K(pos), K(neg)]
-    win = (diff > 0) + 0.5 * (diff == 0)
-    pair = y[:, :, None, :] & neg[:, None, :, :]  # [R, K, K, T]
-    wins = np.einsum("prij,rijt->prt", win, pair.astype(np.float64))
+    n0 = valid.sum(axis=1)[:, None] - n1
+    ranks = np.full(f.shape, 0.5)  # [P, R, K]: 1/2 for a candidate's tie with itself
+    for j in range(f.shape[2]):  # K small passes beat a [P, R, K, K] reduction 10x
+        fj, vj = f[:, :, j:j + 1], valid[None, :, j:j + 1]
+        ranks += ((fj < f) + 0.5 * (fj == f)) * vj
+    pos_rank = np.einsum("prk,rkt->prt", ranks, y.astype(np.float64))
     ok = (n1 > 0) & (n0 > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(ok[None], wins / (n1 * n0)[None], np.nan), ok
+        auc = (pos_rank - (n1 * (n1 + 1) / 2)[None]) / (n1 * n0)[None]
+    return np.where(ok[None], auc, np.nan), ok
 
 
 def auc_reference(score: np.ndarray, label: np.ndarray) -> float:
