@@ -109,3 +109,12 @@ def test_without_a_reward_model_it_says_so() -> None:
     fb = SlateFeedback.from_traffic(log.traffic, worldkit.TASKS)
     with pytest.raises(ValueError, match="reward model"):
         PooledDR().prepare(fb)
+
+
+def test_the_pooling_moves_estimates_but_keeps_dr_s_interval_width() -> None:
+    log = worldkit.make_log(8, 2000)
+    weights = worldkit.random_weights(np.random.default_rng(4), 10)
+    pooled = _replay(log, PooledDR()).evaluate(weights, worldkit.OBJECTIVE_WEIGHTS)
+    plain = _replay(log, PooledDR(shrinkage=1.0)).evaluate(weights, worldkit.OBJECTIVE_WEIGHTS)
+    np.testing.assert_allclose(pooled.high - pooled.low, plain.high - plain.low, rtol=1e-3)
+    assert not np.allclose(pooled.value, plain.value)
