@@ -184,8 +184,8 @@ class Replay:
         # request chunks are sliced (and validated) once, not once per generation
         bounds = range(0, self.feedback.n_requests, self.chunk_requests)
         chunks = [(a, min(a + self.chunk_requests, self.feedback.n_requests)) for a in bounds]
-        object.__setattr__(self, "_chunks",
-                           [(a, b, self.feedback.chunk(a, b)) for a, b in chunks])
+        prepared = self.estimator.prepare(self.feedback)  # e.g. a reward model fitted on it
+        object.__setattr__(self, "_chunks", [(a, b, prepared.chunk(a, b)) for a, b in chunks])
 
     def terms(self, weights: np.ndarray) -> RequestTerms:
         """Per-request estimator terms of a population ``[P, S]`` of weight vectors."""
@@ -196,7 +196,7 @@ class Replay:
             fused = self.fusion.fuse(transformed[start:stop], w)  # [P, c, N]
             # the estimator asks the policy for what it needs (exposure by default)
             parts.append(self.estimator.policy_terms(feedback, self.policy, fused))
-        return RequestTerms.concatenate(parts)
+        return self.estimator.finish(RequestTerms.concatenate(parts))
 
     def evaluate(
         self, weights: np.ndarray, objective: Mapping[str, float] | None = None

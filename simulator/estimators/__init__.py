@@ -21,6 +21,9 @@ name                      estimator (and when it is unbiased)
                           slot k depends on slots 0..k only: cascades)
 ``pi``                    pseudo-inverse (additive slate rewards;
                           epsilon-greedy logger)
+``pooled_dr``             DR on a reward model calibrated on the log, each
+                          vector's correction shrunk towards the population's
+                          (consistent; orders a population with less noise)
 ========================  =====================================================
 """
 
@@ -36,6 +39,7 @@ from simulator.estimators._dr import DoublyRobust
 from simulator.estimators._estimate import Estimate
 from simulator.estimators._ips import IPS
 from simulator.estimators._pi import PseudoInverse
+from simulator.estimators._pooled_dr import PooledDR
 from simulator.estimators._rips import RIPS
 from simulator.estimators._sndr import SNDR
 from simulator.estimators._snips import SNIPS
@@ -45,6 +49,7 @@ from simulator.estimators._switch_dr import SwitchDR
 __all__ = [
     "ESTIMATORS",
     "IPS",
+    "PooledDR",
     "RIPS",
     "SNDR",
     "SNIPS",
@@ -74,6 +79,7 @@ ESTIMATORS: dict[str, type[BaseEstimator]] = {
     "switch_dr": SwitchDR,
     "rips": RIPS,
     "pi": PseudoInverse,
+    "pooled_dr": PooledDR,
 }
 
 

@@ -322,6 +322,22 @@ class BaseEstimator(abc.ABC):
         """
         return self.terms(feedback, policy.exposure(fused, feedback.examination))
 
+    def prepare(self, feedback: SlateFeedback) -> SlateFeedback:
+        """The whole log as this estimator reads it, once, before it is cut into chunks.
+
+        The identity by default; an estimator that learns from the whole log (e.g. a
+        reward model calibrated on it) returns it with what it learned in place.
+        """
+        return feedback
+
+    def finish(self, terms: RequestTerms) -> RequestTerms:
+        """The terms of a whole population on the whole log, once the chunks are joined.
+
+        The identity by default; an estimator that pools across the population
+        (shrinkage of per-vector corrections) does it here.
+        """
+        return terms
+
     def _check(self, feedback: SlateFeedback, exposure: np.ndarray) -> None:
         if exposure.ndim != 3 or exposure.shape[1:] != feedback.shown.shape:
             raise ValueError(f"exposure must have shape [P, R, N] with [R, N] = "
