@@ -10,21 +10,24 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ranker import MultiTaskModel, build_model, evaluate, load_checkpoint, predict, save_checkpoint
-from ranker import train as train_model
-from ranker.config_file import RankerRunConfig, load_run_config, parse_run_config
-from ranker.gauc import task_gauc
-from ranker.kuairand import KuaiRandData, KuaiRandSplit, load_kuairand
 from simulator.files import atomic_write
 from tuner.cli._common import dump, user_errors
 from tuner.cli._format import table
+
+if TYPE_CHECKING:
+    from ranker import MultiTaskModel
+    from ranker.config_file import RankerRunConfig
+    from ranker.kuairand import KuaiRandData, KuaiRandSplit
+
+# the ranker (and torch) is imported in the functions that use it: 'fusiontune --help'
+# and the search commands never load it
 
 __all__ = ["ranker"]
 
@@ -49,6 +52,8 @@ def data_fingerprint(data: KuaiRandData) -> str:
 
 
 def _load_data(config: RankerRunConfig, tasks: tuple[str, ...], progress: bool) -> KuaiRandData:
+    from ranker.kuairand import load_kuairand
+
     if progress:
         click.echo("loading KuaiRand-Pure...", err=True)
     return load_kuairand(config.data.path, tasks=tasks, history_len=config.data.history_len)
@@ -69,6 +74,9 @@ def split_metrics(model: MultiTaskModel, split: KuaiRandSplit) -> dict[str, dict
     Each task is measured over its sample space (``after:click``: clicked rows);
     GAUC is the row-weighted mean AUC over users with both labels.
     """
+    from ranker import evaluate, predict
+    from ranker.gauc import task_gauc
+
     metrics = evaluate(model, split.data)
     gaucs = task_gauc(
         split.data.labels, predict(model, split.data.features), split.user_id, model.tasks
@@ -106,6 +114,8 @@ def metrics_table(model: MultiTaskModel, metrics: Mapping[str, Mapping[str, floa
 
 
 def _checkpoint_config(meta: Mapping[str, Any], path: Path) -> RankerRunConfig:
+    from ranker.config_file import parse_run_config
+
     if "config" not in meta:
         raise ValueError(f"checkpoint {path} holds no run config; pass --config FILE")
     try:
@@ -116,6 +126,9 @@ def _checkpoint_config(meta: Mapping[str, Any], path: Path) -> RankerRunConfig:
 
 def _open(checkpoint: Path, config_path: Path | None,
           ) -> tuple[MultiTaskModel, dict[str, Any], RankerRunConfig]:
+    from ranker import load_checkpoint
+    from ranker.config_file import load_run_config
+
     model, meta = load_checkpoint(checkpoint)
     config = (_checkpoint_config(meta, checkpoint) if config_path is None
               else load_run_config(config_path))
@@ -160,6 +173,10 @@ def train_cmd(config_path: Path | None, checkpoint: Path, as_json: bool, progres
 
     Early stopping uses the valid days; the table is on the test days.
     """
+    from ranker import build_model, save_checkpoint
+    from ranker import train as train_model
+    from ranker.config_file import load_run_config
+
     if config_path is None:
         raise ValueError("ranker train needs --config FILE (see configs/kuairand_mmoe.toml)")
     config = load_run_config(config_path)
@@ -240,6 +257,8 @@ def score_cmd(config_path: Path | None, checkpoint: Path, split: str, out: Path,
     ``row_id`` is the row's index in the split (sorted by time). For an
     ``after:x`` task the score is conditional, p(task | x).
     """
+    from ranker import predict
+
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: folder {out.parent} does not exist")
     model, meta, config = _open(checkpoint, config_path)

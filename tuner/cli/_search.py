@@ -32,11 +32,10 @@ from tuner.cli._loss import (
     open_config_study,
 )
 from tuner.cli._new_study import NewStudy, given_options
-from tuner.evaluation.loss_objective import is_loss_study
+from tuner.evaluation.loss_study import SPACES, is_loss_study
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import SearchSettings, Workspace
 from tuner.picks.picking import export_pick, pick_weights
-from tuner.search_config import SPACES
 from tuner.storage import ProjectStore
 from tuner.strategies import STRATEGIES
 from tuner.study import (
