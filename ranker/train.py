@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ranker.balancers.base import BaseBalancer
 from ranker.balancers.static import StaticBalancer, check_loss_weights
@@ -29,6 +28,7 @@ from ranker.data import RankerData, encode_features, encode_labels
 from ranker.heads.base import HeadOutputs
 from ranker.metrics import TaskMetrics, evaluate
 from ranker.model import MultiTaskModel
+from ranker.progress import progress_bar, progress_line
 from ranker.score import predict_logits
 from ranker.tasks import TaskSpec
 
@@ -180,7 +180,8 @@ def train(
         train_data: Training rows with a label for every task.
         valid_data: Validation rows, for early stopping and the final metrics.
         config: Training hyperparameters.
-        progress: Show a tqdm progress bar per epoch.
+        progress: Show a progress bar per epoch (on a terminal) and a line per epoch, on
+            stderr.
         balancer: How task losses make a training step (any of
             :data:`ranker.balancers.BALANCERS`, built for the model's tasks; its
             learned weights are optimized with the model and left as they were at the
@@ -244,10 +245,10 @@ def train(
             e_cat, e_num = cat[perm], num[perm]  # one gather per epoch, then slices
             e_labels = {t: y[perm] for t, y in labels.items()}
             sums = {t: 0.0 for t in ["total", *task_names]}
-            bar = tqdm(
+            bar = progress_bar(
                 range(0, n, config.batch_size),
                 desc=f"epoch {epoch}/{config.epochs}",
-                disable=not progress,
+                enabled=progress,
                 leave=False,
                 unit="batch",
             )
@@ -291,7 +292,7 @@ def train(
             )
             history.append(record)
             if progress:
-                tqdm.write(
+                progress_line(
                     f"epoch {epoch}: train_loss {record['train_loss']:.5f} "
                     f"valid_loss {v_total:.5f} ({n / seconds:,.0f} rows/s)"
                 )

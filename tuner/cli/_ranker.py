@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulator.files import atomic_write
-from tuner.cli._common import dump, user_errors
+from tuner.cli._common import dump, stage, user_errors
 from tuner.cli._format import table
 
 if TYPE_CHECKING:
@@ -54,9 +54,9 @@ def data_fingerprint(data: KuaiRandData) -> str:
 def _load_data(config: RankerRunConfig, tasks: tuple[str, ...], progress: bool) -> KuaiRandData:
     from ranker.kuairand import load_kuairand
 
-    if progress:
-        click.echo("loading KuaiRand-Pure...", err=True)
-    return load_kuairand(config.data.path, tasks=tasks, history_len=config.data.history_len)
+    with stage(f"loading KuaiRand-Pure ({config.data.path or 'default path'})", progress):
+        return load_kuairand(config.data.path, tasks=tasks,
+                             history_len=config.data.history_len)
 
 
 def _train_rows(config: RankerRunConfig, split: KuaiRandSplit) -> KuaiRandSplit:
@@ -248,10 +248,11 @@ def evaluate_cmd(config_path: Path | None, checkpoint: Path, split: str, as_json
 @_SPLIT
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Score table to write (Parquet).")
+@_JSON
 @_PROGRESS
 @user_errors
 def score_cmd(config_path: Path | None, checkpoint: Path, split: str, out: Path,
-              progress: bool) -> None:
+              as_json: bool, progress: bool) -> None:
     """Write a score table for a split: row_id, user_id, video_id, time_ms, p_<task>...
 
     ``row_id`` is the row's index in the split (sorted by time). For an
@@ -265,7 +266,8 @@ def score_cmd(config_path: Path | None, checkpoint: Path, split: str, out: Path,
     data = _load_data(config, tuple(t.name for t in model.tasks), progress)
     _check_fingerprint(meta, data, checkpoint)
     rows = data.splits()[split]
-    probs = predict(model, rows.data.features)
+    with stage(f"scoring {rows.n_rows:,} rows ({split} days)", progress):
+        probs = predict(model, rows.data.features)
     columns: dict[str, Any] = {
         "row_id": np.arange(rows.n_rows, dtype=np.int64),
         "user_id": rows.user_id.astype(np.int64),
@@ -277,4 +279,8 @@ def score_cmd(config_path: Path | None, checkpoint: Path, split: str, out: Path,
     tbl = pa.table(columns).replace_schema_metadata(meta_kv)
     # a failed write never leaves a half-written table under the final name
     atomic_write(out, lambda tmp: pq.write_table(tbl, tmp))
+    if as_json:
+        dump({"out": str(out), "checkpoint": str(checkpoint), "fingerprint": meta["fingerprint"],
+              "split": split, "rows": rows.n_rows, "tasks": [t.name for t in model.tasks]})
+        return
     click.echo(f"wrote {rows.n_rows:,} rows x {len(model.tasks)} tasks ({split} days) to {out}")

@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from ranker.progress import progress_bar
 from simulator.fusion import make_fusion
 from tuner.evaluation.loss_study import LOSS_SEARCH, is_loss_study
 from tuner.evaluation.objective import FusionObjective
@@ -122,8 +122,8 @@ class LossObjective:
     def __call__(self, weights: np.ndarray) -> list[TrialResult]:
         W = np.atleast_2d(np.asarray(weights, dtype=float))
         out = []
-        for row in tqdm(W, desc="loss trials", unit="ranker", disable=not self.progress,
-                        leave=False):
+        for row in progress_bar(W, desc="loss trials", unit="ranker", enabled=self.progress,
+                                leave=False):
             run = self.cache.run(dict(zip(self.tasks, row, strict=True)))
             out.append(self.evaluate_run(run))
         return out
