@@ -6,13 +6,20 @@ other commands run through click's ``CliRunner``, whose stderr is not a terminal
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import resource
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from click.testing import CliRunner, Result
+
+from tuner.cli import main
 
 if TYPE_CHECKING:
     from tests.tuner.conftest import DemoFiles
@@ -64,3 +71,112 @@ def test_search_history_loads_no_torch(demo_files: DemoFiles) -> None:
                    "--study", "demo", "--json")
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "False"
+
+
+# --- stdout is the result, stderr the rest; no bar outside a terminal ------------------------
+
+
+TINY_DEMO = ["--requests", "2000", "--rounds", "1", "--population", "4", "--epochs", "1"]
+
+
+def _run(args: list[str]) -> Result:
+    """Run the CLI in this process; its stderr is not a terminal (click's CliRunner)."""
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.stderr, "a progress bar was drawn on a non-terminal stderr"
+    return result
+
+
+def _json_lines(stdout: str) -> list[dict[str, Any]]:
+    lines = stdout.splitlines()
+    assert lines, "no JSON lines on stdout"
+    return [json.loads(line) for line in lines]
+
+
+def test_demo_json_is_only_json_and_every_stage_is_on_stderr(tmp_path: Path) -> None:
+    """With progress on (the default), stdout is one JSON document; the stage lines, the
+    per-epoch lines and the warnings (once per pick, naming it) are on stderr."""
+    result = _run(["demo", "--out", str(tmp_path), *TINY_DEMO, "--json"])
+    data = json.loads(result.stdout)
+    assert [p["pick"] for p in data["picks"]] == ["strategy", "best_trial"]
+    for stage in range(1, 7):
+        assert f"[{stage}/6] " in result.stderr, stage
+    assert "epoch 1: train_loss" in result.stderr
+    warnings = [x for x in result.stderr.splitlines() if x.startswith("warning:")]
+    assert len(warnings) == len(set(warnings))
+    assert all(re.match(r"warning: pick '(strategy|best_trial)': ", w) for w in warnings)
+
+
+def test_demo_prints_each_picks_held_out_estimate_with_its_interval(tmp_path: Path) -> None:
+    result = _run(["demo", "--out", str(tmp_path), *TINY_DEMO])
+    for stage in range(1, 7):
+        assert f"[{stage}/6] " in result.stdout, stage
+    for pick in ("strategy", "best_trial"):
+        assert re.search(rf"held-out estimate of '{pick}': objective \d+\.\d{{3}} "
+                         r"\[\d+\.\d{3}, \d+\.\d{3}\] \(control \d+\.\d{3}\)", result.stdout)
+    warnings = [x for x in result.stderr.splitlines() if x.startswith("warning:")]
+    assert len(warnings) == len(set(warnings))
+    assert "epoch 1: train_loss" not in result.stdout
+
+
+def test_search_json_commands_print_only_json(demo_files: DemoFiles, tmp_path: Path) -> None:
+    """``search run --jsonl`` streams a line per round (also resumed, also --workers);
+    ``run``, ``history``, ``export``, ``compare``, ``pareto`` ``--json`` print one document;
+    a run that reads and checks the logs says so on stderr, with how long it took."""
+    db = str(tmp_path / "s.db")
+    base = ["search", "run", "--storage", db, "--study", "s"]
+    new = [*base, "--logs", str(demo_files.logs), "--scores", str(demo_files.scores),
+           "--objective", "click=1,conversion=10,like=5", "--population", "8"]
+    first = _run([*new, "--rounds", "2", "--jsonl"])
+    assert [r["round"] for r in _json_lines(first.stdout)] == [0, 1]
+    assert re.search(r"reading and checking .*logs\.parquet.*: done in \d+\.\d s",
+                     first.stderr)
+    resumed = _run([*base, "--rounds", "3", "--jsonl"])
+    assert [r["round"] for r in _json_lines(resumed.stdout)] == [2]
+    assert "reading and checking the logs and scores of study 's': done in" in resumed.stderr
+    workers = _run([*base, "--rounds", "4", "--workers", "1", "--jsonl"])
+    assert [r["round"] for r in _json_lines(workers.stdout)] == [3]
+    assert [r["round"] for r in json.loads(_run([*base, "--rounds", "5", "--json"]).stdout)] \
+        == [4]
+    study = ["--storage", db, "--study", "s"]
+    for args in (["search", "history", *study, "--json"],
+                 ["search", "history", *study, "--trials", "--json"],
+                 ["search", "export", *study, "--out", str(tmp_path / "w.json"), "--json"],
+                 ["search", "compare", *study, "--top", "2", "--json"],
+                 ["search", "pareto", *study, "--rounds", "0", "--metrics", "click,like",
+                  "--json"]):
+        json.loads(_run(args).stdout)
+    _json_lines(_run(["search", "worker", *study, "--until", "5", "--json"]).stdout)
+
+
+# --- a pasteable hint --------------------------------------------------------------------------
+
+
+def test_the_export_hint_after_search_pareto_works_when_pasted(demo_files: DemoFiles,
+                                                               tmp_path: Path) -> None:
+    db = tmp_path / "a dir" / "p.db"  # a space: the hint must quote the storage
+    db.parent.mkdir()
+    result = _run(["search", "pareto", "--storage", str(db), "--study", "p", "--logs",
+                   str(demo_files.logs), "--scores", str(demo_files.scores), "--metrics",
+                   "click,like", "--rounds", "1", "--population", "8", "--no-progress"])
+    hint = [x for x in result.stdout.splitlines() if "fusiontune search export" in x]
+    assert len(hint) == 1, result.stdout
+    command = shlex.split(hint[0][hint[0].index("fusiontune "):])
+    assert command[0] == "fusiontune"
+    runner = CliRunner()
+    with runner.isolated_filesystem(tmp_path):
+        pasted = runner.invoke(main, command[1:], catch_exceptions=False)
+        assert pasted.exit_code == 0, pasted.output
+        assert Path("weights.json").is_file()
+
+
+# --- what a newcomer reads -------------------------------------------------------------------
+
+
+def test_readme_and_help_agree_on_how_long_the_demo_takes() -> None:
+    readme = (REPO / "README.md").read_text()
+    help_text = _run(["--help"]).stdout
+    said = re.search(r"fusiontune demo .*~(\d+) s on 2 cores", readme)
+    assert said is not None
+    assert f"~{said.group(1)} s" in help_text.replace("\n", " ")
+    assert "python -m venv .venv && . .venv/bin/activate" in readme
