@@ -89,6 +89,9 @@ def dump_line(data: Any) -> None:
 def stage(what: str, enabled: bool = True) -> Iterator[None]:
     """Say on stderr what a long step does, and when it is done how long it took.
 
+    The line before the step is for a person at a terminal; in a log the line after it
+    says both (and a step that fails leaves only its one-line error).
+
     Example:
         >>> with stage("reading logs.parquet", enabled=False):
         ...     pass
@@ -96,7 +99,8 @@ def stage(what: str, enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    click.echo(f"{what}...", err=True)
+    if sys.stderr.isatty():
+        click.echo(f"{what}...", err=True)
     tick = time.perf_counter()
     yield
     click.echo(f"{what}: done in {time.perf_counter() - tick:.1f} s", err=True)
