@@ -17,10 +17,10 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ranker.balancers.base import BaseBalancer
 from ranker.balancers.static import StaticBalancer, check_loss_weights
@@ -28,9 +28,13 @@ from ranker.data import RankerData, encode_features, encode_labels
 from ranker.heads.base import HeadOutputs
 from ranker.metrics import TaskMetrics, evaluate
 from ranker.model import MultiTaskModel
+from ranker.progress import progress_bar, progress_line
 from ranker.score import predict_logits
 
 __all__ = ["PRECISIONS", "TrainConfig", "TrainResult", "train"]
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 PRECISIONS = ("fp32", "bf16")
 """Valid :attr:`TrainConfig.precision` values."""
@@ -149,7 +153,7 @@ def _train_epoch(
     data: tuple[Tensor, Tensor, dict[str, Tensor]],
     perm: Tensor,
     config: TrainConfig,
-    bar: tqdm,
+    bar: tqdm[int],
 ) -> dict[str, float]:
     """One pass over the rows in the order ``perm``; the row-weighted sums of the batch
     losses: ``"total"`` (the balancer's validation loss) and one per task.
@@ -208,7 +212,8 @@ def train(
         train_data: Training rows with a label for every task.
         valid_data: Validation rows, for early stopping and the final metrics.
         config: Training hyperparameters.
-        progress: Show a tqdm progress bar per epoch.
+        progress: Show a progress bar per epoch (on a terminal) and a line per epoch, on
+            stderr.
         balancer: How task losses make a training step (any of
             :data:`ranker.balancers.BALANCERS`, built for the model's tasks; its
             learned weights are optimized with the model and left as they were at the
@@ -269,8 +274,9 @@ def train(
             sums = _train_epoch(
                 model, balancer, optimizer, shared, (cat, num, labels),
                 torch.randperm(n, generator=gen), config,
-                tqdm(range(0, n, config.batch_size), desc=f"epoch {epoch}/{config.epochs}",
-                     disable=not progress, leave=False, unit="batch"),
+                progress_bar(range(0, n, config.batch_size),
+                             desc=f"epoch {epoch}/{config.epochs}", enabled=progress,
+                             leave=False, unit="batch"),
             )
             seconds = time.perf_counter() - start_time
             cpu_seconds = max(time.process_time() - start_cpu, 1e-9)
@@ -292,7 +298,7 @@ def train(
             )
             history.append(record)
             if progress:
-                tqdm.write(
+                progress_line(
                     f"epoch {epoch}: train_loss {record['train_loss']:.5f} "
                     f"valid_loss {v_total:.5f} ({n / seconds:,.0f} rows/s)"
                 )

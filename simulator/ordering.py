@@ -18,7 +18,6 @@ column beside the measured one).
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from simulator.estimators import RequestTerms
 from simulator.intervals import influence
@@ -65,6 +64,8 @@ def prob_ordered(values: np.ndarray, cov: np.ndarray) -> np.ndarray:
         values: ``[P]`` values (the truth, or a plug-in estimate of it).
         cov: ``[P, P]`` covariance of the estimates.
     """
+    from scipy import stats  # here: importing scipy.stats costs ~0.5 s at CLI start
+
     gap = np.abs(values[:, None] - values[None, :])
     sd = _pair_sd(cov)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -129,6 +130,8 @@ def requests_to_separate(diff: float, sd: float, requests: int, level: float = 0
     ``diff`` is 0. A planning figure that takes the observed difference at face
     value, not a promise.
     """
+    from scipy import stats
+
     z = float(stats.norm.ppf(0.5 + level / 2.0))
     if diff == 0.0:
         return float("inf")

@@ -12,7 +12,6 @@ import abc
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 __all__ = ["BasePolicy", "EpsilonGreedyTopK", "TopKPolicy", "top_k"]
 
@@ -30,6 +29,8 @@ def top_k(fused: np.ndarray, k: int) -> np.ndarray:
     Returns:
         ``[..., k]`` int64 candidate indices.
     """
+    import torch  # here: 'fusiontune --help' and history never load it
+
     return torch.topk(torch.from_numpy(np.ascontiguousarray(fused)), k, dim=-1).indices.numpy()
 
 
@@ -70,6 +71,8 @@ def slates_to_exposure(
     slates: np.ndarray, n_candidates: int, examination: np.ndarray
 ) -> np.ndarray:
     """``[..., K]`` slates -> ``[..., N]`` float32 exposure (``examination[k]`` at slot k)."""
+    import torch  # here: 'fusiontune --help' and history never load it
+
     index = torch.from_numpy(np.ascontiguousarray(slates))
     exposure = torch.zeros((*slates.shape[:-1], n_candidates), dtype=torch.float32)
     values = torch.from_numpy(examination.astype(np.float32)).expand(index.shape)

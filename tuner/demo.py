@@ -231,10 +231,13 @@ def run_demo(config: DemoConfig, say: Callable[[str], None] = print,
         exports[name] = exported
         picks.append(Pick(name, w, search_values, report, truth))
     control_truth = _true_metrics(world, ws.parts[HOLDOUT], table, ws.score_tasks, control)
+    say(f"[5/6] picks: CEM's final mean and the best single trial, judged on "
+        f"{picks[0].holdout.n_requests:,} held-out requests against the control")
     timings["report"] = time.perf_counter() - tick
 
     # 6. export the denoised pick
     export_path = exports["strategy"].write(out / "weights.json")
+    say(f"[6/6] export: CEM's final mean -> {export_path}")
     return DemoResult(rounds, metrics, picks, exports["strategy"], export_path, storage,
                       control_truth, timings)
 

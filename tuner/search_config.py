@@ -74,6 +74,7 @@ from ranker.train import TrainConfig
 from simulator.estimators import ESTIMATORS
 from simulator.fusion import FUSIONS
 from simulator.intervals import INTERVALS
+from tuner.evaluation.loss_study import SPACES
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, parse_estimator_params
 from tuner.weights_text import Numbers, check_task_numbers
 
@@ -87,8 +88,6 @@ __all__ = [
     "parse_search_config",
 ]
 
-SPACES = ("fusion", "loss", "joint")
-"""What a search searches: fusion weights, loss weights, or loss weights with inner fusion."""
 INITS = ("scratch", "warm")
 """How a loss-weight trial's ranker starts: new weights, or a base checkpoint."""
 TRAIN, VALID = "train", "valid"

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from simulator._log_checks import check_examination
 from simulator.logs import LoggedTraffic
@@ -479,6 +478,8 @@ def label_moments(weights: np.ndarray, labels: np.ndarray, impressions: int,
     # only impressions with a label count: sum over those alone. The products run in
     # torch: numpy's multi-threaded OpenBLAS left spinning beside torch's top-k threads
     # made the whole replay pass ~1.6x slower on 2 cores (bench/replay.py).
+    import torch  # here: 'fusiontune --help' and history never load it
+
     found = LabelledRows.of(labels) if labelled is None else labelled
     w = torch.from_numpy(np.ascontiguousarray(flat)).index_select(
         1, torch.from_numpy(found.rows)).double()

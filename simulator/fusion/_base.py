@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 __all__ = ["BaseFusion", "WeightError"]
 
@@ -61,6 +60,8 @@ class BaseFusion(abc.ABC):
         Returns:
             ``[P, R, N]`` fused scores.
         """
+        import torch  # here: 'fusiontune --help' and history never load it
+
         # torch's einsum is 2x numpy's here, and zero-copy both ways
         x = torch.from_numpy(np.ascontiguousarray(transformed))
         w = torch.from_numpy(np.ascontiguousarray(weights, dtype=transformed.dtype))

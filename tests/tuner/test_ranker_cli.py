@@ -183,7 +183,11 @@ def test_ranker_is_listed_in_the_main_help() -> None:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
-    """One tiny ``ranker train --json`` run: (config file, checkpoint, its JSON output)."""
+    """One tiny ``ranker train --json`` run: (config file, checkpoint, its JSON output).
+
+    Progress is on (the default): its lines go to stderr, which is no terminal here, so
+    stdout is the JSON alone and no bar draws carriage returns.
+    """
     try:
         resolve_path()
     except FileNotFoundError as err:
@@ -194,9 +198,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]
     config = write(tmp, TINY)
     checkpoint = tmp / "tiny.pt"
     result = invoke(["ranker", "train", "--config", str(config), "--checkpoint",
-                     str(checkpoint), "--json", "--no-progress"])
+                     str(checkpoint), "--json"])
     assert result.exit_code == 0, result.output
-    return config, checkpoint, json.loads(result.output)
+    assert "\r" not in result.stderr and "epoch 1: train_loss" in result.stderr
+    return config, checkpoint, json.loads(result.stdout)
 
 
 @pytest.mark.slow
@@ -245,8 +250,13 @@ def test_score_writes_a_table_per_row(trained: tuple, tmp_path: Path) -> None:
     config, checkpoint, _ = trained
     out = tmp_path / "scores.parquet"
     result = invoke(["ranker", "score", "--config", str(config), "--checkpoint",
-                     str(checkpoint), "--split", "valid", "--out", str(out), "--no-progress"])
+                     str(checkpoint), "--split", "valid", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {  # stdout is the JSON; stderr says what it scored
+        "out": str(out), "checkpoint": str(checkpoint), "fingerprint": json.loads(
+            result.stdout)["fingerprint"], "split": "valid", "rows": 26_683,
+        "tasks": ["click", "long_view", "like"]}
+    assert re.search(r"scoring 26,683 rows \(valid days\): done in \d+\.\d s", result.stderr)
     table = pq.read_table(out)
     assert table.column_names == ["row_id", "user_id", "video_id", "time_ms", "p_click",
                                   "p_long_view", "p_like"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,7 +80,35 @@ def storage_url(value: str) -> str:
 
 
 def dump(data: Any) -> None:
+    """Print ``data`` as JSON on stdout (everything else a command says goes to stderr)."""
     click.echo(json.dumps(jsonable(data), indent=2, allow_nan=False))
+
+
+def dump_line(data: Any) -> None:
+    """Print ``data`` as one line of JSON on stdout, flushed (a JSON Lines stream)."""
+    click.echo(json.dumps(jsonable(data), allow_nan=False))
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def stage(what: str, enabled: bool = True) -> Iterator[None]:
+    """Say on stderr what a long step does, and when it is done how long it took.
+
+    The line before the step is for a person at a terminal; in a log the line after it
+    says both (and a step that fails leaves only its one-line error).
+
+    Example:
+        >>> with stage("reading logs.parquet", enabled=False):
+        ...     pass
+    """
+    if not enabled:
+        yield
+        return
+    if sys.stderr.isatty():
+        click.echo(f"{what}...", err=True)
+    tick = time.perf_counter()
+    yield
+    click.echo(f"{what}: done in {time.perf_counter() - tick:.1f} s", err=True)
 
 
 def weights_option(text: str | None, space: FusionSpace, formula: str,

@@ -8,7 +8,7 @@ import click
 
 from tuner.cli._common import STORAGE, STUDY, dump, load_existing, storage_url, user_errors
 from tuner.cli._format import table, warn_few_events
-from tuner.evaluation.loss_objective import is_loss_study
+from tuner.evaluation.loss_study import is_loss_study
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace
 from tuner.picks.compare import Comparison, compare_picks
 

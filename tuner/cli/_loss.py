@@ -6,30 +6,27 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 
 from tuner.cli._common import study_names
-from tuner.evaluation.loss_objective import (
-    LossObjective,
-    config_of,
-    control_weights,
-    fusion_space,
-    is_loss_study,
-    loss_space,
-    study_settings,
-)
+from tuner.evaluation.loss_study import is_loss_study
 from tuner.evaluation.objective import FusionObjective
-from tuner.evaluation.ranker_cache import RankerCache
 from tuner.evaluation.search_data import SearchSettings, Workspace
 from tuner.picks.export import ExportedWeights
 from tuner.picks.picking import export_pick, pick_weights
-from tuner.search_config import SearchConfig, load_search_config
 from tuner.space import FusionSpace
 from tuner.strategies import CEMConfig
 from tuner.study import SearchSpec, create_or_load_study, load_search
+
+if TYPE_CHECKING:
+    from tuner.search_config import SearchConfig
+
+# The loss-weight machinery (tuner.evaluation.loss_objective, ranker_cache,
+# search_config) imports the ranker and torch: it is imported in the functions that use
+# it, so that the commands that do not ('--help', 'search history') start at once.
 
 __all__ = ["export_loss_study", "loss_trial_columns", "objective_for", "open_config_study"]
 
@@ -38,6 +35,8 @@ Evaluate = Callable[[np.ndarray], Any]
 
 def objective_for(settings: dict[str, Any], progress: bool = False) -> Evaluate:
     """The objective a study's stored settings define (fusion or loss-weight study)."""
+    from tuner.evaluation.loss_objective import LossObjective, config_of
+
     if is_loss_study(settings):
         return LossObjective(config_of(settings), progress=progress)
     return FusionObjective.for_workspace(Workspace(SearchSettings.from_dict(settings)))
@@ -46,6 +45,9 @@ def objective_for(settings: dict[str, Any], progress: bool = False) -> Evaluate:
 def _fusion_settings(config: SearchConfig, say: Callable[[str], None]
                      ) -> tuple[SearchSettings, FusionSpace]:
     """A fusion study's settings from a search file (training the base ranker if needed)."""
+    from tuner.evaluation.loss_objective import control_weights, fusion_space
+    from tuner.evaluation.ranker_cache import RankerCache
+
     scores, model_fp = config.scores, ""
     if scores is None:  # the ranker with every loss weight 1, trained once and cached
         cache = RankerCache(config)
@@ -84,6 +86,16 @@ def open_config_study(url: str, study_name: str, config_path: str | None, space_
     An existing study keeps its stored settings: a ``--config``/``--space`` that differs
     from them is refused.
     """
+    from tuner.evaluation.loss_objective import (
+        config_of,
+        control_weights,
+        fusion_space,
+        loss_space,
+        study_settings,
+    )
+    from tuner.evaluation.ranker_cache import RankerCache
+    from tuner.search_config import load_search_config
+
     names = study_names(url)
     config = None
     if config_path is not None:
@@ -156,6 +168,8 @@ def export_loss_study(study: optuna.Study, search: SearchSpec, pick: str,
     the strategy's pick); its fusion weights are the trial's (``loss``: control; ``joint``:
     the inner CEM's mean), judged on the held-out split.
     """
+    from tuner.evaluation.loss_objective import LossObjective, config_of
+
     config = config_of(search.settings)
     space = search.space
     loss_weights, number = pick_weights(study, search, pick, trial_number)

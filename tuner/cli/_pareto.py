@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
                                  "pareto'; give --rounds 0 to see the front of its trials on "
                                  "--metrics, or start a new --study")
             _show(_front_of_run_study(study, space, metrics_text), settings, space,
-                  "search run", as_json, plot_dir, max_points, plot_intervals)
+                  "search run", as_json, plot_dir, max_points, plot_intervals, url=url)
             return
         search = load_pareto(url, study_name)
         shared = set(NEW_STUDY_OPTIONS) - {"strategy"}  # a Pareto strategy is its own option
@@ -154,7 +155,7 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
         metrics, directions = parse_metrics(metrics_text, _recorded(search))
     front = front_of_trials(search.study, search.space, metrics, directions, search.control)
     _show(front, settings, search.space, search.config.strategy, as_json, plot_dir, max_points,
-          plot_intervals)
+          plot_intervals, url=url)
 
 
 def _control_weights(settings: SearchSettings, space: FusionSpace) -> np.ndarray:
@@ -213,7 +214,7 @@ def _front_of_run_study(study: Any, space: FusionSpace,
 
 def _show(front: ParetoFront, settings: SearchSettings, space: FusionSpace, strategy: str,
           as_json: bool, plot_dir: Path | None, max_points: int | None = None,
-          intervals: bool = True) -> None:
+          intervals: bool = True, *, url: str) -> None:
     if plot_dir is not None:
         from tuner.pareto import plot_front
 
@@ -244,9 +245,21 @@ def _show(front: ParetoFront, settings: SearchSettings, space: FusionSpace, stra
                      "front (reasons: 'search history --trials --json')")
     if front.n_failed:
         lines.append(f"{front.n_failed} trials failed (non-finite estimate)")
-    lines.append(f"export a point: fusiontune search export --study {front.study_name} "
-                 "--trial N (judged on held-out requests)")
+    if shown:  # a command that works when pasted: this database, this study, a front trial
+        lines.append("export a point (judged on held-out requests; --trial any front trial): "
+                     + export_command(url, front.study_name, shown[0].trial))
     click.echo("\n".join(lines))
+
+
+def export_command(url: str, study_name: str, trial: int) -> str:
+    """The shell command exporting ``trial`` of a study, quoted to paste as it is.
+
+    Example:
+        >>> export_command("sqlite:///a b.db", "p", 7)
+        "fusiontune search export --storage 'sqlite:///a b.db' --study p --trial 7"
+    """
+    return ("fusiontune search export --storage " + shlex.quote(url) + " --study "
+            + shlex.quote(study_name) + f" --trial {trial}")
 
 
 def front_table(front: ParetoFront, space: FusionSpace, control: np.ndarray,

@@ -10,22 +10,25 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ranker import MultiTaskModel, build_model, evaluate, load_checkpoint, predict, save_checkpoint
-from ranker import train as train_model
-from ranker.config_file import RankerRunConfig, load_run_config, parse_run_config
-from ranker.gauc import task_gauc
-from ranker.kuairand import KuaiRandData, KuaiRandSplit, load_kuairand
 from simulator.files import atomic_write
-from tuner.cli._common import dump, user_errors
+from tuner.cli._common import dump, stage, user_errors
 from tuner.cli._format import table
 from tuner.cli._track import MLFLOW, log_ranker
+
+if TYPE_CHECKING:
+    from ranker import MultiTaskModel
+    from ranker.config_file import RankerRunConfig
+    from ranker.kuairand import KuaiRandData, KuaiRandSplit
+
+# the ranker (and torch) is imported in the functions that use it: 'fusiontune --help'
+# and the search commands never load it
 
 __all__ = ["ranker"]
 
@@ -50,9 +53,11 @@ def data_fingerprint(data: KuaiRandData) -> str:
 
 
 def _load_data(config: RankerRunConfig, tasks: tuple[str, ...], progress: bool) -> KuaiRandData:
-    if progress:
-        click.echo("loading KuaiRand-Pure...", err=True)
-    return load_kuairand(config.data.path, tasks=tasks, history_len=config.data.history_len)
+    from ranker.kuairand import load_kuairand
+
+    with stage(f"loading KuaiRand-Pure ({config.data.path or 'default path'})", progress):
+        return load_kuairand(config.data.path, tasks=tasks,
+                             history_len=config.data.history_len)
 
 
 def _train_rows(config: RankerRunConfig, split: KuaiRandSplit) -> KuaiRandSplit:
@@ -70,6 +75,9 @@ def split_metrics(model: MultiTaskModel, split: KuaiRandSplit) -> dict[str, dict
     Each task is measured over its sample space (``after:click``: clicked rows);
     GAUC is the row-weighted mean AUC over users with both labels.
     """
+    from ranker import evaluate, predict
+    from ranker.gauc import task_gauc
+
     metrics = evaluate(model, split.data)
     gaucs = task_gauc(
         split.data.labels, predict(model, split.data.features), split.user_id, model.tasks
@@ -107,6 +115,8 @@ def metrics_table(model: MultiTaskModel, metrics: Mapping[str, Mapping[str, floa
 
 
 def _checkpoint_config(meta: Mapping[str, Any], path: Path) -> RankerRunConfig:
+    from ranker.config_file import parse_run_config
+
     if "config" not in meta:
         raise ValueError(f"checkpoint {path} holds no run config; pass --config FILE")
     try:
@@ -117,6 +127,9 @@ def _checkpoint_config(meta: Mapping[str, Any], path: Path) -> RankerRunConfig:
 
 def _open(checkpoint: Path, config_path: Path | None,
           ) -> tuple[MultiTaskModel, dict[str, Any], RankerRunConfig]:
+    from ranker import load_checkpoint
+    from ranker.config_file import load_run_config
+
     model, meta = load_checkpoint(checkpoint)
     config = (_checkpoint_config(meta, checkpoint) if config_path is None
               else load_run_config(config_path))
@@ -163,6 +176,10 @@ def train_cmd(config_path: Path | None, checkpoint: Path, as_json: bool, progres
 
     Early stopping uses the valid days; the table is on the test days.
     """
+    from ranker import build_model, save_checkpoint
+    from ranker import train as train_model
+    from ranker.config_file import load_run_config
+
     if config_path is None:
         raise ValueError("ranker train needs --config FILE (see configs/kuairand_mmoe.toml)")
     config = load_run_config(config_path)
@@ -235,22 +252,26 @@ def evaluate_cmd(config_path: Path | None, checkpoint: Path, split: str, as_json
 @_SPLIT
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Score table to write (Parquet).")
+@_JSON
 @_PROGRESS
 @user_errors
 def score_cmd(config_path: Path | None, checkpoint: Path, split: str, out: Path,
-              progress: bool) -> None:
+              as_json: bool, progress: bool) -> None:
     """Write a score table for a split: row_id, user_id, video_id, time_ms, p_<task>...
 
     ``row_id`` is the row's index in the split (sorted by time). For an
     ``after:x`` task the score is conditional, p(task | x).
     """
+    from ranker import predict
+
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: folder {out.parent} does not exist")
     model, meta, config = _open(checkpoint, config_path)
     data = _load_data(config, tuple(t.name for t in model.tasks), progress)
     _check_fingerprint(meta, data, checkpoint)
     rows = data.splits()[split]
-    probs = predict(model, rows.data.features)
+    with stage(f"scoring {rows.n_rows:,} rows ({split} days)", progress):
+        probs = predict(model, rows.data.features)
     columns: dict[str, Any] = {
         "row_id": np.arange(rows.n_rows, dtype=np.int64),
         "user_id": rows.user_id.astype(np.int64),
@@ -262,4 +283,8 @@ def score_cmd(config_path: Path | None, checkpoint: Path, split: str, out: Path,
     tbl = pa.table(columns).replace_schema_metadata(meta_kv)
     # a failed write never leaves a half-written table under the final name
     atomic_write(out, lambda tmp: pq.write_table(tbl, tmp))
+    if as_json:
+        dump({"out": str(out), "checkpoint": str(checkpoint), "fingerprint": meta["fingerprint"],
+              "split": split, "rows": rows.n_rows, "tasks": [t.name for t in model.tasks]})
+        return
     click.echo(f"wrote {rows.n_rows:,} rows x {len(model.tasks)} tasks ({split} days) to {out}")

@@ -18,7 +18,9 @@ from tuner.cli._common import (
     STORAGE,
     STUDY,
     dump,
+    dump_line,
     load_existing,
+    stage,
     storage_url,
     study_data_options,
     study_names,
@@ -33,11 +35,10 @@ from tuner.cli._loss import (
 )
 from tuner.cli._new_study import NewStudy, given_options
 from tuner.cli._track import MLFLOW, log_search
-from tuner.evaluation.loss_objective import is_loss_study
+from tuner.evaluation.loss_study import SPACES, is_loss_study
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import SearchSettings, Workspace
 from tuner.picks.picking import beats_control, control_export, export_pick, pick_weights
-from tuner.search_config import SPACES
 from tuner.storage import ProjectStore
 from tuner.strategies import STRATEGIES
 from tuner.study import (
@@ -113,14 +114,17 @@ def search() -> None:
 @click.option("--chunk", type=click.IntRange(min=1), default=None,
               help="Members a worker claims at a time (default population / workers).")
 @click.option("--json", "as_json", is_flag=True, help="Print round summaries as JSON.")
-@click.option("--no-progress", is_flag=True)
+@click.option("--jsonl", "as_jsonl", is_flag=True,
+              help="Stream one JSON object per completed round on stdout as it completes "
+                   "(with --workers: once the workers finish).")
+@click.option("--no-progress", is_flag=True, help="No bar and no stage lines on stderr.")
 @MLFLOW
 @click.pass_context
 @user_errors
 def search_run(ctx: click.Context, storage: str, study_name: str, config_path: str | None,
                space_name: str | None, rounds: int | None, workers: int | None,
-               chunk: int | None, as_json: bool, no_progress: bool, mlflow_uri: str | None,
-               until: str, patience: int, **study: Any) -> None:
+               chunk: int | None, as_json: bool, as_jsonl: bool, no_progress: bool,
+               mlflow_uri: str | None, until: str, patience: int, **study: Any) -> None:
     """Run a study to --rounds generations; a new study needs --config, or --logs, --scores
     and --objective.
 
@@ -130,6 +134,9 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
     worker processes share each generation; more workers may join from other
     machines with 'fusiontune search worker'.
     """
+    if as_json and as_jsonl:
+        raise ValueError("give one of --json (all rounds at the end) and --jsonl (a line "
+                         "per round as it completes)")
     url = storage_url(storage)
     names = study_names(url)
     given = given_options(ctx)
@@ -156,7 +163,9 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
                              f"{existing}); to create it give --config, or "
                              f"{' '.join(options.missing())}")
         config = options.strategy_config()
-        settings, space, ws = options.build()  # refuses bad inputs before the study exists
+        with stage(f"reading and checking {options.logs} and {options.scores}",
+                   not no_progress):
+            settings, space, ws = options.build()  # refuses bad inputs before the study exists
         init = np.asarray(settings.control) if settings.control is not None else None
         study_ = create_or_load_study(url, study_name, space, config, options.seed,
                                       settings=settings.to_dict(),
@@ -173,19 +182,29 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         n_chunk = chunk or max(1, -(-search_.population // workers))
         _spawn_workers(url, study_name, workers, n_chunk, target)
         summaries = history(study_, search_)[done:target]
+        if as_jsonl:
+            for s in summaries:
+                dump_line(s.to_dict())
     else:
-        objective = (FusionObjective.for_workspace(ws) if ws is not None
-                     else objective_for(search_.settings, progress=not no_progress))
+        objective: Callable[[np.ndarray], Any]
+        if ws is not None:
+            objective = FusionObjective.for_workspace(ws)
+        else:
+            with stage(f"reading and checking the logs and scores of study {study_name!r}",
+                       not no_progress and not is_loss_study(search_.settings)):
+                objective = objective_for(search_.settings, progress=not no_progress)
+        on_round = (lambda s: dump_line(s.to_dict())) if as_jsonl else None
         if until == "converged":
             summaries, stop = run_until_converged(study_, search_, objective, target,
-                                                  ConvergenceRule(patience), not no_progress)
+                                                  ConvergenceRule(patience), not no_progress,
+                                                  on_round=on_round)
             click.echo(f"converged after round {stop.round}: {stop.reason()}; stopped there"
                        if stop is not None else
                        f"not converged by the cap of --rounds {target}", err=True)
         else:
             summaries = run_rounds(study_, search_, objective, until=target,
-                                   progress=not no_progress)
-    _report_run(study_, search_, summaries, done, target, url, as_json)
+                                   progress=not no_progress, on_round=on_round)
+    _report_run(study_, search_, summaries, done, target, url, as_json, as_jsonl)
     log_search(mlflow_uri, "search run", url, study_, search_, history(study_, search_),
                extra={"target_rounds": target, "workers": workers})
 
@@ -200,13 +219,15 @@ def _target(study: Any, rounds: int | None, default: int) -> int:
 
 
 def _report_run(study: Any, search: SearchSpec, summaries: list[Any], done: int, target: int,
-                url: str, as_json: bool) -> None:
-    """What ``search run`` prints: the rounds (or JSON), and the few-events warning."""
+                url: str, as_json: bool, as_jsonl: bool = False) -> None:
+    """What ``search run`` prints: the rounds (or JSON, or nothing more after JSON lines),
+    and the few-events warning."""
     # the objective of the last round's best trial, as the rounds table reports it
     events = {f"objective of round {s.round}'s best trial {s.best_trial}": s.best_events
               for s in summaries[-1:]}
-    if as_json:
-        dump([s.to_dict() for s in summaries])
+    if as_json or as_jsonl:
+        if as_json:
+            dump([s.to_dict() for s in summaries])
         warn_few_events(events, "search")
         return
     if done >= target and not summaries:

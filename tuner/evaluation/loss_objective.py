@@ -28,9 +28,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from ranker.progress import progress_bar
 from simulator.fusion import make_fusion
+from tuner.evaluation.loss_study import LOSS_SEARCH, is_loss_study
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.ranker_cache import RankerCache, RankerRun
 from tuner.evaluation.search_data import SearchSettings, Workspace
@@ -47,15 +48,6 @@ __all__ = [
     "loss_space",
     "study_settings",
 ]
-
-LOSS_SEARCH = "loss_search"
-"""Key of a loss-weight study's settings (the stored search file)."""
-
-
-def is_loss_study(settings: Mapping[str, Any]) -> bool:
-    """Whether a study's stored settings are those of a loss or joint search."""
-    return LOSS_SEARCH in settings
-
 
 def study_settings(config: SearchConfig) -> dict[str, Any]:
     """What a loss-weight study stores: the resolved search file."""
@@ -130,8 +122,8 @@ class LossObjective:
     def __call__(self, weights: np.ndarray) -> list[TrialResult]:
         W = np.atleast_2d(np.asarray(weights, dtype=float))
         out = []
-        for row in tqdm(W, desc="loss trials", unit="ranker", disable=not self.progress,
-                        leave=False):
+        for row in progress_bar(W, desc="loss trials", unit="ranker", enabled=self.progress,
+                                leave=False):
             run = self.cache.run(dict(zip(self.tasks, row, strict=True)))
             out.append(self.evaluate_run(run))
         return out

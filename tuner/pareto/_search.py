@@ -27,7 +27,6 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
-from tqdm.auto import tqdm
 
 from simulator.replay import OBJECTIVE
 from tuner.evaluation.objective import FusionObjective
@@ -229,7 +228,9 @@ def run_pareto(search: ParetoSearch, evaluate: Callable[[np.ndarray], Sequence[P
         g += 1
     current = by_round.get(g, {})
     study_id = search.storage.get_study_id_from_name(search.study.study_name)
-    bar = tqdm(total=rounds, disable=not progress, unit="round",
+    from ranker.progress import progress_bar  # here: importing ranker loads torch
+
+    bar = progress_bar(total=rounds, enabled=progress, unit="round",
                desc=f"{cfg.strategy} {search.study.study_name}")
     try:
         for _ in range(rounds):

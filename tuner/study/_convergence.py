@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import optuna
@@ -103,6 +103,7 @@ class ConvergenceRule:
 
 def run_until_converged(study: optuna.Study, search: SearchSpec, evaluate: Evaluate,
                         cap: int, rule: ConvergenceRule, progress: bool = True,
+                        on_round: Callable[[RoundSummary], None] | None = None,
                         ) -> tuple[list[RoundSummary], Stop | None]:
     """Run rounds one at a time until ``rule`` stops or the study has ``cap`` complete
     rounds; a study that has already converged runs none.
@@ -117,4 +118,5 @@ def run_until_converged(study: optuna.Study, search: SearchSpec, evaluate: Evalu
         stop = rule.stop(history(study, search)[:done])
         if stop is not None or done >= cap:
             return out, stop
-        out += run_rounds(study, search, evaluate, rounds=1, progress=progress)
+        out += run_rounds(study, search, evaluate, rounds=1, progress=progress,
+                          on_round=on_round)

@@ -18,7 +18,6 @@ import numpy as np
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
-from tqdm.auto import tqdm
 
 from tuner.storage import ProjectStore
 from tuner.strategies import BaseStrategy
@@ -59,6 +58,7 @@ def run_rounds(
     until: int | None = None,
     progress: bool = True,
     store: ProjectStore | None = None,
+    on_round: Callable[[RoundSummary], None] | None = None,
 ) -> list[RoundSummary]:
     """Run the study's strategy until it has ``until`` complete generations, or for
     ``rounds`` more, resuming whatever the study holds.
@@ -80,9 +80,11 @@ def run_rounds(
             results, in order; ``M' = M`` except when finishing an interrupted generation.
         rounds: number of new complete generations (an interrupted one counts as one).
         until: complete generations the study should have when this returns.
-        progress: show a tqdm bar over rounds.
+        progress: show a bar over rounds on stderr (when it is a terminal).
         store: where round summaries go; default the project tables of the study's database
             (known when the study came from :func:`create_or_load_study`).
+        on_round: called with each generation's summary as soon as it is complete and
+            recorded (e.g. to stream it as a JSON line).
 
     Returns:
         Summaries of the generations completed by this call.
@@ -96,7 +98,7 @@ def run_rounds(
     own_store = store is None
     store = store if store is not None else _default_store(study)
     try:
-        return _run(study, search, evaluate, rounds, until, progress, store)
+        return _run(study, search, evaluate, rounds, until, progress, store, on_round)
     finally:
         if own_store and store is not None:
             store.close()
@@ -110,7 +112,8 @@ def advance(strategy: BaseStrategy, generation: int, X: np.ndarray, values: np.n
 
 
 def _run(study: optuna.Study, search: SearchSpec, evaluate: Evaluate, rounds: int | None,
-         until: int | None, progress: bool, store: ProjectStore | None) -> list[RoundSummary]:
+         until: int | None, progress: bool, store: ProjectStore | None,
+         on_round: Callable[[RoundSummary], None] | None = None) -> list[RoundSummary]:
     space, m_pop = search.space, search.population
     strategy = search.build()
     _fail_running(study)
@@ -127,7 +130,9 @@ def _run(study: optuna.Study, search: SearchSpec, evaluate: Evaluate, rounds: in
         g = g_done + 1
     n_new = rounds if rounds is not None else max(0, int(until or 0) - g)
     out: list[RoundSummary] = []
-    bar = tqdm(total=n_new, disable=not progress, desc=f"{search.strategy} {study.study_name}",
+    from ranker.progress import progress_bar  # here: importing ranker loads torch
+
+    bar = progress_bar(total=n_new, enabled=progress, desc=f"{search.strategy} {study.study_name}",
                unit="round")
     try:
         for _ in range(n_new):
@@ -151,6 +156,8 @@ def _run(study: optuna.Study, search: SearchSpec, evaluate: Evaluate, rounds: in
             if store is not None:
                 _record(store, study.study_name, summary)
             out.append(summary)
+            if on_round is not None:
+                on_round(summary)
             current = {}
             g += 1
             bar.update(1)
