@@ -456,8 +456,9 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
             store.record_export(study_name, number, str(path.resolve()),
                                 json.loads(exported.to_json()))
     study.set_user_attr(ATTR_EXPORTED, exported_attr(json.loads(exported.to_json())))
-    log_search(mlflow_uri, "search export", url, study, search_, history(study, search_),
-               report, exported, extra={"pick": pick, "out": None if path is None else str(path)})
+    rounds = history(study, search_) if len(study.directions) == 1 else []  # Pareto: a front
+    log_search(mlflow_uri, "search export", url, study, search_, rounds, report, exported,
+               extra={"pick": pick, "out": None if path is None else str(path)})
     if as_json:
         click.echo(exported.to_json())
         warn_few_events(ab_events(report), "held-out")
