@@ -82,6 +82,7 @@ def test_infeasible_trials_are_recorded_and_never_best(demo_files: DemoFiles,
     else:  # the best feasible search trial may still break the guardrail on held-out logs
         assert "breaks a guardrail on the held-out split" in export.output
     refused = CliRunner().invoke(main, ["search", "export", "--storage", str(db), "--study", "s",
-                                        "--trial", str(min(bad)), "--out", str(out)])
+                                        "--trial", str(min(bad)), "--out", str(out),
+                                        "--force"])
     assert refused.exit_code == 1
     assert f"trial {min(bad)} breaks a guardrail" in refused.output
