@@ -304,6 +304,7 @@ def _trials(db: Path, study: str = "s") -> dict[int, tuple[str, dict[str, float]
             for t in loaded.trials}
 
 
+@pytest.mark.slow
 def test_rounds_is_a_target_so_rerunning_the_same_command_changes_nothing(
         demo_files: DemoFiles, tmp_path: Path) -> None:
     """``run --rounds 2`` then ``--rounds 4`` gives exactly the trials of one ``--rounds 4``;
@@ -327,6 +328,7 @@ def test_rounds_is_a_target_so_rerunning_the_same_command_changes_nothing(
     assert _trials(split) == ref
 
 
+@pytest.mark.slow
 def test_every_strategy_runs_and_resumes_from_the_cli(demo_files: DemoFiles,
                                                       tmp_path: Path) -> None:
     db = tmp_path / "tpe.db"

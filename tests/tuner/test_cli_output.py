@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from click.testing import CliRunner, Result
 
 from tuner.cli import main
@@ -119,6 +120,7 @@ def test_demo_prints_each_picks_held_out_estimate_with_its_interval(tmp_path: Pa
     assert "epoch 1: train_loss" not in result.stdout
 
 
+@pytest.mark.slow
 def test_search_json_commands_print_only_json(demo_files: DemoFiles, tmp_path: Path) -> None:
     """``search run --jsonl`` streams a line per round (also resumed, also --workers);
     ``run``, ``history``, ``export``, ``compare``, ``pareto`` ``--json`` print one document;

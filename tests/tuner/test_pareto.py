@@ -323,6 +323,7 @@ def test_export_of_a_front_point_round_trips(pareto_dbs: dict[str, Path], tmp_pa
                               "--until", "3"]), "Pareto study", "search pareto")
 
 
+@pytest.mark.slow
 def test_guardrail_infeasible_trials_are_never_on_the_front_nor_exported(
         demo_files: DemoFiles, tmp_path: Path) -> None:
     db = tmp_path / "p.db"

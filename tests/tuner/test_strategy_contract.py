@@ -69,6 +69,7 @@ def test_the_study_stores_the_strategy(reference: tuple[str, optuna.Study, Searc
     assert study.metric_names == ["objective"]
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
         reference: tuple[str, optuna.Study, SearchSpec], tmp_path: Path) -> None:
     name, ref, ref_search = reference
@@ -104,6 +105,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
                           pick_weights(ref, ref_search, "strategy")[0])
 
 
+@pytest.mark.slow
 def test_two_workers_equal_one_process(reference: tuple[str, optuna.Study, SearchSpec],
                                        tmp_path: Path) -> None:
     name, ref, _ = reference
