@@ -154,8 +154,8 @@ def test_search_json_commands_print_only_json(demo_files: DemoFiles, tmp_path: P
 # --- a pasteable hint --------------------------------------------------------------------------
 
 
-def test_the_export_hint_after_search_pareto_works_when_pasted(demo_files: DemoFiles,
-                                                               tmp_path: Path) -> None:
+def test_the_export_hint_after_search_pareto_works_when_pasted(
+        demo_files: DemoFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "a dir" / "p.db"  # a space: the hint must quote the storage
     db.parent.mkdir()
     result = _run(["search", "pareto", "--storage", str(db), "--study", "p", "--logs",
@@ -165,11 +165,10 @@ def test_the_export_hint_after_search_pareto_works_when_pasted(demo_files: DemoF
     assert len(hint) == 1, result.stdout
     command = shlex.split(hint[0][hint[0].index("fusiontune "):])
     assert command[0] == "fusiontune"
-    runner = CliRunner()
-    with runner.isolated_filesystem(tmp_path):
-        pasted = runner.invoke(main, command[1:], catch_exceptions=False)
-        assert pasted.exit_code == 0, pasted.output
-        assert Path("weights.json").is_file()
+    monkeypatch.chdir(tmp_path)  # pasted in a shell there
+    pasted = CliRunner().invoke(main, command[1:], catch_exceptions=False)
+    assert pasted.exit_code == 0, pasted.output
+    assert (tmp_path / "weights.json").is_file()
 
 
 # --- what a newcomer reads -------------------------------------------------------------------
