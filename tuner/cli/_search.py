@@ -47,11 +47,11 @@ from tuner.study import (
     ConvergenceRule,
     SearchSpec,
     check_single_objective,
+    completed_rounds,
     create_or_load_study,
     exported_attr,
     history,
     load_search,
-    replayed_strategy,
     run_rounds,
     run_until_converged,
     set_target_rounds,
@@ -175,7 +175,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
     check_single_objective(study_)
     target = _target(study_, rounds, default_rounds)
     set_target_rounds(study_, target)
-    _, done = replayed_strategy(study_, search_)
+    done = completed_rounds(study_, search_.population)
     if workers is not None and until == "converged":
         raise ValueError("--until converged runs the rounds in this process; drop --workers")
     if workers is not None:
@@ -265,7 +265,7 @@ def _spawn_workers(url: str, study_name: str, n: int, chunk: int, target: int) -
     if not bad:
         return
     study, search = load_search(url, study_name)
-    _, done = replayed_strategy(study, search)
+    done = completed_rounds(study, search.population)
     if done >= target:
         click.echo(f"warning: {len(bad)} of {n} workers failed (exit codes {bad}), but the "
                    f"others completed all {target} rounds", err=True)
@@ -390,7 +390,7 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
         click.echo(f"study {study_name!r} has no trials yet")
         return
     click.echo(rounds_table(rounds, space.prefix))
-    _, done = replayed_strategy(study, search_)
+    done = completed_rounds(study, search_.population)
     stop = ConvergenceRule(patience).stop(rounds[:done])
     click.echo(f"search run --until converged --patience {patience} would " + (
         f"stop after round {stop.round}: {stop.reason()}" if stop is not None

@@ -18,7 +18,13 @@ from tuner.study._attrs import (
     name_metrics,
 )
 from tuner.study._convergence import ConvergenceRule, Stop, run_until_converged
-from tuner.study._history import RoundSummary, history, replayed_strategy, trials_table
+from tuner.study._history import (
+    RoundSummary,
+    completed_rounds,
+    history,
+    replayed_strategy,
+    trials_table,
+)
 from tuner.study._loop import check_single_objective, run_rounds
 from tuner.study._open import create_or_load_study, load_search, stored_settings
 from tuner.study._trials import (
@@ -61,6 +67,7 @@ __all__ = [
     "WorkerReport",
     "build_trial",
     "check_single_objective",
+    "completed_rounds",
     "create_or_load_study",
     "exported_attr",
     "history",

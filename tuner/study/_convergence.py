@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import optuna
 
 from tuner.study._attrs import SearchSpec
-from tuner.study._history import RoundSummary, history, replayed_strategy
+from tuner.study._history import RoundSummary, completed_rounds, history
 from tuner.study._loop import Evaluate, run_rounds
 
 __all__ = ["ConvergenceRule", "Stop", "run_until_converged"]
@@ -114,7 +114,7 @@ def run_until_converged(study: optuna.Study, search: SearchSpec, evaluate: Evalu
     """
     out: list[RoundSummary] = []
     while True:
-        _, done = replayed_strategy(study, search)
+        done = completed_rounds(study, search.population)
         stop = rule.stop(history(study, search)[:done])
         if stop is not None or done >= cap:
             return out, stop

@@ -29,7 +29,7 @@ from tuner.study._trials import (
     is_feasible_complete,
 )
 
-__all__ = ["RoundSummary", "history", "replayed_strategy", "trials_table"]
+__all__ = ["RoundSummary", "completed_rounds", "history", "replayed_strategy", "trials_table"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,12 @@ class RoundSummary:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; non-finite numbers become ``None``."""
         return jsonable(dataclasses.asdict(self))
+
+
+def completed_rounds(study: optuna.Study, population: int) -> int:
+    """Complete generations the study holds, from its trials alone (no strategy is built or
+    replayed: for Optuna's samplers a replay re-asks every generation)."""
+    return sum(1 for _, _, complete in _generations(_members(study), population) if complete)
 
 
 def replayed_strategy(study: optuna.Study, search: SearchSpec) -> tuple[BaseStrategy, int]:
