@@ -19,7 +19,7 @@ from tuner.picks.export import ExportedWeights
 from tuner.picks.picking import export_pick, pick_weights
 from tuner.space import FusionSpace
 from tuner.strategies import CEMConfig
-from tuner.study import SearchSpec, create_or_load_study, load_search
+from tuner.study import SearchSpec, create_or_load_study, load_search, read_spec
 
 if TYPE_CHECKING:
     from tuner.search_config import SearchConfig
@@ -135,7 +135,7 @@ def open_config_study(url: str, study_name: str, config_path: str | None, space_
         init = ones if space.contains(ones) else None
         study = create_or_load_study(url, study_name, space, cem, config.seed,
                                      settings=study_settings(config), init_mean=init)
-    return study, load_search(url, study_name)[1], config.rounds
+    return study, read_spec(study), config.rounds
 
 
 def loss_trial_columns(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:

@@ -52,6 +52,7 @@ from tuner.study import (
     exported_attr,
     history,
     load_search,
+    read_spec,
     run_rounds,
     run_until_converged,
     set_target_rounds,
@@ -170,7 +171,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         study_ = create_or_load_study(url, study_name, space, config, options.seed,
                                       settings=settings.to_dict(),
                                       init_mean=None if init is None else space.from_weights(init))
-        search_ = load_search(url, study_name)[1]
+        search_ = read_spec(study_)
         default_rounds = 5
     check_single_objective(study_)
     target = _target(study_, rounds, default_rounds)

@@ -16,6 +16,7 @@ from tuner.study._attrs import (
     exported_attr,
     jsonable,
     name_metrics,
+    read_spec,
 )
 from tuner.study._convergence import ConvergenceRule, Stop, run_until_converged
 from tuner.study._history import (
@@ -80,6 +81,7 @@ __all__ = [
     "replayed_strategy",
     "run_until_converged",
     "set_target_rounds",
+    "read_spec",
     "stored_settings",
     "trials_table",
     "worker_id",

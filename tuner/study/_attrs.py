@@ -39,6 +39,7 @@ __all__ = [
     "exported_attr",
     "jsonable",
     "name_metrics",
+    "read_spec",
 ]
 
 ATTR_SPACE = "fusiontune:space"

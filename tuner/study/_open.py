@@ -23,7 +23,7 @@ from optuna.study import StudyDirection
 
 from tuner.space import FusionSpace
 from tuner.storage import ProjectStore
-from tuner.strategies import CEMConfig, CEMSampler
+from tuner.strategies import CEMConfig, CEMSampler, strategy_name
 from tuner.study._attrs import (
     ATTR_SETTINGS,
     SearchSpec,
@@ -119,8 +119,7 @@ def _check_loaded(study: optuna.Study, storage: str, space: FusionSpace | None,
     stored = read_spec(study)
     _check_same(name, "space", stored.space.to_dict(), space and space.to_dict())
     if config is not None:
-        _check_same(name, "strategy", stored.strategy, SearchSpec.new(
-            stored.space, config, stored.seed).strategy)
+        _check_same(name, "strategy", stored.strategy, strategy_name(config))
         _check_same(name, "config", dataclasses.asdict(stored.config),
                     dataclasses.asdict(config))
     _check_same(name, "seed", stored.seed, seed)
