@@ -206,7 +206,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
             summaries = run_rounds(study_, search_, objective, until=target,
                                    progress=not no_progress, on_round=on_round)
     _report_run(study_, search_, summaries, done, target, url, as_json, as_jsonl)
-    log_search(mlflow_uri, "search run", url, study_, search_, history(study_, search_),
+    log_search(mlflow_uri, "search run", url, study_, search_,
                extra={"target_rounds": target, "workers": workers})
 
 
@@ -457,8 +457,7 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
             store.record_export(study_name, number, str(path.resolve()),
                                 json.loads(exported.to_json()))
     study.set_user_attr(ATTR_EXPORTED, exported_attr(json.loads(exported.to_json())))
-    rounds = history(study, search_) if len(study.directions) == 1 else []  # Pareto: a front
-    log_search(mlflow_uri, "search export", url, study, search_, rounds, report, exported,
+    log_search(mlflow_uri, "search export", url, study, search_, report, exported,
                extra={"pick": pick, "out": None if path is None else str(path)})
     if as_json:
         click.echo(exported.to_json())

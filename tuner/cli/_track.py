@@ -55,12 +55,16 @@ def study_tags(url: str, study: Any) -> dict[str, Any]:
 
 
 def log_search(uri: str | None, command: str, url: str, study: Any, search: Any,
-               rounds: Sequence[Any], report: Any = None, exported: Any = None,
+               report: Any = None, exported: Any = None,
                extra: Mapping[str, Any] | None = None) -> None:
     """One tracked run of a ``search`` command: the study's settings and strategy as params,
-    its rounds as per-round metrics, and (export) the held-out report and the JSON."""
+    its rounds as per-round metrics (none for a Pareto study: it has a front), and (export)
+    the held-out report and the JSON. Nothing is computed when no run is tracked."""
     if not uri:
         return
+    from tuner.study import history
+
+    rounds = history(study, search) if len(study.directions) == 1 else []
     with tracked_run(uri, command, run_name=f"{command} {study.study_name}") as tracker:
         assert tracker is not None
         tracker.params({"strategy": search.strategy, "seed": search.seed,
