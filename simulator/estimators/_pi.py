@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from simulator.estimators._base import (
+    SLOT_PSCORES,
     BaseEstimator,
     RequestTerms,
     SlateFeedback,
@@ -118,6 +119,7 @@ class PseudoInverse(BaseEstimator):
     """
 
     name: ClassVar[str] = "pi"
+    needs_columns: ClassVar[tuple[str, ...]] = (SLOT_PSCORES,)
 
     def terms(self, feedback: SlateFeedback, exposure: np.ndarray) -> RequestTerms:
         raise ValueError("pi needs the target policy's slot probabilities, not only its "

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from simulator.estimators._base import (
+    PREFIX_PSCORE,
     BaseEstimator,
     RequestTerms,
     SlateFeedback,
@@ -50,6 +51,7 @@ class RIPS(BaseEstimator):
     """
 
     name: ClassVar[str] = "rips"
+    needs_columns: ClassVar[tuple[str, ...]] = (PREFIX_PSCORE,)
 
     def terms(self, feedback: SlateFeedback, exposure: np.ndarray) -> RequestTerms:
         raise ValueError("rips needs the target policy's prefix probabilities, not only its "
