@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pytest
 
 from simulator.logs import LoggedTraffic
 from simulator.worlds import MarketplaceConfig, MarketplaceWorld
@@ -75,3 +76,23 @@ def test_a_shown_only_log_runs_with_slot_estimators_and_refuses_the_others(
                       "columns", "this log has only its pscore column",
                       "estimators that work with it: dm, slot_dr, slot_ips, slot_snips")
     assert "ips" not in optuna.get_all_study_names(f"sqlite:///{db}")  # nothing written
+
+
+@pytest.mark.slow  # ~20 s: one epoch of an MMoE on 2 shared cores
+def test_a_ranker_scores_a_ragged_log_into_a_table_that_aligns(tmp_path: Path) -> None:
+    from ranker import TaskSpec, build_mmoe
+    from ranker.train import TrainConfig, train
+    from tuner.evaluation.ranker_scoring import default_feature_specs, ranker_rows, score_traffic
+
+    world = MarketplaceWorld(MarketplaceConfig(n_requests=300, candidates="3:12", seed=2))
+    traffic = world.generate()
+    tasks = [TaskSpec("click"), TaskSpec("like")]
+    model = build_mmoe(default_feature_specs(traffic), tasks)
+    rows = ranker_rows(traffic, tasks)
+    train(model, rows, rows, TrainConfig(epochs=1, batch_size=256), progress=False)
+    table = score_traffic(model, traffic)
+    back = ScoreTable.read(table.write(tmp_path / "s.parquet"), log=traffic)
+    aligned = back.aligned(traffic)
+    assert traffic.valid is not None
+    assert (aligned[traffic.valid] > 0).all() and (aligned[~traffic.valid] == 0).all()
+    np.testing.assert_allclose(aligned[..., 0], table.scores["click"])
