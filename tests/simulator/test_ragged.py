@@ -215,3 +215,16 @@ def test_replay_of_a_ragged_log_is_the_same_in_any_chunks() -> None:
     out = [Replay(fb, log.scores, worldkit.TASKS, worldkit.FUSION, TopKPolicy(5), SNIPS(),
                   chunk_requests=c).evaluate(weights).value for c in (900, 128)]
     np.testing.assert_allclose(out[0], out[1], rtol=1e-6)
+
+
+def test_the_ab_report_of_a_ragged_log_pairs_its_arms() -> None:
+    from simulator.report import ab_report
+
+    log = worldkit.make_log(9, 1500, candidates="3:12", shown_slots="2:5")
+    control, treatment = np.array([1.0, 0.5, 0.5]), np.array([1.0, 0.5, 2.0])
+    report = ab_report(log.replay(SNIPS()), control, treatment, worldkit.OBJECTIVE_WEIGHTS)
+    row = report.row("objective")
+    assert row.lift.value == pytest.approx(row.treatment.value - row.control.value)
+    assert row.lift.low <= row.lift.value <= row.lift.high
+    truth = log.true_objective(np.stack([control, treatment]))
+    assert row.control.low - 0.5 < truth[0] < row.control.high + 0.5
