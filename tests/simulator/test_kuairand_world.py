@@ -133,6 +133,7 @@ def test_same_seed_same_traffic(fit: KuaiRandFit) -> None:
     assert log(1) != log(2)
 
 
+@pytest.mark.slow
 def test_a_ragged_kuairand_log_s_truth_matches_its_rollouts_and_ips(fit: KuaiRandFit) -> None:
     """Ragged (5..30 candidates, 2..5 slots seen), chunked: the exact value of a ranking on
     the slots each request shows equals the mean of 40 rollouts (4 SE) and IPS's estimate

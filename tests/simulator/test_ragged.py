@@ -220,7 +220,7 @@ def test_replay_of_a_ragged_log_is_the_same_in_any_chunks() -> None:
 def test_the_ab_report_of_a_ragged_log_pairs_its_arms() -> None:
     from simulator.report import ab_report
 
-    log = worldkit.make_log(9, 1500, candidates="3:12", shown_slots="2:5")
+    log = worldkit.make_log(9, 800, candidates="3:12", shown_slots="2:5")
     control, treatment = np.array([1.0, 0.5, 0.5]), np.array([1.0, 0.5, 2.0])
     report = ab_report(log.replay(SNIPS()), control, treatment, worldkit.OBJECTIVE_WEIGHTS)
     row = report.row("objective")
