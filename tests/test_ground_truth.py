@@ -352,7 +352,7 @@ def test_same_seed_gives_the_same_cem_trajectory_on_the_world() -> None:
 # --------------------------------------------------------------------------------------
 RAGGED_SEEDS = 40
 RAGGED_REQUESTS = 2000
-RAGGED = {"candidates": "3:12", "shown_slots": "2:5"}  # K = 5: some requests fill fewer
+RAGGED = ("3:12", "2:5")  # candidates, shown slots; K = 5: some requests fill fewer
 UNBIASED = ("ips", "snips", "dr", "sndr", "rips", "pi", "slot_ips", "slot_snips", "slot_dr")
 """Unbiased (or consistent, bias O(1/R)) under the marketplace's position-based model,
 which is also an item-position model, a prefix (cascade-free) model and additive; the
@@ -370,7 +370,7 @@ def ragged_errors() -> tuple[dict[str, np.ndarray], np.ndarray]:
     errors: dict[str, list[np.ndarray]] = {n: [] for n in names}
     truths = []
     for seed in range(RAGGED_SEEDS):
-        log = make_log(seed, RAGGED_REQUESTS, **RAGGED)
+        log = make_log(seed, RAGGED_REQUESTS, candidates=RAGGED[0], shown_slots=RAGGED[1])
         weights = random_weights(np.random.default_rng([seed, 4]), VECTORS_PER_SEED)
         truth = log.true_objective(weights)
         truths.append(truth)

@@ -93,6 +93,7 @@ def test_logs_are_valid_and_round_trip(world: KuaiRandWorld, tmp_path: Path) -> 
     back = LoggedTraffic.read(traffic.write(tmp_path / "log.parquet"))
     assert back.fingerprint() == traffic.fingerprint()
     # every slot's propensities sum to one over the candidates; prefixes are probabilities
+    assert traffic.pscores is not None
     np.testing.assert_allclose(traffic.pscores.sum(axis=1), 1.0, rtol=1e-12)
     assert traffic.prefix_pscores is not None
     shown = traffic.shown

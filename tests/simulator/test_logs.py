@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -282,6 +283,7 @@ def test_a_log_with_only_shown_propensities_round_trips(traffic: LoggedTraffic,
     cols["pscore"] = np.where(np.isnan(logged), np.nan, logged)  # null where not shown
     log = LoggedTraffic.from_columns(cols)  # no curve: K = 1 + the largest position
     assert log.pscores is None and log.slate_size == traffic.slate_size
+    assert traffic.examination is not None
     back = LoggedTraffic.read(log.with_examination(traffic.examination).write(
         tmp_path / "shown.parquet"))
     assert back.slate_size == 3 and back.pscores is None
@@ -358,7 +360,7 @@ def test_a_ragged_log_s_faults_name_the_row_of_its_file(traffic: LoggedTraffic) 
         dataclasses.replace(ragged, labels=labels)
 
 
-def _padding(t: LoggedTraffic, **change: np.ndarray) -> LoggedTraffic:
+def _padding(t: LoggedTraffic, **change: Any) -> LoggedTraffic:
     return dataclasses.replace(t, **change)
 
 

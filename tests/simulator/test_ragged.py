@@ -43,11 +43,11 @@ def _ragged_fused() -> np.ndarray:
 def test_top_k_shows_what_a_short_request_has_and_never_padding() -> None:
     fused = _ragged_fused()
     np.testing.assert_array_equal(TopKPolicy(3).sample(fused, seed=0)[0],
-                                  [[1, 4, 3], [1, 0, -1], [0, -1, -1]])
+                                  np.array([[1, 4, 3], [1, 0, -1], [0, -1, -1]]))
     exam = np.array([1.0, 0.5, 0.25])
     exposure = TopKPolicy(3).exposure(fused, exam)[0]
-    np.testing.assert_allclose(exposure, [[0, 1, 0, 0.25, 0.5], [0.5, 1, 0, 0, 0],
-                                          [1, 0, 0, 0, 0]])
+    np.testing.assert_allclose(exposure, np.array([[0, 1, 0, 0.25, 0.5], [0.5, 1, 0, 0, 0],
+                                                   [1, 0, 0, 0, 0]]))
 
 
 def test_epsilon_greedy_propensities_match_its_draws_on_ragged_requests() -> None:
@@ -198,6 +198,7 @@ def test_world_chunks_are_seeded_numbered_and_ragged() -> None:
 
     def value(t: LoggedTraffic) -> np.ndarray:  # ranked by the true click probability
         p = world.true_probabilities(t)
+        assert t.valid is not None
         return world.policy_value(t, policy, np.log(np.where(t.valid, p[..., 0], 1.0))[None])
     np.testing.assert_allclose(value(whole), (value(a) + value(other)) / 2, rtol=1e-10)
 
