@@ -17,7 +17,7 @@ import numpy as np
 from simulator.estimators._base import BaseEstimator, RequestTerms, SlateFeedback
 from simulator.estimators._estimate import Estimate
 from simulator.fusion._base import BaseFusion
-from simulator.intervals import BaseInterval, BootstrapInterval, point_values
+from simulator.intervals import BaseInterval, BootstrapInterval
 from simulator.policies import BasePolicy
 
 __all__ = ["MIN_EVENTS", "OBJECTIVE", "PopulationEstimate", "Replay", "objective_matrix"]
@@ -141,6 +141,9 @@ class Replay:
         estimator: the off-policy estimator.
         interval: how intervals are computed.
         chunk_requests: requests per pass (memory ``~ P * chunk * N * 4`` bytes).
+        request_ids: ``[R]`` the requests' ids, the keys of their bootstrap weights (so an
+            interval is the one a streamed or sharded replay of the same requests gives,
+            :mod:`simulator.streaming`); None: ``0..R-1``.
 
     Example:
         >>> from simulator.estimators import SNIPS, SlateFeedback
@@ -166,9 +169,13 @@ class Replay:
     estimator: BaseEstimator
     interval: BaseInterval = BootstrapInterval()
     chunk_requests: int = 5000
+    request_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         r, n = self.feedback.shown.shape
+        if self.request_ids is not None and np.shape(self.request_ids) != (r,):
+            raise ValueError(f"request_ids must have shape [R] = [{r}], got "
+                             f"{list(np.shape(self.request_ids))}")
         if self.scores.shape != (r, n, len(self.score_tasks)):
             raise ValueError(
                 f"scores must have shape [R, N, S] = {(r, n, len(self.score_tasks))} for "
@@ -186,6 +193,11 @@ class Replay:
         chunks = [(a, min(a + self.chunk_requests, self.feedback.n_requests)) for a in bounds]
         prepared = self.estimator.prepare(self.feedback)  # e.g. a reward model fitted on it
         object.__setattr__(self, "_chunks", [(a, b, prepared.chunk(a, b)) for a, b in chunks])
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The log's label tasks."""
+        return self.feedback.tasks
 
     def terms(self, weights: np.ndarray) -> RequestTerms:
         """Per-request estimator terms of a population ``[P, S]`` of weight vectors."""
@@ -212,17 +224,13 @@ class Replay:
     def estimates(
         self, terms: RequestTerms, objective: Mapping[str, float] | None = None
     ) -> PopulationEstimate:
-        """Estimates with intervals from per-request terms (see :meth:`terms`)."""
+        """Estimates with intervals from per-request terms (see :meth:`terms`).
+
+        Made from the terms' sums, as a streamed replay makes them from its chunks'.
+        """
+        from simulator.streaming import PopulationSums, metric_names  # imports this module
+
         combine = objective_matrix(self.feedback.tasks, objective)
-        low, high = self.interval.bounds(terms, combine)
-        metrics = self.feedback.tasks + ((OBJECTIVE,) if objective is not None else ())
-        return PopulationEstimate(
-            metrics=metrics,
-            value=point_values(terms, combine),
-            low=low,
-            high=high,
-            ess=terms.ess,
-            n=self.feedback.n_requests,
-            level=self.interval.level,
-            events=terms.expected_events(combine),
-        )
+        sums = PopulationSums.of(terms, self.interval, combine, self.request_ids)
+        return sums.estimate(self.interval, metric_names(self.feedback.tasks, objective),
+                             combine)
