@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from tuner.evaluation.guardrails import (
 from tuner.evaluation.search_data import SEARCH, Workspace
 from tuner.study import TrialResult
 from tuner.weights_text import Numbers, parse_task_numbers
+
+if TYPE_CHECKING:
+    from tuner.evaluation.streamed import StreamedWorkspace
 
 __all__ = ["OBJECTIVE_WEIGHTS", "FusionObjective", "parse_objective"]
 
@@ -84,7 +88,8 @@ class FusionObjective:
             raise ValueError("guardrails are judged against control: give control weights")
 
     @classmethod
-    def for_workspace(cls, ws: Workspace, part: str = SEARCH) -> FusionObjective:
+    def for_workspace(cls, ws: Workspace | StreamedWorkspace, part: str = SEARCH
+                      ) -> FusionObjective:
         """The objective a study's settings define, on one split of its log."""
         s = ws.settings
         guardrails = parse_guardrails(s.guardrails, ws.tasks)
