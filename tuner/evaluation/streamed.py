@@ -123,7 +123,8 @@ def _scores_of(scores: ParquetDataset, index: DatasetIndex, traffic: LoggedTraff
     cols = {n: table.column(n).to_numpy() for n in table.column_names}
     keep = np.isin(cols["request_id"], traffic.request_ids)
     cols = {n: v[keep] for n, v in cols.items()}
-    return ScoreTable.from_columns(cols, f"{scores.path} (requests {low}..{high})", traffic)
+    return ScoreTable.from_columns(
+        cols, f"score table {scores.path} (requests {low}..{high}) vs log {source}", traffic)
 
 
 def _aligned(table: ScoreTable, traffic: LoggedTraffic, source: str,
