@@ -14,9 +14,11 @@ from tuner.cli._main import main
 from tuner.cli._pareto import search_pareto
 from tuner.cli._ranker import ranker
 from tuner.cli._search import search
+from tuner.cli._world import world
 
 main.add_command(search)
 main.add_command(ranker)
+main.add_command(world)
 search.add_command(search_pareto)
 search.add_command(search_compare)
 
