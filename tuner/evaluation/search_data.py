@@ -244,6 +244,10 @@ class Workspace:
     def __init__(self, settings: SearchSettings, traffic: LoggedTraffic | None = None,
                  table: ScoreTable | None = None) -> None:
         self.settings = settings
+        if traffic is None and settings.streamed:  # a dataset, here held whole
+            from tuner.evaluation.streamed import read_whole  # imports this module
+
+            traffic, table = read_whole(settings)
         self.traffic = _with_examination(
             traffic if traffic is not None else LoggedTraffic.read(settings.logs), settings)
         self.table = (table if table is not None

@@ -15,6 +15,7 @@ a Dask task gets one and reads its own files (:mod:`tuner.evaluation.dask_engine
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ from tuner.evaluation.search_data import (
     split_parts,
 )
 
-__all__ = ["CHUNK_ROWS", "PartChunks", "StreamedWorkspace", "dataset_tasks", "write_partitioned"]
+__all__ = ["CHUNK_ROWS", "PartChunks", "StreamedWorkspace", "dataset_tasks", "read_whole",
+           "write_partitioned"]
 
 CHUNK_ROWS = 200_000
 """Log rows per chunk (~10,000 requests of 20): memory ~ ``P * rows * 4`` bytes a term."""
@@ -249,3 +251,26 @@ def write_partitioned(traffic: LoggedTraffic, table: ScoreTable, logs: str | Pat
             path = Path(folder) / name
             path.parent.mkdir(parents=True, exist_ok=True)
             write(path)
+
+
+def read_whole(settings: SearchSettings) -> tuple[LoggedTraffic, ScoreTable]:
+    """A dataset's log and score table held whole in memory (``search export`` and
+    ``compare`` of a streamed study, whose picks need per-request terms), checked as a
+    stream is.
+
+    Raises:
+        DatasetError, LogValidationError, ScoreTableError: as :meth:`StreamedWorkspace.check`.
+    """
+    ws = StreamedWorkspace(dataclasses.replace(settings, estimator="snips",
+                                               estimator_params={}))
+    reader = ws.chunks(next(iter(settings.splits)))
+    logs, tables = [], []
+    for traffic, source, table in reader.log_chunks():
+        aligned = _aligned(table, traffic, source, settings)
+        logs.append(traffic)
+        tables.append(ScoreTable(traffic.request_ids, traffic.item_ids,
+                                 {t: aligned[..., i] for i, t in enumerate(table.tasks)}))
+    return LoggedTraffic.concatenate(logs), ScoreTable(
+        np.concatenate([t.request_ids for t in tables]),
+        np.concatenate([t.item_ids for t in tables]),
+        {k: np.concatenate([t.scores[k] for t in tables]) for k in tables[0].tasks})
