@@ -8,21 +8,24 @@ One pass evaluates a whole CEM generation.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from simulator.estimators._base import BaseEstimator, RequestTerms, SlateFeedback
-from simulator.estimators._estimate import Estimate
 from simulator.fusion._base import BaseFusion
 from simulator.intervals import BaseInterval, BootstrapInterval
 from simulator.policies import BasePolicy
+from simulator.population import (
+    OBJECTIVE,
+    PopulationEstimate,
+    PopulationSums,
+    metric_names,
+    objective_matrix,
+)
 
 __all__ = ["MIN_EVENTS", "OBJECTIVE", "PopulationEstimate", "Replay", "objective_matrix"]
-
-OBJECTIVE = "objective"
 
 MIN_EVENTS = 100.0
 """Fewest effective label events (``PopulationEstimate.events``) an estimate may rest on
@@ -58,73 +61,6 @@ realized events but a wide interval. Realized events run against coverage (KuaiR
 1,000 requests: 99% below 10 events, 69% at 30-100), and on the marketplace at 1,000
 requests no threshold on them reaches 93%.
 """
-
-
-def objective_matrix(tasks: Sequence[str], objective: Mapping[str, float] | None) -> np.ndarray:
-    """``[T, M]`` map from per-task values to the reported metrics.
-
-    The first ``T`` columns are the tasks themselves; with an ``objective``
-    (task -> weight), one more column is the weighted business objective.
-
-    Raises:
-        ValueError: an objective naming a task the log does not have, or a
-            non-finite weight.
-    """
-    t = len(tasks)
-    if objective is None:
-        return np.eye(t)
-    unknown = [k for k in objective if k not in tasks]
-    if unknown:
-        raise ValueError(f"objective names unknown task(s) {unknown}; valid: {list(tasks)}")
-    col = np.array([float(objective.get(k, 0.0)) for k in tasks])
-    if not np.isfinite(col).all():
-        raise ValueError(f"objective weights must be finite, got {dict(objective)}")
-    return np.concatenate([np.eye(t), col[:, None]], axis=1)
-
-
-@dataclass(frozen=True)
-class PopulationEstimate:
-    """Estimates of ``P`` policies on ``M`` metrics.
-
-    Args:
-        metrics: metric names (tasks, then ``"objective"`` when one was given).
-        value: ``[P, M]`` point estimates (expected label sum per request).
-        low: ``[P, M]`` lower interval ends.
-        high: ``[P, M]`` upper interval ends.
-        ess: ``[P]`` effective sample sizes.
-        n: number of requests.
-        level: confidence level.
-        events: ``[P, M]`` effective number of label events behind each estimate
-            (:meth:`RequestTerms.expected_events`: unlike the realized
-            :meth:`RequestTerms.events` it falls, not rises, when a log lacks the
-            rare heavily weighted events; see :data:`MIN_EVENTS`), nan where the
-            estimator has no importance weights; None (not computed) reads as all nan.
-    """
-
-    metrics: tuple[str, ...]
-    value: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    ess: np.ndarray
-    n: int
-    level: float
-    events: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return int(self.value.shape[0])
-
-    def estimate(self, policy: int, metric: str = OBJECTIVE) -> Estimate:
-        """The :class:`Estimate` of one policy on one metric."""
-        m = self.metrics.index(metric)
-        return Estimate(
-            value=float(self.value[policy, m]),
-            low=float(self.low[policy, m]),
-            high=float(self.high[policy, m]),
-            ess=float(self.ess[policy]),
-            n=self.n,
-            level=self.level,
-            events=math.nan if self.events is None else float(self.events[policy, m]),
-        )
 
 
 @dataclass(frozen=True)
@@ -228,8 +164,6 @@ class Replay:
 
         Made from the terms' sums, as a streamed replay makes them from its chunks'.
         """
-        from simulator.streaming import PopulationSums, metric_names  # imports this module
-
         combine = objective_matrix(self.feedback.tasks, objective)
         sums = PopulationSums.of(terms, self.interval, combine, self.request_ids)
         return sums.estimate(self.interval, metric_names(self.feedback.tasks, objective),

@@ -38,11 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.estimators._base import BaseEstimator, RequestTerms, SlateFeedback
+from simulator.estimators._base import BaseEstimator, SlateFeedback
 from simulator.fusion._base import BaseFusion
-from simulator.intervals import BaseInterval, BootstrapInterval, TermSums
+from simulator.intervals import BaseInterval, BootstrapInterval
 from simulator.policies import BasePolicy
-from simulator.replay import OBJECTIVE, PopulationEstimate, objective_matrix
+from simulator.population import PopulationEstimate, PopulationSums, metric_names, objective_matrix
 
 __all__ = ["PopulationSums", "ReplayChunk", "StreamedReplay", "check_streamable",
            "chunk_sums"]
@@ -81,83 +81,6 @@ class ReplayChunk:
     scores: np.ndarray
 
 
-@dataclass(frozen=True)
-class PopulationSums:
-    """Additive sums of ``P`` policies over some requests: all a streamed estimate needs.
-
-    Args:
-        terms: the interval's sufficient statistics.
-        weight_sum: ``[P]`` sum of importance weights (ESS).
-        weight_sq_sum: ``[P]`` sum of squared importance weights.
-        label_sum: ``[P, T]`` weighted label sums, or None (see
-            :class:`~simulator.estimators.RequestTerms`).
-        label_sq_sum: ``[P, T, T]``, or None.
-        impressions: impressions behind the label sums.
-        impression_label_sum: ``[T]``, or None.
-        impression_label_sq_sum: ``[T, T]``, or None.
-    """
-
-    terms: TermSums
-    weight_sum: np.ndarray
-    weight_sq_sum: np.ndarray
-    label_sum: np.ndarray | None = None
-    label_sq_sum: np.ndarray | None = None
-    impressions: int = 0
-    impression_label_sum: np.ndarray | None = None
-    impression_label_sq_sum: np.ndarray | None = None
-
-    @classmethod
-    def of(cls, terms: RequestTerms, interval: BaseInterval, combine: np.ndarray,
-           keys: np.ndarray | None) -> PopulationSums:
-        """The sums of per-request ``terms`` of requests ``keys`` (their ids)."""
-        return cls(interval.sums(terms, combine, keys), np.asarray(terms.weight_sum, float),
-                   np.asarray(terms.weight_sq_sum, float), terms.label_sum,
-                   terms.label_sq_sum, terms.impressions, terms.impression_label_sum,
-                   terms.impression_label_sq_sum)
-
-    def __add__(self, other: PopulationSums) -> PopulationSums:
-        def add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None or b is None else a + b
-
-        return PopulationSums(
-            self.terms + other.terms, self.weight_sum + other.weight_sum,
-            self.weight_sq_sum + other.weight_sq_sum, add(self.label_sum, other.label_sum),
-            add(self.label_sq_sum, other.label_sq_sum), self.impressions + other.impressions,
-            add(self.impression_label_sum, other.impression_label_sum),
-            add(self.impression_label_sq_sum, other.impression_label_sq_sum))
-
-    def take(self, policies: np.ndarray) -> PopulationSums:
-        """The sums of a subset of the policies."""
-        t = self.terms
-        idx = np.asarray(policies)
-        sub = TermSums(t.names, t.m, t.n, t.first[idx],
-                       None if t.boot is None else t.boot[:, idx], t.boot_n,
-                       None if t.scale_n is None else t.scale_n[idx])
-        return PopulationSums(
-            sub, self.weight_sum[idx], self.weight_sq_sum[idx],
-            None if self.label_sum is None else self.label_sum[idx],
-            None if self.label_sq_sum is None else self.label_sq_sum[idx], self.impressions,
-            self.impression_label_sum, self.impression_label_sq_sum)
-
-    def _moments(self) -> RequestTerms:
-        """The sums as request-less terms, for their ``ess`` and ``expected_events``."""
-        p = len(self.weight_sum)
-        return RequestTerms(np.zeros((p, 0, 0)), None, None, self.weight_sum,
-                            self.weight_sq_sum, None, self.label_sum, self.label_sq_sum,
-                            self.impressions, self.impression_label_sum,
-                            self.impression_label_sq_sum)
-
-    def estimate(self, interval: BaseInterval, metrics: tuple[str, ...],
-                 combine: np.ndarray) -> PopulationEstimate:
-        """The estimates with intervals (``combine [T, M]`` as the sums were taken)."""
-        low, high = interval.bounds_from(self.terms)
-        moments = self._moments()
-        return PopulationEstimate(metrics=metrics, value=self.terms.values(), low=low,
-                                  high=high, ess=moments.ess, n=self.terms.n,
-                                  level=interval.level,
-                                  events=moments.expected_events(combine))
-
-
 def chunk_sums(chunk: ReplayChunk, weights: np.ndarray, fusion: BaseFusion,
                policy: BasePolicy, estimator: BaseEstimator, interval: BaseInterval,
                combine: np.ndarray) -> PopulationSums:
@@ -165,12 +88,6 @@ def chunk_sums(chunk: ReplayChunk, weights: np.ndarray, fusion: BaseFusion,
     fused = fusion.fuse(fusion.transform(chunk.scores), weights)  # [P, c, N]
     terms = estimator.policy_terms(chunk.feedback, policy, fused)
     return PopulationSums.of(terms, interval, combine, chunk.request_ids)
-
-
-def metric_names(tasks: tuple[str, ...], objective: Mapping[str, float] | None
-                 ) -> tuple[str, ...]:
-    """The metrics of an estimate: the tasks, then the objective when one is given."""
-    return tasks + ((OBJECTIVE,) if objective is not None else ())
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import optuna
 from tuner.cli._common import study_names
 from tuner.evaluation.loss_study import is_loss_study
 from tuner.evaluation.objective import FusionObjective
-from tuner.evaluation.search_data import SearchSettings, Workspace, open_workspace
+from tuner.evaluation.search_data import SearchSettings, Workspace
 from tuner.picks.export import ExportedWeights
 from tuner.picks.picking import export_pick, pick_weights
 from tuner.space import FusionSpace
@@ -39,6 +39,8 @@ def objective_for(settings: dict[str, Any], progress: bool = False) -> Evaluate:
 
     if is_loss_study(settings):
         return LossObjective(config_of(settings), progress=progress)
+    from tuner.evaluation.streamed import open_workspace
+
     return FusionObjective.for_workspace(open_workspace(SearchSettings.from_dict(settings)))
 
 

@@ -28,7 +28,6 @@ from tuner.evaluation.search_data import (
     SEARCH,
     SearchSettings,
     Workspace,
-    open_workspace,
     parse_estimator_params,
     resolve,
 )
@@ -119,7 +118,7 @@ class NewStudy:
         """
         from simulator.logs import LoggedTraffic
         from tuner.evaluation.scores import ScoreTable
-        from tuner.evaluation.streamed import dataset_tasks
+        from tuner.evaluation.streamed import dataset_tasks, open_workspace
 
         missing = self.missing()
         if default_objective is not None:

@@ -31,7 +31,6 @@ __all__ = [
     "SearchSettings",
     "Workspace",
     "make_interval",
-    "open_workspace",
     "parse_estimator_params",
     "reward_model",
     "split_log",
@@ -245,9 +244,9 @@ class Workspace:
                  table: ScoreTable | None = None) -> None:
         self.settings = settings
         if traffic is None and settings.streamed:  # a dataset, here held whole
-            from tuner.evaluation.streamed import read_whole  # imports this module
+            from tuner.evaluation.dataset_io import read_whole
 
-            traffic, table = read_whole(settings)
+            traffic, table = read_whole(settings.logs, settings.scores)
         self.traffic = _with_examination(
             traffic if traffic is not None else LoggedTraffic.read(settings.logs), settings)
         self.table = (table if table is not None
@@ -369,17 +368,3 @@ def resolve(path: str | Path) -> str:
     """Absolute path as a string (what settings store)."""
     return str(Path(path).resolve())
 
-
-def open_workspace(settings: SearchSettings, traffic: LoggedTraffic | None = None,
-                   table: ScoreTable | None = None) -> Any:
-    """The workspace of a search: streamed (a folder of files, or ``stream``) or in memory.
-
-    Returns:
-        A :class:`~tuner.evaluation.streamed.StreamedWorkspace` or a :class:`Workspace`;
-        both give ``settings``, ``tasks``, ``score_tasks``, ``check()`` and ``replay(part)``.
-    """
-    if settings.streamed:
-        from tuner.evaluation.streamed import StreamedWorkspace  # imports this module
-
-        return StreamedWorkspace(settings)
-    return Workspace(settings, traffic, table)

@@ -15,8 +15,6 @@ a Dask task gets one and reads its own files (:mod:`tuner.evaluation.dask_engine
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,31 +28,23 @@ from simulator.fusion import make_fusion
 from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
 from simulator.streaming import ReplayChunk, StreamedReplay, check_streamable
-from tuner.evaluation.scores import ScoreTable, ScoreTableError
+from tuner.evaluation.dataset_io import aligned_scores, dataset_meta, dataset_tasks, log_chunks
+from tuner.evaluation.scores import ScoreTable
 from tuner.evaluation.search_data import (
     SearchSettings,
+    Workspace,
     examination_of,
     make_interval,
     reward_model,
     split_parts,
 )
 
-__all__ = ["CHUNK_ROWS", "PartChunks", "StreamedWorkspace", "dataset_tasks", "read_whole",
+__all__ = ["CHUNK_ROWS", "PartChunks", "StreamedWorkspace", "dataset_tasks", "open_workspace",
            "write_partitioned"]
 
 CHUNK_ROWS = 200_000
 """Log rows per chunk (~10,000 requests of 20): memory ~ ``P * rows * 4`` bytes a term."""
 
-_EXAMINATION = b"fusiontune.examination"
-_KINDS = b"fusiontune.label_kinds"
-
-
-def dataset_tasks(logs: str, scores: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(label tasks, score tasks)`` of a log and a score dataset, from their schemas."""
-    log_names = ParquetDataset(logs).schema().names
-    score_names = ParquetDataset(scores).schema().names
-    return (tuple(n[len("label_"):] for n in log_names if n.startswith("label_")),
-            tuple(n[len("p_"):] for n in score_names if n.startswith("p_")))
 
 
 @dataclass(frozen=True)
@@ -89,7 +79,7 @@ class PartChunks:
             if not len(keep):
                 continue
             sub = traffic.take(keep)
-            aligned = _aligned(table, sub, source, self.settings)
+            aligned = aligned_scores(table, sub, source, self.settings.scores)
             rm = (reward_model(self.settings, table.tasks, sub.tasks, aligned)
                   if needs_model else None)
             yield ReplayChunk(sub.request_ids,
@@ -97,45 +87,9 @@ class PartChunks:
 
     def log_chunks(self) -> Iterator[tuple[LoggedTraffic, str, ScoreTable]]:
         """Each chunk of the log (validated) with its source and its scores."""
-        logs = ParquetDataset(self.settings.logs)
-        scores = ParquetDataset(self.settings.scores)
-        for columns, source in logs.chunks(self.chunk_rows, files=None if self.files is None
-                                           else list(self.files)):
-            traffic = LoggedTraffic.from_columns(columns, self.examination, source,
-                                                 self.label_kinds)
-            yield traffic, source, _scores_of(scores, self.score_index, traffic, source)
-
-
-def _scores_of(scores: ParquetDataset, index: DatasetIndex, traffic: LoggedTraffic,
-               source: str) -> ScoreTable:
-    """The score rows of a chunk's requests, from the score files that may hold them."""
-    import pyarrow as pa
-    import pyarrow.dataset as pads
-
-    low, high = int(traffic.request_ids[0]), int(traffic.request_ids[-1])
-    where = (pads.field("request_id") >= low) & (pads.field("request_id") <= high)
-    names = [n for n in scores.schema().names if n in ("request_id", "item_id")
-             or n.startswith("p_")]
-    tables = [pads.dataset(str(scores.files[i]), format="parquet").to_table(
-        columns=names, filter=where) for i in index.overlapping(low, high)]
-    if not tables or not sum(t.num_rows for t in tables):
-        raise ScoreTableError(f"score table {scores.path} vs log {source}: no score rows for "
-                              f"requests {low}..{high}; score the same log the replay reads")
-    table = pa.concat_tables(tables)
-    cols = {n: table.column(n).to_numpy() for n in table.column_names}
-    keep = np.isin(cols["request_id"], traffic.request_ids)
-    cols = {n: v[keep] for n, v in cols.items()}
-    return ScoreTable.from_columns(
-        cols, f"score table {scores.path} (requests {low}..{high}) vs log {source}", traffic)
-
-
-def _aligned(table: ScoreTable, traffic: LoggedTraffic, source: str,
-             settings: SearchSettings) -> np.ndarray:
-    """``[c, N, S]`` the chunk's scores in the log's order, or a message naming both."""
-    try:
-        return table.aligned(traffic)
-    except ScoreTableError as err:
-        raise ScoreTableError(f"score table {settings.scores} vs log {source}: {err}") from None
+        return log_chunks(self.settings.logs, self.settings.scores, self.score_index,
+                          self.examination, self.label_kinds, self.chunk_rows,
+                          None if self.files is None else list(self.files))
 
 
 class StreamedWorkspace:
@@ -153,13 +107,8 @@ class StreamedWorkspace:
         self.logs = ParquetDataset(settings.logs)
         self.scores = ParquetDataset(settings.scores)
         self.tasks, self.score_tasks = dataset_tasks(settings.logs, settings.scores)
-        meta = self.logs.metadata()
-        own = json.loads(meta[_EXAMINATION]) if _EXAMINATION in meta else None
-        self.label_kinds: dict[str, str] = (json.loads(meta[_KINDS]) if _KINDS in meta
-                                            else {})
-        k = sum(1 for n in self.logs.schema().names if n.startswith("pscore_"))
-        self.examination = examination_of(
-            settings, None if own is None else np.asarray(own, np.float64), k)
+        own, self.label_kinds, k = dataset_meta(self.logs)
+        self.examination = examination_of(settings, own, k)
         unknown = [t for t in settings.objective if t not in self.tasks]
         if unknown:
             raise ValueError(f"objective names unknown task(s) {unknown}; the log's tasks: "
@@ -198,7 +147,7 @@ class StreamedWorkspace:
         counts = dict.fromkeys(self.settings.splits, 0)
         names = list(self.settings.splits)
         for traffic, source, table in reader.log_chunks():
-            _aligned(table, traffic, source, self.settings)
+            aligned_scores(table, traffic, source, self.settings.scores)
             parts = split_parts(traffic.request_ids, self.settings.splits,
                                 self.settings.split_seed)
             for i, name in enumerate(names):
@@ -253,24 +202,14 @@ def write_partitioned(traffic: LoggedTraffic, table: ScoreTable, logs: str | Pat
             write(path)
 
 
-def read_whole(settings: SearchSettings) -> tuple[LoggedTraffic, ScoreTable]:
-    """A dataset's log and score table held whole in memory (``search export`` and
-    ``compare`` of a streamed study, whose picks need per-request terms), checked as a
-    stream is.
 
-    Raises:
-        DatasetError, LogValidationError, ScoreTableError: as :meth:`StreamedWorkspace.check`.
+
+def open_workspace(settings: SearchSettings, traffic: LoggedTraffic | None = None,
+                   table: ScoreTable | None = None) -> StreamedWorkspace | Workspace:
+    """The workspace of a search: streamed (a folder of files, or ``stream``) or in memory.
+
+    Both give ``settings``, ``tasks``, ``score_tasks``, ``check()`` and ``replay(part)``.
     """
-    ws = StreamedWorkspace(dataclasses.replace(settings, estimator="snips",
-                                               estimator_params={}))
-    reader = ws.chunks(next(iter(settings.splits)))
-    logs, tables = [], []
-    for traffic, source, table in reader.log_chunks():
-        aligned = _aligned(table, traffic, source, settings)
-        logs.append(traffic)
-        tables.append(ScoreTable(traffic.request_ids, traffic.item_ids,
-                                 {t: aligned[..., i] for i, t in enumerate(table.tasks)}))
-    return LoggedTraffic.concatenate(logs), ScoreTable(
-        np.concatenate([t.request_ids for t in tables]),
-        np.concatenate([t.item_ids for t in tables]),
-        {k: np.concatenate([t.scores[k] for t in tables]) for k in tables[0].tasks})
+    if settings.streamed:
+        return StreamedWorkspace(settings)
+    return Workspace(settings, traffic, table)
