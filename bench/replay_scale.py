@@ -90,6 +90,8 @@ def _settings(folder: Path) -> Any:
 
 def run_variant(variant: str, folder: Path, vectors: int, workers: int) -> dict[str, Any]:
     """Time one generation of ``variant`` in this process; its peak RSS."""
+    import torch  # noqa: F401  (imported before the clock starts, as in every variant)
+
     weights = np.random.default_rng(1).uniform(0.0, 2.0, size=(vectors, len(TASKS)))
     out: dict[str, Any] = {"variant": variant}
     if variant == "baseline":

@@ -28,15 +28,21 @@ def test_dask_with_1_and_2_workers_equals_streamed_and_in_memory(tmp_path: Path,
     logs, scores = write_files(tmp_path / "p3", 3)
     ws = StreamedWorkspace(_settings(logs, scores, interval=interval))
     streamed = ws.replay("search").evaluate(WEIGHTS, OBJECTIVE)
+    from distributed import LocalCluster
+
     for workers in (1, 2):
-        replay = sharded_replay(ws, start_client(workers))
+        # 1: a cluster the engine starts; 2: an existing one it joins by its address
+        cluster = None if workers == 1 else LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        replay = sharded_replay(ws, start_client(workers, None if cluster is None
+                                                 else cluster.scheduler_address))
         try:
             got = replay.evaluate(WEIGHTS, OBJECTIVE)
-            if workers == 2:  # what the workers' processes held
-                info = replay.client.scheduler_info()["workers"]
-                assert len(info) == 2
+            assert len(replay.client.scheduler_info()["workers"]) == workers
         finally:
             replay.close()
+            if cluster is not None:
+                cluster.close()
         for f in FIELDS:
             np.testing.assert_allclose(getattr(got, f), getattr(want, f), rtol=1e-9,
                                        atol=1e-12, err_msg=f"{workers} workers: {f}")
