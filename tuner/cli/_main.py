@@ -80,6 +80,9 @@ COMMANDS = {
     "ranker": LazyCommand("tuner.cli._ranker:ranker",
                           "Train, evaluate and score the multi-task ranker on KuaiRand-Pure "
                           "from a run file."),
+    "world": LazyCommand("tuner.cli._world:world",
+                         "Worlds with known ground truth, written as datasets a search can run "
+                         "on."),
 }
 
 SEARCH_COMMANDS = {

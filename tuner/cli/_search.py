@@ -112,6 +112,16 @@ from tuner.study import (
 @click.option("--jsonl", "as_jsonl", is_flag=True,
               help="Stream one JSON object per completed round on stdout as it completes "
                    "(with --workers: once the workers finish).")
+@click.option("--stream", is_flag=True,
+              help="Read the log chunk by chunk even from one file (new study; a folder of "
+                   "Parquet files always is), so memory is set by the chunk, not the log.")
+@click.option("--engine", type=click.Choice(["embedded", "dask"]), default="embedded",
+              show_default=True, help="dask: each generation is evaluated by Dask tasks, "
+              "each reading its own files of the (streamed) log and returning sums.")
+@click.option("--dask-workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="With --engine dask: worker processes of the local cluster started.")
+@click.option("--scheduler", default=None,
+              help="With --engine dask: join this cluster (tcp://host:8786) instead.")
 @click.option("--no-progress", is_flag=True, help="No bar and no stage lines on stderr.")
 @MLFLOW
 @click.pass_context
@@ -119,7 +129,8 @@ from tuner.study import (
 def search_run(ctx: click.Context, storage: str, study_name: str, config_path: str | None,
                space_name: str | None, rounds: int | None, workers: int | None,
                chunk: int | None, as_json: bool, as_jsonl: bool, no_progress: bool,
-               mlflow_uri: str | None, until: str, patience: int, **study: Any) -> None:
+               mlflow_uri: str | None, until: str, patience: int, engine: str,
+               dask_workers: int, scheduler: str | None, **study: Any) -> None:
     """Run a study to --rounds generations; a new study needs --config, or --logs, --scores
     and --objective.
 
@@ -171,6 +182,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
     target = _target(study_, rounds, default_rounds)
     set_target_rounds(study_, target)
     done = completed_rounds(study_, search_.population)
+    if workers is not None and engine == "dask":
+        raise ValueError("--engine dask runs the rounds on Dask workers; drop --workers")
     if workers is not None and until == "converged":
         raise ValueError("--until converged runs the rounds in this process; drop --workers")
     if workers is not None:
@@ -181,27 +194,43 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
             for s in summaries:
                 dump_line(s.to_dict())
     else:
-        objective: Callable[[np.ndarray], Any]
-        if ws is not None:
-            objective = FusionObjective.for_workspace(ws)
-        else:
-            with stage(f"reading and checking the logs and scores of study {study_name!r}",
-                       not no_progress and not is_loss_study(search_.settings)):
-                objective = objective_for(search_.settings, progress=not no_progress)
+        objective = _objective(ws, search_, study_name, engine, dask_workers, scheduler,
+                               not no_progress)
         on_round = (lambda s: dump_line(s.to_dict())) if as_jsonl else None
-        if until == "converged":
-            summaries, stop = run_until_converged(study_, search_, objective, target,
-                                                  ConvergenceRule(patience), not no_progress,
-                                                  on_round=on_round)
-            click.echo(f"converged after round {stop.round}: {stop.reason()}; stopped there"
-                       if stop is not None else
-                       f"not converged by the cap of --rounds {target}", err=True)
-        else:
-            summaries = run_rounds(study_, search_, objective, until=target,
-                                   progress=not no_progress, on_round=on_round)
+        try:
+            if until == "converged":
+                summaries, stop = run_until_converged(
+                    study_, search_, objective, target, ConvergenceRule(patience),
+                    not no_progress, on_round=on_round)
+                click.echo(f"converged after round {stop.round}: {stop.reason()}; stopped "
+                           "there" if stop is not None else
+                           f"not converged by the cap of --rounds {target}", err=True)
+            else:
+                summaries = run_rounds(study_, search_, objective, until=target,
+                                       progress=not no_progress, on_round=on_round)
+        finally:  # a Dask engine's cluster
+            getattr(getattr(objective, "replay", None), "close", lambda: None)()
     _report_run(study_, search_, summaries, done, target, url, as_json, as_jsonl)
     log_search(mlflow_uri, "search run", url, study_, search_,
                extra={"target_rounds": target, "workers": workers})
+
+
+def _objective(ws: Workspace | None, search: SearchSpec, study_name: str, engine: str,
+               dask_workers: int, scheduler: str | None, progress: bool
+               ) -> Callable[[np.ndarray], Any]:
+    """The objective ``search run`` evaluates: on Dask (``--engine dask``), on the workspace
+    just checked (a new study), or the study's own."""
+    if engine == "dask":
+        from tuner.evaluation.dask_engine import dask_objective
+
+        with stage(f"starting Dask ({scheduler or f'{dask_workers} local workers'})",
+                   progress):
+            return dask_objective(search.settings, dask_workers, scheduler)
+    if ws is not None:
+        return FusionObjective.for_workspace(ws)
+    with stage(f"reading and checking the logs and scores of study {study_name!r}",
+               progress and not is_loss_study(search.settings)):
+        return objective_for(search.settings, progress=progress)
 
 
 def _target(study: Any, rounds: int | None, default: int) -> int:

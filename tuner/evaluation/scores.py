@@ -147,14 +147,29 @@ class ScoreTable:
         if not path.is_file():
             raise FileNotFoundError(f"score table not found: {path}")
         table = pq.read_table(path)
-        names = table.column_names
+        columns = {n: table.column(n).to_numpy() for n in table.column_names}
+        return cls.from_columns(columns, str(path), log)
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, np.ndarray], source: str = "scores",
+                     log: LoggedTraffic | None = None) -> ScoreTable:
+        """Validate long-format columns ``request_id, item_id, p_<task>...`` (e.g. one
+        chunk of a partitioned score table) and build the table.
+
+        Raises:
+            ScoreTableError: as :meth:`read`, naming ``source``.
+        """
+        path = source
+        names = list(columns)
         tasks = [c[len(_PREFIX):] for c in names if c.startswith(_PREFIX)]
         missing = [c for c in ("request_id", "item_id") if c not in names]
         if missing or not tasks:
             raise ScoreTableError(f"{path}: a score table needs columns request_id, item_id "
                                   f"and p_<task>; missing {missing or ['p_<task>']}")
-        req = table.column("request_id").to_numpy()
-        item = table.column("item_id").to_numpy()
+        req = np.asarray(columns["request_id"])
+        item = np.asarray(columns["item_id"])
+        if not len(req):
+            raise ScoreTableError(f"{path}: the score table has no rows")
         order = np.lexsort((item, req))  # by request, then item
         pairs = np.stack([req[order], item[order]], axis=1)
         repeated = (pairs[1:] == pairs[:-1]).all(axis=1)
@@ -183,7 +198,7 @@ class ScoreTable:
         at = np.where(have, order[np.minimum(starts[:, None] + col, len(order) - 1)], 0)
         scores = {}
         for t in tasks:
-            v = table.column(f"{_PREFIX}{t}").to_numpy().astype(np.float64)
+            v = np.asarray(columns[f"{_PREFIX}{t}"]).astype(np.float64)
             bad = ~((v > 0) & (v <= 1))
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
