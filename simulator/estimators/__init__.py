@@ -58,6 +58,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from simulator.estimators._base import (
+    REGISTRY,
     BaseEstimator,
     MissingColumnsError,
     RequestTerms,
@@ -104,7 +105,8 @@ __all__ = [
     "make_estimator",
 ]
 
-ESTIMATORS: dict[str, type[BaseEstimator]] = {
+ESTIMATORS: dict[str, type[BaseEstimator]] = REGISTRY  # _base reads it without this import
+ESTIMATORS.update({
     "dm": DirectMethod,
     "ips": IPS,
     "snips": SNIPS,
@@ -120,7 +122,7 @@ ESTIMATORS: dict[str, type[BaseEstimator]] = {
     "slot_ips": SlotIPS,
     "slot_snips": SlotSNIPS,
     "slot_dr": SlotDR,
-}
+})
 
 
 def hyperparameters(name: str) -> tuple[str, ...]:

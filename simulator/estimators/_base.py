@@ -26,6 +26,10 @@ SHOWN_PSCORE = "pscore"
 ``pscore_<k>`` when the log has those)."""
 PREFIX_PSCORE = "prefix_pscore"
 """A log's logging probability of each logged slate prefix (column ``prefix_pscore``)."""
+REGISTRY: dict[str, type[BaseEstimator]] = {}
+"""Name -> estimator class, filled by :mod:`simulator.estimators` (its ``ESTIMATORS``);
+here so that an estimator's refusal can list the others without importing the package."""
+
 _COLUMN_TEXT = {
     SLOT_PSCORES: "pscore_0..pscore_<K-1> columns (every candidate's logging propensity of "
                   "every slot)",
@@ -416,9 +420,7 @@ class BaseEstimator(abc.ABC):
         missing = [c for c in self.needs_columns if c not in have]
         if not missing:
             return
-        from simulator.estimators import ESTIMATORS  # the registry imports this module
-
-        usable = sorted(name for name, cls in ESTIMATORS.items()
+        usable = sorted(name for name, cls in REGISTRY.items()
                         if set(cls.needs_columns) <= have)
         gives = " and ".join(_COLUMN_TEXT[c] for c in sorted(have)) or "no propensities"
         raise MissingColumnsError(
