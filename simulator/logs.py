@@ -56,8 +56,9 @@ in their logged order and its padding after them. ``valid`` ``[R, N]`` marks
 the candidates; it is None when every request has ``N`` (a dense log, whose
 arrays and numbers are exactly those of a log without padding). Padding is
 never shown, has item ``-1`` (from a file), no labels and propensities 0; a
-policy never ranks it. For ``R`` requests of 10 to 40 candidates (mean 25) the
-padded layout holds 40 / 25 = 1.6x the cells of the rows on disk.
+policy never ranks it. For requests of 10 to 40 candidates (mean 25) the padded
+layout holds 40 / 25 = 1.6x the cells of the rows on disk (``bench/ragged_replay.py``:
+71 MB for 20,000 such requests against 44 MB for a dense log of 25 candidates).
 """
 
 from __future__ import annotations
