@@ -449,6 +449,7 @@ def live_rounds(study: optuna.Study) -> tuple[list[LiveGroupRow], Calibration]:
     """The live groups table and the proxy's calibration over every told group."""
     rows = live_groups_table(study)
     told = [r for r in rows if r.online is not None]
-    cal = calibrate([r.offline_lift for r in told], [r.online.value for r in told  # type: ignore[union-attr]
-                                                     ])
+    cal = calibrate([r.offline_lift for r in told],
+                    [r.online.value for r in told if r.online is not None],
+                    [r.round for r in told])
     return rows, cal

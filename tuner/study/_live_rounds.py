@@ -180,18 +180,21 @@ def lift(value: float, se: float, control: float, control_se: float) -> Lift:
 class Calibration:
     """How the offline proxy's lifts relate to the online ones, over told groups.
 
-    ``online = intercept + slope * offline`` by least squares; ``slope`` below 1 means the
-    proxy overstates lifts (by the factor ``1 / slope``), above 1 that it understates them.
-    The slope's 95% interval uses heteroscedasticity-robust (HC1) errors with Student's t
-    on ``n - 2`` degrees of freedom, so it covers both the online noise and the proxy's
-    own scatter around the line.
+    ``slope`` is the least-squares slope of online on offline lifts *within rounds* (both
+    centred on their round's mean): the groups of one round share its control, whose noise
+    shifts all their online lifts alike, and CEM only uses a round's ranking anyway. A slope
+    below 1 means the proxy overstates lift differences (by the factor ``1 / slope``), above
+    1 that it understates them. Its 95% interval uses heteroscedasticity-robust (HC1) errors
+    with Student's t on ``n - rounds - 1`` degrees of freedom, so it covers the online
+    noise and the proxy's own scatter around the line. ``pearson`` and ``spearman`` are
+    over all told groups, pooled.
 
     Args:
         n: groups with both an offline and an online lift.
         pearson: correlation of offline and online lifts.
         spearman: rank correlation.
         slope, slope_low, slope_high: fitted slope and its 95% interval.
-        intercept: fitted intercept.
+        intercept: mean online lift minus slope times mean offline lift (pooled).
     """
 
     n: int
@@ -207,35 +210,51 @@ class Calibration:
 
     def verdict(self) -> str:
         """One line for people: does the proxy over- or under-state lifts, and how sure."""
-        if self.n < 3 or not math.isfinite(self.slope):
+        if not math.isfinite(self.slope_low):
             return f"too few told groups with an offline estimate ({self.n}) to calibrate"
         ci = f"slope {self.slope:.2f} [{self.slope_low:.2f}, {self.slope_high:.2f}]"
         if self.slope_high < 1:
-            return f"the proxy overstates online lifts ({ci}; online ~ {self.slope:.2f} x offline)"
+            return (f"the proxy overstates online lift differences ({ci}: online ~ "
+                    f"{self.slope:.2f} x offline)")
         if self.slope_low > 1:
-            return f"the proxy understates online lifts ({ci})"
+            return f"the proxy understates online lift differences ({ci})"
         return f"no evidence that the proxy over- or understates lifts ({ci})"
 
 
-def calibrate(offline: Sequence[float], online: Sequence[float]) -> Calibration:
-    """:class:`Calibration` of offline lifts ``[n]`` against online lifts ``[n]`` (pairs with
-    a non-finite member are dropped)."""
+def calibrate(offline: Sequence[float], online: Sequence[float],
+              rounds: Sequence[int] | None = None) -> Calibration:
+    """:class:`Calibration` of offline lifts ``[n]`` against online lifts ``[n]`` of groups
+    of ``rounds`` ``[n]`` (default: one round); pairs with a non-finite member are dropped.
+
+    Example:
+        >>> c = calibrate([0.01, 0.02, 0.03, 0.04], [0.006, 0.009, 0.016, 0.019])
+        >>> round(c.slope, 2)
+        0.46
+    """
     x = np.asarray(offline, dtype=np.float64)
     y = np.asarray(online, dtype=np.float64)
+    g = np.zeros(len(x), dtype=np.int64) if rounds is None else np.asarray(rounds)
     keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    x, y, g = x[keep], y[keep], g[keep]
     n = len(x)
     nan = math.nan
     if n < 3 or np.ptp(x) == 0:
         return Calibration(n, nan, nan, nan, nan, nan, nan)
     pearson = float(np.corrcoef(x, y)[0, 1]) if np.ptp(y) > 0 else nan
     spearman = float(stats.spearmanr(x, y).statistic) if np.ptp(y) > 0 else nan
-    xc = x - x.mean()
+    xc, yc = x.copy(), y.copy()
+    labels = np.unique(g)
+    for r in labels:
+        at = g == r
+        xc[at] -= x[at].mean()
+        yc[at] -= y[at].mean()
     sxx = float(xc @ xc)
-    slope = float(xc @ (y - y.mean())) / sxx
+    dof = n - len(labels) - 1
+    if sxx == 0 or dof < 1:
+        return Calibration(n, pearson, spearman, nan, nan, nan, nan)
+    slope = float(xc @ yc) / sxx
     intercept = float(y.mean() - slope * x.mean())
-    resid = y - intercept - slope * x
-    var = float((xc ** 2) @ (resid ** 2)) / sxx ** 2 * n / (n - 2)  # HC1
-    t = float(stats.t.ppf(0.975, n - 2))
-    half = t * math.sqrt(var)
+    resid = yc - slope * xc
+    var = float((xc ** 2) @ (resid ** 2)) / sxx ** 2 * (n - len(labels)) / dof  # HC1
+    half = float(stats.t.ppf(0.975, dof)) * math.sqrt(var)
     return Calibration(n, pearson, spearman, slope, slope - half, slope + half, intercept)
