@@ -109,8 +109,9 @@ class GroupResult:
     @classmethod
     def from_sums(cls, units: int, sums: Mapping[str, float],
                   sumsq: Mapping[str, float]) -> GroupResult:
-        """From per-metric sums and sums of squares over the ``units``: ``mean = s / n`` and
-        ``se = sqrt((q / n - mean^2) / (n - 1) * n / n)`` (the sample variance over n)."""
+        """From per-metric sums ``s`` and sums of squares ``q`` over the ``n`` units:
+        ``mean = s / n``, ``se = sqrt(var / n)`` with the sample variance
+        ``var = (q / n - mean^2) * n / (n - 1)``."""
         mean, se = {}, {}
         for k in sums:
             mu = sums[k] / units
@@ -213,6 +214,11 @@ class Calibration:
         if not math.isfinite(self.slope_low):
             return f"too few told groups with an offline estimate ({self.n}) to calibrate"
         ci = f"slope {self.slope:.2f} [{self.slope_low:.2f}, {self.slope_high:.2f}]"
+        if self.slope_high < 0:
+            return f"the proxy ranks the groups against their online results ({ci})"
+        if self.slope_low <= 0:
+            return (f"the offline estimates do not yet predict online lift differences ({ci} "
+                    "includes 0)")
         if self.slope_high < 1:
             return (f"the proxy overstates online lift differences ({ci}: online ~ "
                     f"{self.slope:.2f} x offline)")
@@ -221,8 +227,8 @@ class Calibration:
         return f"no evidence that the proxy over- or understates lifts ({ci})"
 
 
-def calibrate(offline: Sequence[float], online: Sequence[float],
-              rounds: Sequence[int] | None = None) -> Calibration:
+def calibrate(offline: Sequence[float] | np.ndarray, online: Sequence[float] | np.ndarray,
+              rounds: Sequence[int] | np.ndarray | None = None) -> Calibration:
     """:class:`Calibration` of offline lifts ``[n]`` against online lifts ``[n]`` of groups
     of ``rounds`` ``[n]`` (default: one round); pairs with a non-finite member are dropped.
 
