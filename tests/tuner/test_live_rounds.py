@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -209,3 +210,40 @@ def test_two_processes_tell_different_groups_on_postgres(pg_url: str, tmp_path: 
     tell_results(one, s1, toy.platform(ask_round(one, s1, 16, toy.offline)))
     assert sorted((t.user_attrs["group"], t.value) for t in one.trials) == \
         sorted((t.user_attrs["group"], t.value) for t in study.trials)
+
+
+@pytest.mark.slow
+def test_cli_round_trip_on_demo_files(demo_files: Any, tmp_path: Path) -> None:
+    db = tmp_path / "live.db"
+    ask = ["search", "ask", "--storage", str(db), "--study", "live"]
+    new = ["--groups", "4", "--logs", str(demo_files.logs), "--scores", str(demo_files.scores),
+           "--objective", "click=1,conversion=10,like=5"]
+    runner = CliRunner()
+    first = runner.invoke(main, [*ask, *new, "--prescreen", "16", "--json",
+                                 "--out", str(tmp_path / "r0.json")], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(main, [*ask, "--json", "--out", str(tmp_path / "r0b.json")],
+                          catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "r0.json").read_text() == (tmp_path / "r0b.json").read_text()
+    header = (tmp_path / "r0.csv").read_text().splitlines()[0]
+    assert header == "group,control,formula,click,conversion,like"
+    groups = [g["group"] for g in json.loads((tmp_path / "r0.json").read_text())["groups"]]
+    rng = np.random.default_rng(0)
+    lines = ["group,users,click_mean,click_se,conversion_mean,conversion_se,like_mean,like_se"]
+    lines += [f"{g},500,{0.3 + 0.01 * rng.standard_normal()},0.01,0.02,0.002,0.1,0.005"
+              for g in groups]
+    (tmp_path / "res.csv").write_text("\n".join(lines) + "\n")
+    told = runner.invoke(main, ["search", "tell", "--storage", str(db), "--study", "live",
+                                "--results", str(tmp_path / "res.csv")], catch_exceptions=False)
+    assert told.exit_code == 0 and "round 0 complete" in told.output, told.output
+    hist = runner.invoke(main, ["search", "history", "--storage", str(db), "--study", "live",
+                                "--json"], catch_exceptions=False)
+    data = json.loads(hist.output)
+    assert len(data["rounds"]) == 1 and len(data["groups"]) == 4
+    assert data["calibration"]["n"] == 4 and "verdict" in data["calibration"]
+    text = runner.invoke(main, ["search", "history", "--storage", str(db), "--study", "live"])
+    assert "proxy calibration" in text.output and "offline lift" in text.output
+    exported = runner.invoke(main, ["search", "export", "--storage", str(db), "--study", "live",
+                                    "--json"], catch_exceptions=False)
+    assert exported.exit_code == 0, exported.output
