@@ -33,7 +33,7 @@ from tuner.cli._common import (
 from tuner.cli._format import table
 from tuner.cli._new_study import NewStudy, given_options
 from tuner.study import SearchSpec, create_or_load_study, load_search, read_spec
-from tuner.study._live import LiveRound, ask_round, live_rounds, tell_results
+from tuner.study._live import LiveRound, ask_round, live_rounds, pending_round, tell_results
 from tuner.study._live_rounds import OBJECTIVE_METRIC, GroupResult
 
 __all__ = ["history_live", "read_results", "register"]
@@ -100,7 +100,8 @@ def search_ask(ctx: click.Context, storage: str, study_name: str, groups: int | 
                                       options.seed, settings=settings.to_dict(),
                                       init_mean=None if init is None else space.from_weights(init))
         search_ = read_spec(study_)
-    offline = _offline_objective(search_)
+    # a round already asked is returned as stored: no need to read the logs again
+    offline = _offline_objective(search_) if pending_round(study_) is None else None
     round_ = ask_round(study_, search_, prescreen, offline)
     if round_.reused:
         click.echo(f"round {round_.round} is waiting for results; these are its groups "

@@ -19,7 +19,7 @@ offline (and ``ask`` online again). Offline rounds are refused while a live roun
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +28,10 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from tuner.storage import ProjectStore, RoundRecord
+from tuner.storage import ProjectStore
 from tuner.strategies import BaseStrategy
 from tuner.study._attrs import SearchSpec, jsonable
-from tuner.study._history import _summary
+from tuner.study._history import _record_once
 from tuner.study._live_rounds import (
     Calibration,
     GroupResult,
@@ -49,9 +49,12 @@ __all__ = [
     "ATTR_LIVE",
     "ATTR_LIVE_SUMMARY",
     "LiveGroup",
+    "LiveGroupRow",
     "LiveRound",
+    "TellReport",
     "ask_round",
     "check_no_open_live_round",
+    "pending_round",
     "live_groups_table",
     "live_rounds",
     "tell_results",
@@ -62,7 +65,8 @@ ATTR_LIVE = "fusiontune:live:"
 ATTR_LIVE_SUMMARY = "fusiontune:live_summary:"
 """Prefix of the summary of each fully told live round."""
 
-Evaluate = Any  # Callable[[np.ndarray], Sequence[TrialResult]], as run_rounds takes
+Evaluate = Callable[[np.ndarray], Sequence[TrialResult]]
+"""The offline objective, as :func:`~tuner.study.run_rounds` takes it."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,12 @@ def _open_round(study: optuna.Study) -> tuple[int, dict[str, Any]] | None:
         if any(i not in trials or trials[i].state != TrialState.COMPLETE for i in ids):
             return g, rec
     return None
+
+
+def pending_round(study: optuna.Study) -> int | None:
+    """The live round asked and not fully told yet, if any (``ask`` would return it)."""
+    found = _open_round(study)
+    return None if found is None else found[0]
 
 
 def check_no_open_live_round(study: optuna.Study) -> None:
@@ -313,8 +323,8 @@ def tell_results(study: optuna.Study, search: SearchSpec, results: Mapping[str, 
     """Write the online results of some groups of the study's live rounds.
 
     Every result is checked before anything is written: an unknown group, a group already
-    told, or a result lacking an objective metric refuses the whole call. (Values
-    themselves are checked where they are read, :func:`tuner.cli._live.read_results`.)
+    told, a result lacking an objective metric, a non-finite value, a negative standard
+    error or one of zero with more than one unit refuses the whole call.
 
     Raises:
         ValueError: one line naming ``source``, the group and what is wrong.
@@ -341,6 +351,7 @@ def tell_results(study: optuna.Study, search: SearchSpec, results: Mapping[str, 
             if metric not in res.mean and "objective" not in res.mean:
                 raise ValueError(f"{source}: group {gid!r} lacks metric {metric!r} (columns "
                                  f"{metric}_mean and {metric}_se)")
+        _check_values(source, gid, res)
     rdb = _rdb(study)
     for gid, res in results.items():
         value, se = objective_of(res, objective)
@@ -354,6 +365,21 @@ def tell_results(study: optuna.Study, search: SearchSpec, results: Mapping[str, 
         rdb.set_trial_state_values(tid, TrialState.COMPLETE, [value])
     completed = _summarise_complete(study, search, store)
     return TellReport(sorted(results), completed)
+
+
+def _check_values(source: str, gid: str, res: GroupResult) -> None:
+    """The checks :func:`tuner.cli._live.read_results` makes of a file, for results built in
+    code."""
+    if res.units < 1:
+        raise ValueError(f"{source}: group {gid!r} has {res.units} units; need >= 1")
+    for m, x in res.mean.items():
+        se = res.se.get(m, math.nan)
+        if not (math.isfinite(x) and math.isfinite(se)):
+            raise ValueError(f"{source}: group {gid!r}, metric {m!r}: mean {x} and se {se} "
+                             "must be finite numbers")
+        if se < 0 or (se == 0 and res.units > 1):
+            raise ValueError(f"{source}: group {gid!r}, metric {m!r}: a standard error of "
+                             f"{se} with {res.units} units")
 
 
 def _summarise_complete(study: optuna.Study, search: SearchSpec,
@@ -371,20 +397,14 @@ def _summarise_complete(study: optuna.Study, search: SearchSpec,
         study.set_user_attr(key, summary)
         done.append(g)
         members = [trials[i] for i in rec["groups"]]
-        own = store is None
         url = _STUDY_URLS.get(study)
         st = store if store is not None else (ProjectStore(url) if url else None)
         if st is not None:
             try:
-                s = _summary(g, members, _strategy_before(study, search, g), search.space)
-                from datetime import UTC, datetime
-
-                st.record_round_once(RoundRecord(study.study_name, s.round, s.n_trials,
-                                                 s.best_value, s.best_low, s.best_high,
-                                                 s.best_trial, s.mean, s.sigma,
-                                                 datetime.now(UTC)))
+                _record_once(st, study.study_name, g, members,
+                             _strategy_before(study, search, g), search.space)
             finally:
-                if own:
+                if store is None:
                     st.close()
     return done
 
