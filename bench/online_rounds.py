@@ -49,6 +49,7 @@ from simulator.logs import LoggedTraffic  # noqa: E402
 from simulator.online import OnlineGroups, run_groups, true_values  # noqa: E402
 from simulator.policies import TopKPolicy  # noqa: E402
 from simulator.replay import OBJECTIVE, Replay  # noqa: E402
+from simulator.report import ab_report  # noqa: E402
 from simulator.worlds import (  # noqa: E402
     BaseWorld,
     KuaiRandConfig,
@@ -56,6 +57,7 @@ from simulator.worlds import (  # noqa: E402
     MarketplaceConfig,
     MarketplaceWorld,
 )
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, split_log  # noqa: E402
 from tuner.space import FusionSpace  # noqa: E402
 from tuner.strategies import CEM, CEMConfig  # noqa: E402
 from tuner.study._live_rounds import (  # noqa: E402
@@ -146,6 +148,14 @@ def dense_best(s: Setup, seed: int) -> float:
     return float(s.true_objective(W[keep]).max())
 
 
+def make_replay(s: Setup, part: LoggedTraffic) -> Replay:
+    """SNIPS replay of one split of the log (its request ids are rows of the log)."""
+    scores = s.log_scores[part.request_ids]
+    fb = SlateFeedback.from_traffic(part, s.world.tasks, reward_model=scores)
+    return Replay(fb, scores, s.world.tasks, FUSION, TopKPolicy(part.slate_size), SNIPS(),
+                  NormalInterval())
+
+
 def offline_estimates(replay: Replay, objective: dict[str, float], W: np.ndarray) -> np.ndarray:
     result = replay.evaluate(W, objective)
     return np.asarray(result.value[:, result.metrics.index(OBJECTIVE)])
@@ -154,13 +164,24 @@ def offline_estimates(replay: Replay, objective: dict[str, float], W: np.ndarray
 @dataclass
 class ArmRun:
     picks: list[float]  # true objective of CEM's mean after each round
+    exports: list[float] = dataclasses.field(default_factory=list)  # true value of the export
     offline: list[float] = dataclasses.field(default_factory=list)  # offline lift per group
     online: list[float] = dataclasses.field(default_factory=list)  # online lift per group
     truth: list[float] = dataclasses.field(default_factory=list)  # true lift per group
     rounds: list[int] = dataclasses.field(default_factory=list)  # round of each group
 
 
-def run_arm(arm: str, s: Setup, replay: Replay, args: argparse.Namespace, seed: int) -> ArmRun:
+def exported(s: Setup, holdout: Replay, x: np.ndarray) -> np.ndarray:
+    """What ``search export`` exports: the pick ``x [dim]`` if its held-out lift over the
+    control is significantly above 0 (the lower end of the paired 95% interval), else the
+    control. Returns full weights ``[T]``."""
+    w = s.space.matrix_to_weights(x[None])[0]
+    report = ab_report(holdout, s.control, w, s.objective)
+    return w if report.row(OBJECTIVE).lift.low > 0 else s.control
+
+
+def run_arm(arm: str, s: Setup, replay: Replay, holdout: Replay, args: argparse.Namespace,
+            seed: int) -> ArmRun:
     m = args.groups if arm != "offline" else args.offline_population
     cem = CEM(s.space, CEMConfig(population=m), seed=seed, init_mean=s.control)
     groups = OnlineGroups(args.users, args.requests_per_user)
@@ -192,7 +213,11 @@ def run_arm(arm: str, s: Setup, replay: Replay, args: argparse.Namespace, seed: 
                 run.truth.append(truth[i] / true_control - 1)
                 run.rounds.append(g)
         cem.tell(g, X, values)
-        run.picks.append(float(s.true_objective(s.space.matrix_to_weights(cem.pick()[None]))[0]))
+        pick = s.space.matrix_to_weights(cem.pick()[None])[0]
+        export = exported(s, holdout, cem.pick())
+        truth = s.true_objective(np.vstack([pick, export]))
+        run.picks.append(float(truth[0]))
+        run.exports.append(float(truth[1]))
     return run
 
 
@@ -237,22 +262,25 @@ def main() -> None:
                 print(f"## {name}: skipped ({err})\n")
                 continue
         regrets: dict[str, list[np.ndarray]] = {a: [] for a in ARMS}
+        export_regrets: dict[str, list[np.ndarray]] = {a: [] for a in ARMS}
         below: dict[str, int] = {a: 0 for a in ARMS}
+        export_below: dict[str, int] = {a: 0 for a in ARMS}
         cover = {"online": 0, "prescreen": 0}
         cal_rows: dict[str, list[tuple[int, Calibration, float]]] = {"online": [], "prescreen": []}
         heads: list[float] = []
         tick = time.perf_counter()
         for seed in range(args.seeds):
             s = make_setup(name, seed, args.log_requests, pool, args.eval_requests, fit)
-            fb = SlateFeedback.from_traffic(s.log, s.world.tasks, reward_model=s.log_scores)
-            replay = Replay(fb, s.log_scores, s.world.tasks, FUSION,
-                            TopKPolicy(s.log.slate_size), SNIPS(), NormalInterval())
-            runs = {a: run_arm(a, s, replay, args, seed) for a in ARMS}
+            halves = split_log(s.log, {SEARCH: 0.5, HOLDOUT: 0.5}, seed=seed)
+            replay, holdout = (make_replay(s, halves[k]) for k in (SEARCH, HOLDOUT))
+            runs = {a: run_arm(a, s, replay, holdout, args, seed) for a in ARMS}
             control = float(s.true_objective(s.control)[0])
             best = max(dense_best(s, seed), *(max(r.picks) for r in runs.values()))
             for a, r in runs.items():
                 regrets[a].append((best - np.array(r.picks)) / best)
+                export_regrets[a].append((best - np.array(r.exports)) / best)
                 below[a] += int(np.sum(np.array(r.picks) < control))
+                export_below[a] += int(np.sum(np.array(r.exports) < control - 1e-12))
             for a in ("online", "prescreen"):
                 r = runs[a]
                 x, y, t, rr = map(np.asarray, (r.offline, r.online, r.truth, r.rounds))
@@ -273,14 +301,24 @@ def main() -> None:
             cells = [f"{100 * R[:, i].mean():.2f}% [{100 * R[:, i].min():.2f}, "
                      f"{100 * R[:, i].max():.2f}]" for i in range(args.rounds)]
             print(f"| {a} | " + " | ".join(cells) + " |")
+        print("\nRegret of the export (the mean if its held-out lift over control is "
+              "significant, else the control):\n")
+        print(header)
+        print("|" + "---|" * (args.rounds + 1))
+        for a in ARMS:
+            R = np.stack(export_regrets[a])
+            cells = [f"{100 * R[:, i].mean():.2f}% [{100 * R[:, i].min():.2f}, "
+                     f"{100 * R[:, i].max():.2f}]" for i in range(args.rounds)]
+            print(f"| {a} | " + " | ".join(cells) + " |")
         print()
         for a in ARMS:
             R = np.stack(regrets[a])
             reach = [int(np.argmax(row <= 0.01)) + 1 if (row <= 0.01).any() else None
                      for row in R]
             shown = ", ".join("never" if v is None else str(v) for v in reach)
-            print(f"- {a}: rounds to reach 1% regret per seed: {shown}; picks below control: "
-                  f"{below[a]} of {args.seeds * args.rounds}")
+            print(f"- {a}: rounds to reach 1% regret per seed: {shown}; means below control: "
+                  f"{below[a]} of {args.seeds * args.rounds}, exports below control: "
+                  f"{export_below[a]}")
         print("- headroom (best - control) / best per seed: "
               + ", ".join(f"{100 * h:.2f}%" for h in heads))
         for a in ("online", "prescreen"):
