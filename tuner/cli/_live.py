@@ -36,15 +36,9 @@ from tuner.study import SearchSpec, create_or_load_study, load_search, read_spec
 from tuner.study._live import LiveRound, ask_round, live_rounds, pending_round, tell_results
 from tuner.study._live_rounds import OBJECTIVE_METRIC, GroupResult
 
-__all__ = ["history_live", "read_results", "register"]
+__all__ = ["history_live", "live_text", "read_results", "search_ask", "search_tell"]
 
 UNIT_COLUMNS = ("users", "requests")
-
-
-def register(group: click.Group) -> None:
-    """Add ``ask`` and ``tell`` to the ``search`` group."""
-    group.add_command(search_ask)
-    group.add_command(search_tell)
 
 
 @click.command("ask")

@@ -1,4 +1,5 @@
-"""``search run|worker|history|export``: a search stored in a database."""
+"""``search run|worker|history|export``: a search stored in a database (the ``search``
+group itself is :func:`tuner.cli._main.search`)."""
 
 from __future__ import annotations
 
@@ -60,21 +61,7 @@ from tuner.study import (
 )
 
 
-@click.group()
-def search() -> None:
-    """Run, inspect and export a fusion-weight search stored in a database."""
-
-
-def _register_live() -> None:
-    from tuner.cli._live import register
-
-    register(search)
-
-
-_register_live()
-
-
-@search.command("run")
+@click.command("run")
 @STORAGE
 @STUDY
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
@@ -297,7 +284,7 @@ def _import_evaluate(spec: str) -> Callable[[np.ndarray], Any]:
     return fn  # type: ignore[no-any-return]
 
 
-@search.command("worker")
+@click.command("worker")
 @STORAGE
 @STUDY
 @click.option("--until", type=click.IntRange(min=0), default=None,
@@ -348,7 +335,7 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
                    f"chunks; study has {report.rounds_done} complete rounds")
 
 
-@search.command("history")
+@click.command("history")
 @STORAGE
 @STUDY
 @click.option("--trials", "show_trials", is_flag=True, help="List every trial, not rounds.")
@@ -411,7 +398,7 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
         else "not have stopped yet"))
 
 
-@search.command("export")
+@click.command("export")
 @STORAGE
 @STUDY
 @click.option("--trial", "trial_number", type=int, help="Export this trial number.")
