@@ -407,13 +407,19 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
                           for r in rows]))
         return
     rounds = history(study, search_)
+    from tuner.cli._live import history_live, live_text
+
+    live = history_live(study)  # a study with live rounds: their groups and calibration
     if as_json:
-        dump([r.to_dict() for r in rounds])
+        dump([r.to_dict() for r in rounds] if live is None
+             else {"rounds": [r.to_dict() for r in rounds], **live})
         return
     if not rounds:
         click.echo(f"study {study_name!r} has no trials yet")
         return
     click.echo(rounds_table(rounds, space.prefix))
+    if live is not None:
+        click.echo(live_text(live))
     done = completed_rounds(study, search_.population)
     stop = ConvergenceRule(patience).stop(rounds[:done])
     click.echo(f"search run --until converged --patience {patience} would " + (
