@@ -24,6 +24,8 @@ name                      estimator (and when it is unbiased)
 ``pooled_dr``             DR on a reward model calibrated on the log, each
                           vector's correction shrunk towards the population's
                           (consistent; orders a population with less noise)
+``gated_dr``              ``pooled_dr`` keeping a correction only where it
+                          stands out of its noise (consistent; orders small logs)
 ========================  =====================================================
 """
 
@@ -37,6 +39,7 @@ from simulator.estimators._clipped_ips import ClippedIPS
 from simulator.estimators._dm import DirectMethod
 from simulator.estimators._dr import DoublyRobust
 from simulator.estimators._estimate import Estimate
+from simulator.estimators._gated_dr import GatedDR
 from simulator.estimators._ips import IPS
 from simulator.estimators._pi import PseudoInverse
 from simulator.estimators._pooled_dr import PooledDR
@@ -58,6 +61,7 @@ __all__ = [
     "DirectMethod",
     "DoublyRobust",
     "Estimate",
+    "GatedDR",
     "PseudoInverse",
     "RequestTerms",
     "SlateFeedback",
@@ -80,6 +84,7 @@ ESTIMATORS: dict[str, type[BaseEstimator]] = {
     "rips": RIPS,
     "pi": PseudoInverse,
     "pooled_dr": PooledDR,
+    "gated_dr": GatedDR,
 }
 
 
