@@ -98,6 +98,8 @@ def test_close_to_the_truth_on_the_marketplace() -> None:
     ({"folds": 1}, "folds"),
     ({"min_population": 2}, "min_population"),
     ({"prior": "median"}, "prior"),
+    ({"spread": "wide"}, "spread"),
+    ({"gate": -0.5}, "gate"),
 ])
 def test_bad_settings_are_refused(kwargs, pattern) -> None:
     with pytest.raises(ValueError, match=pattern):
@@ -111,10 +113,10 @@ def test_without_a_reward_model_it_says_so() -> None:
         PooledDR().prepare(fb)
 
 
-def test_the_pooling_moves_estimates_but_keeps_dr_s_interval_width() -> None:
+def test_the_pooling_moves_estimates_and_spread_dr_keeps_dr_s_interval_width() -> None:
     log = worldkit.make_log(8, 2000)
     weights = worldkit.random_weights(np.random.default_rng(4), 10)
-    pooled = _replay(log, PooledDR()).evaluate(weights, worldkit.OBJECTIVE_WEIGHTS)
+    pooled = _replay(log, PooledDR(spread="dr")).evaluate(weights, worldkit.OBJECTIVE_WEIGHTS)
     plain = _replay(log, PooledDR(shrinkage=1.0)).evaluate(weights, worldkit.OBJECTIVE_WEIGHTS)
     np.testing.assert_allclose(pooled.high - pooled.low, plain.high - plain.low, rtol=1e-3)
     assert not np.allclose(pooled.value, plain.value)
