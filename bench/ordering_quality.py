@@ -1,24 +1,28 @@
 """Which estimate orders weight vectors best on small logs: replay estimators against AUC proxies.
 
-Claim: ``pooled_dr`` (DR on a reward model calibrated on the log, each vector's
-correction shrunk towards the population's) orders 100 weight vectors by their true
+Claim: ``gated_dr`` (DR on a reward model calibrated on the log, cross-fitted, each
+vector's correction kept only where the population's corrections stand out of their
+noise, :class:`~simulator.estimators.GatedDR`) orders 100 weight vectors by their true
 objective at least as well as the fused-score AUC proxies (global AUC and GAUC of the
 fused score on the logged labels, combined with the objective's weights,
 :mod:`simulator.proxies`), its top pick has no more true regret than theirs, and its
-95% intervals still cover the true value. Baselines, in the same run on the same
-logs and vectors: SNIPS (the default), DR on the raw ranker scores, the AUC and GAUC
-proxies, and two corners of ``pooled_dr`` (``cdr``: no shrinkage, plain DR on the
-calibrated model; ``cdm``: full shrinkage, the calibrated direct method moved by the
-population's mean correction).
+95% intervals cover the true value. Baselines, in the same run on the same logs and
+vectors: SNIPS (the default), DR on the raw ranker scores, the AUC and GAUC proxies,
+``pooled_dr`` (the same with plain James-Stein shrinkage) and two corners of the family
+(``cdr``: no shrinkage, DR on the calibrated model, the unbiased metric; ``cdm``: full
+shrinkage, the calibrated direct method moved by the population's mean correction).
 
 Per world and log size: ``--logs`` logs (world seeds ``--seed0 + i``, not the seeds
-the estimator's settings were chosen on, which were 1000-1001), each with its own 100
-weight vectors drawn uniformly from the search box (click pinned at 1, the others in
-[0, 4], as ``bench/estimator_quality.py``'s tau vectors); the logs, scores and truth
-are ``bench/estimator_quality.py``'s (scores: the true probabilities times
-log-normal noise, std 0.3; truth: the exact value on the log's own requests). Each
-estimator evaluates the 100 vectors as one population through :class:`Replay`
-(its ``prepare`` / ``finish`` hooks included).
+the estimator's settings were chosen on, which were 1000-1001; ``gated_dr``'s gate of
+2 was chosen on seeds 5000-5005 of the KuaiRand world, so those logs are not held out
+for it), each with its own 100 weight vectors drawn uniformly from the search box
+(click pinned at 1, the others in [0, 4], as ``bench/estimator_quality.py``'s tau
+vectors); the logs, scores and truth are ``bench/estimator_quality.py``'s (scores: the
+true probabilities times log-normal noise, std 0.3; truth: the exact value on the
+log's own requests). Every estimator evaluates the 100 vectors as one population, as
+:class:`Replay` does (``prepare``, ``terms`` per chunk of requests, ``finish``), with
+the ranking done once per chunk for all of them and the truth; the pooled ones pool
+``cdr``'s joined terms.
 
 Printed per (world, requests, method), mean and standard deviation over logs:
 
@@ -28,15 +32,20 @@ Printed per (world, requests, method), mean and standard deviation over logs:
   ``best`` and ``median`` the largest and median true objective among the log's 100
   vectors (0: picked the best; 100: no better than a median vector);
 * for the estimators, the share of the 100 vectors whose 95% percentile bootstrap
-  interval (200 resamples) covers the true objective, and each task's;
-* the cost per vector of the AUC proxy (both AUCs, its setup included) and of each
-  replay pass (``cdm``/``pooled_dr``: only their pooling on ``cdr``'s terms), and each
-  replay's setup once per log in seconds (``cdr``'s holds the calibration), on the
-  first log of each size.
+  interval (200 resamples) covers the true objective, and each task's, with twice its
+  standard error over logs (a log's vectors share its noise: the log is the unit).
+  ``pooled_dr`` and ``gated_dr`` resample their own pooled per-request terms
+  (``spread="pooled"``); ``pooled_dr/dr`` and ``gated_dr/dr`` the same points with DR's
+  spread around them (``spread="dr"``, ``pooled_dr``'s former intervals);
+* the shrinkage ``lambda`` of each task (mean, and the share of logs where it is 0);
+* the cost per vector of the AUC proxy (both AUCs, its setup included), of the shared
+  ranking, of each estimator's terms or pooling, and the calibration once per log in
+  seconds, on the first log of each size.
 
 Run: ``python bench/ordering_quality.py [--worlds kuairand marketplace] [--sizes 5000
-20000 80000] [--logs 8] [--logs-large 4]`` (``--logs-large`` logs at sizes above
-40,000; the KuaiRand world needs ``../shared/data/kuairand-pure``).
+20000 80000] [--logs 8] [--logs-large 8] [--progress]`` (``--logs-large`` logs at sizes
+above 40,000; ``--progress`` prints the tables after every log; the KuaiRand world
+needs ``../shared/data/kuairand-pure``).
 """
 
 from __future__ import annotations
