@@ -287,9 +287,9 @@ def run_seed(log: Log, seed: int, objective: dict[str, float], sets: dict[str, n
             low, high = interval.bounds(terms, combine)
             hits.append((low <= truths) & (truths <= high))
         for p in range(len(weights)):
+            boot, student, normal = (bool(h[p, -1]) for h in hits)
             tallies[(name, "near" if p < n_near else "far")].rows.append((
-                float(value[p] - truth[p]), float(truth[p]), seed,
-                *(bool(h[p, -1]) for h in hits)))
+                float(value[p] - truth[p]), float(truth[p]), seed, boot, student, normal))
         if events is not None:
             n_events, n_expected = terms.events(combine), terms.expected_events(combine)
             events[name].rows.extend(

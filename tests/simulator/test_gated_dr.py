@@ -68,7 +68,9 @@ def test_pooled_spread_is_the_pooled_estimator_s_own() -> None:
 def test_orders_small_marketplace_logs_better_than_dr_and_stays_near_the_truth() -> None:
     """On 4 logs of 3,000 requests, 30 vectors each: Kendall tau of the objective against
     the exact truth above DR's on the raw scores, mean error within 2% of the truth."""
-    taus, dr_taus, errors = [], [], []
+    taus: list[float] = []
+    dr_taus: list[float] = []
+    errors: list[float] = []
     for seed in range(40, 44):
         log = worldkit.make_log(seed, 3000)
         weights = worldkit.random_weights(np.random.default_rng(seed), 30)
@@ -78,9 +80,9 @@ def test_orders_small_marketplace_logs_better_than_dr_and_stays_near_the_truth()
             replay = Replay(fb, log.scores, worldkit.TASKS, worldkit.FUSION, log.policy, est,
                             NormalInterval())
             value = log.estimate(replay, weights)
-            out.append(stats.kendalltau(value, truth).statistic)
+            out.append(float(stats.kendalltau(value, truth).statistic))
             if isinstance(est, GatedDR):
-                errors.append(np.mean((value - truth) / truth))
+                errors.append(float(np.mean((value - truth) / truth)))
     assert np.mean(taus) > np.mean(dr_taus) + 0.05
     assert abs(np.mean(errors)) < 0.02
 

@@ -24,6 +24,7 @@ def test_fit_poisson_recovers_known_coefficients() -> None:
 def test_calibration_is_cross_fitted_and_undoes_a_miscalibrated_score() -> None:
     log = worldkit.make_log(3, 3000)
     fb = SlateFeedback.from_traffic(log.traffic, worldkit.TASKS, reward_model=log.scores)
+    assert fb.reward_model is not None
     # a request's own labels never enter its prediction: changing fold 0's labels
     # leaves fold 0's predictions as they were
     base = calibrate(fb.rewards, fb.shown, fb.slot_examination, fb.reward_model, 2)
