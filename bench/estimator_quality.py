@@ -104,9 +104,11 @@ OBJECTIVES = {
 }
 # conditional score tasks (sample space "after:click"): reward model = parent x child
 CONDITIONAL = {"conversion": "click", "long_view": "click"}
-# pooled_dr learns from the whole log and pools over the population (Replay calls its
-# prepare and finish; the chunked passes here do not): bench/ordering_quality.py measures it
-DEFAULT_ESTIMATORS = tuple(name for name in ESTIMATORS if name not in ("iips", "pooled_dr"))
+# pooled_dr and gated_dr learn from the whole log and pool over the population (Replay calls
+# their prepare and finish; the chunked passes here do not): bench/ordering_quality.py
+# measures them
+DEFAULT_ESTIMATORS = tuple(name for name in ESTIMATORS
+                           if name not in ("iips", "pooled_dr", "gated_dr"))
 EVENTS_EDGES = (10.0, 30.0, 100.0, 300.0)  # bins of the coverage-by-events table
 
 
@@ -285,9 +287,9 @@ def run_seed(log: Log, seed: int, objective: dict[str, float], sets: dict[str, n
             low, high = interval.bounds(terms, combine)
             hits.append((low <= truths) & (truths <= high))
         for p in range(len(weights)):
+            boot, student, normal = (bool(h[p, -1]) for h in hits)
             tallies[(name, "near" if p < n_near else "far")].rows.append((
-                float(value[p] - truth[p]), float(truth[p]), seed,
-                *(bool(h[p, -1]) for h in hits)))
+                float(value[p] - truth[p]), float(truth[p]), seed, boot, student, normal))
         if events is not None:
             n_events, n_expected = terms.events(combine), terms.expected_events(combine)
             events[name].rows.extend(

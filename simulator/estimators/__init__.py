@@ -30,6 +30,8 @@ name                      estimator (and when it is unbiased)
 ``slot_snips``            self-normalized ``slot_ips`` (consistent)
 ``slot_dr``               DM + ``slot_ips`` correction (item-position model or
                           reward model right)
+``gated_dr``              ``pooled_dr`` keeping a correction only where it
+                          stands out of its noise (consistent; orders small logs)
 ========================  =====================================================
 
 What each needs of the log (``MissingColumnsError`` names it and the estimators
@@ -43,7 +45,7 @@ estimators                                             columns
                                                        ``pscore_<k>``
 ``ips``, ``iips``, ``snips``, ``dr``, ``sndr``,        ``pscore_0..pscore_<K-1>``
 ``clipped_ips``, ``switch``, ``switch_dr``,
-``pooled_dr``, ``pi``
+``pooled_dr``, ``gated_dr``, ``pi``
 ``rips``                                               ``prefix_pscore``
 =====================================================  ============================
 
@@ -68,6 +70,7 @@ from simulator.estimators._clipped_ips import ClippedIPS
 from simulator.estimators._dm import DirectMethod
 from simulator.estimators._dr import DoublyRobust
 from simulator.estimators._estimate import Estimate
+from simulator.estimators._gated_dr import GatedDR
 from simulator.estimators._ips import IPS
 from simulator.estimators._pi import PseudoInverse
 from simulator.estimators._pooled_dr import PooledDR
@@ -93,6 +96,7 @@ __all__ = [
     "DoublyRobust",
     "Estimate",
     "MissingColumnsError",
+    "GatedDR",
     "PseudoInverse",
     "RequestTerms",
     "SlateFeedback",
@@ -122,6 +126,7 @@ ESTIMATORS.update({
     "slot_ips": SlotIPS,
     "slot_snips": SlotSNIPS,
     "slot_dr": SlotDR,
+    "gated_dr": GatedDR,
 })
 
 

@@ -51,10 +51,19 @@ class PooledDR(BaseEstimator):
     the model, without label noise; where the model is wrong for some vectors the
     deviations outgrow their noise and ``lambda -> 1`` (plain DR). As ``R`` grows the
     noise ``v`` falls as ``1 / R``, so ``lambda -> 1`` unless every deviation is 0:
-    consistent either way. Intervals: each vector's per-request terms are DR's moved by
-    a constant (its pooling shift), so every interval resamples DR's spread around the
-    pooled estimate: the pooling moves estimates, it does not claim to narrow them (a
-    lift's interval is DR's lift's width too).
+    consistent either way. Intervals: each vector's per-request terms are the pooled
+    estimator's own at the fitted ``lambda`` (``spread="pooled"``), or DR's moved by a
+    constant (``spread="dr"``: DR's width around the pooled estimate), see :meth:`finish`.
+
+    With ``gate > 0`` the deviations must also stand out of their noise: the noise's
+    squared norm has mean ``tr S_t`` and standard deviation ``sqrt(2) ||S_t||_F`` (``S_t``
+    the ``[P, P]`` covariance of the vectors' centred correction means, whose
+    eigenvalues are few and large where the vectors share rare, heavily weighted
+    events), and ``lambda_t = max(0, 1 - (tr S_t + gate sqrt(2) ||S_t||_F) / sum_p
+    (C_pt - C_bar_t)^2)``: deviations no larger than noise alone reaches ``gate``
+    standard deviations above its mean (by Cantelli's inequality, in at most
+    ``1 / (1 + gate^2)`` of logs) move no vector. Still consistent: ``S_t`` falls as
+    ``1 / R``.
 
     With fewer than ``min_population`` vectors (an A/B pair) ``lambda`` is 1: plain DR
     on the calibrated model. An estimate depends on the population it was made in
@@ -72,6 +81,11 @@ class PooledDR(BaseEstimator):
         min_population: fewest vectors to pool over (>= 3).
         prior: what the deviations are shrunk towards: ``"mean"`` (0, the default) or
             ``"linear"`` (a least-squares line in the direct method's deviations).
+        spread: what the per-request terms an interval resamples spread like: the
+            pooled estimator's (``"pooled"``, the default) or DR's (``"dr"``), see
+            :meth:`finish`.
+        gate: how many standard deviations of the noise's squared norm the deviations
+            must exceed before any is kept (>= 0; 0, the default, is James-Stein).
 
     Example:
         >>> est = PooledDR()
@@ -87,14 +101,20 @@ class PooledDR(BaseEstimator):
     folds: int = 2
     min_population: int = 3
     prior: str = "mean"
+    gate: float = 0.0
+    spread: str = "pooled"
 
     def __post_init__(self) -> None:
+        if not (np.isfinite(self.gate) and self.gate >= 0.0):
+            raise ValueError(f"gate must be finite and >= 0, got {self.gate}")
         if self.shrinkage is not None and not 0.0 <= self.shrinkage <= 1.0:
             raise ValueError(f"shrinkage must be None or in [0, 1], got {self.shrinkage}")
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
         if self.prior not in ("linear", "mean"):
             raise ValueError(f"prior must be 'linear' or 'mean', got {self.prior!r}")
+        if self.spread not in ("pooled", "dr"):
+            raise ValueError(f"spread must be 'pooled' or 'dr', got {self.spread!r}")
         if self.min_population < 3:
             raise ValueError(f"min_population must be >= 3, got {self.min_population}")
 
@@ -145,6 +165,8 @@ class PooledDR(BaseEstimator):
             return beta, np.full(t, float(self.shrinkage))
         noise = dev.var(axis=1, ddof=1, dtype=np.float64) / r  # [P, T]
         spread, total = (mean ** 2).sum(axis=0), noise.sum(axis=0)
+        if self.gate > 0:
+            total = total + self.gate * np.sqrt(2.0) * _noise_norm(dev)
         with np.errstate(invalid="ignore", divide="ignore"):
             lam = np.where(spread > 0, np.clip(1.0 - total / spread, 0.0, 1.0), 1.0)
         return beta, lam
@@ -152,9 +174,14 @@ class PooledDR(BaseEstimator):
     def finish(self, terms: RequestTerms) -> RequestTerms:
         """The population's terms with each correction pulled towards the population's.
 
-        Each vector's per-request corrections are moved by one constant, its pooling
-        shift ``(1 - lambda) (C_p - C_bar)``: the point estimate is the pooled one, and
-        the per-request spread, which every interval resamples, stays DR's.
+        With ``spread="pooled"`` (the default) a vector's per-request correction becomes
+        the pooled estimator's own, ``c_bar_r + lambda (c_pr - c_bar_r)`` (``c_bar_r`` the
+        population's mean correction on request ``r``; plus the constant ``(1 - lambda)
+        beta x_p`` of a linear prior): its mean is the pooled estimate and its spread,
+        which every interval resamples, is the pooled estimator's at the fitted ``lambda``
+        (the noise of ``lambda`` itself and the shrinkage's bias are not in it). With
+        ``spread="dr"`` the corrections are moved by one constant each, so intervals keep
+        DR's width around the pooled estimate (wider than its error: they over-cover).
         """
         beta, lam = self.pooling(terms)
         if (lam == 1.0).all():
@@ -162,8 +189,30 @@ class PooledDR(BaseEstimator):
         c = terms.numerator
         dev = c.mean(axis=1, dtype=np.float64)  # [P, T]
         dev = dev - dev.mean(axis=0)
+        prior = np.zeros_like(dev)
         if terms.offset is not None:  # what the prior explains is kept
             dm = terms.offset.mean(axis=1, dtype=np.float64)
-            dev = dev - beta * (dm - dm.mean(axis=0))
-        shift = (1.0 - lam) * dev  # [P, T]
-        return dataclasses.replace(terms, numerator=c - shift.astype(c.dtype)[:, None, :])
+            prior = beta * (dm - dm.mean(axis=0))
+        if self.spread == "dr":
+            shift = (1.0 - lam) * (dev - prior)  # [P, T]
+            return dataclasses.replace(terms, numerator=c - shift.astype(c.dtype)[:, None, :])
+        common = c.mean(axis=0, dtype=np.float64)[None].astype(c.dtype)  # [1, R, T]
+        lam32, kept = lam.astype(c.dtype), ((1.0 - lam) * prior).astype(c.dtype)
+        return dataclasses.replace(terms, numerator=common + lam32 * (c - common)
+                                   + kept[:, None, :])
+
+
+def _noise_norm(dev: np.ndarray) -> np.ndarray:
+    """``[T]`` Frobenius norm of each task's ``[P, P]`` covariance of the mean deviations.
+
+    ``dev``: ``[P, R, T]`` per-request deviations from the population's mean; the
+    covariance of the ``P`` means is ``S = D D^T / (R (R - 1))`` with ``D`` the deviations
+    centred over requests, one task at a time (float64, ``P x R`` at once).
+    """
+    p, r, t = dev.shape
+    out = np.empty(t)
+    for task in range(t):
+        d = dev[..., task].astype(np.float64)
+        d -= d.mean(axis=1, keepdims=True)
+        out[task] = np.linalg.norm(d @ d.T) / (r * (r - 1))
+    return out

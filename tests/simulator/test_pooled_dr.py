@@ -24,6 +24,7 @@ def test_fit_poisson_recovers_known_coefficients() -> None:
 def test_calibration_is_cross_fitted_and_undoes_a_miscalibrated_score() -> None:
     log = worldkit.make_log(3, 3000)
     fb = SlateFeedback.from_traffic(log.traffic, worldkit.TASKS, reward_model=log.scores)
+    assert fb.reward_model is not None
     # a request's own labels never enter its prediction: changing fold 0's labels
     # leaves fold 0's predictions as they were
     base = calibrate(fb.rewards, fb.shown, fb.slot_examination, fb.reward_model, 2)
@@ -98,6 +99,8 @@ def test_close_to_the_truth_on_the_marketplace() -> None:
     ({"folds": 1}, "folds"),
     ({"min_population": 2}, "min_population"),
     ({"prior": "median"}, "prior"),
+    ({"spread": "wide"}, "spread"),
+    ({"gate": -0.5}, "gate"),
 ])
 def test_bad_settings_are_refused(kwargs, pattern) -> None:
     with pytest.raises(ValueError, match=pattern):
@@ -111,10 +114,10 @@ def test_without_a_reward_model_it_says_so() -> None:
         PooledDR().prepare(fb)
 
 
-def test_the_pooling_moves_estimates_but_keeps_dr_s_interval_width() -> None:
+def test_the_pooling_moves_estimates_and_spread_dr_keeps_dr_s_interval_width() -> None:
     log = worldkit.make_log(8, 2000)
     weights = worldkit.random_weights(np.random.default_rng(4), 10)
-    pooled = _replay(log, PooledDR()).evaluate(weights, worldkit.OBJECTIVE_WEIGHTS)
+    pooled = _replay(log, PooledDR(spread="dr")).evaluate(weights, worldkit.OBJECTIVE_WEIGHTS)
     plain = _replay(log, PooledDR(shrinkage=1.0)).evaluate(weights, worldkit.OBJECTIVE_WEIGHTS)
     np.testing.assert_allclose(pooled.high - pooled.low, plain.high - plain.low, rtol=1e-3)
     assert not np.allclose(pooled.value, plain.value)
