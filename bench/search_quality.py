@@ -45,6 +45,7 @@ from bench.estimator_quality import Log, make_log, reward_model, true_values  # 
 from simulator.estimators import SNIPS, SlateFeedback  # noqa: E402
 from simulator.fusion import MultiplicativeFusion  # noqa: E402
 from simulator.intervals import NormalInterval  # noqa: E402
+from simulator.logs import LoggedTraffic  # noqa: E402
 from simulator.policies import TopKPolicy  # noqa: E402
 from simulator.replay import OBJECTIVE, Replay  # noqa: E402
 from simulator.report import ab_report  # noqa: E402
@@ -63,10 +64,17 @@ REFINE_REQUESTS = 40_000
 LAST = 5  # candidates of the validated pick: the means after the last LAST rounds
 
 
+PICKS = ("mean", "mean, export", "validated", "validated, export")
+"""What is scored per search run: the strategy's mean (``search export --force-pick``),
+today's export of it (control unless its held-out lift clears 0), the split-sample
+validated pick among the last ``LAST`` means (forced), and its export (control unless its
+report-fold lift clears 0)."""
+
+
 @dataclass(frozen=True)
 class Run:
-    """One (world, size, world seed, search seed, method): per budget, the true regret of
-    the export and the winner's-curse gaps, all in % of the optimum's lift."""
+    """One (world, size, world seed, search seed, strategy, pick): per budget, the true
+    regret and the winner's-curse gaps, all in % of the optimum's lift."""
 
     world: str
     size: int
@@ -79,9 +87,8 @@ class Run:
     report_gap: dict[int, float]
 
 
-def _sub(log: Log, traffic: object) -> Log:
-    ids = traffic.request_ids  # type: ignore[attr-defined]
-    return dataclasses.replace(log, traffic=traffic, scores=log.scores[ids])
+def _sub(log: Log, traffic: LoggedTraffic) -> Log:
+    return dataclasses.replace(log, traffic=traffic, scores=log.scores[traffic.request_ids])
 
 
 def _replay(log: Log) -> Replay:
@@ -127,48 +134,51 @@ def optimum(log: Log, space: FusionSpace, truth: Truth, objective: dict[str, flo
     return float(truth(space.matrix_to_weights(np.vstack([starts, *best]))).max())
 
 
-def run_method(method: str, space: FusionSpace, search: Replay, holdout: Replay,
-               objective: dict[str, float], control: np.ndarray, budgets: list[int],
-               search_seed: int) -> tuple[dict[int, np.ndarray], dict[int, tuple]]:
-    """Search on ``search``; per budget, the exported weights and what was reported."""
-    name, _, pick = method.partition("+")
-    strategy: BaseStrategy = STRATEGIES[name].create(space, POPULATION, search_seed,
-                                                     init_mean=control)
-    generations = max(budgets) // POPULATION
+def run_strategy(name: str, space: FusionSpace, search: Replay, holdout: Replay,
+                 objective: dict[str, float], control: np.ndarray, budgets: list[int],
+                 search_seed: int) -> dict[int, dict[str, tuple[np.ndarray, float]]]:
+    """Search on ``search`` by ask/tell; per budget and pick (``PICKS``, plus ``"best
+    trial"``), the weights ``[T]`` and the lift over control reported for them (the best
+    trial's: its search-split estimate; a control export: 0)."""
+    base, _, text = name.partition("{")
+    hyper = dict(kv.split("=") for kv in text.rstrip("}").split(";") if kv)
+    strategy: BaseStrategy = STRATEGIES[base].create(
+        space, POPULATION, search_seed, init_mean=space.from_weights(control),
+        **{k: float(v) for k, v in hyper.items()})
+    first = search.evaluate(control[None], objective)
+    m = first.metrics.index(OBJECTIVE)
+    control_search = float(first.value[0, m])
     means: list[np.ndarray] = []
-    best_x, best_value = control, -np.inf
-    exported: dict[int, np.ndarray] = {}
-    reported: dict[int, tuple] = {}
-    m = search.evaluate(control[None], objective).metrics.index(OBJECTIVE)
-    control_search = float(search.evaluate(control[None], objective).value[0, m])
-    for g in range(generations):
+    best_x, best_value = space.from_weights(control), -np.inf
+    out: dict[int, dict[str, tuple[np.ndarray, float]]] = {}
+    for g in range(max(budgets) // POPULATION):
         X = strategy.ask(g)
         values = search.evaluate(space.matrix_to_weights(X), objective).value[:, m]
         strategy.tell(g, X, values)
-        means.append(strategy.pick())
+        means.append(space.matrix_to_weights(strategy.pick()[None])[0])
         i = int(np.nanargmax(values))
         if values[i] > best_value:
             best_x, best_value = X[i].copy(), float(values[i])
         budget = (g + 1) * POPULATION
         if budget not in budgets:
             continue
-        if pick == "validated":
-            choice = validated_pick(holdout, space.matrix_to_weights(np.stack(means[-LAST:])),
-                                    control, objective)
-            exported[budget] = choice.weights
-            lift = choice.lift.value if choice.beats_control else 0.0
-        else:  # today's export: the mean, refused for control unless it beats it held out
-            w = space.matrix_to_weights(means[-1][None])[0]
-            row = ab_report(holdout, control, w, objective).row(OBJECTIVE)
-            beats = row.lift.low > 0
-            exported[budget] = w if beats else control
-            lift = row.lift.value if beats else 0.0
-        reported[budget] = (lift, space.matrix_to_weights(best_x[None])[0],
-                            best_value - control_search)
-    return exported, reported
+        row = ab_report(holdout, control, means[-1], objective).row(OBJECTIVE)
+        beats = row.lift.low > 0
+        choice = validated_pick(holdout, np.stack(means[-LAST:]), control, objective)
+        lift_v = choice.report.row(OBJECTIVE).lift.value
+        out[budget] = {
+            "mean": (means[-1], row.lift.value),
+            "mean, export": (means[-1], row.lift.value) if beats else (control, 0.0),
+            "validated": (choice.weights, lift_v),
+            "validated, export": (choice.weights, lift_v) if choice.beats_control
+            else (control, 0.0),
+            "best trial": (space.matrix_to_weights(best_x[None])[0],
+                           best_value - control_search),
+        }
+    return out
 
 
-def one(world: str, size: int, seed: int, search_seeds: list[int], methods: list[str],
+def one(world: str, size: int, seed: int, search_seeds: list[int], strategies: list[str],
         budgets: list[int], grid: int, fit: object) -> list[Run]:
     objective = OBJECTIVES[world]
     log = make_log(world, seed, 2 * size, fit)
@@ -178,28 +188,27 @@ def one(world: str, size: int, seed: int, search_seeds: list[int], methods: list
     control = np.asarray(log.logging_weights, dtype=float)
     truth = Truth(log, objective)
     t_control = float(truth(control)[0])
-    results = []
-    for s in search_seeds:
-        for method in methods:
-            exported, reported = run_method(method, space, search, holdout, objective,
-                                            control, budgets, s)
-            results.append((s, method, exported, reported))
-    vectors = [w for _, _, e, r in results for b in budgets for w in (e[b], r[b][1])]
-    values = truth(np.stack(vectors))
-    t_opt = max(optimum(log, space, truth, objective, seed, grid), float(values.max()))
+    runs = [(s, name, run_strategy(name, space, search, holdout, objective, control, budgets,
+                                   s)) for s in search_seeds for name in strategies]
+    vectors = [w for _, _, r in runs for b in budgets for w, _ in r[b].values()]
+    values = iter(truth(np.stack(vectors)))
+    true = [[{k: float(next(values)) for k in r[b]} for b in budgets] for _, _, r in runs]
+    t_opt = max(optimum(log, space, truth, objective, seed, grid),
+                *(v for per in true for d in per for v in d.values()))
     lift = t_opt - t_control
-    out, k = [], 0
-    for s, method, exported, reported in results:
-        regret, control_flag, trial_gap, report_gap = {}, {}, {}, {}
-        for b in budgets:
-            t_pick, t_best = values[k], values[k + 1]
-            k += 2
-            regret[b] = 100.0 * (t_opt - t_pick) / lift
-            control_flag[b] = bool(np.allclose(exported[b], control))
-            trial_gap[b] = 100.0 * (reported[b][2] - (t_best - t_control)) / lift
-            report_gap[b] = 100.0 * (reported[b][0] - (t_pick - t_control)) / lift
-        out.append(Run(world, size, seed, s, method, regret, control_flag, trial_gap,
-                       report_gap))
+    out = []
+    for (s, name, r), per in zip(runs, true, strict=True):
+        for pick in PICKS:
+            regret, control_flag, trial_gap, report_gap = {}, {}, {}, {}
+            for b, t in zip(budgets, per, strict=True):
+                w, reported = r[b][pick]
+                regret[b] = 100.0 * (t_opt - t[pick]) / lift
+                control_flag[b] = bool(np.allclose(w, control))
+                trial_gap[b] = 100.0 * (r[b]["best trial"][1] - (t["best trial"] - t_control)
+                                        ) / lift
+                report_gap[b] = 100.0 * (reported - (t[pick] - t_control)) / lift
+            out.append(Run(world, size, seed, s, f"{name}: {pick}", regret, control_flag,
+                           trial_gap, report_gap))
     return out
 
 
@@ -235,7 +244,9 @@ def main() -> None:
     p.add_argument("--search-seeds", default="0,1,2")
     p.add_argument("--sizes", default="20000,80000,320000", help="search split requests")
     p.add_argument("--budgets", default="96,288,992")
-    p.add_argument("--methods", default="cem,smooth-cem+validated")
+    p.add_argument("--strategies", default="cem,smooth-cem",
+                   help="registered names, each optionally with settings: "
+                   "'cem{sigma_floor=0.1;elite_fraction=0.5}'")
     p.add_argument("--grid", type=int, default=13, help="dense grid points per axis")
     args = p.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
@@ -254,10 +265,11 @@ def main() -> None:
             for seed in _seeds(args.seeds):
                 tick = time.perf_counter()
                 new = one(world, size, seed, _seeds(args.search_seeds),
-                          args.methods.split(","), budgets, args.grid, fit)
+                          args.strategies.split(","), budgets, args.grid, fit)
                 runs.extend(new)
                 summary = "; ".join(f"{r.method}/{r.search_seed} " + ",".join(
-                    f"{r.regret[b]:.0f}" for b in budgets) for r in new)
+                    f"{r.regret[b]:.0f}" for b in budgets) for r in new
+                    if not r.method.endswith("export"))
                 print(f"# {world} {size} seed {seed} ({time.perf_counter() - tick:.0f} s): "
                       f"regret % {summary}", flush=True)
     print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s")
@@ -267,11 +279,12 @@ def main() -> None:
                 "search-split lift minus its true lift, % of the optimum's lift"))
     print(table(runs, budgets, "report_gap", "Gap of the exported pick's reported "
                 "(held-out) lift: reported minus true, % of the optimum's lift"))
-    below = [r for r in runs for b in budgets if r.regret[b] > 100.0 + 1e-9]
-    print(f"\nexports below control in truth: {len(below)} of {len(runs) * len(budgets)}")
-    ctrl = {m: sum(r.exported_control[b] for r in runs if r.method == m for b in budgets)
-            for m in sorted({r.method for r in runs})}
-    print(f"exports that are control (no candidate beat it on held-out): {ctrl}")
+    for method in sorted({r.method for r in runs}):
+        rows = [r for r in runs if r.method == method]
+        below = sum(r.regret[b] > 100.0 + 1e-9 for r in rows for b in budgets)
+        ctrl = sum(r.exported_control[b] for r in rows for b in budgets)
+        print(f"{method}: below control in truth {below} of {len(rows) * len(budgets)}; "
+              f"control exported {ctrl}")
 
 
 if __name__ == "__main__":

@@ -10,14 +10,22 @@ reported lift is the plain paired lift on the report fold.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import jsonschema
 import numpy as np
 import pytest
 
 from simulator.estimators import SNIPS
 from simulator.replay import OBJECTIVE
 from simulator.report import ab_report
+from tests.tuner.test_cli import invoke
+from tests.tuner.test_export_cli import SCHEMA
+from tests.tuner.test_export_cli import studies as export_studies
 from tests.worldkit import OBJECTIVE_WEIGHTS, SPACE, make_log
-from tuner.picks.validated import fold_rows, validated_pick
+from tuner.picks.export import ExportedWeights
+from tuner.picks.validated import fold_replays, validated_pick
 from tuner.strategies import SmoothCEM, SmoothCEMConfig
 
 
@@ -49,12 +57,7 @@ def test_spread_shrinks_when_the_slope_is_clear() -> None:
 ])
 def test_config_refuses(field: str, value: float, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
-        SmoothCEMConfig(**{field: value})
-
-
-def test_folds_are_disjoint_halves() -> None:
-    a, b = fold_rows(11)
-    assert len(a) + len(b) == 11 and not set(a) & set(b)
+        SmoothCEMConfig(**{field: value})  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +66,19 @@ def holdout():  # type: ignore[no-untyped-def]
     return log, log.replay(SNIPS())
 
 
-def test_control_is_exported_when_nothing_beats_it(holdout) -> None:  # type: ignore[no-untyped-def]
+def test_folds_are_the_two_halves(holdout) -> None:  # type: ignore[no-untyped-def]
+    _, replay = holdout
+    a, b = fold_replays(replay)
+    assert a.feedback.n_requests + b.feedback.n_requests == replay.feedback.n_requests
+    np.testing.assert_array_equal(b.scores, replay.scores[a.feedback.n_requests:])
+
+
+def test_control_is_not_beaten_by_itself(holdout) -> None:  # type: ignore[no-untyped-def]
     _, replay = holdout
     control = np.array([1.0, 1.0, 1.0])
     pick = validated_pick(replay, control[None], control, OBJECTIVE_WEIGHTS)
     assert not pick.beats_control
-    assert pick.lift.value == 0.0
-    np.testing.assert_array_equal(pick.weights, control)
+    assert pick.report.row(OBJECTIVE).lift.value == 0.0
 
 
 def test_reported_lift_is_the_report_folds_paired_lift(holdout) -> None:  # type: ignore[no-untyped-def]
@@ -78,10 +87,44 @@ def test_reported_lift_is_the_report_folds_paired_lift(holdout) -> None:  # type
     cands = SPACE.matrix_to_weights(np.array([[0.2, 0.2], [2.0, 1.0], [3.0, 3.0]]))
     pick = validated_pick(replay, cands, control, OBJECTIVE_WEIGHTS)
     assert pick.candidate == int(np.argmax(pick.choose_lifts))
-    _, report = fold_rows(replay.feedback.n_requests)
-    part = log.part(log.traffic.take(report))
+    h = pick.n_choose
+    part = log.part(log.traffic.take(np.arange(h, log.traffic.n_requests)))
     row = ab_report(part.replay(SNIPS()), control, cands[pick.candidate],
                     OBJECTIVE_WEIGHTS).row(OBJECTIVE)
-    assert pick.lift.value == pytest.approx(row.lift.value, rel=1e-6, abs=1e-9)
-    assert pick.lift.low == pytest.approx(row.lift.low, rel=1e-3, abs=1e-6)
+    got = pick.report.row(OBJECTIVE).lift
+    assert got.value == pytest.approx(row.lift.value, rel=1e-9, abs=1e-12)
+    assert got.low == pytest.approx(row.lift.low, rel=1e-9, abs=1e-12)
     assert pick.beats_control == (row.lift.low > 0)
+
+
+studies = export_studies  # the two toy studies of test_export_cli (module-scoped fixture)
+
+
+def test_validated_export_reports_its_report_fold(studies: Path, tmp_path: Path) -> None:
+    out = tmp_path / "v.json"
+    result = invoke(["search", "export", "--storage", str(studies), "--study", "weak",
+                     "--validated", "--out", str(out), "--force-pick"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    selection = data["extra"]["selection"]
+    assert data["pick"] == "strategy" and selection["candidates"] == 1
+    assert data["extra"]["holdout_requests"] == selection["report_requests"]
+    assert selection["choose_requests"] + selection["report_requests"] == 1000
+
+
+def test_validated_export_refuses_a_pick_that_does_not_beat_control(
+        studies: Path, tmp_path: Path) -> None:
+    out = tmp_path / "v.json"
+    result = invoke(["search", "export", "--storage", str(studies), "--study", "fair",
+                     "--validated", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "report half of the held-out requests" in result.stderr
+    exported = ExportedWeights.read(out)
+    assert exported.pick == "control" and "selection" in exported.extra
+
+
+def test_validated_takes_no_trial(studies: Path) -> None:
+    result = invoke(["search", "export", "--storage", str(studies), "--study", "weak",
+                     "--validated", "--best", "--json"])
+    assert result.exit_code != 0 and "--validated" in result.output

@@ -19,9 +19,21 @@ from simulator.report import ABReport, ab_report
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
 from tuner.picks.export import CONTROL_PICK, LEGACY_PICKS, PICKS, ExportedWeights
-from tuner.study import INFEASIBLE, SearchSpec, is_feasible_complete, jsonable, replayed_strategy
+from tuner.picks.validated import ValidatedPick, validated_pick
+from tuner.study import (
+    INFEASIBLE,
+    SearchSpec,
+    is_feasible_complete,
+    jsonable,
+    recent_picks,
+    replayed_strategy,
+)
 
-__all__ = ["beats_control", "control_export", "export_pick", "pick_weights"]
+__all__ = ["VALIDATED_LAST", "beats_control", "control_export", "export_pick", "pick_weights",
+           "validated_export"]
+
+VALIDATED_LAST = 5
+"""Candidates of a validated export: the strategy's picks after its last this many rounds."""
 
 
 def pick_weights(study: optuna.Study, search: SearchSpec, pick: str,
@@ -67,18 +79,49 @@ def pick_weights(study: optuna.Study, search: SearchSpec, pick: str,
     return space.to_weights(trial.params), trial.number
 
 
+def _control(ws: Workspace) -> np.ndarray:
+    settings = ws.settings
+    return (np.asarray(settings.control, float) if settings.control is not None
+            else np.ones(len(ws.score_tasks)))
+
+
+def validated_export(ws: Workspace, study: optuna.Study, search: SearchSpec,
+                     last: int = VALIDATED_LAST,
+                     ) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
+    """The strategy's pick chosen among its last ``last`` rounds' picks on one half of the
+    held-out split and reported on the other (:func:`tuner.picks.validated.validated_pick`),
+    as :func:`export_pick` returns it: pick ``"strategy"``, ``objective`` and
+    ``lift_vs_control`` from the report fold (unbiased for the chosen vector, so
+    :func:`beats_control` judges it there), ``extra["selection"]`` saying how it was
+    chosen.
+
+    Raises:
+        ValueError: a study without a completed round.
+    """
+    candidates = recent_picks(study, search, last)
+    if len(candidates) == 0:
+        raise ValueError(f"study {study.study_name!r} has no completed round yet; run "
+                         "'fusiontune search run' first")
+    weights = search.space.matrix_to_weights(candidates)
+    choice = validated_pick(ws.replay(HOLDOUT), weights, _control(ws), ws.settings.objective)
+    return export_pick(ws, study.study_name, choice.weights, "strategy", None,
+                       search.space.pinned, validated=choice)
+
+
 def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
                 trial_number: int | None, pinned: str | None = None,
+                validated: ValidatedPick | None = None,
                 ) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
     """The export record of a pick, its held-out A/B report and its search-split values.
 
     ``pinned`` is the task whose weight the search held at 1, written in the file's
-    ``fusion`` block with the formula's parameters.
+    ``fusion`` block with the formula's parameters. With ``validated`` (the pick was chosen
+    on the choose fold of the held-out split) the report is that of its report fold alone.
     """
     settings = ws.settings
-    control = (np.asarray(settings.control, float) if settings.control is not None
-               else np.ones(len(ws.score_tasks)))
-    report = ab_report(ws.replay(HOLDOUT), control, weights, settings.objective)
+    control = _control(ws)
+    report = (validated.report if validated is not None
+              else ab_report(ws.replay(HOLDOUT), control, weights, settings.objective))
     holdout = FusionObjective.for_workspace(ws, HOLDOUT)
     if holdout.guardrails:
         reason = holdout(weights[None])[0].infeasible
@@ -112,6 +155,14 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
                                            "events": jsonable(r.treatment.events)}
                                 for r in report.rows},
             "holdout_requests": report.n_requests,
+            **({} if validated is None else {"selection": {
+                "rule": "best held-out lift on the choose fold among the strategy's last "
+                        "rounds' picks; reported on the report fold",
+                "candidates": len(validated.choose_lifts),
+                "chosen": validated.candidate,
+                "choose_fold_lifts": [jsonable(float(x)) for x in validated.choose_lifts],
+                "choose_requests": validated.n_choose,
+                "report_requests": report.n_requests}}),
         },
     )
     return exported, report, search_values

@@ -11,19 +11,16 @@ unbiased for the chosen vector). When that interval does not clear 0 the pick is
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.estimators import RequestTerms
-from simulator.estimators._estimate import Estimate
-from simulator.intervals import point_values
-from simulator.replay import Replay, objective_matrix
+from simulator.replay import OBJECTIVE, Replay
+from simulator.report import ABReport, ab_report
 
-__all__ = ["ValidatedPick", "fold_rows", "validated_pick"]
-
-FOLD_NAMES = ("choose", "report")
+__all__ = ["ValidatedPick", "fold_replays", "validated_pick"]
 
 
 @dataclass(frozen=True)
@@ -31,45 +28,43 @@ class ValidatedPick:
     """The outcome of :func:`validated_pick`.
 
     Args:
-        weights: ``[T]`` the exported weights: the chosen candidate, or control.
-        candidate: index of the chosen candidate (whether or not it beat control).
-        beats_control: whether its reported lift's interval lies above 0.
-        lift: the chosen candidate's lift over control on the report fold (paired).
-        value: its objective on the report fold.
-        choose_lifts: ``[C]`` every candidate's lift on the choose fold (what ranked them).
+        weights: ``[T]`` the chosen candidate's weights.
+        candidate: its index among the candidates.
+        choose_lifts: ``[C]`` every candidate's objective lift over control on the choose
+            fold (what ranked them; biased upward for the winner, so never reported).
+        report: control vs the chosen candidate on the report fold: every metric with
+            its paired interval, unbiased for the chosen vector.
         n_choose: requests of the choose fold.
-        n_report: requests of the report fold.
     """
 
     weights: np.ndarray
     candidate: int
-    beats_control: bool
-    lift: Estimate
-    value: Estimate
     choose_lifts: np.ndarray
+    report: ABReport
     n_choose: int
-    n_report: int
+
+    @property
+    def beats_control(self) -> bool:
+        """Whether the report fold's objective lift interval lies above 0."""
+        return bool(self.report.row(OBJECTIVE).lift.low > 0)
 
 
-def fold_rows(n_requests: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the choose and report folds of a split of ``n_requests``: even and odd rows
-    (a split's rows are already a seeded permutation of the log, so this is random and
-    needs no seed of its own)."""
-    rows = np.arange(n_requests)
-    return rows[0::2], rows[1::2]
+def fold_replays(replay: Replay) -> tuple[Replay, Replay]:
+    """The choose fold (first half of the requests) and the report fold (the rest) of a
+    split's replay. A split's rows are a seeded permutation of the log, so halves are
+    random and need no seed of their own.
 
-
-def _rows(terms: RequestTerms, rows: np.ndarray) -> RequestTerms:
-    """The terms of a subset of requests; label moments are dropped (events unknown)."""
-    share = len(rows) / terms.numerator.shape[1]
-    return RequestTerms(
-        numerator=terms.numerator[:, rows],
-        denominator=None if terms.denominator is None else terms.denominator[:, rows],
-        scale=terms.scale,
-        weight_sum=terms.weight_sum * share,
-        weight_sq_sum=terms.weight_sq_sum * share,
-        offset=None if terms.offset is None else terms.offset[:, rows],
-    )
+    Raises:
+        ValueError: a split of fewer than 4 requests.
+    """
+    n = replay.feedback.n_requests
+    if n < 4:
+        raise ValueError(f"the held-out split has {n} requests; need at least 4 to cut "
+                         "into a choose and a report fold")
+    h = n // 2
+    return tuple(dataclasses.replace(replay, feedback=replay.feedback.chunk(a, b),
+                                     scores=replay.scores[a:b])
+                 for a, b in ((0, h), (h, n)))  # type: ignore[return-value]
 
 
 def validated_pick(replay: Replay, candidates: np.ndarray, control: np.ndarray,
@@ -79,7 +74,7 @@ def validated_pick(replay: Replay, candidates: np.ndarray, control: np.ndarray,
 
     Args:
         replay: the replay of the held-out split.
-        candidates: full weight vectors, e.g. the strategy's means after its last rounds.
+        candidates: full weight vectors, e.g. the strategy's picks after its last rounds.
         control: ``[T]`` control weights.
         objective: task -> weight of the objective.
 
@@ -90,26 +85,11 @@ def validated_pick(replay: Replay, candidates: np.ndarray, control: np.ndarray,
     control = np.asarray(control, dtype=np.float64)
     if len(candidates) == 0:
         raise ValueError("validated_pick needs at least one candidate")
-    n = replay.feedback.n_requests
-    if n < 4:
-        raise ValueError(f"the held-out split has {n} requests; need at least 4 to cut "
-                         "into a choose and a report fold")
-    terms = replay.terms(np.vstack([control[None], candidates]))
-    combine = objective_matrix(replay.feedback.tasks, objective)[:, -1:]
-    choose, report = fold_rows(n)
-    values = point_values(_rows(terms, choose), combine)[:, 0]  # [1 + C]
+    choose, report = fold_replays(replay)
+    est = choose.evaluate(np.vstack([control[None], candidates]), objective)
+    values = est.value[:, est.metrics.index(OBJECTIVE)]
     lifts = values[1:] - values[0]
     best = int(np.argmax(np.where(np.isfinite(lifts), lifts, -np.inf)))
-    pair = _rows(terms.take(np.array([0, best + 1])), report)
-    v = point_values(pair, combine)[:, 0]
-    low, high = replay.interval.bounds(pair, combine)
-    d_low, d_high = replay.interval.bounds(pair, combine, np.array([[-1.0, 1.0]]))
-    level = replay.interval.level
-    ess = float(np.min(pair.ess))
-    lift = Estimate(float(v[1] - v[0]), float(d_low[0, 0]), float(d_high[0, 0]), ess,
-                    len(report), level, float("nan"))
-    value = Estimate(float(v[1]), float(low[1, 0]), float(high[1, 0]), float(pair.ess[1]),
-                     len(report), level, float("nan"))
-    beats = bool(lift.low > 0)
-    return ValidatedPick(candidates[best] if beats else control, best, beats, lift, value,
-                         lifts, len(choose), len(report))
+    return ValidatedPick(candidates[best].copy(), best, lifts,
+                         ab_report(report, control, candidates[best], objective),
+                         choose.feedback.n_requests)
