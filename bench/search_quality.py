@@ -64,11 +64,13 @@ REFINE_REQUESTS = 40_000
 LAST = 5  # candidates of the validated pick: the means after the last LAST rounds
 
 
-PICKS = ("mean", "mean, export", "validated", "validated, export")
+PICKS = ("mean", "mean, export", "validated", "validated, export", "early stop",
+         "early stop, export")
 """What is scored per search run: the strategy's mean (``search export --force-pick``),
 today's export of it (control unless its held-out lift clears 0), the split-sample
 validated pick among the last ``LAST`` means (forced), and its export (control unless its
-report-fold lift clears 0)."""
+report-fold lift clears 0); "early stop" is the same split-sample choice among the means
+after rounds 1, 2, 4, 8, ... and the last (the budget chosen on held-out requests)."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,14 @@ def run_strategy(name: str, space: FusionSpace, search: Replay, holdout: Replay,
         beats = row.lift.low > 0
         choice = validated_pick(holdout, np.stack(means[-LAST:]), control, objective)
         lift_v = choice.report.row(OBJECTIVE).lift.value
+        rounds = sorted({min(2**k, g + 1) for k in range(8)} | {g + 1})
+        early = validated_pick(holdout, np.stack([means[r - 1] for r in rounds]), control,
+                               objective)
+        lift_e = early.report.row(OBJECTIVE).lift.value
         out[budget] = {
+            "early stop": (early.weights, lift_e),
+            "early stop, export": (early.weights, lift_e) if early.beats_control
+            else (control, 0.0),
             "mean": (means[-1], row.lift.value),
             "mean, export": (means[-1], row.lift.value) if beats else (control, 0.0),
             "validated": (choice.weights, lift_v),

@@ -25,8 +25,8 @@ class SmoothCEMConfig:
         sigma_floor: lower bound of every sigma, as a fraction of ``high - low``.
         init_sigma: sigma of generation 0, as a fraction of ``high - low``.
         bandwidth: kernel width of the smoothed surface, in units of the current sigma.
-        z: how many standard errors the smoothed gain of the elite centre over the current
-            mean must reach before sigma may shrink (the elites are told apart).
+        z: standard errors of the smoothed gain of the elite centre over the current mean
+            at which half of CEM's step (of the mean, and of sigma's shrinking) is taken.
         ridge: ridge penalty of the local linear fit, relative to the kernel weights' sum.
     """
 
@@ -80,9 +80,12 @@ class SmoothCEM(BaseStrategy):
        neighbours, whose noise is partly independent;
     2. ranks the generation's members by their smoothed value and takes the best
        ``n_elite`` as elites (refit as in :class:`~tuner.strategies.CEM`);
-    3. lets sigma shrink only when the fitted gain of the elite centre over the current
-       mean exceeds ``z`` standard errors of the fit; otherwise the elites are
-       indistinguishable on this split and the spread keeps its width (it may grow).
+    3. weighs the move by the evidence for it: with ``t`` the fitted gain of the elite
+       centre over the current mean in standard errors of the fit, the mean moves
+       ``a = t^2 / (t^2 + z^2)`` of CEM's step (half of it at ``t = z``, none for a
+       gain that is not positive), and sigma shrinks only by that share: while the
+       elites are indistinguishable on this split the mean stays and the spread keeps
+       its width, so neither is fitted to the split's noise.
 
     Everything is a deterministic function of what it was told, so :meth:`replay`
     rebuilds it. Generation ``g`` samples as CEM does (``np.random.default_rng([seed,
@@ -124,8 +127,8 @@ class SmoothCEM(BaseStrategy):
 
     @property
     def distinguishable(self) -> bool:
-        """Whether the last :meth:`tell` found its elites better than the mean by ``z``
-        standard errors (so sigma was allowed to shrink)."""
+        """Whether the last :meth:`tell` found its elites better than the mean by more
+        than ``z`` standard errors (so more than half of CEM's step was taken)."""
         return self._distinguishable
 
     def reset(self) -> None:
@@ -170,12 +173,13 @@ class SmoothCEM(BaseStrategy):
         elite = members[np.argsort(-smoothed, kind="stable")[:n_elite]]
         s = self.config.smoothing
         centre = elite.mean(axis=0)
-        mean = s * centre + (1.0 - s) * self._mean
-        sigma = s * elite.std(axis=0) + (1.0 - s) * self._sigma
-        self._distinguishable = fit is not None and fit.gain_z(centre - self._mean) > \
-            self.config.z
-        if not self._distinguishable:
-            sigma = np.maximum(sigma, self._sigma)
+        t = fit.gain_z(centre - self._mean) if fit is not None else math.inf
+        self._distinguishable = t > self.config.z
+        # shrinkage of the step by the evidence for it: t^2 / (t^2 + z^2), 1/2 at t = z
+        a = 1.0 if math.isinf(t) else max(t, 0.0) ** 2 / (max(t, 0.0) ** 2 + self.config.z ** 2)
+        mean = self._mean + s * a * (centre - self._mean)
+        refit = s * elite.std(axis=0) + (1.0 - s) * self._sigma
+        sigma = a * refit + (1.0 - a) * np.maximum(refit, self._sigma)
         floor = self.config.sigma_floor * (self.space.high - self.space.low)
         self._mean = self.space.clip(mean[None])[0]
         self._sigma = np.maximum(sigma, floor)
