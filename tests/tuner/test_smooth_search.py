@@ -20,10 +20,12 @@ import pytest
 from simulator.estimators import SNIPS
 from simulator.replay import OBJECTIVE
 from simulator.report import ab_report
+from tests.simulator.toylog import TASKS, make_toy
 from tests.tuner.test_cli import invoke
 from tests.tuner.test_export_cli import SCHEMA
 from tests.tuner.test_export_cli import studies as export_studies
 from tests.worldkit import OBJECTIVE_WEIGHTS, SPACE, make_log
+from tuner.evaluation.scores import ScoreTable
 from tuner.picks.export import ExportedWeights
 from tuner.picks.validated import fold_replays, validated_pick
 from tuner.strategies import CEM, CEMConfig, SmoothCEM, SmoothCEMConfig
@@ -65,7 +67,7 @@ def test_config_refuses(field: str, value: float, pattern: str) -> None:
 
 @pytest.fixture(scope="module")
 def holdout():  # type: ignore[no-untyped-def]
-    log = make_log(3, 4000)
+    log = make_log(3, 2000)
     return log, log.replay(SNIPS())
 
 
@@ -131,3 +133,25 @@ def test_validated_takes_no_trial(studies: Path) -> None:
     result = invoke(["search", "export", "--storage", str(studies), "--study", "weak",
                      "--validated", "--best", "--json"])
     assert result.exit_code != 0 and "--validated" in result.output
+
+
+@pytest.mark.slow
+def test_search_run_with_smooth_cem_resumes_and_exports(tmp_path: Path) -> None:
+    traffic, _, scores = make_toy(1, n_requests=1200)
+    logs = traffic.write(tmp_path / "logs.parquet")
+    table = ScoreTable(traffic.request_ids, traffic.item_ids,
+                       {t: scores[..., i] for i, t in enumerate(TASKS)})
+    score_path = table.write(tmp_path / "scores.parquet")
+    db = tmp_path / "s.db"
+    base = ["search", "run", "--storage", str(db), "--study", "s", "--logs", str(logs),
+            "--scores", str(score_path), "--objective", "click=1,like=1", "--population", "4",
+            "--strategy", "smooth-cem", "--no-progress"]
+    for rounds in ("1", "2"):  # the second call resumes from the database
+        result = invoke([*base, "--rounds", rounds])
+        assert result.exit_code == 0, result.output
+    out = tmp_path / "w.json"
+    result = invoke(["search", "export", "--storage", str(db), "--study", "s", "--validated",
+                     "--force-pick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["extra"]["selection"]["candidates"] == 2  # --rounds is the total
