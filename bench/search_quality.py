@@ -6,8 +6,9 @@ same search runs: CEM (today's default) and ``smooth-cem`` (elites ranked by a
 kernel-smoothed local linear surface; the mean's step and sigma's shrinking weighted by
 the evidence for the step), each scored as its mean, as today's export of it (control
 unless its held-out lift interval clears 0), and as the split-sample picks of
-:mod:`tuner.picks.validated` (``search export --validated``: the last ``LAST`` means;
-"early stop": the means after rounds 1, 2, 4, 8, ... and the last), forced and exported.
+:mod:`tuner.picks.validated` ("last rounds": among the last ``LAST`` means; "validated",
+what ``search export --validated`` does: among the means after rounds 1, 2, 4, 8, ... and
+the last), forced and exported.
 
 Each world seed logs ``2 x`` a search size of requests (KuaiRand-fitted world, needing
 ``../shared/data/kuairand-pure``, or the marketplace), split in half (search, held-out) as
@@ -58,6 +59,7 @@ from simulator.policies import TopKPolicy  # noqa: E402
 from simulator.replay import OBJECTIVE, Replay  # noqa: E402
 from simulator.report import ab_report  # noqa: E402
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, split_log  # noqa: E402
+from tuner.picks.picking import candidate_rounds  # noqa: E402
 from tuner.picks.validated import validated_pick  # noqa: E402
 from tuner.space import FusionSpace  # noqa: E402
 from tuner.strategies import STRATEGIES, BaseStrategy  # noqa: E402
@@ -72,13 +74,14 @@ REFINE_REQUESTS = 40_000
 LAST = 5  # candidates of the validated pick: the means after the last LAST rounds
 
 
-PICKS = ("mean", "mean, export", "validated", "validated, export", "early stop",
-         "early stop, export")
+PICKS = ("mean", "mean, export", "last rounds", "last rounds, export", "validated",
+         "validated, export")
 """What is scored per search run: the strategy's mean (``search export --force-pick``),
 today's export of it (control unless its held-out lift clears 0), the split-sample
-validated pick among the last ``LAST`` means (forced), and its export (control unless its
-report-fold lift clears 0); "early stop" is the same split-sample choice among the means
-after rounds 1, 2, 4, 8, ... and the last (the budget chosen on held-out requests)."""
+choice among the last ``LAST`` means (forced), and its export (control unless its
+report-fold lift clears 0); "validated" is what ``search export --validated`` does: the same
+split-sample choice among the means after rounds 1, 2, 4, 8, ... and the last
+(:func:`tuner.picks.picking.candidate_rounds`: the budget chosen on held-out requests)."""
 
 
 @dataclass(frozen=True)
@@ -176,18 +179,18 @@ def run_strategy(name: str, space: FusionSpace, search: Replay, holdout: Replay,
         beats = row.lift.low > 0
         choice = validated_pick(holdout, np.stack(means[-LAST:]), control, objective)
         lift_v = choice.report.row(OBJECTIVE).lift.value
-        rounds = sorted({min(2**k, g + 1) for k in range(8)} | {g + 1})
+        rounds = candidate_rounds(g + 1)
         early = validated_pick(holdout, np.stack([means[r - 1] for r in rounds]), control,
                                objective)
         lift_e = early.report.row(OBJECTIVE).lift.value
         out[budget] = {
-            "early stop": (early.weights, lift_e),
-            "early stop, export": (early.weights, lift_e) if early.beats_control
+            "validated": (early.weights, lift_e),
+            "validated, export": (early.weights, lift_e) if early.beats_control
             else (control, 0.0),
             "mean": (means[-1], row.lift.value),
             "mean, export": (means[-1], row.lift.value) if beats else (control, 0.0),
-            "validated": (choice.weights, lift_v),
-            "validated, export": (choice.weights, lift_v) if choice.beats_control
+            "last rounds": (choice.weights, lift_v),
+            "last rounds, export": (choice.weights, lift_v) if choice.beats_control
             else (control, 0.0),
             "best trial": (space.matrix_to_weights(best_x[None])[0],
                            best_value - control_search),

@@ -113,7 +113,7 @@ def test_validated_export_reports_its_report_fold(studies: Path, tmp_path: Path)
     data = json.loads(out.read_text())
     jsonschema.validate(data, SCHEMA)
     selection = data["extra"]["selection"]
-    assert data["pick"] == "strategy" and selection["candidates"] == 1
+    assert data["pick"] == "strategy" and selection["rounds"] == [1]
     assert data["extra"]["holdout_requests"] == selection["report_requests"]
     assert selection["choose_requests"] + selection["report_requests"] == 1000
 
@@ -154,4 +154,4 @@ def test_search_run_with_smooth_cem_resumes_and_exports(tmp_path: Path) -> None:
                      "--force-pick", "--out", str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert data["extra"]["selection"]["candidates"] == 2  # --rounds is the total
+    assert data["extra"]["selection"]["rounds"] == [1, 2]  # --rounds is the total

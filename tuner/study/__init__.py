@@ -23,7 +23,7 @@ from tuner.study._history import (
     RoundSummary,
     completed_rounds,
     history,
-    recent_picks,
+    picks_by_round,
     replayed_strategy,
     trials_table,
 )
@@ -79,7 +79,7 @@ __all__ = [
     "name_metrics",
     "run_rounds",
     "run_worker",
-    "recent_picks",
+    "picks_by_round",
     "replayed_strategy",
     "run_until_converged",
     "set_target_rounds",

@@ -30,7 +30,7 @@ from tuner.study._trials import (
     is_feasible_complete,
 )
 
-__all__ = ["RoundSummary", "completed_rounds", "history", "recent_picks", "replayed_strategy",
+__all__ = ["RoundSummary", "completed_rounds", "history", "picks_by_round", "replayed_strategy",
            "trials_table"]
 
 
@@ -79,27 +79,18 @@ def replayed_strategy(study: optuna.Study, search: SearchSpec) -> tuple[BaseStra
     return strategy, done
 
 
-def recent_picks(study: optuna.Study, search: SearchSpec, last: int) -> np.ndarray:
-    """``[L, dim]`` the strategy's pick after each of the study's last ``last`` completed
-    generations (``L = min(last, completed)``), oldest first: the candidates of a validated
-    export (:func:`tuner.picks.picking.validated_export`).
-
-    Raises:
-        ValueError: ``last < 1``.
-    """
-    if last < 1:
-        raise ValueError(f"last is {last}; need at least 1 generation")
+def picks_by_round(study: optuna.Study, search: SearchSpec) -> np.ndarray:
+    """``[G, dim]`` the strategy's pick after each of the study's ``G`` completed
+    generations, in order: the candidates of a validated export
+    (:func:`tuner.picks.picking.validated_export`)."""
     strategy = search.build()
     picks: list[np.ndarray] = []
     for g, members, complete in _generations(_members(study), search.population):
         if complete:
             strategy.ask(g)
             strategy.tell(g, *_arrays(search.space, members))
-            picks = [*picks[-(last - 1):], np.asarray(strategy.pick(), dtype=np.float64)] \
-                if last > 1 else [np.asarray(strategy.pick(), dtype=np.float64)]
-    if not picks:
-        return np.empty((0, search.space.dim))
-    return np.stack(picks)
+            picks.append(np.asarray(strategy.pick(), dtype=np.float64))
+    return np.stack(picks) if picks else np.empty((0, search.space.dim))
 
 
 def history(study: optuna.Study, search: SearchSpec) -> list[RoundSummary]:
