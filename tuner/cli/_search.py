@@ -39,7 +39,13 @@ from tuner.cli._track import MLFLOW, log_search
 from tuner.evaluation.loss_study import SPACES, is_loss_study
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import SearchSettings, Workspace
-from tuner.picks.picking import beats_control, control_export, export_pick, pick_weights
+from tuner.picks.picking import (
+    beats_control,
+    control_export,
+    export_pick,
+    pick_weights,
+    validated_export,
+)
 from tuner.storage import ProjectStore
 from tuner.strategies import STRATEGIES
 from tuner.study import (
@@ -435,6 +441,9 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
               "winner's curse) instead of the strategy's pick (CEM: its final mean).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="File to write  [default: weights.json; with --json: none]")
+@click.option("--validated", is_flag=True, help="Choose the strategy's pick among its last "
+              "rounds' picks on half the held-out requests and report it on the other half "
+              "(split-sample: the reported lift is unbiased for the chosen vector).")
 @click.option("--force", is_flag=True, help="Overwrite the --out file if it exists.")
 @click.option("--force-pick", is_flag=True, help="Export the pick even if it does not beat "
               "the control weights on held-out requests.")
@@ -444,7 +453,7 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
 @user_errors
 def search_export(storage: str, study_name: str, trial_number: int | None, best: bool,
                   out: Path | None, force: bool, force_pick: bool, as_json: bool,
-                  mlflow_uri: str | None = None) -> None:
+                  mlflow_uri: str | None = None, validated: bool = False) -> None:
     """Export a weight vector, judged on the held-out split, as JSON for serving.
 
     Default: the strategy's pick (CEM: its final mean, denoised); --best: the
@@ -454,6 +463,9 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
     """
     if best and trial_number is not None:
         raise ValueError("give --best or --trial, not both")
+    if validated and (best or trial_number is not None):
+        raise ValueError("--validated chooses among the strategy's picks; it takes no "
+                         "--best or --trial")
     if out is None and not as_json:
         out = Path("weights.json")
     if out is not None and out.exists() and not force:
@@ -466,20 +478,30 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
         exported, report, search_values = export_loss_study(
             study, search_, pick, trial_number, lambda m: click.echo(m, err=True))
         number = exported.trial_number
+    elif validated:
+        if len(study.directions) > 1:
+            raise ValueError(f"study {study_name!r} is a Pareto study; --validated needs a "
+                             "single objective")
+        ws = Workspace(SearchSettings.from_dict(raw))
+        exported, report, search_values = validated_export(ws, study, search_)
+        number = None
     else:
         weights, number = pick_weights(study, search_, pick, trial_number)
         ws = Workspace(SearchSettings.from_dict(raw))
         exported, report, search_values = export_pick(ws, study_name, weights, pick, number,
                                                       search_.space.pinned)
-        # a Pareto point is chosen on several metrics; one objective's lift does not judge it
-        if not force_pick and len(study.directions) == 1 and not beats_control(exported):
-            lift = exported.extra["lift_vs_control"]
-            click.echo(f"warning: the {pick} pick does not beat the control weights on "
-                       f"held-out requests (objective lift {lift['value']:.4g}, interval "
-                       f"[{lift['low']:.4g}, {lift['high']:.4g}] reaches 0); exporting the "
-                       "control weights instead (--force-pick exports the pick)", err=True)
-            exported = control_export(exported, report)
-            pick, number = exported.pick, None
+    # a Pareto point is chosen on several metrics; one objective's lift does not judge it
+    if (not is_loss_study(raw) and not force_pick and len(study.directions) == 1
+            and not beats_control(exported)):
+        lift = exported.extra["lift_vs_control"]
+        where = ("the report half of the held-out requests" if validated
+                 else "held-out requests")
+        click.echo(f"warning: the {pick} pick does not beat the control weights on {where} "
+                   f"(objective lift {lift['value']:.4g}, interval [{lift['low']:.4g}, "
+                   f"{lift['high']:.4g}] reaches 0); exporting the control weights instead "
+                   "(--force-pick exports the pick)", err=True)
+        exported = control_export(exported, report)
+        pick, number = exported.pick, None
     path = None if out is None else exported.write(out, overwrite=force)
     if path is not None:
         with ProjectStore(url) as store:

@@ -19,9 +19,37 @@ from simulator.report import ABReport, ab_report
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
 from tuner.picks.export import CONTROL_PICK, LEGACY_PICKS, PICKS, ExportedWeights
-from tuner.study import INFEASIBLE, SearchSpec, is_feasible_complete, jsonable, replayed_strategy
+from tuner.picks.validated import ValidatedPick, validated_pick
+from tuner.study import (
+    INFEASIBLE,
+    SearchSpec,
+    is_feasible_complete,
+    jsonable,
+    picks_by_round,
+    replayed_strategy,
+)
 
-__all__ = ["beats_control", "control_export", "export_pick", "pick_weights"]
+__all__ = ["beats_control", "candidate_rounds", "control_export", "export_pick",
+           "pick_weights", "validated_export"]
+
+
+def candidate_rounds(completed: int) -> list[int]:
+    """The rounds whose picks a validated export chooses among: 1, 2, 4, 8, ... and the
+    last of ``completed`` (so the budget itself is chosen on held-out requests: a strategy
+    that went on to fit its search split's noise is stopped where it was best).
+
+    Example:
+        >>> candidate_rounds(20)
+        [1, 2, 4, 8, 16, 20]
+    """
+    if completed < 1:
+        return []
+    rounds = {completed}
+    r = 1
+    while r < completed:
+        rounds.add(r)
+        r *= 2
+    return sorted(rounds)
 
 
 def pick_weights(study: optuna.Study, search: SearchSpec, pick: str,
@@ -67,18 +95,51 @@ def pick_weights(study: optuna.Study, search: SearchSpec, pick: str,
     return space.to_weights(trial.params), trial.number
 
 
+def _control(ws: Workspace) -> np.ndarray:
+    settings = ws.settings
+    return (np.asarray(settings.control, float) if settings.control is not None
+            else np.ones(len(ws.score_tasks)))
+
+
+def validated_export(ws: Workspace, study: optuna.Study, search: SearchSpec,
+                     ) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
+    """The strategy's pick after one of the rounds :func:`candidate_rounds` names, chosen on
+    one half of the held-out split and reported on the other
+    (:func:`tuner.picks.validated.validated_pick`),
+    as :func:`export_pick` returns it: pick ``"strategy"``, ``objective`` and
+    ``lift_vs_control`` from the report fold (unbiased for the chosen vector, so
+    :func:`beats_control` judges it there), ``extra["selection"]`` saying how it was
+    chosen.
+
+    Raises:
+        ValueError: a study without a completed round.
+    """
+    picks = picks_by_round(study, search)
+    if len(picks) == 0:
+        raise ValueError(f"study {study.study_name!r} has no completed round yet; run "
+                         "'fusiontune search run' first")
+    rounds = candidate_rounds(len(picks))
+    weights = search.space.matrix_to_weights(picks[[r - 1 for r in rounds]])
+    choice = validated_pick(ws.replay(HOLDOUT), weights, _control(ws), ws.settings.objective)
+    return export_pick(ws, study.study_name, choice.weights, "strategy", None,
+                       search.space.pinned, validated=(choice, rounds))
+
+
 def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
                 trial_number: int | None, pinned: str | None = None,
+                validated: tuple[ValidatedPick, list[int]] | None = None,
                 ) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
     """The export record of a pick, its held-out A/B report and its search-split values.
 
     ``pinned`` is the task whose weight the search held at 1, written in the file's
-    ``fusion`` block with the formula's parameters.
+    ``fusion`` block with the formula's parameters. With ``validated`` (the pick was chosen
+    on the choose fold of the held-out split, among the picks after the rounds given) the
+    report is that of its report fold alone.
     """
     settings = ws.settings
-    control = (np.asarray(settings.control, float) if settings.control is not None
-               else np.ones(len(ws.score_tasks)))
-    report = ab_report(ws.replay(HOLDOUT), control, weights, settings.objective)
+    control = _control(ws)
+    report = (validated[0].report if validated is not None
+              else ab_report(ws.replay(HOLDOUT), control, weights, settings.objective))
     holdout = FusionObjective.for_workspace(ws, HOLDOUT)
     if holdout.guardrails:
         reason = holdout(weights[None])[0].infeasible
@@ -112,6 +173,14 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
                                            "events": jsonable(r.treatment.events)}
                                 for r in report.rows},
             "holdout_requests": report.n_requests,
+            **({} if validated is None else {"selection": {
+                "rule": "the strategy's pick after the round with the best lift on the "
+                        "choose half of the held-out split; reported on the other half",
+                "rounds": validated[1],
+                "chosen_round": validated[1][validated[0].candidate],
+                "choose_fold_lifts": [jsonable(float(x)) for x in validated[0].choose_lifts],
+                "choose_requests": validated[0].n_choose,
+                "report_requests": report.n_requests}}),
         },
     )
     return exported, report, search_values

@@ -31,6 +31,7 @@ from tuner.strategies._scalarised_cem import (
     ScalarisedCEMConfig,
     simplex_directions,
 )
+from tuner.strategies._smooth_cem import SmoothCEM, SmoothCEMConfig
 from tuner.strategies._steady_cem import SteadyCEM, SteadyCEMConfig
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "OptunaStrategy",
     "RandomConfig",
     "SamplerFactory",
+    "SmoothCEM",
+    "SmoothCEMConfig",
     "ScalarisedCEM",
     "ScalarisedCEMConfig",
     "SteadyCEM",

@@ -17,6 +17,7 @@ from tuner.strategies._base import BaseStrategy
 from tuner.strategies._cem import CEM, CEMConfig
 from tuner.strategies._optuna_baselines import OptunaStrategy, require_cmaes
 from tuner.strategies._sampler_configs import CMAESConfig, NSGA2Config, RandomConfig, TPEConfig
+from tuner.strategies._smooth_cem import SmoothCEM, SmoothCEMConfig
 from tuner.strategies._steady_cem import SteadyCEM, SteadyCEMConfig
 
 __all__ = [
@@ -87,6 +88,9 @@ STRATEGIES: dict[str, StrategyEntry] = {
     "cem": StrategyEntry(CEMConfig, CEM, "cross-entropy method; exports its mean"),
     "steady-cem": StrategyEntry(SteadyCEMConfig, SteadyCEM,
                                 "CEM that replaces only the worst members each round"),
+    "smooth-cem": StrategyEntry(SmoothCEMConfig, SmoothCEM,
+                                "CEM ranking elites on a smoothed surface, with a spread that "
+                                "stops shrinking on noise"),
     "tpe": StrategyEntry(TPEConfig, _tpe, "Optuna's TPE; exports its best trial"),
     "cmaes": StrategyEntry(CMAESConfig, _cmaes,
                            "Optuna's CMA-ES (needs the cmaes package); its best trial"),

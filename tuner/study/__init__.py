@@ -23,6 +23,7 @@ from tuner.study._history import (
     RoundSummary,
     completed_rounds,
     history,
+    picks_by_round,
     replayed_strategy,
     trials_table,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "pending_round",
     "run_rounds",
     "run_worker",
+    "picks_by_round",
     "replayed_strategy",
     "run_until_converged",
     "select_groups",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -29,7 +30,8 @@ from tuner.study._trials import (
     is_feasible_complete,
 )
 
-__all__ = ["RoundSummary", "completed_rounds", "history", "replayed_strategy", "trials_table"]
+__all__ = ["RoundSummary", "completed_rounds", "history", "picks_by_round", "replayed_strategy",
+           "trials_table"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,20 @@ def replayed_strategy(study: optuna.Study, search: SearchSpec) -> tuple[BaseStra
             strategy.tell(g, *_arrays(search.space, members))
             done = g + 1
     return strategy, done
+
+
+def picks_by_round(study: optuna.Study, search: SearchSpec) -> np.ndarray:
+    """``[G, dim]`` the strategy's pick after each of the study's ``G`` completed
+    generations, in order: the candidates of a validated export
+    (:func:`tuner.picks.picking.validated_export`)."""
+    strategy = search.build()
+    picks: list[np.ndarray] = []
+    for g, members, complete in _generations(_members(study), search.population):
+        if complete:
+            strategy.ask(g)
+            strategy.tell(g, *_arrays(search.space, members))
+            picks.append(np.asarray(strategy.pick(), dtype=np.float64))
+    return np.stack(picks) if picks else np.empty((0, search.space.dim))
 
 
 def history(study: optuna.Study, search: SearchSpec) -> list[RoundSummary]:

@@ -1,0 +1,311 @@
+"""Search quality against exact truth: does the search fit the noise of its search split?
+
+Claim tested (issue 13): plain CEM on a replay of a fixed search split converges onto that
+split's noise, so its true regret grows with the budget. Measured side by side, from the
+same search runs: CEM (today's default) and ``smooth-cem`` (elites ranked by a
+kernel-smoothed local linear surface; the mean's step and sigma's shrinking weighted by
+the evidence for the step), each scored as its mean, as today's export of it (control
+unless its held-out lift interval clears 0), and as the split-sample picks of
+:mod:`tuner.picks.validated` ("last rounds": among the last ``LAST`` means; "validated",
+what ``search export --validated`` does: among the means after rounds 1, 2, 4, 8, ... and
+the last), forced and exported.
+
+Each world seed logs ``2 x`` a search size of requests (KuaiRand-fitted world, needing
+``../shared/data/kuairand-pure``, or the marketplace), split in half (search, held-out) as
+the demo does; model scores are the true probabilities times log-normal noise 0.3 (as
+``bench/estimator_quality.py``); every evaluation is SNIPS on the search half. Objective:
+KuaiRand ``click + 2 long_view + 20 like + 20 profile_enter``, marketplace ``click + 10
+conversion + 5 like``. Control: the world's logging weights (CEM's start).
+
+Truth is exact (``world.expected_rewards`` under the top-K exposure) on all the log's
+requests. The optimum: a dense grid of the box screened on a subsample, its best points
+refined by a CEM on the truth (no noise), exact on the whole log; regret of a pick =
+``(optimum - truth(pick)) / (optimum - truth(control))`` in %, so 100% is control and a
+negative regret cannot happen except where a pick beats the refined optimum (the optimum
+is then raised to it). The winner's-curse gap of a reported value is ``(reported lift -
+true lift) / true optimum lift`` in %: for the best trial's search-split estimate, and for
+the exported pick's held-out estimate.
+
+Run: ``python bench/search_quality.py [--worlds kuairand,marketplace] [--seeds 0-5]
+[--search-seeds 0,1,2] [--sizes 20000,80000,320000] [--budgets 96,288,992]
+[--strategies cem,smooth-cem] [--grid 13]``; prints markdown tables (mean +- std over
+world x search seeds, and the worst). Seeds 100-101 were used to tune ``smooth-cem``;
+report on others. Cost: a search of 992 evaluations on 20,000 requests is ~31 replay
+passes of 32 vectors, ~30 s of one core (~2 min on a busy shared 2-core machine); it
+scales with the requests (80,000: 4x, 320,000: 16x), so the full default design (2
+worlds x 6 x 3 seeds x 3 sizes x 2 strategies) is ~12 core-hours; a reduced run is
+``--worlds kuairand --seeds 0-3 --search-seeds 0 --sizes 20000`` (~40 min wall there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.estimator_quality
+
+from bench.estimator_quality import Log, make_log, reward_model, true_values  # noqa: E402
+from simulator.estimators import SNIPS, SlateFeedback  # noqa: E402
+from simulator.fusion import MultiplicativeFusion  # noqa: E402
+from simulator.intervals import NormalInterval  # noqa: E402
+from simulator.logs import LoggedTraffic  # noqa: E402
+from simulator.policies import TopKPolicy  # noqa: E402
+from simulator.replay import OBJECTIVE, Replay  # noqa: E402
+from simulator.report import ab_report  # noqa: E402
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, split_log  # noqa: E402
+from tuner.picks.picking import candidate_rounds  # noqa: E402
+from tuner.picks.validated import validated_pick  # noqa: E402
+from tuner.space import FusionSpace  # noqa: E402
+from tuner.strategies import STRATEGIES, BaseStrategy  # noqa: E402
+
+OBJECTIVES = {
+    "kuairand": {"click": 1.0, "long_view": 2.0, "like": 20.0, "profile_enter": 20.0},
+    "marketplace": {"click": 1.0, "conversion": 10.0, "like": 5.0},
+}
+POPULATION = 32
+SCREEN_REQUESTS = 5_000
+REFINE_REQUESTS = 40_000
+LAST = 5  # candidates of the validated pick: the means after the last LAST rounds
+
+
+PICKS = ("mean", "mean, export", "last rounds", "last rounds, export", "validated",
+         "validated, export")
+"""What is scored per search run: the strategy's mean (``search export --force-pick``),
+today's export of it (control unless its held-out lift clears 0), the split-sample
+choice among the last ``LAST`` means (forced), and its export (control unless its
+report-fold lift clears 0); "validated" is what ``search export --validated`` does: the same
+split-sample choice among the means after rounds 1, 2, 4, 8, ... and the last
+(:func:`tuner.picks.picking.candidate_rounds`: the budget chosen on held-out requests)."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One (world, size, world seed, search seed, strategy, pick): per budget, the true
+    regret and the winner's-curse gaps, all in % of the optimum's lift."""
+
+    world: str
+    size: int
+    seed: int
+    search_seed: int
+    method: str
+    regret: dict[int, float]
+    exported_control: dict[int, bool]
+    best_trial_gap: dict[int, float]
+    report_gap: dict[int, float]
+
+
+def _sub(log: Log, traffic: LoggedTraffic) -> Log:
+    return dataclasses.replace(log, traffic=traffic, scores=log.scores[traffic.request_ids])
+
+
+def _replay(log: Log) -> Replay:
+    feedback = SlateFeedback.from_traffic(log.traffic, log.world.tasks,
+                                          reward_model=reward_model(log))
+    return Replay(feedback, log.scores, log.world.tasks, MultiplicativeFusion(),
+                  TopKPolicy(log.traffic.slate_size), SNIPS(), NormalInterval())
+
+
+class Truth:
+    """Exact objective of full weight vectors ``[P, T]`` on a log's requests."""
+
+    def __init__(self, log: Log, objective: dict[str, float]) -> None:
+        self.log = log
+        self.vector = np.array([objective.get(t, 0.0) for t in log.world.tasks])
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        return true_values(self.log, np.atleast_2d(weights)) @ self.vector
+
+
+def optimum(log: Log, space: FusionSpace, truth: Truth, objective: dict[str, float],
+            seed: int, grid: int) -> float:
+    """Best true objective: grid screened on a subsample, refined by CEM on the truth."""
+    rng = np.random.default_rng([seed, 41])
+    n = log.traffic.n_requests
+    screen = Truth(_sub(log, log.traffic.take(rng.choice(n, min(n, SCREEN_REQUESTS),
+                                                         replace=False))), objective)
+    axis = np.linspace(space.low, space.high, grid)
+    X = np.stack(np.meshgrid(*[axis] * space.dim), axis=-1).reshape(-1, space.dim)
+    values = screen(space.matrix_to_weights(X))
+    refine = (truth if n <= REFINE_REQUESTS else Truth(_sub(log, log.traffic.take(
+        rng.choice(n, REFINE_REQUESTS, replace=False))), objective))
+    starts = X[np.argsort(-values)[:3]]
+    best = []
+    cem = STRATEGIES["cem"]
+    for i, x0 in enumerate(starts):
+        strategy = cem.create(space, 16, seed=1000 + i, init_mean=x0, init_sigma=0.1,
+                              sigma_floor=0.005, elite_fraction=0.25)
+        for g in range(8):
+            Xg = strategy.ask(g)
+            strategy.tell(g, Xg, refine(space.matrix_to_weights(Xg)))
+        best.append(strategy.pick())
+    return float(truth(space.matrix_to_weights(np.vstack([starts, *best]))).max())
+
+
+def run_strategy(name: str, space: FusionSpace, search: Replay, holdout: Replay,
+                 objective: dict[str, float], control: np.ndarray, budgets: list[int],
+                 search_seed: int) -> dict[int, dict[str, tuple[np.ndarray, float]]]:
+    """Search on ``search`` by ask/tell; per budget and pick (``PICKS``, plus ``"best
+    trial"``), the weights ``[T]`` and the lift over control reported for them (the best
+    trial's: its search-split estimate; a control export: 0)."""
+    base, _, text = name.partition("{")
+    hyper = dict(kv.split("=") for kv in text.rstrip("}").split(";") if kv)
+    strategy: BaseStrategy = STRATEGIES[base].create(
+        space, POPULATION, search_seed, init_mean=space.from_weights(control),
+        **{k: float(v) for k, v in hyper.items()})
+    first = search.evaluate(control[None], objective)
+    m = first.metrics.index(OBJECTIVE)
+    control_search = float(first.value[0, m])
+    means: list[np.ndarray] = []
+    best_x, best_value = space.from_weights(control), -np.inf
+    out: dict[int, dict[str, tuple[np.ndarray, float]]] = {}
+    for g in range(max(budgets) // POPULATION):
+        X = strategy.ask(g)
+        values = search.evaluate(space.matrix_to_weights(X), objective).value[:, m]
+        strategy.tell(g, X, values)
+        means.append(space.matrix_to_weights(strategy.pick()[None])[0])
+        i = int(np.nanargmax(values))
+        if values[i] > best_value:
+            best_x, best_value = X[i].copy(), float(values[i])
+        budget = (g + 1) * POPULATION
+        if budget not in budgets:
+            continue
+        row = ab_report(holdout, control, means[-1], objective).row(OBJECTIVE)
+        beats = row.lift.low > 0
+        choice = validated_pick(holdout, np.stack(means[-LAST:]), control, objective)
+        lift_v = choice.report.row(OBJECTIVE).lift.value
+        rounds = candidate_rounds(g + 1)
+        early = validated_pick(holdout, np.stack([means[r - 1] for r in rounds]), control,
+                               objective)
+        lift_e = early.report.row(OBJECTIVE).lift.value
+        out[budget] = {
+            "validated": (early.weights, lift_e),
+            "validated, export": (early.weights, lift_e) if early.beats_control
+            else (control, 0.0),
+            "mean": (means[-1], row.lift.value),
+            "mean, export": (means[-1], row.lift.value) if beats else (control, 0.0),
+            "last rounds": (choice.weights, lift_v),
+            "last rounds, export": (choice.weights, lift_v) if choice.beats_control
+            else (control, 0.0),
+            "best trial": (space.matrix_to_weights(best_x[None])[0],
+                           best_value - control_search),
+        }
+    return out
+
+
+def one(world: str, size: int, seed: int, search_seeds: list[int], strategies: list[str],
+        budgets: list[int], grid: int, fit: object) -> list[Run]:
+    objective = OBJECTIVES[world]
+    log = make_log(world, seed, 2 * size, fit)
+    parts = split_log(log.traffic, {SEARCH: 0.5, HOLDOUT: 0.5}, seed=seed)
+    search, holdout = _replay(_sub(log, parts[SEARCH])), _replay(_sub(log, parts[HOLDOUT]))
+    space = FusionSpace(log.world.tasks, pinned=log.world.tasks[0], low=0.0, high=4.0)
+    control = np.asarray(log.logging_weights, dtype=float)
+    truth = Truth(log, objective)
+    t_control = float(truth(control)[0])
+    runs = [(s, name, run_strategy(name, space, search, holdout, objective, control, budgets,
+                                   s)) for s in search_seeds for name in strategies]
+    vectors = [w for _, _, r in runs for b in budgets for w, _ in r[b].values()]
+    values = iter(truth(np.stack(vectors)))
+    true = [[{k: float(next(values)) for k in r[b]} for b in budgets] for _, _, r in runs]
+    t_opt = max(optimum(log, space, truth, objective, seed, grid),
+                *(v for per in true for d in per for v in d.values()))
+    lift = t_opt - t_control
+    out = []
+    for (s, name, r), per in zip(runs, true, strict=True):
+        for pick in PICKS:
+            regret, control_flag, trial_gap, report_gap = {}, {}, {}, {}
+            for b, t in zip(budgets, per, strict=True):
+                w, reported = r[b][pick]
+                regret[b] = 100.0 * (t_opt - t[pick]) / lift
+                control_flag[b] = bool(np.allclose(w, control))
+                trial_gap[b] = 100.0 * (r[b]["best trial"][1] - (t["best trial"] - t_control)
+                                        ) / lift
+                report_gap[b] = 100.0 * (reported - (t[pick] - t_control)) / lift
+            out.append(Run(world, size, seed, s, f"{name}: {pick}", regret, control_flag,
+                           trial_gap, report_gap))
+    return out
+
+
+def _seeds(text: str) -> list[int]:
+    if "-" in text:
+        a, b = text.split("-")
+        return list(range(int(a), int(b) + 1))
+    return [int(x) for x in text.split(",")]
+
+
+def table(runs: list[Run], budgets: list[int], attr: str, title: str) -> str:
+    keys = sorted({(r.world, r.size, r.method) for r in runs})
+    lines = [f"\n{title}\n", "| world | search requests | method | runs | "
+             + " | ".join(f"{b} evals: mean ± std (worst)" for b in budgets) + " |",
+             "|---|---|---|---|" + "---|" * len(budgets)]
+    for world, size, method in keys:
+        rows = [r for r in runs if (r.world, r.size, r.method) == (world, size, method)]
+        cells = []
+        for b in budgets:
+            v = np.array([getattr(r, attr)[b] for r in rows])
+            worst = v.max() if attr != "report_gap" else v[np.argmax(np.abs(v))]
+            cells.append(f"{v.mean():.1f} ± {v.std(ddof=1) if len(v) > 1 else 0:.1f} "
+                         f"({worst:.1f})")
+        lines.append(f"| {world} | {size:,} | {method} | {len(rows)} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--worlds", default="kuairand,marketplace")
+    p.add_argument("--seeds", default="0-5", help="world seeds, '0-5' or '0,1'")
+    p.add_argument("--search-seeds", default="0,1,2")
+    p.add_argument("--sizes", default="20000,80000,320000", help="search split requests")
+    p.add_argument("--budgets", default="96,288,992")
+    p.add_argument("--strategies", default="cem,smooth-cem",
+                   help="registered names, each optionally with settings: "
+                   "'cem{sigma_floor=0.1;elite_fraction=0.5}'")
+    p.add_argument("--grid", type=int, default=13, help="dense grid points per axis")
+    args = p.parse_args()
+    budgets = [int(b) for b in args.budgets.split(",")]
+    bad = [b for b in budgets if b % POPULATION]
+    if bad:
+        p.error(f"--budgets {bad} are not multiples of the population {POPULATION}")
+    fit = None
+    if "kuairand" in args.worlds:
+        from simulator.worlds import load_response_model
+
+        fit = load_response_model()
+    runs: list[Run] = []
+    start = time.perf_counter()
+    for world in args.worlds.split(","):
+        for size in map(int, args.sizes.split(",")):
+            for seed in _seeds(args.seeds):
+                tick = time.perf_counter()
+                new = one(world, size, seed, _seeds(args.search_seeds),
+                          args.strategies.split(","), budgets, args.grid, fit)
+                runs.extend(new)
+                summary = "; ".join(f"{r.method}/{r.search_seed} " + ",".join(
+                    f"{r.regret[b]:.0f}" for b in budgets) for r in new
+                    if not r.method.endswith("export"))
+                print(f"# {world} {size} seed {seed} ({time.perf_counter() - tick:.0f} s): "
+                      f"regret % {summary}", flush=True)
+    print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s")
+    print(table(runs, budgets, "regret", "True regret of the exported pick, % of the "
+                "optimum's lift over control (100%: control; lower is better)"))
+    print(table(runs, budgets, "best_trial_gap", "Winner's curse of the best trial: its "
+                "search-split lift minus its true lift, % of the optimum's lift"))
+    print(table(runs, budgets, "report_gap", "Gap of the exported pick's reported "
+                "(held-out) lift: reported minus true, % of the optimum's lift"))
+    for method in sorted({r.method for r in runs}):
+        rows = [r for r in runs if r.method == method]
+        below = sum(r.regret[b] > 100.0 + 1e-9 for r in rows for b in budgets)
+        ctrl = sum(r.exported_control[b] for r in rows for b in budgets)
+        print(f"{method}: below control in truth {below} of {len(rows) * len(budgets)}; "
+              f"control exported {ctrl}")
+
+
+if __name__ == "__main__":
+    main()
