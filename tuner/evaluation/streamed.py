@@ -119,6 +119,17 @@ class StreamedWorkspace:
         self._log_index: DatasetIndex | None = None
 
     @property
+    def traffic(self) -> LoggedTraffic:
+        """Refused: a streamed log is never held whole (what a Pareto search needs).
+
+        Raises:
+            ValueError: always, naming what would work.
+        """
+        raise ValueError(f"log {self.settings.logs} is streamed (a folder, or --stream): this "
+                         "command needs the whole log in memory; give it a single Parquet "
+                         "file without --stream")
+
+    @property
     def score_index(self) -> DatasetIndex:
         if self._score_index is None:
             self._score_index = self.scores.scan()
