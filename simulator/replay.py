@@ -117,13 +117,14 @@ class Replay:
                 f"scores must have shape [R, N, S] = {(r, n, len(self.score_tasks))} for "
                 f"score tasks {list(self.score_tasks)}, got {self.scores.shape}"
             )
-        if not np.isfinite(self.scores).all():
+        valid = self.feedback.valid  # ragged requests: padding is never ranked
+        if not np.isfinite(self.scores if valid is None else self.scores[valid]).all():
             raise ValueError("scores contain non-finite values")
         if self.policy.k > self.feedback.examination.shape[0]:
             raise ValueError(f"policy slate size {self.policy.k} exceeds the log's "
                              f"{self.feedback.examination.shape[0]} slots")
         # transformed once: the only per-vector work left is a product and a top-k
-        object.__setattr__(self, "_transformed", self.fusion.transform(self.scores))
+        object.__setattr__(self, "_transformed", self.fusion.prepare(self.scores, valid))
         # request chunks are sliced (and validated) once, not once per generation
         bounds = range(0, self.feedback.n_requests, self.chunk_requests)
         chunks = [(a, min(a + self.chunk_requests, self.feedback.n_requests)) for a in bounds]
@@ -141,7 +142,7 @@ class Replay:
         transformed: np.ndarray = self.__dict__["_transformed"]
         parts = []
         for start, stop, feedback in self.__dict__["_chunks"]:
-            fused = self.fusion.fuse(transformed[start:stop], w)  # [P, c, N]
+            fused = self.fusion.fuse(transformed[start:stop], w, feedback.valid)  # [P, c, N]
             # the estimator asks the policy for what it needs (exposure by default)
             parts.append(self.estimator.policy_terms(feedback, self.policy, fused))
         return self.estimator.finish(RequestTerms.concatenate(parts))

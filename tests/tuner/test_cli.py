@@ -29,6 +29,7 @@ from click.testing import CliRunner, Result
 
 from simulator.logs import LoggedTraffic
 from tuner.cli import main
+from tuner.cli._main import LazyCommand, LazyGroup
 from tuner.picks.export import ExportedWeights
 
 if TYPE_CHECKING:
@@ -61,8 +62,12 @@ def study_names(db: Path) -> list[str]:
 
 
 def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every path of the tree, commands imported on lookup included."""
     yield prefix
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         if isinstance(command, click.Group):
             yield from _command_paths(command, (*prefix, name))
         else:
@@ -86,6 +91,35 @@ def test_the_command_tree_is_complete() -> None:
     paths = set(_command_paths(main))
     assert {("demo",), ("search",), ("search", "run"), ("search", "history"),
             ("search", "export")} <= paths
+
+
+def _lazy_groups(group: click.Group) -> Iterator[tuple[LazyGroup, str, LazyCommand]]:
+    if isinstance(group, LazyGroup):
+        for name, lazy in group.lazy.items():
+            yield group, name, lazy
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            yield from _lazy_groups(command)
+
+
+@pytest.mark.parametrize(("group", "name", "lazy"), list(_lazy_groups(main)),
+                         ids=lambda x: x if isinstance(x, str) else "")
+def test_a_lazy_commands_listed_help_is_its_own(group: LazyGroup, name: str,
+                                                 lazy: LazyCommand) -> None:
+    """The one-line help a group lists without importing a command is the command's own."""
+    assert lazy.load().get_short_help_str(1000) == lazy.short_help, name
+
+
+def test_the_root_lists_its_commands_without_importing_them() -> None:
+    """--help of the root formats the stored helps: it looks no command up."""
+    group = LazyGroup("root", lazy={"x": LazyCommand("no.such.module:x", "Does x.")})
+    formatter = click.HelpFormatter()
+    group.format_commands(click.Context(group), formatter)
+    assert "x  Does x." in formatter.getvalue()
+    with pytest.raises(ModuleNotFoundError, match="no"):
+        group.get_command(click.Context(group), "x")
 
 
 # --- errors for people ----------------------------------------------------------------------

@@ -136,3 +136,28 @@ def test_cli_exits_1_with_the_message(tmp_path: Path, command: list[str]) -> Non
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: database schema revision 0099")
     assert "upgrade fusiontune" in lines[0]
+
+
+def test_head_is_the_head_of_the_shipped_revisions() -> None:
+    """HEAD is a constant (so opening a database needs no alembic); it must follow the
+    migration scripts."""
+    from tuner.storage._migrate import script_head
+
+    assert script_head() == HEAD
+
+
+def test_a_database_at_head_is_opened_without_alembic(tmp_path: Path) -> None:
+    """Read-only commands open a current database with one query; alembic is for changes."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    migrate(engine)
+    engine.dispose()
+    code = ("import sys, sqlalchemy as sa\nfrom tuner.storage import migrate\n"
+            f"print(migrate(sa.create_engine('sqlite:///{path}')), 'alembic' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [HEAD, "False"]

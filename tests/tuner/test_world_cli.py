@@ -29,8 +29,25 @@ def test_world_generate_writes_partitions_a_search_can_stream(tmp_path: Path) ->
     assert np.isfinite(est.value).all()
 
 
-def test_a_candidate_range_is_refused_until_worlds_draw_ragged_requests(tmp_path: Path) -> None:
+def test_a_candidate_range_writes_ragged_requests_that_stream(tmp_path: Path) -> None:
+    """--candidates 10:40: each request has its own number of rows, log and scores alike."""
+    result = CliRunner().invoke(main, ["world", "generate", "--requests", "400",
+                                       "--candidates", "10:40", "--partitions", "2",
+                                       "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    logs = ParquetDataset(tmp_path / "logs").scan()
+    scores = ParquetDataset(tmp_path / "scores").scan()
+    assert logs.n_requests == 400 and 400 * 10 <= logs.n_rows <= 400 * 40
+    assert scores.n_rows == logs.n_rows
+    ws = StreamedWorkspace(SearchSettings(logs=str(tmp_path / "logs"),
+                                          scores=str(tmp_path / "scores"),
+                                          objective={"click": 1.0}, n_bootstrap=50))
+    assert sum(ws.check().values()) == 400
+
+
+def test_a_bad_candidate_count_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["world", "generate", "--requests", "10",
-                                       "--candidates", "10:40", "--out", str(tmp_path)])
+                                       "--candidates", "40:10", "--out", str(tmp_path)])
     assert result.exit_code == 1
-    assert "ragged generation needs the worlds' ragged-request option" in result.output
+    assert "give a positive integer (e.g. 20) or a range low:high" in result.output
+    assert not (tmp_path / "logs").exists()

@@ -5,21 +5,13 @@
 ``fusiontune ranker train|evaluate|score`` run the multi-task ranker from a TOML file.
 Exit codes: 0 success, 1 a user error (one-line message, no traceback),
 2 a usage error (click's), 130 interrupted.
+
+Importing this package imports click only: each command's module is imported when the
+command is looked up (see :class:`tuner.cli._main.LazyGroup`).
 """
 
 from __future__ import annotations
 
-from tuner.cli._compare import search_compare
 from tuner.cli._main import main
-from tuner.cli._pareto import search_pareto
-from tuner.cli._ranker import ranker
-from tuner.cli._search import search
-from tuner.cli._world import world
-
-main.add_command(search)
-main.add_command(ranker)
-main.add_command(world)
-search.add_command(search_pareto)
-search.add_command(search_compare)
 
 __all__ = ["main"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -47,10 +48,15 @@ def user_errors(fn: F) -> F:
     Besides :data:`USER_ERRORS`, a database error (SQLAlchemy's ``DBAPIError``: a file that
     is not a database, a read-only one, a server gone) names the command's ``--storage``,
     and an ``OSError`` (a directory that cannot be made or written) names its path.
+    Optuna's log level follows the root's ``--verbose`` (set here, where Optuna is
+    imported anyway, so that the root group itself imports click only).
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context(silent=True)
+        verbose = bool(ctx and ctx.find_root().params.get("verbose"))
+        optuna.logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
         try:
             return fn(*args, **kwargs)
         except _CAUGHT as err:

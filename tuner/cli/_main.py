@@ -1,30 +1,118 @@
-"""The ``fusiontune`` group and ``demo``: the whole loop on an embedded world."""
+"""The ``fusiontune`` group: a light root whose commands are imported when they run.
+
+``fusiontune --help`` and ``fusiontune search --help`` must answer at once, so the root
+and the ``search`` group import click and nothing else: each command's module (numpy,
+Optuna, SQLAlchemy, the simulator; torch for ``ranker``) is imported only when that command
+is looked up. The one-line help of a command shown in a group's listing is kept here
+beside its import path, and ``tests/tuner/test_cli.py`` checks that it is the command's
+own.
+"""
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-from typing import TYPE_CHECKING
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import click
-import numpy as np
-import optuna
+from click.utils import make_default_short_help
 
-from simulator.estimators import ESTIMATORS
-from simulator.intervals import INTERVALS
-from simulator.replay import OBJECTIVE
-from tuner.cli._common import dump, user_errors
-from tuner.cli._format import ab_events, ab_table, rounds_table, warn_few_events
-from tuner.cli._track import MLFLOW, log_demo
-from tuner.evaluation.guardrails import parse_guardrails
-from tuner.evaluation.objective import parse_objective
-from tuner.evaluation.search_data import parse_estimator_params
-
-if TYPE_CHECKING:
-    from tuner.demo import Pick
+__all__ = ["LazyCommand", "LazyGroup", "main", "search"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@dataclass(frozen=True)
+class LazyCommand:
+    """Where a subcommand lives (``"module:attribute"``) and its one-line help."""
+
+    target: str
+    short_help: str
+
+    def load(self) -> click.Command:
+        module, _, attr = self.target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.target} is not a click command")
+        return command
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first lookup.
+
+    Args:
+        lazy: subcommand name -> :class:`LazyCommand`.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, LazyCommand] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            self.add_command(self.lazy[cmd_name].load(), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The listing of ``--help``, from the stored one-line helps (no import)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.commands:
+                command = self.commands[name]
+                if command.hidden:
+                    continue
+                text = command.get_short_help_str(formatter.width - 6 - len(name))
+            else:
+                text = make_default_short_help(self.lazy[name].short_help,
+                                               formatter.width - 6 - len(name))
+            rows.append((name, text))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+COMMANDS = {
+    "demo": LazyCommand("tuner.cli._demo:demo",
+                        "Run the whole loop on the embedded synthetic marketplace."),
+    "ranker": LazyCommand("tuner.cli._ranker:ranker",
+                          "Train, evaluate and score the multi-task ranker on KuaiRand-Pure "
+                          "from a run file."),
+    "world": LazyCommand("tuner.cli._world:world",
+                         "Worlds with known ground truth, written as datasets a search can run "
+                         "on."),
+}
+
+SEARCH_COMMANDS = {
+    "run": LazyCommand("tuner.cli._search:search_run",
+                       "Run a study to --rounds generations; a new study needs --config, or "
+                       "--logs, --scores and --objective."),
+    "worker": LazyCommand("tuner.cli._search:search_worker",
+                          "Evaluate claimed chunks of a study's generations until its target."),
+    "history": LazyCommand("tuner.cli._search:search_history",
+                           "Show the rounds (or trials) of a study; --plot draws them."),
+    "export": LazyCommand("tuner.cli._search:search_export",
+                          "Export a weight vector, judged on the held-out split, as JSON for "
+                          "serving."),
+    "ask": LazyCommand("tuner.cli._live:search_ask",
+                       "Write the next live round's groups (and the control) for an "
+                       "experiment platform."),
+    "tell": LazyCommand("tuner.cli._live:search_tell",
+                        "Tell the study the online results of some (or all) groups of its "
+                        "live round."),
+    "compare": LazyCommand("tuner.cli._compare:search_compare",
+                           "Compare the strategy's pick (CEM's mean), the best trials and "
+                           "the control on one split."),
+    "pareto": LazyCommand("tuner.cli._pareto:search_pareto",
+                          "Search and print the Pareto front of 2 or 3 metrics, such as "
+                          "clicks against likes."),
+}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="fusiontune")
 @click.option("-v", "--verbose", is_flag=True, help="Show Optuna's own log lines.")
 def main(verbose: bool) -> None:
@@ -33,109 +121,9 @@ def main(verbose: bool) -> None:
     Start with `fusiontune demo`: it runs the whole loop on an embedded
     synthetic world in ~20 s on 2 cores, with nothing to download or start.
     """
-    optuna.logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
+    # --verbose is read by each command (tuner.cli._common.user_errors), which imports Optuna
 
 
-@main.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("fusiontune-demo"), show_default=True,
-              help="Folder for logs, scores, ranker, study and export (its demo files are "
-                   "overwritten).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--requests", "n_requests", type=click.IntRange(min=1000), default=40_000,
-              show_default=True, help="Requests the synthetic world logs.")
-@click.option("--rounds", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--population", type=click.IntRange(min=4), default=32, show_default=True)
-@click.option("--elite-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.25,
-              show_default=True)
-@click.option("--estimator", default="snips", show_default=True,
-              type=click.Choice(sorted(ESTIMATORS)))
-@click.option("--estimator-param", "estimator_param_text", multiple=True,
-              help="Hyperparameter of --estimator, <name>=<number> (repeatable or a comma "
-                   "list), e.g. clip=50 for clipped_ips, tau=5 for switch.")
-@click.option("--objective", "objective_text",
-              help="Business objective <task>=<weight>,... [default: marketplace "
-                   "click=1,conversion=10,like=5; kuairand click=1,long_view=2,like=20,"
-                   "profile_enter=20]")
-@click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--world", type=click.Choice(["marketplace", "kuairand"]), default="marketplace",
-              show_default=True, help="Embedded synthetic marketplace, or the world fitted on "
-              "the real KuaiRand-Pure logs (needs ../shared/data or $FUSIONTUNE_KUAIRAND).")
-@click.option("--guardrail", "guardrail_text",
-              help="Metrics that may not drop more than a fraction below control: click=0.05.")
-@click.option("--interval", type=click.Choice(list(INTERVALS)), default="bootstrap",
-              show_default=True,
-              help="95% intervals: percentile bootstrap, studentized bootstrap or normal.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of tables.")
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-@MLFLOW
-@user_errors
-def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
-         elite_fraction: float, estimator: str, objective_text: str | None, epochs: int,
-         world: str, guardrail_text: str | None, interval: str, as_json: bool,
-         no_progress: bool, estimator_param_text: tuple[str, ...] = (),
-         mlflow_uri: str | None = None) -> None:
-    """Run the whole loop on the embedded synthetic marketplace.
-
-    world -> logs (Parquet) -> MMoE ranker -> score table -> CEM rounds over
-    fusion weights in a SQLite study -> A/B report on held-out requests with
-    the world's true lift -> weights.json.
-    """
-    from tuner.demo import DEFAULT_OBJECTIVES, DemoConfig, as_dict, run_demo
-
-    tasks = tuple(DEFAULT_OBJECTIVES[world])  # the world's tasks: every one is weighted
-    objective = (parse_objective(objective_text, tasks) if objective_text
-                 else dict(DEFAULT_OBJECTIVES[world]))
-    guardrails = {g.metric: g.max_drop for g in parse_guardrails(guardrail_text, tasks)}
-    estimator_params = parse_estimator_params(estimator_param_text, estimator)
-    db = out / "study.db"
-    if db.exists():
-        db.unlink()
-    config = DemoConfig(out_dir=out, seed=seed, n_requests=n_requests, rounds=rounds,
-                        population=population, elite_fraction=elite_fraction,
-                        estimator=estimator, objective=objective, epochs=epochs,
-                        world=world, guardrails=guardrails, interval=interval,
-                        estimator_params=estimator_params)
-    say = (lambda s: click.echo(s, err=True)) if as_json else click.echo
-    result = run_demo(config, say=say, progress=not no_progress)
-    log_demo(mlflow_uri, config, result)
-    if as_json:
-        for p in result.picks:
-            _warn_pick(p)
-        dump({**as_dict(result), "picks": [
-            {"pick": p.name, "weights": p.weights.tolist(), "search": p.search_values,
-             "holdout": {r.metric: [r.treatment.value, r.treatment.low, r.treatment.high]
-                         for r in p.holdout.rows},
-             "events": ab_events(p.holdout),
-             "true": p.truth} for p in result.picks]})
-        return
-    click.echo("\nCEM rounds (search split; best is the best single trial of the round):")
-    click.echo(rounds_table(result.rounds))
-    control = result.control_truth
-    for p in result.picks:
-        click.echo(f"\nA/B on {p.holdout.n_requests:,} held-out requests ({p.holdout.estimator}"
-                   f"), pick '{p.name}' {np.round(p.weights, 3).tolist()} vs control:")
-        truth = {t: (control[t], p.truth[t]) for t in control}
-        truth[OBJECTIVE] = (sum(objective.get(t, 0) * v for t, v in control.items()),
-                            p.true_objective(objective))
-        click.echo(ab_table(p.holdout, p.search_values, truth))
-        click.echo(_holdout_line(p))
-        _warn_pick(p)
-    click.echo(f"\nexported '{result.exported.pick}' -> {result.export_path}")
-    click.echo(f"study: {result.storage} (optuna-dashboard {result.storage})")
-    click.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
-
-
-
-def _holdout_line(pick: Pick) -> str:
-    """The held-out estimate of a pick's objective with its 95% interval, beside the truth."""
-    row = next(r for r in pick.holdout.rows if r.metric == OBJECTIVE)
-    t = row.treatment
-    return (f"held-out estimate of '{pick.name}': {OBJECTIVE} {t.value:.3f} "
-            f"[{t.low:.3f}, {t.high:.3f}] (control {row.control.value:.3f})")
-
-
-def _warn_pick(pick: Pick) -> None:
-    """The few-events warnings of one pick, each naming it (stderr)."""
-    events = {f"pick '{pick.name}': {m}": n for m, n in ab_events(pick.holdout).items()}
-    warn_few_events(events, "held-out")
+@main.group(cls=LazyGroup, lazy=SEARCH_COMMANDS)
+def search() -> None:
+    """Run, inspect and export a fusion-weight search stored in a database."""

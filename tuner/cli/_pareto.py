@@ -91,7 +91,7 @@ def search_pareto(ctx: click.Context, storage: str, study_name: str, metrics_tex
                   strategy: str, rounds: int, scalarisations: int, scalarisation: str,
                   max_points: int | None, as_json: bool, plot_dir: Path | None,
                   no_progress: bool, plot_intervals: bool = True, **options: Any) -> None:
-    """Search and print the Pareto front of 2 or 3 metrics (e.g. clicks vs likes).
+    """Search and print the Pareto front of 2 or 3 metrics, such as clicks against likes.
 
     A new study needs --logs, --scores and --metrics; every evaluated weight
     vector is a trial with all its metrics, and the front is built from all

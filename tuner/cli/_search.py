@@ -1,4 +1,5 @@
-"""``search run|worker|history|export``: a search stored in a database."""
+"""``search run|worker|history|export``: a search stored in a database (the ``search``
+group itself is :func:`tuner.cli._main.search`)."""
 
 from __future__ import annotations
 
@@ -60,14 +61,7 @@ from tuner.study import (
 )
 
 
-@click.group()
-def search() -> None:
-    """Run, inspect and export a fusion-weight search stored in a database."""
-
-
-
-
-@search.command("run")
+@click.command("run")
 @STORAGE
 @STUDY
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
@@ -319,7 +313,7 @@ def _import_evaluate(spec: str) -> Callable[[np.ndarray], Any]:
     return fn  # type: ignore[no-any-return]
 
 
-@search.command("worker")
+@click.command("worker")
 @STORAGE
 @STUDY
 @click.option("--until", type=click.IntRange(min=0), default=None,
@@ -370,7 +364,7 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
                    f"chunks; study has {report.rounds_done} complete rounds")
 
 
-@search.command("history")
+@click.command("history")
 @STORAGE
 @STUDY
 @click.option("--trials", "show_trials", is_flag=True, help="List every trial, not rounds.")
@@ -413,13 +407,19 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
                           for r in rows]))
         return
     rounds = history(study, search_)
+    from tuner.cli._live import history_live, live_text
+
+    live = history_live(study)  # a study with live rounds: their groups and calibration
     if as_json:
-        dump([r.to_dict() for r in rounds])
+        dump([r.to_dict() for r in rounds] if live is None
+             else {"rounds": [r.to_dict() for r in rounds], **live})
         return
     if not rounds:
         click.echo(f"study {study_name!r} has no trials yet")
         return
     click.echo(rounds_table(rounds, space.prefix))
+    if live is not None:
+        click.echo(live_text(live))
     done = completed_rounds(study, search_.population)
     stop = ConvergenceRule(patience).stop(rounds[:done])
     click.echo(f"search run --until converged --patience {patience} would " + (
@@ -427,7 +427,7 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
         else "not have stopped yet"))
 
 
-@search.command("export")
+@click.command("export")
 @STORAGE
 @STUDY
 @click.option("--trial", "trial_number", type=int, help="Export this trial number.")

@@ -28,57 +28,52 @@ SCORE_NOISE = 0.3
 """Std of the log-normal noise on each true probability in the score table."""
 
 
-def parse_candidates(text: str) -> int:
-    """``--candidates 20`` -> 20; a range ``10:40`` is refused until worlds draw ragged
-    requests.
+def parse_candidates(text: str) -> tuple[int, int]:
+    """``--candidates 20`` -> ``(20, 20)``; a ragged range ``10:40`` -> ``(10, 40)``.
 
     Raises:
-        ValueError: a range, or not a positive integer.
+        ValueError: not a positive integer or a range ``low:high`` of them.
 
     Example:
-        >>> parse_candidates("20")
-        20
+        >>> parse_candidates("20"), parse_candidates("10:40")
+        ((20, 20), (10, 40))
     """
-    if ":" in text:
-        raise ValueError(
-            f"--candidates {text}: ragged generation needs the worlds' ragged-request "
-            "option, which this build lacks; give one number of candidates per request "
-            "(e.g. --candidates 20)")
+    parts = text.split(":")
     try:
-        n = int(text)
+        low, high = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else (0, 0)
     except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"--candidates {text!r}: give a positive integer, e.g. 20")
-    return n
+        low = high = 0
+    if not 1 <= low <= high:
+        raise ValueError(f"--candidates {text!r}: give a positive integer (e.g. 20) or a "
+                         "range low:high of them (e.g. 10:40, ragged requests)")
+    return low, high
 
 
-def _chunk(world_name: str, seed: int, index: int, requests: int, candidates: int) -> Any:
-    """The world whose ``generate()`` draws chunk ``index`` of ``requests`` requests: the
-    same users, items and response model for every chunk, a traffic stream of its own."""
+def make_world(world_name: str, seed: int, candidates: tuple[int, int]) -> Any:
+    """The world whose :meth:`generate_chunk` draws every chunk: one population of users,
+    items and responses, a traffic stream of each chunk's own."""
     from simulator.worlds import KuaiRandConfig, KuaiRandWorld, MarketplaceConfig, MarketplaceWorld
 
-    if world_name == "kuairand":  # its config seed drives the traffic alone
-        return KuaiRandWorld(KuaiRandConfig(n_requests=requests, n_candidates=candidates,
-                                            seed=seed * 1_000_003 + index))
-    world = MarketplaceWorld(MarketplaceConfig(n_requests=requests, n_candidates=candidates,
-                                               seed=seed))
-    # the marketplace draws its population and its traffic from two streams of the seed;
-    # each chunk keeps the population and takes a traffic stream of its own
-    world._traffic_seq = np.random.SeedSequence([seed, 7, index])  # type: ignore[attr-defined]
-    return world
+    low, high = candidates
+    shape: dict[str, Any] = ({"n_candidates": low} if low == high
+                             else {"candidates": (low, high)})
+    if world_name == "kuairand":
+        return KuaiRandWorld(KuaiRandConfig(seed=seed, **shape))
+    return MarketplaceWorld(MarketplaceConfig(seed=seed, **shape))
 
 
 def _score_columns(world: Any, traffic: LoggedTraffic, seed: int, index: int
                    ) -> dict[str, np.ndarray]:
-    """The long score table of a chunk: ``request_id, item_id, p_<task>...``."""
+    """The long score table of a chunk: ``request_id, item_id, p_<task>...`` (one row per
+    candidate of the log, padding of ragged requests left out)."""
     truth = world.true_probabilities(traffic)  # [c, N, T]
     rng = np.random.default_rng([seed, 11, index])
     noisy = np.clip(truth * rng.lognormal(0.0, SCORE_NOISE, truth.shape), 1e-6, 1.0)
-    n = traffic.n_candidates
-    cols = {"request_id": np.repeat(traffic.request_ids, n),
-            "item_id": traffic.item_ids.reshape(-1)}
-    cols.update({f"p_{t}": noisy[..., i].reshape(-1) for i, t in enumerate(world.tasks)})
+    valid = (np.ones(traffic.item_ids.shape, bool) if traffic.valid is None
+             else traffic.valid)
+    rows = np.broadcast_to(traffic.request_ids[:, None], valid.shape)
+    cols = {"request_id": rows[valid], "item_id": traffic.item_ids[valid]}
+    cols.update({f"p_{t}": noisy[..., i][valid] for i, t in enumerate(world.tasks)})
     return cols
 
 
@@ -105,9 +100,10 @@ class _Writer:
             self.writer.close()
 
 
-def generate_dataset(world_name: str, requests: int, candidates: int, partitions: int,
-                     out: Path, seed: int = 0) -> dict[str, Any]:
+def generate_dataset(world_name: str, requests: int, candidates: tuple[int, int],
+                     partitions: int, out: Path, seed: int = 0) -> dict[str, Any]:
     """Write the partitioned log and score table; returns what was written."""
+    world = make_world(world_name, seed, candidates)
     bounds = np.linspace(0, requests, partitions + 1).astype(np.int64)
     index, rows = 0, 0
     for p, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
@@ -115,11 +111,7 @@ def generate_dataset(world_name: str, requests: int, candidates: int, partitions
         try:
             for start in range(int(a), int(b), CHUNK_REQUESTS):
                 size = min(CHUNK_REQUESTS, int(b) - start)
-                world = _chunk(world_name, seed, index, size, candidates)
-                drawn = world.generate()
-                traffic = LoggedTraffic(**{
-                    **{f: getattr(drawn, f) for f in drawn.__dataclass_fields__},
-                    "request_ids": drawn.request_ids + start})
+                traffic = world.generate_chunk(size, start_request_id=start, seed=seed)
                 if log_w is None:
                     meta = {b"fusiontune.label_kinds": json.dumps(dict(traffic.label_kinds))
                             .encode(), b"fusiontune.examination": json.dumps(
@@ -130,7 +122,7 @@ def generate_dataset(world_name: str, requests: int, candidates: int, partitions
                 log_w.write(traffic.to_columns())
                 score_w.write(_score_columns(world, traffic, seed, index))
                 index += 1
-                rows += size * candidates
+                rows += int(traffic.candidate_counts.sum())
         finally:
             for w in (log_w, score_w):
                 if w is not None:
@@ -149,7 +141,8 @@ def world() -> None:
               show_default=True, help="kuairand needs ../shared/data (fitted once, cached).")
 @click.option("--requests", type=click.IntRange(min=1), required=True)
 @click.option("--candidates", default="20", show_default=True,
-              help="Candidates per request (a range such as 10:40 needs ragged worlds).")
+              help="Candidates per request, or a range such as 10:40: ragged requests, each "
+                   "drawing its number uniformly.")
 @click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True,
               help="Parquet files of the log (and of the score table), by request range.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
@@ -163,10 +156,10 @@ def world_generate(world_name: str, requests: int, candidates: str, partitions: 
 
     Then: fusiontune search run --logs OUT/logs --scores OUT/scores --objective ...
     """
-    n = parse_candidates(candidates)
+    shape = parse_candidates(candidates)
     if partitions > requests:
         raise ValueError(f"--partitions {partitions} exceeds --requests {requests}")
-    done = generate_dataset(world_name, requests, n, partitions, Path(out), seed)
+    done = generate_dataset(world_name, requests, shape, partitions, Path(out), seed)
     if as_json:
         dump(done)
     else:
