@@ -63,8 +63,8 @@ def _schema(logs: Path, scores: Path) -> None:
     (_unsorted, r"part-0000.parquet: row 20: request \d+ comes after a larger request id"),
     (_unscored, r"score table .*scores \(requests 400..799\) vs log .*part-0001.parquet "
                 r"\(from row 0\): request \d+ has 19 scored "
-                r"candidate\(s\) but (the log lists|most requests have) 20 \(item\(s\) \d+ of the log have no "
-                "row\\)"),
+                r"candidate\(s\) but (the log lists|most requests have) 20 "
+                r"\(item\(s\) \d+ of the log have no row\)"),
     (_schema, r"part-0002.parquet: its schema differs from .*part-0000.parquet's: extra "
               r"column\(s\) \['feature_extra'\]"),
 ])
