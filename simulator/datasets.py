@@ -124,6 +124,8 @@ class ParquetDataset:
         """
         import pyarrow.parquet as pq
 
+        if "_schema" in self.__dict__:  # read the files' footers once
+            return self.__dict__["_schema"]
         files = self.files
         first = pq.read_schema(files[0])
         for f in files[1:]:
@@ -144,6 +146,7 @@ class ParquetDataset:
         if REQUEST not in first.names:
             raise DatasetError(f"{files[0]}: no column {REQUEST!r}; a dataset's rows are "
                                "grouped by it")
+        object.__setattr__(self, "_schema", first)
         return first
 
     def metadata(self) -> dict[bytes, bytes]:

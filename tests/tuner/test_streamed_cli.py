@@ -63,8 +63,8 @@ def _schema(logs: Path, scores: Path) -> None:
     (_unsorted, r"part-0000.parquet: row 20: request \d+ comes after a larger request id"),
     (_unscored, r"score table .*scores \(requests 400..799\) vs log .*part-0001.parquet "
                 r"\(from row 0\): request \d+ has 19 scored "
-                r"candidate\(s\) but the log lists 20 \(item\(s\) \d+ of the log have no "
-                "row\\)"),
+                r"candidate\(s\) but the log lists 20 "
+                r"\(item\(s\) \d+ of the log have no row\)"),
     (_schema, r"part-0002.parquet: its schema differs from .*part-0000.parquet's: extra "
               r"column\(s\) \['feature_extra'\]"),
 ])
@@ -85,3 +85,16 @@ def test_a_folder_log_runs_a_search(tmp_path: Path) -> None:
     code, out = _run(logs, scores, db)
     assert code == 0, out
     assert _trials(db) == 4
+
+
+def test_a_pareto_search_refuses_a_streamed_log_with_a_message(tmp_path: Path) -> None:
+    logs, scores = write_files(tmp_path, 3)
+    db = tmp_path / "p.db"
+    result = CliRunner().invoke(main, [
+        "search", "pareto", "--storage", str(db), "--study", "p", "--logs", str(logs),
+        "--scores", str(scores), "--metrics", "click,like", "--rounds", "1", "--population",
+        "4", "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert "is streamed (a folder, or --stream): this command needs the whole log" in \
+        result.output
+    assert _trials(db) == 0

@@ -77,3 +77,19 @@ def test_pooled_dr_is_refused_in_streamed_mode(tmp_path: Path) -> None:
     logs, scores = write_files(tmp_path, 3)
     with pytest.raises(ValueError, match="'pooled_dr' needs the whole log at once"):
         StreamedWorkspace(_settings(logs, scores, estimator="pooled_dr"))
+
+
+def test_a_ragged_log_streamed_equals_it_held_whole(tmp_path: Path) -> None:
+    # each chunk is padded to its own widest request, the whole log to the widest of all
+    from tuner.cli._world import generate_dataset
+
+    generate_dataset("marketplace", 1500, (10, 40), 3, tmp_path)
+    settings = _settings(tmp_path / "logs", tmp_path / "scores")
+    whole = Workspace(settings)  # a folder held whole (read_whole)
+    assert whole.traffic.n_candidates == 40
+    want = whole.replay("search").evaluate(WEIGHTS, OBJECTIVE)
+    got = StreamedWorkspace(settings, chunk_rows=5000).replay("search").evaluate(WEIGHTS,
+                                                                                 OBJECTIVE)
+    for f in FIELDS:
+        np.testing.assert_allclose(getattr(got, f), getattr(want, f), rtol=1e-9, atol=1e-12,
+                                   err_msg=f)

@@ -46,10 +46,20 @@ def start_client(workers: int = 2, scheduler: str | None = None) -> Any:
         raise ValueError("--engine dask needs dask's distributed scheduler: pip install "
                          "'dask[distributed]'") from None
     if scheduler is not None:
-        return Client(scheduler)
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, scheduler_port=0)
-    return Client(cluster)
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None, scheduler_port=0)
+        client = Client(cluster)
+    client.run(_warm)  # each worker imports the replay once, not in its first task
+    return client
+
+
+def _warm() -> None:
+    """Import what a task runs (torch among it: seconds on a loaded machine)."""
+    import torch  # noqa: F401
+
+    import tuner.evaluation.streamed  # noqa: F401
 
 
 def _shard_sums(chunks: PartChunks, replay: StreamedReplay, weights: np.ndarray,

@@ -8,7 +8,7 @@ dataset whole (:func:`read_whole`) without importing the streamed workspace.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -41,11 +41,22 @@ def dataset_meta(logs: ParquetDataset) -> tuple[np.ndarray | None, dict[str, str
 
 def log_chunks(logs: str, scores: str, score_index: DatasetIndex,
                examination: np.ndarray | None, label_kinds: Mapping[str, str],
-               chunk_rows: int, files: list[int] | None = None
+               chunk_rows: int, files: list[int] | None = None,
+               select: Callable[[np.ndarray], np.ndarray] | None = None
                ) -> Iterator[tuple[LoggedTraffic, str, ScoreTable]]:
-    """Each chunk of whole requests of the log (validated), its source and its scores."""
+    """Each chunk of whole requests of the log (validated), its source and its scores.
+
+    ``select`` maps a chunk's ``request_id`` column to a row mask: only those rows (whole
+    requests) are built and checked, e.g. one split's; a chunk with none is skipped.
+    """
     log_ds, score_ds = ParquetDataset(logs), ParquetDataset(scores)
     for columns, source in log_ds.chunks(chunk_rows, files=files):
+        if select is not None:
+            keep = select(np.asarray(columns["request_id"]))
+            if not keep.any():
+                continue
+            columns = {n: v[keep] for n, v in columns.items()}
+            source = f"{source}, some requests"
         traffic = LoggedTraffic.from_columns(columns, examination, source, label_kinds)
         yield traffic, source, _scores_of(score_ds, score_index, traffic, source)
 

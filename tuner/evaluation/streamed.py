@@ -15,7 +15,7 @@ a Dask task gets one and reads its own files (:mod:`tuner.evaluation.dask_engine
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,23 +73,24 @@ class PartChunks:
         part_no = list(self.settings.splits).index(self.part)
         needs_model = make_estimator(self.settings.estimator,
                                      self.settings.estimator_params).needs_reward_model
-        for traffic, source, table in self.log_chunks():
-            keep = np.flatnonzero(split_parts(traffic.request_ids, self.settings.splits,
-                                              self.settings.split_seed) == part_no)
-            if not len(keep):
-                continue
-            sub = traffic.take(keep)
+
+        def in_part(ids: np.ndarray) -> np.ndarray:  # rows of this split's requests
+            return split_parts(ids, self.settings.splits, self.settings.split_seed) == part_no
+
+        for sub, source, table in self.log_chunks(in_part):
             aligned = aligned_scores(table, sub, source, self.settings.scores)
             rm = (reward_model(self.settings, table.tasks, sub.tasks, aligned)
                   if needs_model else None)
             yield ReplayChunk(sub.request_ids,
                               SlateFeedback.from_traffic(sub, reward_model=rm), aligned)
 
-    def log_chunks(self) -> Iterator[tuple[LoggedTraffic, str, ScoreTable]]:
-        """Each chunk of the log (validated) with its source and its scores."""
+    def log_chunks(self, select: Callable[[np.ndarray], np.ndarray] | None = None
+                   ) -> Iterator[tuple[LoggedTraffic, str, ScoreTable]]:
+        """Each chunk of the log (validated) with its source and its scores (only the rows
+        ``select`` keeps, see :func:`~tuner.evaluation.dataset_io.log_chunks`)."""
         return log_chunks(self.settings.logs, self.settings.scores, self.score_index,
                           self.examination, self.label_kinds, self.chunk_rows,
-                          None if self.files is None else list(self.files))
+                          None if self.files is None else list(self.files), select)
 
 
 class StreamedWorkspace:
@@ -116,6 +117,17 @@ class StreamedWorkspace:
         check_streamable(make_estimator(settings.estimator, settings.estimator_params))
         self._score_index: DatasetIndex | None = None
         self._log_index: DatasetIndex | None = None
+
+    @property
+    def traffic(self) -> LoggedTraffic:
+        """Refused: a streamed log is never held whole (what a Pareto search needs).
+
+        Raises:
+            ValueError: always, naming what would work.
+        """
+        raise ValueError(f"log {self.settings.logs} is streamed (a folder, or --stream): this "
+                         "command needs the whole log in memory; give it a single Parquet "
+                         "file without --stream")
 
     @property
     def score_index(self) -> DatasetIndex:
