@@ -115,7 +115,10 @@ def test_validated_export_reports_its_report_fold(studies: Path, tmp_path: Path)
     selection = data["extra"]["selection"]
     assert data["pick"] == "strategy" and selection["rounds"] == [1]
     assert data["extra"]["holdout_requests"] == selection["report_requests"]
-    assert selection["choose_requests"] + selection["report_requests"] == 1000
+    # the held-out split is a hash split (about, not exactly, 1000 of the 2000 requests)
+    # cut into two halves of it
+    assert 900 <= selection["choose_requests"] + selection["report_requests"] <= 1100
+    assert abs(selection["choose_requests"] - selection["report_requests"]) <= 1
 
 
 def test_validated_export_refuses_a_pick_that_does_not_beat_control(

@@ -62,8 +62,10 @@ def fold_replays(replay: Replay) -> tuple[Replay, Replay]:
         raise ValueError(f"the held-out split has {n} requests; need at least 4 to cut "
                          "into a choose and a report fold")
     h = n // 2
+    ids = replay.request_ids
     return tuple(dataclasses.replace(replay, feedback=replay.feedback.chunk(a, b),
-                                     scores=replay.scores[a:b])
+                                     scores=replay.scores[a:b],
+                                     request_ids=None if ids is None else ids[a:b])
                  for a, b in ((0, h), (h, n)))  # type: ignore[return-value]
 
 
