@@ -66,6 +66,11 @@ class KuaiRandConfig:
         production_noise: std of the noise on the production model's logits.
         examination_eta: ``examination[k] = 1 / (1 + k) ** eta`` (an assumption).
         seed: seed of the traffic.
+        taste_heterogeneity: ``h >= 0``, how much users' best fusion weights differ (not
+            fitted: an assumption to test personalisation against): with ``z`` the user's
+            standardized activity-degree code (the ``user_active_degree`` log feature),
+            the like logit gains ``h * z`` and the long_view one loses it. 0 (the
+            default) leaves the fitted world unchanged.
 
     Example:
         >>> KuaiRandConfig(n_requests=1000).slate_size
@@ -80,6 +85,7 @@ class KuaiRandConfig:
     production_noise: float = 0.5
     examination_eta: float = 0.7
     seed: int = 0
+    taste_heterogeneity: float = 0.0
 
     def __post_init__(self) -> None:
         def fail(name: str, valid: str) -> ValueError:
@@ -100,7 +106,7 @@ class KuaiRandConfig:
                 not all(math.isfinite(x) for x in w):
             raise fail("logging_weights", f"a tuple of {len(KUAIRAND_TASKS)} finite numbers, "
                        f"one per task {KUAIRAND_TASKS}")
-        for name in ("production_noise", "examination_eta"):
+        for name in ("production_noise", "examination_eta", "taste_heterogeneity"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise fail(name, "a finite number >= 0")
 
@@ -158,7 +164,7 @@ class KuaiRandWorld(BaseWorld):
         users, tabs = fit.group_user[groups], fit.group_tab[groups]
         items, real = _candidates(rng, fit, groups, n)  # [R, N]
         tab_rn = np.broadcast_to(tabs[:, None], (r, n))
-        logits = fit.logits(users[:, None], items, tab_rn)  # [R, N, T]
+        logits = self._logits(users[:, None], items, tab_rn)  # [R, N, T]
 
         noisy = logits + cfg.production_noise * rng.standard_normal(logits.shape)
         score = -np.logaddexp(0.0, -noisy) @ np.asarray(cfg.logging_weights)  # [R, N]
@@ -199,8 +205,20 @@ class KuaiRandWorld(BaseWorld):
         """
         if "tab" not in traffic.features:
             raise ValueError("a KuaiRand world log needs its 'tab' feature (the request's page)")
-        return _sigmoid(self.fit.logits(traffic.user_ids[:, None], traffic.item_ids,
-                                        traffic.features["tab"].astype(np.int64)))
+        return _sigmoid(self._logits(traffic.user_ids[:, None], traffic.item_ids,
+                                     traffic.features["tab"].astype(np.int64)))
+
+    def _logits(self, users: np.ndarray, items: np.ndarray, tabs: np.ndarray) -> np.ndarray:
+        """``[..., T]`` the fitted logits, tilted by ``taste_heterogeneity`` (see the config)."""
+        logits = self.fit.logits(users, items, tabs)
+        h = self.config.taste_heterogeneity
+        if h:
+            active = self.fit.user_active.astype(np.float64)
+            z = (active - active.mean()) / max(float(active.std()), 1e-12)
+            tilt = h * np.broadcast_to(z[users], logits.shape[:-1])
+            logits[..., KUAIRAND_TASKS.index("long_view")] -= tilt
+            logits[..., KUAIRAND_TASKS.index("like")] += tilt
+        return logits
 
     def expected_rewards(self, traffic: LoggedTraffic) -> np.ndarray:
         """``[R, N, 4]`` ``(r_c, r_c r_lv, r_like, r_pe)``: expected labels given examination."""

@@ -88,6 +88,11 @@ class MarketplaceConfig:
             model's predictions.
         examination_eta: ``examination[k] = 1 / (1 + k) ** eta``.
         seed: seed of everything (world, traffic).
+        taste_heterogeneity: ``h >= 0``, how much users' best fusion weights differ: the
+            like logit gains ``h * z_activity`` and the conversion logit loses it, so
+            active users like more and buy less than quiet ones and want a larger like
+            weight and a smaller conversion weight (``user_activity`` is a log feature,
+            so segments of it can find this). 0 (the default) leaves the world unchanged.
 
     Example:
         >>> MarketplaceConfig(n_requests=1000).slate_size
@@ -105,6 +110,7 @@ class MarketplaceConfig:
     production_noise: float = 0.5
     examination_eta: float = 0.8
     seed: int = 0
+    taste_heterogeneity: float = 0.0
 
     def __post_init__(self) -> None:
         def fail(name: str, valid: str) -> ValueError:
@@ -128,7 +134,7 @@ class MarketplaceConfig:
                 or not all(_is_real(w) and math.isfinite(w) for w in weights)):
             raise fail("logging_weights",
                        f"a tuple of {len(_TASKS)} finite numbers, one per task {_TASKS}")
-        for name in ("production_noise", "examination_eta"):
+        for name in ("production_noise", "examination_eta", "taste_heterogeneity"):
             value = getattr(self, name)
             if not _is_real(value) or not (math.isfinite(value) and value >= 0.0):
                 raise fail(name, "a finite number >= 0")
@@ -341,6 +347,9 @@ class MarketplaceWorld(BaseWorld):
                        - pop.price_sensitivity[seg] * z_price + 0.5 * quality)
         out[..., 2] = (a_l + 1.2 * quality + 0.3 * match[..., 0] + 0.6 * match[..., 2]
                        - 0.6 * bait)
+        if cfg.taste_heterogeneity:  # tastes that differ with activity (config docstring)
+            out[..., 1] -= cfg.taste_heterogeneity * z_act
+            out[..., 2] += cfg.taste_heterogeneity * z_act
         return out
 
 
