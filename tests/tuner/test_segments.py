@@ -17,8 +17,8 @@ from tuner.evaluation.search_data import split_log
 from tuner.picks.export import ExportedWeights
 from tuner.segments import (
     ATTR_SEGMENTS,
-    SegmentedReplay,
     Segmentation,
+    SegmentedReplay,
     SegmentTable,
     guard,
     merge_small,
