@@ -127,7 +127,8 @@ def request_feature(traffic: LoggedTraffic, feature: str) -> np.ndarray:
         raise ValueError(f"--segment-by {feature!r}: the feature is not numeric") from None
 
 
-def merge_small(segmentation: Segmentation, events: Callable[[Segmentation], Sequence[float]],
+def merge_small(segmentation: Segmentation,
+                events: Callable[[Segmentation], Sequence[float] | np.ndarray],
                 min_events: float) -> tuple[Segmentation, list[str]]:
     """Merge segments with too few expected events into a neighbour until none is left.
 
