@@ -232,8 +232,12 @@ def test_exported_table_reproduces_the_weights_on_held_out_rows() -> None:
                    and (r["high"] is None or value < r["high"]))
         np.testing.assert_array_equal(list(row["weights"].values()),
                                       back.weights_for(np.array([value]))[0])
-    # a reader of schema 1.0 still gets the default (global) row
+    # a reader of schema 1.0 still gets the default (global) row; the schema takes the file
     assert ExportedWeights.from_json(text).weights == tuple(CONTROL)
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(__file__).parents[2] / "tuner" / "picks" /
+                         "weights.schema.json").read_text())
+    jsonschema.validate(json.loads(text), schema)
 
 
 def test_not_significant_exports_the_global_pick() -> None:
