@@ -286,3 +286,9 @@ def test_kuairand_personalised_truth_matches_rollouts() -> None:
                       for s in range(40)])
     se = draws.std(axis=0, ddof=1) / np.sqrt(len(draws))
     assert (np.abs(draws.mean(axis=0) - truth) < 4 * se + 1e-9).all()
+
+
+def test_an_estimator_without_events_leaves_segments_and_says_so() -> None:
+    seg = Segmentation("f", (1.0,))
+    merged, notes = merge_small(seg, lambda s: [np.nan, np.nan], 100)
+    assert merged == seg and "unchecked" in notes[0]

@@ -142,7 +142,9 @@ def merge_small(segmentation: Segmentation,
         min_events: the fewest a segment may have.
 
     Returns:
-        The merged segmentation and one line per merge, for people.
+        The merged segmentation and one line per merge, for people. An estimator
+        without importance weights (all events NaN) leaves the segments as they are, and
+        says so.
 
     Raises:
         ValueError: even one segment (the whole split) has too few events.
@@ -151,6 +153,9 @@ def merge_small(segmentation: Segmentation,
     seg = segmentation
     while True:
         counts = np.asarray(events(seg), dtype=np.float64)
+        if np.isnan(counts).all():  # e.g. the direct method: no importance weights to count
+            notes.append("the estimator reports no expected events: segment sizes unchecked")
+            return seg, notes
         small = np.flatnonzero(~(counts >= min_events))
         if small.size == 0:
             return seg, notes
