@@ -32,6 +32,9 @@ def test_segmented_run_compare_export(demo_files: DemoFiles, tmp_path: Path) -> 
                                       "--rounds", "1", "--no-progress"],
                                catch_exceptions=False)
     assert again.exit_code == 0, again.output  # resumes: nothing left to run
+    child = CliRunner().invoke(main, ["search", "run", "--storage", str(db), "--study",
+                                      "s/segment-0", "--rounds", "2", "--no-progress"])
+    assert child.exit_code == 1 and "is segment 0 of study 's'" in child.output
     cmp = CliRunner().invoke(main, ["search", "compare", "--storage", str(db), "--study", "s",
                                     "--json"], catch_exceptions=False)
     assert cmp.exit_code == 0, cmp.output

@@ -14,7 +14,7 @@ from tuner.evaluation.loss_study import is_loss_study
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace
 from tuner.picks.compare import Comparison, compare_picks
 from tuner.picks.picking import pick_weights
-from tuner.segments import ATTR_SEGMENTS
+from tuner.segments import ATTR_SEGMENTS, refuse_segment_study
 from tuner.segments._cli import compare_dict, compare_text, personalised_compare
 
 __all__ = ["search_compare"]
@@ -44,6 +44,7 @@ def search_compare(storage: str, study_name: str, top: int, split: str, metric: 
     """
     url = storage_url(storage)
     study, search = load_existing(url, study_name)
+    refuse_segment_study(study, "compare")
     raw = search.settings
     if is_loss_study(raw):
         raise ValueError(f"study {study_name!r} is a loss-weight study: each trial scores "

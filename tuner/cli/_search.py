@@ -40,7 +40,7 @@ from tuner.evaluation.loss_study import SPACES, is_loss_study
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import SearchSettings, Workspace
 from tuner.picks.picking import beats_control, control_export, export_pick, pick_weights
-from tuner.segments import ATTR_SEGMENTS
+from tuner.segments import ATTR_SEGMENTS, refuse_segment_study
 from tuner.segments._cli import run_segments, segment_export
 from tuner.storage import ProjectStore
 from tuner.strategies import STRATEGIES
@@ -180,6 +180,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         search_ = read_spec(study_)
         default_rounds = 5
     check_single_objective(study_)
+    refuse_segment_study(study_, "run")
     target = _target(study_, rounds, default_rounds)
     set_target_rounds(study_, target)
     done = completed_rounds(study_, search_.population)
@@ -463,6 +464,7 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
         raise ValueError(f"--out {out} exists; give --force to overwrite it")
     url = storage_url(storage)
     study, search_ = load_existing(url, study_name)
+    refuse_segment_study(study, "export")
     raw = search_.settings
     pick = "trial" if trial_number is not None else "best_trial" if best else "strategy"
     if is_loss_study(raw):

@@ -12,7 +12,9 @@ from __future__ import annotations
 from tuner.segments._export import SEGMENTS_SCHEMA_VERSION, GuardDecision, SegmentTable, guard
 from tuner.segments._replay import PersonalisedEstimate, SegmentedReplay, sub_replay
 from tuner.segments._search import (
+    ATTR_SEGMENT_OF,
     ATTR_SEGMENTS,
+    refuse_segment_study,
     run_segmented,
     segment_picks,
     segment_study_name,
@@ -28,6 +30,7 @@ from tuner.segments._segmentation import (
 
 __all__ = [
     "ATTR_SEGMENTS",
+    "ATTR_SEGMENT_OF",
     "FEATURE_PREFIX",
     "SEGMENTS_SCHEMA_VERSION",
     "GuardDecision",
@@ -37,6 +40,7 @@ __all__ = [
     "Segmentation",
     "guard",
     "merge_small",
+    "refuse_segment_study",
     "request_feature",
     "run_segmented",
     "segment_picks",

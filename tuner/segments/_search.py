@@ -1,7 +1,8 @@
 """Per-segment search: one study per segment beside the global one, in the same database.
 
 Segment ``s`` of study ``name`` is the study ``name/segment-<s>``: an ordinary fusiontune
-study (same strategy, space, seed and settings, plus the segment it searches), so Optuna's
+study (same strategy, space, seed and settings; ``fusiontune:segment_of`` names the parent
+and the segment), so Optuna's
 dashboard opens it, ``search history`` reads it and the loop resumes it like any other.
 Its objective is the segment's own replay (with the guardrails judged on the segment's
 requests), so every generation of every segment together is one pass over the log.
@@ -10,7 +11,7 @@ The parent study stores the :class:`~tuner.segments.Segmentation` (``fusiontune:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,8 @@ from tuner.study._history import RoundSummary, replayed_strategy
 
 __all__ = [
     "ATTR_SEGMENTS",
+    "ATTR_SEGMENT_OF",
+    "refuse_segment_study",
     "run_segmented",
     "segment_picks",
     "segment_study_name",
@@ -34,6 +37,8 @@ __all__ = [
 
 ATTR_SEGMENTS = "fusiontune:segments"
 """User attr of the parent study: the segmentation (feature, edges) its segments use."""
+ATTR_SEGMENT_OF = "fusiontune:segment_of"
+"""User attr of a segment study: ``{"study": parent, "segment": i}``."""
 
 Objective = Callable[[Replay], Callable[[np.ndarray], Any]]
 """Builds a segment's objective (``W [M, S] -> results``) from the segment's replay."""
@@ -80,8 +85,7 @@ def run_segmented(
     Args:
         storage: the database URL (the parent study's).
         study_name: the parent study.
-        search: the parent's spec; each segment study gets it with ``segment`` added to
-            its settings.
+        search: the parent's spec, which each segment study gets too.
         segmentation: the buckets (already merged, see :func:`merge_small`).
         replay: the search split cut by ``segmentation``.
         objective: builds a segment's objective from its replay.
@@ -99,21 +103,32 @@ def run_segmented(
     studies = []
     for s in range(segmentation.n_segments):
         rep = replay.segment(s)
-        settings: Mapping[str, Any] = {**search.settings, "segment": s,
-                                       "segmentation": segmentation.to_dict()}
         child = create_or_load_study(storage, segment_study_name(study_name, s), search.space,
-                                     search.config, search.seed, settings,
+                                     search.config, search.seed, search.settings,
                                      init_mean=np.asarray(search.init_mean))
-        spec = SearchSpec(search.strategy, search.space, search.config, search.seed,
-                          search.init_mean, dict(settings))
+        child.set_user_attr(ATTR_SEGMENT_OF, {"study": study_name, "segment": s})
 
         def hook(summary: RoundSummary, s: int = s) -> None:
             if on_round is not None:
                 on_round(s, summary)
 
-        run_rounds(child, spec, objective(rep), until=until, progress=progress, on_round=hook)
+        run_rounds(child, search, objective(rep), until=until, progress=progress,
+                   on_round=hook)
         studies.append(child)
     return studies
+
+
+def refuse_segment_study(study: optuna.Study, command: str) -> None:
+    """Refuse to run ``command`` on a segment study (its objective is its segment's).
+
+    Raises:
+        ValueError: naming the parent study to use instead.
+    """
+    of = study.user_attrs.get(ATTR_SEGMENT_OF)
+    if of is not None:
+        raise ValueError(f"study {study.study_name!r} is segment {of['segment']} of study "
+                         f"{of['study']!r}; use 'fusiontune search {command} --study "
+                         f"{of['study']}' (it runs and judges every segment)")
 
 
 def segment_picks(storage: str, study_name: str, n_segments: int) -> np.ndarray:
