@@ -218,10 +218,13 @@ def report(world_name: str, results: list[dict[str, dict[str, float]]],
         else:
             cells += ["-", "-", "-"]
         print("| " + " | ".join(cells) + " |")
-    for r in results[:1]:
-        print("\nsegments after merging (seed 0): "
+    for i, r in enumerate(results):
+        print(f"\nseed {i}: segments after merging "
               + ", ".join(f"{k}: {int(v['segments'])}" for k, v in r.items()
-                          if "segments" in v))
+                          if "segments" in v)
+              + "; held-out lift of personalised over global "
+              + ", ".join(f"{k}: [{v['lift low']:+.4f}, {v['lift high']:+.4f}] (true "
+                          f"{v['true lift']:+.4f})" for k, v in r.items() if "segments" in v))
 
 
 def main() -> None:
@@ -239,9 +242,11 @@ def main() -> None:
     args.segments = [int(k) for k in args.segments.split(",")]
     for world_name in args.worlds.split(","):
         t0 = time.time()
-        results = [run(world_name, s, args) for s in range(args.seeds)]
-        report(world_name, results, args)
-        print(f"\n({time.time() - t0:.0f} s)")
+        results = []
+        for s in range(args.seeds):  # the table so far after every seed: a cut run still tells
+            results.append(run(world_name, s, args))
+            report(world_name, results, args)
+            print(f"\n({time.time() - t0:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":
