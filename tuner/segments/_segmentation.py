@@ -32,7 +32,7 @@ class Segmentation:
         edges: ``K - 1`` strictly increasing finite inner edges of ``K`` segments.
 
     Example:
-        >>> seg = Segmentation.from_quantiles("user_activity", np.arange(100.0), 4)
+        >>> seg = Segmentation.from_quantiles("user_activity", np.arange(101.0), 4)
         >>> seg.edges, seg.n_segments
         ((25.0, 50.0, 75.0), 4)
         >>> seg.assign(np.array([0.0, 25.0, 99.0])).tolist()
