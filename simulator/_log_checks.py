@@ -38,10 +38,11 @@ class LogValidationError(ValueError):
         self._cell: tuple[int, int] = (0, 0)
 
     @classmethod
-    def at(cls, template: str, cell: tuple[int, int], n_candidates: int) -> LogValidationError:
-        """A fault in cell ``(request index, candidate)``; ``template`` holds :data:`_ROW`."""
+    def at(cls, template: str, cell: tuple[int, int], row: int) -> LogValidationError:
+        """A fault in cell ``(request index, candidate)``, row ``row`` of the long table;
+        ``template`` holds :data:`_ROW`."""
         r, c = (int(x) for x in cell)
-        err = cls(template.replace(_ROW, str(r * n_candidates + c)))
+        err = cls(template.replace(_ROW, str(int(row))))
         err._template, err._cell = template, (r, c)
         return err
 
@@ -63,6 +64,7 @@ def check_examination(examination: np.ndarray, slate_size: int) -> None:
 def check_traffic(traffic: LoggedTraffic) -> None:
     """Shapes first, then values; raises :class:`LogValidationError` on the first fault."""
     _check_shapes(traffic)
+    _check_padding(traffic)
     _check_slots(traffic)
     _check_items(traffic)
     _check_pscores(traffic)
@@ -85,14 +87,43 @@ def _first(bad: np.ndarray) -> tuple[int, int] | None:
 
 
 def _at(t: LoggedTraffic, template: str, cell: tuple[int, int]) -> LogValidationError:
-    return LogValidationError.at(template, cell, t.n_candidates)
+    """The fault of ``cell``, located at its row of :meth:`LoggedTraffic.to_columns`."""
+    r, c = cell
+    # ragged: the rows of the requests before, then the candidate's own
+    row = r * t.n_candidates + c if t.valid is None else int(t.valid[:r].sum()) + c
+    return LogValidationError.at(template, cell, row)
+
+
+def _check_layout(t: LoggedTraffic) -> None:
+    """Which propensities the log has, of which shapes; the candidate mask's shape."""
+    if t.item_ids.ndim != 2 or t.item_ids.shape[1] < 1:
+        raise LogValidationError(f"item_ids must have shape [R, N] with N >= 1, got "
+                                 f"{t.item_ids.shape}")
+    r, n = t.item_ids.shape
+    if t.pscores is None and t.shown_pscores is None:
+        raise LogValidationError(
+            "a log needs propensities: pscores [R, N, K] (columns pscore_0..pscore_<K-1>) or "
+            "shown_pscores [R, N] (column 'pscore', the propensity of each shown row)")
+    if t.pscores is not None and (t.pscores.ndim != 3 or t.pscores.shape[:2] != (r, n)
+                                  or t.pscores.shape[2] < 1):
+        raise LogValidationError(
+            f"pscores must have shape [R, N, K] = [{r}, {n}, K], got {t.pscores.shape}")
+    if t.pscores is None and not (isinstance(t.slots, int | np.integer) and t.slots >= 1):
+        raise LogValidationError(f"a log without pscores needs its page size: slots must be "
+                                 f"an integer >= 1, got {t.slots!r}")
+    if t.pscores is not None and t.slots is not None and t.slots != t.pscores.shape[2]:
+        raise LogValidationError(f"slots {t.slots} disagrees with the {t.pscores.shape[2]} "
+                                 "slots of pscores")
+    for name, opt in [("shown_pscores", t.shown_pscores), ("valid", t.valid)]:
+        if opt is not None and opt.shape != (r, n):
+            raise LogValidationError(f"{name} must have shape [{r}, {n}], got {opt.shape}")
+    if t.valid is not None and t.valid.dtype != np.bool_:
+        raise LogValidationError(f"valid must be a bool array, got dtype {t.valid.dtype}")
 
 
 def _check_shapes(t: LoggedTraffic) -> None:
+    _check_layout(t)
     r, n = t.item_ids.shape
-    if t.pscores.ndim != 3 or t.pscores.shape[:2] != (r, n):
-        raise LogValidationError(
-            f"pscores must have shape [R, N, K] = [{r}, {n}, K], got {t.pscores.shape}")
     for name, arr in [("request_ids", t.request_ids), ("user_ids", t.user_ids)]:
         if arr.shape != (r,):
             raise LogValidationError(f"{name} must have shape [{r}], got {arr.shape}")
@@ -115,13 +146,44 @@ def _check_shapes(t: LoggedTraffic) -> None:
     if (ids[1:] == ids[:-1]).any():
         raise LogValidationError(f"request_ids must be unique; request "
                                  f"{ids[1:][ids[1:] == ids[:-1]][0]} appears twice")
-    if t.slate_size > n:
-        raise LogValidationError(f"{t.slate_size} slots (pscore_* columns) but only {n} "
-                                 "candidates per request")
+
+
+def _check_padding(t: LoggedTraffic) -> None:
+    """A request has >= 1 candidate, first; padding after, never shown, without labels."""
+    if t.valid is None:
+        return
+    valid = t.valid
+    empty = ~valid.any(axis=1)
+    if empty.any():
+        raise LogValidationError(f"request {t.request_ids[np.argmax(empty)]} has no candidates "
+                                 "(valid is False on its every row); a request needs one")
+    if (cell := _first(valid[:, 1:] & ~valid[:, :-1])) is not None:
+        raise LogValidationError(
+            f"valid: request {t.request_ids[cell[0]]} has a candidate (index {cell[1] + 1}) "
+            "after padding; a request's candidates come first, its padding after")
+    pad = ~valid
+    checks = [("positions", t.positions != -1), *[
+        (f"labels[{task!r}]", lab != 0) for task, lab in t.labels.items()]]
+    if t.pscores is not None:
+        checks.append(("pscores", (t.pscores != 0).any(axis=2)))
+    for name, opt in [("shown_pscores", t.shown_pscores), ("prefix_pscores", t.prefix_pscores)]:
+        if opt is not None:
+            checks.append((name, opt != 0))
+    for name, nonzero in checks:
+        if (cell := _first(pad & nonzero)) is not None:
+            want = "-1 (not shown)" if name == "positions" else "0"
+            raise LogValidationError(
+                f"{name}: padding (index {cell[1]}) of request {t.request_ids[cell[0]]} must "
+                f"be {want}; padding is no candidate")
 
 
 def _check_slots(t: LoggedTraffic) -> None:
-    """Positions are -1 or a slot, and every slot holds exactly one candidate per request."""
+    """Positions are -1 or a slot, and a slot holds at most one candidate per request.
+
+    A request may show fewer slots than the page has, and not necessarily the first ones
+    (the user left, or a slot was not recorded): the estimators take each request's
+    shown slots as the ones its user could examine.
+    """
     k, positions = t.slate_size, t.positions
     if (cell := _first((positions < -1) | (positions >= k))) is not None:
         raise _at(t, f"column 'position' row {_ROW}: value {positions[cell]} is not a valid "
@@ -135,17 +197,15 @@ def _check_slots(t: LoggedTraffic) -> None:
         second = int(np.flatnonzero(positions[req] == slot)[1])
         raise _at(t, f"column 'position' row {_ROW}: request {t.request_ids[req]} shows two "
                   f"candidates in slot {slot}; each slot holds one candidate", (req, second))
-    if (per_slot == 0).any():
-        req, slot = np.argwhere(per_slot == 0)[0]
-        raise LogValidationError(
-            f"column 'position': request {t.request_ids[req]} has no candidate in slot {slot}; "
-            f"every slot 0..{k - 1} must be filled")
 
 
 def _check_items(t: LoggedTraffic) -> None:
     """No request lists an item twice (its scores and labels would be ambiguous)."""
-    order = np.argsort(t.item_ids, axis=1, kind="stable")
-    items = np.take_along_axis(t.item_ids, order, axis=1)
+    ids = t.item_ids
+    if t.valid is not None:  # padding never repeats: distinct numbers below every item
+        ids = np.where(t.valid, ids, np.iinfo(np.int64).min + np.arange(ids.shape[1])[None])
+    order = np.argsort(ids, axis=1, kind="stable")
+    items = np.take_along_axis(ids, order, axis=1)
     repeat = items[:, 1:] == items[:, :-1]
     if repeat.any():
         req, j = np.argwhere(repeat)[0]
@@ -155,8 +215,27 @@ def _check_items(t: LoggedTraffic) -> None:
 
 
 def _check_pscores(t: LoggedTraffic) -> None:
-    """Slot propensities in [0, 1], the logged one in (0, 1], a distribution per slot."""
-    ps, shown = t.pscores, t.shown
+    """Propensities: those of a shown row in (0, 1]; slot ones a distribution per shown slot.
+
+    With ``pscores``, every slot's column is in [0, 1], no candidate has more than 1 over
+    all slots, and a slot the request shows sums to 1 over its candidates (one the
+    request does not show, at most 1: the estimators ignore it). With ``shown_pscores``,
+    each shown row's is in (0, 1], 0 elsewhere, and equal to its slot's ``pscores`` when
+    the log has both.
+    """
+    shown = t.shown
+    if t.shown_pscores is not None:
+        sp = t.shown_pscores
+        if (cell := _first(shown & ~((sp > 0) & (sp <= 1)))) is not None:
+            raise _at(t, f"column 'pscore' row {_ROW}: propensity {sp[cell]} of a shown row "
+                      f"(request {t.request_ids[cell[0]]}, slot {t.positions[cell]}) must be "
+                      "in (0, 1]", cell)
+        if (cell := _first(~shown & (sp != 0))) is not None:
+            raise _at(t, f"column 'pscore' row {_ROW}: shown_pscores must be 0 where not "
+                      f"shown, got {sp[cell]}", cell)
+    if t.pscores is None:
+        return
+    ps = t.pscores
     for slot in range(t.slate_size):
         p = ps[:, :, slot]
         if (cell := _first(~np.isfinite(p))) is not None:
@@ -169,17 +248,26 @@ def _check_pscores(t: LoggedTraffic) -> None:
     if (cell := _first(shown & ~((logged > 0) & (logged <= 1)))) is not None:
         raise _at(t, f"column 'pscore_{t.positions[cell]}' row {_ROW}: propensity of the "
                   f"logged slot is {logged[cell]}; it must be in (0, 1]", cell)
+    if t.shown_pscores is not None:
+        off = shown & ~np.isclose(t.shown_pscores, logged, rtol=1e-6, atol=1e-9)
+        if (cell := _first(off)) is not None:
+            raise _at(t, f"column 'pscore' row {_ROW}: propensity {t.shown_pscores[cell]} "
+                      f"disagrees with pscore_{t.positions[cell]} = {logged[cell]} of the "
+                      "slot the row was shown in; a log with both must give the same", cell)
     total = ps.sum(axis=2)
     if (cell := _first(total > 1 + 1e-6)) is not None:
         raise _at(t, f"columns pscore_*: row {_ROW} puts probability {total[cell]:.6f} > 1 on "
                   "one candidate over all slots", cell)
     col_sums = ps.sum(axis=1)
     bad = np.abs(col_sums - 1) > 1e-4
+    if t.valid is not None or not t.slot_shown.all():  # a slot not shown: at most 1
+        bad = np.where(t.slot_shown, bad, col_sums > 1 + 1e-4)
     if bad.any():
         req, slot = np.argwhere(bad)[0]
         raise LogValidationError(
             f"column 'pscore_{slot}' rows of request {t.request_ids[req]} sum to "
-            f"{col_sums[req, slot]:.6f}; each slot's propensities must sum to 1")
+            f"{col_sums[req, slot]:.6f}; each shown slot's propensities must sum to 1 over "
+            "the request's candidates (a slot not shown: at most 1)")
 
 
 def _check_labels(t: LoggedTraffic) -> None:

@@ -1,5 +1,16 @@
 """Confidence intervals over requests: bootstrap (vectorized) and normal approximation.
 
+Every interval is computed from additive sufficient statistics of the per-request terms
+(:class:`TermSums`: sums, sums of squares and cross products, and their Poisson-bootstrap
+resampled sums), so a log read in chunks, files or on several workers gives the interval
+a log held whole gives, to floating-point summation error: the chunks' sums are added
+(:meth:`TermSums.__add__`) and :meth:`BaseInterval.bounds_from` finishes.
+
+The bootstrap is a Poisson(1) bootstrap: request ``r`` enters resample ``b`` with a
+weight drawn from a counter-based generator keyed by ``(seed, request id, b)``
+(:func:`simulator.hashing.poisson_weights`), not a multinomial over row positions, so
+which requests a resample holds does not depend on how the log is cut either.
+
 All work on :class:`~simulator.estimators.RequestTerms` and a ``combine``
 matrix ``[T, M]`` that maps per-task values to ``M`` reported metrics (the
 identity for per-task values; a column of objective weights for a business
@@ -20,15 +31,20 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
+from simulator._blas import one_blas_thread
 from simulator.estimators._base import RequestTerms
+from simulator.hashing import poisson_weights
 
 __all__ = [
     "INTERVALS",
+    "TermSums",
     "BaseInterval",
     "BootstrapInterval",
     "NormalInterval",
@@ -86,79 +102,268 @@ def influence(terms: RequestTerms, combine: np.ndarray) -> np.ndarray:
         :, None, None] + off
 
 
-def _policy_sums(counts: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-    """``[B, P, K]`` resampled sums ``counts [B, R] @ blocks[p] [R, K]``, one policy at a time.
+BLOCK_REQUESTS = 1024
+"""Requests per block when sums are taken (``[B, block]`` float64 weights at a time, 1.6 MB
+at B = 200: they stay in cache across the per-policy products)."""
 
-    Every call has the same shapes whatever ``P`` is, so a policy's sums do not depend on
-    which policies share ``blocks``; the ``P`` products read ``counts`` ``P`` times, which
-    measured no slower than one ``[R, P * K]`` product (``bench/replay.py``).
+
+@dataclass(frozen=True)
+class TermSums:
+    """Additive sufficient statistics of ``P`` policies' per-request terms on ``M`` metrics.
+
+    With ``a = numerator @ combine``, ``d = denominator`` and ``o = offset @ combine`` per
+    request (each ``[P, M]``, ``d`` broadcast), the columns are the first-order values
+    ``a, d, o`` and their products ``aa, ad, dd, ao, do, oo`` (those the terms have).
+
+    Args:
+        names: the column names, in the order of the last axis.
+        m: number of metrics ``M`` (``d`` and ``dd`` are one column, the others ``M``).
+        n: number of requests.
+        first: ``[P, K]`` float64 sums of the columns over requests.
+        boot: ``[B, P, K']`` Poisson-bootstrap resampled sums of the first ``K'``
+            columns (the first-order ones, or all for the studentized bootstrap), or None.
+        boot_n: ``[B]`` resampled number of requests (sum of the weights), or None.
+        scale_n: ``[P]`` sum over chunks of ``scale * requests`` (self-normalized), or None.
+
+    Example:
+        >>> t = RequestTerms(np.ones((1, 4, 1), np.float32), None, None, np.ones(1),
+        ...                  np.ones(1))
+        >>> s = BootstrapInterval(50).sums(t, np.eye(1))
+        >>> (s + s).n, float((s + s).first[0, 0])
+        (8, 8.0)
     """
-    b, (p, _, k) = counts.shape[0], blocks.shape
-    out = np.empty((b, p, k), dtype=np.float64)
-    for i in range(p):
-        out[:, i] = counts @ blocks[i]
-    return out
+
+    names: tuple[str, ...]
+    m: int
+    n: int
+    first: np.ndarray
+    boot: np.ndarray | None
+    boot_n: np.ndarray | None
+    scale_n: np.ndarray | None
+
+    def __add__(self, other: TermSums) -> TermSums:
+        if other.names != self.names or other.first.shape != self.first.shape:
+            raise ValueError(f"sums of different terms cannot be added: {self.names} "
+                             f"{self.first.shape} vs {other.names} {other.first.shape}")
+
+        def add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None or b is None else a + b
+
+        return TermSums(self.names, self.m, self.n + other.n, self.first + other.first,
+                        add(self.boot, other.boot), add(self.boot_n, other.boot_n),
+                        add(self.scale_n, other.scale_n))
+
+    @property
+    def ratio(self) -> bool:
+        """Self-normalized terms (with a denominator)."""
+        return "d" in self.names
+
+    def column(self, table: np.ndarray, name: str) -> np.ndarray | float:
+        """Column ``name`` of ``first`` ``[P, K]`` or ``boot`` ``[B, P, K]`` (``[..., M]``,
+        ``d`` and ``dd`` broadcast to it); 0.0 for a column the terms lack."""
+        if name not in self.names:
+            return 0.0
+        at = self._offsets()[name]
+        width = 1 if name in ("d", "dd") else self.m
+        return table[..., at:at + width]
+
+    def _offsets(self) -> dict[str, int]:
+        out, at = {}, 0
+        for name in self.names:
+            out[name] = at
+            at += 1 if name in ("d", "dd") else self.m
+        return out
+
+    @property
+    def scale(self) -> np.ndarray | float:
+        """``[P, 1]`` the joined scale of a self-normalized estimate, else 1."""
+        return 1.0 if self.scale_n is None else (self.scale_n / self.n)[:, None]
+
+    def values(self) -> np.ndarray:
+        """``[P, M]`` point estimates."""
+        get = functools.partial(self.column, self.first)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.ratio:
+                return np.asarray(self.scale * get("a") / get("d") + get("o") / self.n)
+            return np.asarray((get("a") + get("o")) / self.n)
+
+    def linearisation(self) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """``(c, rho)``, each ``[P, M]`` (or 1.0 and 0.0 for a plain mean): the influence
+        of request ``r`` is ``c (a_r - rho d_r) + o_r`` (see :func:`influence`)."""
+        if not self.ratio:
+            return 1.0, 0.0
+        get = functools.partial(self.column, self.first)
+        d = get("d")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.scale * self.n / d, get("a") / d
+
+    def influence_sums(self, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sums of the influence values and of their squares, ``[..., P, M]`` each, from
+        ``first`` or a studentized ``boot`` (the linearisation of the whole sample)."""
+        c, rho = self.linearisation()
+        get = functools.partial(self.column, table)
+        s1 = c * (get("a") - rho * get("d")) + get("o")
+        s2 = (c * c * (get("aa") - 2 * rho * get("ad") + rho * rho * get("dd"))
+              + 2 * c * (get("ao") - rho * get("do")) + get("oo"))
+        return np.asarray(s1, dtype=np.float64), np.asarray(s2, dtype=np.float64)
+
+    def standard_errors(self) -> np.ndarray:
+        """``[P, M]`` delta-method standard errors (influence sd over ``sqrt(n)``)."""
+        s1, s2 = self.influence_sums(self.first)
+        n = float(self.n)
+        var = np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1.0)
+        return np.sqrt(var / n)
+
+    def draws(self) -> np.ndarray:
+        """``[B, P, M]`` bootstrap replicate estimates."""
+        if self.boot is None or self.boot_n is None:
+            raise ValueError("these sums hold no bootstrap resamples")
+        get = functools.partial(self.column, self.boot)
+        nb = self.boot_n[:, None, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.ratio:
+                return np.asarray(np.asarray(self.scale)[None] * get("a") / get("d")
+                                  + get("o") / nb)
+            return np.asarray((get("a") + get("o")) / nb)
 
 
-def _resampled_sums(counts: np.ndarray, terms: RequestTerms, combine: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Resampled sums over requests: numerator ``[B, P, M]``, denominator ``[B, P]``
-    and offset ``[B, P, M]`` (None where the terms have none)."""
+_FIRST = ("a", "d", "o")
+_SECOND = (("aa", "a", "a"), ("ad", "a", "d"), ("dd", "d", "d"),
+           ("ao", "a", "o"), ("do", "d", "o"), ("oo", "o", "o"))
+
+
+def term_sums(terms: RequestTerms, combine: np.ndarray, keys: np.ndarray | None,
+              n_resamples: int, seed: int, boot_columns: str) -> TermSums:
+    """The :class:`TermSums` of ``terms`` (``R`` requests keyed by ``keys [R]``).
+
+    Args:
+        terms: per-request terms of ``P`` policies.
+        combine: ``[T, M]`` task -> metric map.
+        keys: ``[R]`` request ids, the keys of the bootstrap weights; None: ``0..R-1``
+            (a log held whole and never cut).
+        n_resamples: ``B``.
+        seed: seed of the bootstrap weights.
+        boot_columns: ``"none"``, ``"first"`` (percentile) or ``"all"`` (studentized).
+    """
+    p, r, _ = terms.numerator.shape
     m = combine.shape[1]
-    c32 = combine.astype(np.float32)
-    parts = [np.einsum("prt,tm->prm", terms.numerator, c32)]  # [P, R, M] each
+    keys = np.arange(r, dtype=np.int64) if keys is None else np.asarray(keys)
+    if keys.shape != (r,):
+        raise ValueError(f"keys must be one request id per request ({r}), got {keys.shape}")
+    have = {"a": True, "d": terms.denominator is not None, "o": terms.offset is not None}
+    names = tuple(n for n in _FIRST if have[n]) + tuple(
+        s for s, x, y in _SECOND if have[x] and have[y])
+    n_first = sum(have.values())
+    width = sum(1 if n in ("d", "dd") else m for n in names)
+    boot_width = {"none": 0, "first": sum(1 if n == "d" else m for n in names[:n_first]),
+                  "all": width}[boot_columns]
+    first = np.zeros((p, width))
+    boot = np.zeros((n_resamples, p, boot_width)) if boot_width else None
+    boot_n = np.zeros(n_resamples) if boot_width else None
+    with one_blas_thread():  # many small products: OpenBLAS's threads only spin
+        for a in range(0, r, BLOCK_REQUESTS):
+            _add_block(terms, combine, keys, a, min(a + BLOCK_REQUESTS, r), names, seed,
+                       first, boot, boot_n)
+    scale_n = None if terms.scale is None else np.asarray(terms.scale, np.float64) * r
+    return TermSums(names, m, r, first, boot, boot_n, scale_n)
+
+
+def _add_block(terms: RequestTerms, combine: np.ndarray, keys: np.ndarray, a: int, b: int,
+               names: tuple[str, ...], seed: int, first: np.ndarray, boot: np.ndarray | None,
+               boot_n: np.ndarray | None) -> None:
+    """Add the sums of requests ``a:b`` to ``first``, ``boot`` and ``boot_n`` in place."""
+    cols = _columns(terms, combine, a, b, names)  # [P, c, K]
+    first += cols.sum(axis=1)
+    if boot is None or boot_n is None:
+        return
+    w = poisson_weights(keys[a:b], seed, boot.shape[0]).astype(np.float64)  # [B, c]
+    boot_n += w.sum(axis=1)
+    resampled = np.ascontiguousarray(cols[..., :boot.shape[2]])
+    for i in range(resampled.shape[0]):  # one policy at a time: see the module docstring
+        boot[:, i] += w @ resampled[i]
+
+
+def _columns(terms: RequestTerms, combine: np.ndarray, a: int, b: int,
+             names: tuple[str, ...]) -> np.ndarray:
+    """``[P, b - a, K]`` float64 per-request columns ``names`` of requests ``a:b``."""
+    base: dict[str, np.ndarray] = {
+        "a": np.einsum("prt,tm->prm", terms.numerator[:, a:b].astype(np.float64), combine)}
     if terms.denominator is not None:
-        parts.append(terms.denominator.astype(np.float32, copy=False)[..., None])
+        base["d"] = terms.denominator[:, a:b].astype(np.float64)[..., None]
     if terms.offset is not None:
-        parts.append(np.einsum("prt,tm->prm", terms.offset, c32))
-    blocks = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
-    sums = _policy_sums(counts, blocks)  # [B, P, K]
-    num = sums[..., :m]
-    den = sums[..., m] if terms.denominator is not None else None
-    off = sums[..., -m:] if terms.offset is not None else None
-    return num, den, off
+        base["o"] = np.einsum("prt,tm->prm", terms.offset[:, a:b].astype(np.float64), combine)
+    second = {s: (x, y) for s, x, y in _SECOND}
+    parts = [base[n] if n in base else base[second[n][0]] * base[second[n][1]] for n in names]
+    return np.concatenate(parts, axis=2)
 
 
-def _ratio(terms: RequestTerms, num: np.ndarray, den: np.ndarray | None,
-           off: np.ndarray | None) -> np.ndarray:
-    """``[B, P, M]`` estimates from resampled sums (see :func:`_resampled_sums`)."""
-    r = terms.numerator.shape[1]
-    off_mean: np.ndarray | float = 0.0 if off is None else off / r
-    if den is None:
-        return num / r + off_mean
-    assert terms.scale is not None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return terms.scale[None, :, None] * num / den[:, :, None] + off_mean
+def _plain_terms(values: np.ndarray) -> RequestTerms:
+    """``[Q, R, M]`` per-request values as the terms of a plain mean."""
+    q = values.shape[0]
+    return RequestTerms(values, None, None, np.ones(q), np.ones(q))
+
+
+def _quantiles(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    alpha = (1.0 - level) / 2.0
+    with warnings.catch_warnings():  # an all-NaN column: no spread in any resample
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanquantile(draws, [alpha, 1.0 - alpha], axis=0)
+    return low, high
 
 
 class BaseInterval(abc.ABC):
-    """A way of putting an interval around per-request estimates."""
+    """A way of putting an interval around per-request estimates.
+
+    A method says which sums it needs (:meth:`sums`) and how to finish from them
+    (:meth:`bounds_from`); :meth:`bounds` does both on terms held whole.
+    """
 
     level: float
+    boot_columns: ClassVar[str] = "none"
 
     @abc.abstractmethod
     def draws(self, terms: RequestTerms, combine: np.ndarray) -> np.ndarray:
         """``[B, P, M]`` replicate estimates (bootstrap) or ``[2, P, M]`` bounds."""
 
+    def sums(self, terms: RequestTerms, combine: np.ndarray,
+             keys: np.ndarray | None = None) -> TermSums:
+        """The sufficient statistics this method needs of ``terms`` (a chunk of requests
+        keyed by ``keys``, the request ids; None: ``0..R-1``)."""
+        return term_sums(terms, combine, keys, getattr(self, "n_resamples", 0),
+                         getattr(self, "seed", 0), self.boot_columns)
+
     @abc.abstractmethod
+    def bounds_from(self, sums: TermSums, contrast: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` from the sums of all chunks, each ``[P, M]`` (``[Q, M]``).
+
+        Raises:
+            ValueError: a contrast this method cannot make from per-policy sums.
+        """
+
     def bounds(
-        self, terms: RequestTerms, combine: np.ndarray, contrast: np.ndarray | None = None
+        self, terms: RequestTerms, combine: np.ndarray, contrast: np.ndarray | None = None,
+        keys: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(low, high)``, each ``[P, M]``, or ``[Q, M]`` for a ``contrast [Q, P]``.
 
         A contrast row ``c`` asks for the interval of ``sum_p c[p] * V_p``, e.g.
         ``[-1, 1]`` for treatment minus control on the same resampled requests.
+        ``keys`` ``[R]`` are the request ids the bootstrap weights are keyed by.
         """
+        return self.bounds_from(self.sums(terms, combine, keys), contrast)
 
 
 @dataclass(frozen=True)
 class BootstrapInterval(BaseInterval):
-    """Percentile bootstrap over requests.
+    """Percentile Poisson bootstrap over requests.
 
-    One ``[B, R]`` matrix of resample counts, shared by all policies and
-    metrics, turns the bootstrap into matrix products
-    ``counts @ per_request_terms`` (``B x R x P*M`` flops), one per policy so that a
-    policy's interval does not depend on the others (see the module docstring).
+    Request ``r`` enters resample ``b`` with weight ``w[b, r] ~ Poisson(1)`` keyed by
+    ``(seed, request id, b)``; the replicate of a plain mean is
+    ``sum_r w a_r / sum_r w``, of a ratio ``s * sum_r w a_r / sum_r w d_r``. The
+    resampled sums are products ``w [B, c] @ columns [c, K]`` per chunk of requests,
+    one per policy so that a policy's interval does not depend on the others (see the
+    module docstring).
 
     Args:
         n_resamples: number of bootstrap replicates ``B`` (>= 50).
@@ -169,6 +374,7 @@ class BootstrapInterval(BaseInterval):
     n_resamples: int = 200
     level: float = 0.95
     seed: int = 0
+    boot_columns: ClassVar[str] = "first"
 
     def __post_init__(self) -> None:
         if self.n_resamples < 50:
@@ -176,30 +382,15 @@ class BootstrapInterval(BaseInterval):
         if not 0.0 < self.level < 1.0:
             raise ValueError(f"level must be in (0, 1), got {self.level}")
 
-    def _counts(self, n: int) -> np.ndarray:
-        rng = np.random.default_rng(self.seed)
-        idx = rng.integers(0, n, size=(self.n_resamples, n))
-        flat = (idx + (np.arange(self.n_resamples) * n)[:, None]).reshape(-1)
-        counts = np.bincount(flat, minlength=self.n_resamples * n)
-        return counts.reshape(self.n_resamples, n).astype(np.float32)
-
     def draws(self, terms: RequestTerms, combine: np.ndarray) -> np.ndarray:
-        return self._draws(self._counts(terms.numerator.shape[1]), terms, combine)
+        return self.sums(terms, combine).draws()
 
-    def _draws(self, counts: np.ndarray, terms: RequestTerms, combine: np.ndarray
-               ) -> np.ndarray:
-        """``[B, P, M]`` replicate estimates on the resamples ``counts [B, R]``."""
-        return _ratio(terms, *_resampled_sums(counts, terms, combine))
-
-    def bounds(
-        self, terms: RequestTerms, combine: np.ndarray, contrast: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        draws = self.draws(terms, combine)  # [B, P, M]
+    def bounds_from(self, sums: TermSums, contrast: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        draws = sums.draws()  # [B, P, M]
         if contrast is not None:
             draws = np.einsum("qp,bpm->bqm", contrast, draws)
-        alpha = (1.0 - self.level) / 2.0
-        low, high = np.nanquantile(draws, [alpha, 1.0 - alpha], axis=0)
-        return low, high
+        return _quantiles(draws, self.level)
 
 
 @dataclass(frozen=True)
@@ -208,7 +399,9 @@ class NormalInterval(BaseInterval):
 
     The influence of request ``r`` on ``V = s * A / D`` is
     ``s * (a_r - (A / D) * d_r) / D``; its standard deviation over ``sqrt(R)``
-    is the standard error.
+    is the standard error, computed from the sums of ``a, d`` and their squares and
+    products. A contrast needs the per-request values of several policies at once:
+    :meth:`bounds` makes it from terms held whole; :meth:`bounds_from` refuses it.
     """
 
     level: float = 0.95
@@ -221,32 +414,50 @@ class NormalInterval(BaseInterval):
         low, high = self.bounds(terms, combine)
         return np.stack([low, high])
 
-    def bounds(
-        self, terms: RequestTerms, combine: np.ndarray, contrast: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        value = point_values(terms, combine)  # [P, M]
-        infl = influence(terms, combine)  # [P, R, M]
-        if contrast is not None:
-            value = contrast @ value
-            infl = np.einsum("qp,prm->qrm", contrast, infl)
-        se = infl.std(axis=1, ddof=1) / np.sqrt(infl.shape[1])
+    def _z(self) -> float:
         from scipy import stats  # here: importing scipy.stats costs ~0.5 s at CLI start
 
-        z = stats.norm.ppf(0.5 + self.level / 2.0)
+        return float(stats.norm.ppf(0.5 + self.level / 2.0))
+
+    def bounds_from(self, sums: TermSums, contrast: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        _no_contrast(self, contrast)
+        value, se = sums.values(), sums.standard_errors()
+        z = self._z()
         return value - z * se, value + z * se
+
+    def bounds(
+        self, terms: RequestTerms, combine: np.ndarray, contrast: np.ndarray | None = None,
+        keys: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if contrast is None:
+            return self.bounds_from(self.sums(terms, combine, keys))
+        value = contrast @ point_values(terms, combine)
+        infl = np.einsum("qp,prm->qrm", contrast, influence(terms, combine))
+        se = self.sums(_plain_terms(infl), np.eye(infl.shape[2])).standard_errors()
+        z = self._z()
+        return value - z * se, value + z * se
+
+
+def _no_contrast(interval: BaseInterval, contrast: np.ndarray | None) -> None:
+    if contrast is not None:
+        raise ValueError(
+            f"{type(interval).__name__} makes a contrast's interval from the per-request "
+            "values of both arms, which sums of a streamed log do not keep; use the "
+            "percentile bootstrap (interval 'bootstrap') for guardrails on a streamed log")
 
 
 @dataclass(frozen=True)
 class StudentizedBootstrapInterval(BaseInterval):
     """Bootstrap-t: the bootstrap distribution of ``t = (V* - V) / se*``, not of ``V*``.
 
-    For each resample ``b`` (the same ``[B, R]`` counts as
-    :class:`BootstrapInterval` with this seed) it takes the replicate estimate
-    ``V*_b`` and its own delta-method standard error ``se*_b``, the resampled
-    spread of the per-request influence values of :func:`influence` (fixed at
-    the full sample's linearization point, so one more matrix product serves
-    every policy and metric). With ``t_q`` the quantiles of
-    ``t_b = (V*_b - V) / se*_b`` the interval is
+    For each resample ``b`` (the Poisson weights of :class:`BootstrapInterval` with
+    this seed) it takes the replicate estimate ``V*_b`` and its own delta-method
+    standard error ``se*_b``, the resampled spread of the per-request influence values
+    of :func:`influence` (fixed at the full sample's linearization point, so the
+    resampled sums of ``a, d, o`` and their squares and products give it for every
+    policy and metric). With ``t_q`` the quantiles of ``t_b = (V*_b - V) / se*_b`` the
+    interval is
 
     ``[V - t_{1 - alpha/2} * se, V - t_{alpha/2} * se]``.
 
@@ -272,6 +483,7 @@ class StudentizedBootstrapInterval(BaseInterval):
     n_resamples: int = 200
     level: float = 0.95
     seed: int = 0
+    boot_columns: ClassVar[str] = "all"
 
     def __post_init__(self) -> None:
         # the same checks and resamples as the percentile bootstrap of this seed
@@ -283,47 +495,40 @@ class StudentizedBootstrapInterval(BaseInterval):
         boot: BootstrapInterval = self.__dict__["_boot"]
         return boot.draws(terms, combine)
 
+    def bounds_from(self, sums: TermSums, contrast: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        _no_contrast(self, contrast)
+        assert sums.boot is not None and sums.boot_n is not None
+        s1, s2 = sums.influence_sums(sums.boot)  # [B, P, M]
+        return self._finish(sums.draws(), sums.values(), sums.standard_errors(), s1, s2,
+                            sums.boot_n)
+
     def bounds(
-        self, terms: RequestTerms, combine: np.ndarray, contrast: np.ndarray | None = None
+        self, terms: RequestTerms, combine: np.ndarray, contrast: np.ndarray | None = None,
+        keys: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        boot: BootstrapInterval = self.__dict__["_boot"]
-        r = terms.numerator.shape[1]
-        counts = boot._counts(r)
-        num, den, off = _resampled_sums(counts, terms, combine)
-        draws = _ratio(terms, num, den, off)  # [B, P, M]
-        value = point_values(terms, combine)  # [P, M]
-        infl = influence(terms, combine)  # [P, R, M]
-        # resampled sum of the influence values, from the sums the draws were made of
-        # (the influence is linear in the per-request terms: see influence())
-        s1 = num
-        if den is not None:
-            assert terms.denominator is not None and terms.scale is not None
-            a_bar = rows_times(terms.numerator.sum(axis=1, dtype=np.float64), combine) / r
-            d_bar = terms.denominator.mean(axis=1, dtype=np.float64)  # [P]
-            ratio = a_bar / d_bar[:, None]
-            s1 = terms.scale[None, :, None] * (num - ratio[None] * den[..., None]) / d_bar[
-                None, :, None]
-        if off is not None:
-            s1 = s1 + off
-        if contrast is not None:
-            draws = np.einsum("qp,bpm->bqm", contrast, draws)
-            value = contrast @ value
-            infl = np.einsum("qp,prm->qrm", contrast, infl)
-            s1 = np.einsum("qp,bpm->bqm", contrast, s1)
-        q, _, m = infl.shape
-        se = infl.std(axis=1, ddof=1) / np.sqrt(r)  # [Q, M]
-        mean = infl.mean(axis=1)  # [Q, M]
-        # centred: the resampled variance is shift-free, and float32 sums stay exact enough
-        centred = infl - mean[:, None, :]  # [Q, R, M]
-        s2 = _policy_sums(counts, (centred * centred).astype(np.float32))  # [B, Q, M]
-        s1c = s1 - r * mean  # [B, Q, M] resampled sum of the centred values
-        se_b = np.sqrt(np.maximum(s2 - s1c * s1c / r, 0.0) / (r * (r - 1.0)))
+        if contrast is None:
+            return self.bounds_from(self.sums(terms, combine, keys))
+        sums = term_sums(terms, combine, keys, self.n_resamples, self.seed, "first")
+        draws = np.einsum("qp,bpm->bqm", contrast, sums.draws())
+        value = contrast @ sums.values()
+        infl = np.einsum("qp,prm->qrm", contrast, influence(terms, combine))  # [Q, R, M]
+        plain = term_sums(_plain_terms(infl), np.eye(infl.shape[2]), keys, self.n_resamples,
+                          self.seed, "all")
+        assert plain.boot is not None and plain.boot_n is not None
+        s1, s2 = plain.influence_sums(plain.boot)
+        return self._finish(draws, value, plain.standard_errors(), s1, s2, plain.boot_n)
+
+    def _finish(self, draws: np.ndarray, value: np.ndarray, se: np.ndarray, s1: np.ndarray,
+                s2: np.ndarray, nb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The interval from replicates ``draws [B, Q, M]``, the estimate and standard error
+        ``[Q, M]`` and the resampled influence sums ``s1, s2 [B, Q, M]`` of ``nb [B]``
+        resampled requests."""
+        n = nb[:, None, None]
         with np.errstate(divide="ignore", invalid="ignore"):
+            se_b = np.sqrt(np.maximum(s2 - s1 * s1 / n, 0.0) / (n * (n - 1.0)))
             t = np.where(se_b > 0, (draws - value) / se_b, np.nan)
-        alpha = (1.0 - self.level) / 2.0
-        with warnings.catch_warnings():  # an all-NaN column: no spread in any resample
-            warnings.simplefilter("ignore", RuntimeWarning)
-            t_low, t_high = np.nanquantile(t, [alpha, 1.0 - alpha], axis=0)
+        t_low, t_high = _quantiles(t, self.level)
         # a metric with no spread at all (se = 0 in every resample) is a point
         t_low, t_high = np.nan_to_num(t_low), np.nan_to_num(t_high)
         return value - t_high * se, value - t_low * se

@@ -4,6 +4,15 @@ A policy's *exposure* of a candidate is ``sum_k examination[k] * P(candidate
 in slot k)``; under the position-based model the expected label sum of a
 request is ``sum_n exposure[n] * E[label | examined, n]``, so every estimator
 only needs a policy's exposure, deterministic or stochastic alike.
+
+Ragged requests: a fused score of ``-inf`` marks padding, no candidate. A
+policy never shows it: a request with ``N_r`` candidates fills
+``min(k, N_r)`` slots (top-K shows what it has; the epsilon-greedy logger's
+random slate is an ordered subset of the ``N_r``). The examination curve may
+be ``[K]`` or one per request ``[R, K]`` (0 on the slots a request's user does
+not see, :meth:`~simulator.logs.LoggedTraffic.request_examination`). Without
+``-inf`` scores and with a ``[K]`` curve every method computes exactly what it
+did before ragged requests existed.
 """
 
 from __future__ import annotations
@@ -24,14 +33,28 @@ def top_k(fused: np.ndarray, k: int) -> np.ndarray:
 
     Args:
         fused: ``[..., N]`` scores.
-        k: slate size, ``1 <= k <= N``.
+        k: slate size, ``>= 1``; more than ``N`` gives ``N``.
 
     Returns:
-        ``[..., k]`` int64 candidate indices.
+        ``[..., min(k, N)]`` int64 candidate indices (of ``-inf`` padding too, last,
+        where a request has fewer than ``k`` candidates: see :func:`top_k_values`).
     """
+    return top_k_values(fused, k)[0]
+
+
+def top_k_values(fused: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k`'s indices and the scores at them (``-inf``: padding, no candidate)."""
     import torch  # here: 'fusiontune --help' and history never load it
 
-    return torch.topk(torch.from_numpy(np.ascontiguousarray(fused)), k, dim=-1).indices.numpy()
+    top = torch.topk(torch.from_numpy(np.ascontiguousarray(fused)), min(k, fused.shape[-1]),
+                     dim=-1)
+    return top.indices.numpy(), top.values.numpy()
+
+
+def candidate_counts(fused: np.ndarray) -> np.ndarray | None:
+    """``fused.shape[:-1]`` number of candidates (scores above ``-inf``); None if all are."""
+    counts = (fused > -np.inf).sum(axis=-1)
+    return None if (counts == fused.shape[-1]).all() else counts
 
 
 def prefix_match(fused: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
@@ -47,9 +70,10 @@ def prefix_match(fused: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray
         and the logged slots ``0..j`` hold the top ``j + 1`` of ``fused`` in order.
     """
     n_slots = int(positions.max(initial=-1)) + 1
-    key = np.where(positions >= 0, positions, n_slots)
-    logged = np.argsort(key, axis=-1, kind="stable")[:, :n_slots]  # [R, Kl]
-    kk = min(k, n_slots)
+    logged = np.full((positions.shape[0], n_slots), -1, dtype=np.int64)  # [R, Kl]
+    rr, cc = np.nonzero(positions >= 0)
+    logged[rr, positions[rr, cc]] = cc  # -1 in a slot a request does not show
+    kk = min(k, n_slots, fused.shape[-1])
     greedy = top_k(fused, kk)  # [P, R, kk]
     same = np.cumprod(greedy == logged[:, :kk], axis=-1)  # [P, R, kk]
     same = np.concatenate(
@@ -57,6 +81,17 @@ def prefix_match(fused: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray
     slot = np.broadcast_to(np.where(positions >= 0, positions, 0), fused.shape)
     out = np.take_along_axis(same, slot, axis=-1).astype(np.float64)
     return np.where(positions >= 0, out, 0.0)
+
+
+def _greedy_at_logged_slot(fused: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
+    """``fused``-shaped float64: 1 where a shown candidate is the top-``k`` pick of its
+    logged slot (a slot ``>= k`` never), else 0."""
+    greedy = top_k(fused, k)  # [..., kk]
+    kk = greedy.shape[-1]
+    in_slate = (positions >= 0) & (positions < kk)
+    slot = np.broadcast_to(np.where(in_slate, positions, 0), fused.shape)
+    pick = np.take_along_axis(greedy, slot, axis=-1)  # [..., N] the pick of n's slot
+    return np.where(in_slate & (pick == np.arange(fused.shape[-1])), 1.0, 0.0)
 
 
 def _pad_slots(probs: np.ndarray, n_slots: int) -> np.ndarray:
@@ -70,7 +105,11 @@ def _pad_slots(probs: np.ndarray, n_slots: int) -> np.ndarray:
 def slates_to_exposure(
     slates: np.ndarray, n_candidates: int, examination: np.ndarray
 ) -> np.ndarray:
-    """``[..., K]`` slates -> ``[..., N]`` float32 exposure (``examination[k]`` at slot k)."""
+    """``[..., K]`` slates -> ``[..., N]`` float32 exposure (``examination[k]`` at slot k).
+
+    ``examination`` is ``[K]`` or anything that broadcasts to ``slates`` (``[R, K]``: a
+    curve per request; ``[..., K]``: a weight per slate entry, 0 for an empty slot).
+    """
     import torch  # here: 'fusiontune --help' and history never load it
 
     index = torch.from_numpy(np.ascontiguousarray(slates))
@@ -89,8 +128,9 @@ class BasePolicy(abc.ABC):
         """Expected exposure of each candidate.
 
         Args:
-            fused: ``[P, R, N]`` fused scores of ``P`` weight vectors.
-            examination: ``[K]`` examination probability of each slot.
+            fused: ``[P, R, N]`` fused scores of ``P`` weight vectors (``-inf``: padding).
+            examination: ``[K]`` examination probability of each slot, or ``[R, K]`` one
+                curve per request.
 
         Returns:
             ``[P, R, N]`` float32 exposure.
@@ -98,7 +138,25 @@ class BasePolicy(abc.ABC):
 
     @abc.abstractmethod
     def sample(self, fused: np.ndarray, seed: int) -> np.ndarray:
-        """Draw one slate per request: ``[..., N]`` scores -> ``[..., K]`` indices."""
+        """Draw one slate per request: ``[..., N]`` scores -> ``[..., K]`` indices.
+
+        ``K = min(k, N)``; a slot a request with fewer candidates cannot fill holds ``-1``.
+        """
+
+    def logged_slot_probabilities(self, fused: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """``[P, R, N]`` probability that the policy puts each shown candidate in its
+        logged slot (0 where not shown): the numerator of the slot-wise estimators.
+
+        Args:
+            fused: ``[P, R, N]`` (or ``[R, N]``) scores.
+            positions: ``[R, N]`` logged slots, ``-1`` where not shown.
+        """
+        n_slots = max(int(positions.max(initial=-1)) + 1, 1)
+        probs = self.slot_probabilities(fused, n_slots)  # [..., N, n_slots]
+        slot = np.broadcast_to(np.where(positions >= 0, positions, 0)[..., None],
+                               (*fused.shape, 1))
+        out = np.take_along_axis(probs, slot, axis=-1)[..., 0]
+        return np.where(positions >= 0, out, 0.0)
 
     def slot_probabilities(self, fused: np.ndarray, n_slots: int) -> np.ndarray:
         """``[..., N]`` scores -> ``[..., N, n_slots]`` ``P(n in slot k)`` (0 for ``k >= self.k``).
@@ -142,10 +200,18 @@ class TopKPolicy(BasePolicy):
             raise ValueError(f"slate size k must be >= 1, got {self.k}")
 
     def exposure(self, fused: np.ndarray, examination: np.ndarray) -> np.ndarray:
-        return slates_to_exposure(top_k(fused, self.k), fused.shape[-1], examination[: self.k])
+        slates, values = top_k_values(fused, self.k)
+        exam = examination[..., : slates.shape[-1]]
+        if np.isneginf(values[..., -1]).any():  # a request with fewer than k candidates
+            exam = np.where(np.isneginf(values), 0.0, exam).astype(np.float32)
+        return slates_to_exposure(slates, fused.shape[-1], exam)
 
     def sample(self, fused: np.ndarray, seed: int) -> np.ndarray:
-        return top_k(fused, self.k)
+        slates, values = top_k_values(fused, self.k)
+        return np.where(np.isneginf(values), -1, slates)
+
+    def logged_slot_probabilities(self, fused: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        return _greedy_at_logged_slot(fused, positions, self.k)
 
     def slot_probabilities(self, fused: np.ndarray, n_slots: int) -> np.ndarray:
         return _pad_slots(EpsilonGreedyTopK(self.k, 0.0).pscores(fused), n_slots)
@@ -180,27 +246,61 @@ class EpsilonGreedyTopK(BasePolicy):
             raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
 
     def pscores(self, fused: np.ndarray) -> np.ndarray:
-        """``[..., N]`` scores -> ``[..., N, K]`` slot propensities."""
+        """``[..., N]`` scores -> ``[..., N, K]`` slot propensities (0 on padding, and in
+        the slots ``>= N_r`` a request with ``N_r`` candidates cannot fill)."""
         n = fused.shape[-1]
-        greedy = top_k(fused, self.k)
+        greedy, values = top_k_values(fused, self.k)
+        kk = greedy.shape[-1]
         onehot = np.zeros((*fused.shape, self.k), dtype=np.float64)
-        slot = np.broadcast_to(np.arange(self.k), greedy.shape)
+        slot = np.broadcast_to(np.arange(kk), greedy.shape)
         lead = np.indices(greedy.shape)
-        onehot[(*lead[:-1], greedy, slot)] = 1.0
-        return (1.0 - self.epsilon) * onehot + self.epsilon / n
+        counts = candidate_counts(fused)
+        if counts is None:
+            onehot[(*lead[:-1], greedy, slot)] = 1.0
+            return (1.0 - self.epsilon) * onehot + self.epsilon / n
+        onehot[(*lead[:-1], greedy, slot)] = values > -np.inf
+        fills = np.arange(self.k) < counts[..., None]  # [..., K] slots the request fills
+        uniform = (fused > -np.inf)[..., None] & fills[..., None, :]
+        return (1.0 - self.epsilon) * onehot + self.epsilon * uniform / counts[..., None, None]
 
     def exposure(self, fused: np.ndarray, examination: np.ndarray) -> np.ndarray:
         n = fused.shape[-1]
-        greedy = slates_to_exposure(top_k(fused, self.k), n, examination[: self.k])
-        uniform = float(examination[: self.k].sum()) / n
-        return ((1.0 - self.epsilon) * greedy + self.epsilon * uniform).astype(np.float32)
+        counts = candidate_counts(fused)
+        if counts is None and examination.ndim == 1:
+            greedy = slates_to_exposure(top_k(fused, self.k), n, examination[: self.k])
+            uniform = float(examination[: self.k].sum()) / n
+            return ((1.0 - self.epsilon) * greedy + self.epsilon * uniform).astype(np.float32)
+        greedy = TopKPolicy(self.k).exposure(fused, examination)
+        if counts is None:
+            counts = np.full(fused.shape[:-1], n)
+        exam = np.broadcast_to(examination[..., : self.k], (*fused.shape[:-1], min(self.k, n)))
+        fills = np.arange(exam.shape[-1]) < counts[..., None]
+        uniform = (exam * fills).sum(axis=-1) / counts  # [P, R]
+        out = (1.0 - self.epsilon) * greedy + self.epsilon * uniform[..., None] * (fused > -np.inf)
+        return out.astype(np.float32)
 
     def sample(self, fused: np.ndarray, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        greedy = top_k(fused, self.k)
-        random_order = np.argsort(rng.random(fused.shape), axis=-1)[..., : self.k]
+        greedy, values = top_k_values(fused, self.k)
+        keys = rng.random(fused.shape)
+        counts = candidate_counts(fused)
+        if counts is not None:  # padding sorts after every candidate
+            keys = np.where(fused > -np.inf, keys, 2.0)
+        random_order = np.argsort(keys, axis=-1)[..., : greedy.shape[-1]]
         explore = rng.random(fused.shape[:-1]) < self.epsilon
-        return np.where(explore[..., None], random_order, greedy)
+        slates = np.where(explore[..., None], random_order, greedy)
+        if counts is None:
+            return slates
+        return np.where(np.arange(slates.shape[-1]) < counts[..., None], slates, -1)
+
+    def logged_slot_probabilities(self, fused: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """``(1 - eps) 1{greedy in the logged slot} + eps / N_r`` on slots ``< min(k, N_r)``."""
+        counts = candidate_counts(fused)
+        n = np.full(fused.shape[:-1], fused.shape[-1]) if counts is None else counts
+        in_slate = (positions >= 0) & (positions < np.minimum(self.k, n)[..., None])
+        explore = np.where(in_slate, 1.0 / n[..., None], 0.0)
+        greedy = _greedy_at_logged_slot(fused, positions, self.k)
+        return (1.0 - self.epsilon) * greedy + self.epsilon * explore
 
     def slot_probabilities(self, fused: np.ndarray, n_slots: int) -> np.ndarray:
         return _pad_slots(self.pscores(fused), n_slots)
@@ -214,9 +314,17 @@ class EpsilonGreedyTopK(BasePolicy):
         ``prefix_pscore`` column.
         """
         n = fused.shape[-1]
-        uniform = np.cumprod(1.0 / (n - np.arange(max(self.k, 1))))  # [k]
         slot = np.where(positions >= 0, positions, 0)
         in_slate = (positions >= 0) & (positions < self.k)
-        explore = np.where(in_slate, uniform[np.minimum(slot, self.k - 1)], 0.0)
+        counts = candidate_counts(fused)
+        if counts is None:
+            uniform = np.cumprod(1.0 / (n - np.arange(max(self.k, 1))))  # [k]
+            explore = np.where(in_slate, uniform[np.minimum(slot, self.k - 1)], 0.0)
+        else:  # a request's own number of candidates
+            left = counts[..., None] - np.arange(max(self.k, 1))  # [..., k]
+            with np.errstate(divide="ignore"):
+                per = np.cumprod(np.where(left > 0, 1.0 / np.maximum(left, 1), 0.0), axis=-1)
+            slot_b = np.broadcast_to(np.minimum(slot, self.k - 1), fused.shape)
+            explore = np.where(in_slate, np.take_along_axis(per, slot_b, axis=-1), 0.0)
         greedy = prefix_match(fused, positions, self.k)
         return (1.0 - self.epsilon) * greedy + self.epsilon * explore

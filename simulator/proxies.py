@@ -112,7 +112,8 @@ class AUCProxy:
         kmax = max(int(shown.sum(axis=1).max(initial=0)), 1)
         order = np.argsort(~shown, axis=1, kind="stable")[:, :kmax]
         valid = np.take_along_axis(shown, order, axis=1)
-        transformed = self.fusion.transform(self.scores)
+        # ragged requests: a rank-based formula ranks a request's candidates, not its padding
+        transformed = self.fusion.prepare(self.scores, self.feedback.valid)
         rows = np.arange(r)[:, None]
         labels = self.feedback.rewards[rows, order] > 0  # [R, K, T]
         object.__setattr__(self, "_slot_x", transformed[rows, order])  # [R, K, S]

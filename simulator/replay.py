@@ -8,21 +8,24 @@ One pass evaluates a whole CEM generation.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from simulator.estimators._base import BaseEstimator, RequestTerms, SlateFeedback
-from simulator.estimators._estimate import Estimate
 from simulator.fusion._base import BaseFusion
-from simulator.intervals import BaseInterval, BootstrapInterval, point_values
+from simulator.intervals import BaseInterval, BootstrapInterval
 from simulator.policies import BasePolicy
+from simulator.population import (
+    OBJECTIVE,
+    PopulationEstimate,
+    PopulationSums,
+    metric_names,
+    objective_matrix,
+)
 
 __all__ = ["MIN_EVENTS", "OBJECTIVE", "PopulationEstimate", "Replay", "objective_matrix"]
-
-OBJECTIVE = "objective"
 
 MIN_EVENTS = 100.0
 """Fewest effective label events (``PopulationEstimate.events``) an estimate may rest on
@@ -60,73 +63,6 @@ requests no threshold on them reaches 93%.
 """
 
 
-def objective_matrix(tasks: Sequence[str], objective: Mapping[str, float] | None) -> np.ndarray:
-    """``[T, M]`` map from per-task values to the reported metrics.
-
-    The first ``T`` columns are the tasks themselves; with an ``objective``
-    (task -> weight), one more column is the weighted business objective.
-
-    Raises:
-        ValueError: an objective naming a task the log does not have, or a
-            non-finite weight.
-    """
-    t = len(tasks)
-    if objective is None:
-        return np.eye(t)
-    unknown = [k for k in objective if k not in tasks]
-    if unknown:
-        raise ValueError(f"objective names unknown task(s) {unknown}; valid: {list(tasks)}")
-    col = np.array([float(objective.get(k, 0.0)) for k in tasks])
-    if not np.isfinite(col).all():
-        raise ValueError(f"objective weights must be finite, got {dict(objective)}")
-    return np.concatenate([np.eye(t), col[:, None]], axis=1)
-
-
-@dataclass(frozen=True)
-class PopulationEstimate:
-    """Estimates of ``P`` policies on ``M`` metrics.
-
-    Args:
-        metrics: metric names (tasks, then ``"objective"`` when one was given).
-        value: ``[P, M]`` point estimates (expected label sum per request).
-        low: ``[P, M]`` lower interval ends.
-        high: ``[P, M]`` upper interval ends.
-        ess: ``[P]`` effective sample sizes.
-        n: number of requests.
-        level: confidence level.
-        events: ``[P, M]`` effective number of label events behind each estimate
-            (:meth:`RequestTerms.expected_events`: unlike the realized
-            :meth:`RequestTerms.events` it falls, not rises, when a log lacks the
-            rare heavily weighted events; see :data:`MIN_EVENTS`), nan where the
-            estimator has no importance weights; None (not computed) reads as all nan.
-    """
-
-    metrics: tuple[str, ...]
-    value: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    ess: np.ndarray
-    n: int
-    level: float
-    events: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return int(self.value.shape[0])
-
-    def estimate(self, policy: int, metric: str = OBJECTIVE) -> Estimate:
-        """The :class:`Estimate` of one policy on one metric."""
-        m = self.metrics.index(metric)
-        return Estimate(
-            value=float(self.value[policy, m]),
-            low=float(self.low[policy, m]),
-            high=float(self.high[policy, m]),
-            ess=float(self.ess[policy]),
-            n=self.n,
-            level=self.level,
-            events=math.nan if self.events is None else float(self.events[policy, m]),
-        )
-
-
 @dataclass(frozen=True)
 class Replay:
     """Off-policy replay of fused rankings over a log.
@@ -141,6 +77,9 @@ class Replay:
         estimator: the off-policy estimator.
         interval: how intervals are computed.
         chunk_requests: requests per pass (memory ``~ P * chunk * N * 4`` bytes).
+        request_ids: ``[R]`` the requests' ids, the keys of their bootstrap weights (so an
+            interval is the one a streamed or sharded replay of the same requests gives,
+            :mod:`simulator.streaming`); None: ``0..R-1``.
 
     Example:
         >>> from simulator.estimators import SNIPS, SlateFeedback
@@ -166,26 +105,36 @@ class Replay:
     estimator: BaseEstimator
     interval: BaseInterval = BootstrapInterval()
     chunk_requests: int = 5000
+    request_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         r, n = self.feedback.shown.shape
+        if self.request_ids is not None and np.shape(self.request_ids) != (r,):
+            raise ValueError(f"request_ids must have shape [R] = [{r}], got "
+                             f"{list(np.shape(self.request_ids))}")
         if self.scores.shape != (r, n, len(self.score_tasks)):
             raise ValueError(
                 f"scores must have shape [R, N, S] = {(r, n, len(self.score_tasks))} for "
                 f"score tasks {list(self.score_tasks)}, got {self.scores.shape}"
             )
-        if not np.isfinite(self.scores).all():
+        valid = self.feedback.valid  # ragged requests: padding is never ranked
+        if not np.isfinite(self.scores if valid is None else self.scores[valid]).all():
             raise ValueError("scores contain non-finite values")
         if self.policy.k > self.feedback.examination.shape[0]:
             raise ValueError(f"policy slate size {self.policy.k} exceeds the log's "
                              f"{self.feedback.examination.shape[0]} slots")
         # transformed once: the only per-vector work left is a product and a top-k
-        object.__setattr__(self, "_transformed", self.fusion.transform(self.scores))
+        object.__setattr__(self, "_transformed", self.fusion.prepare(self.scores, valid))
         # request chunks are sliced (and validated) once, not once per generation
         bounds = range(0, self.feedback.n_requests, self.chunk_requests)
         chunks = [(a, min(a + self.chunk_requests, self.feedback.n_requests)) for a in bounds]
         prepared = self.estimator.prepare(self.feedback)  # e.g. a reward model fitted on it
         object.__setattr__(self, "_chunks", [(a, b, prepared.chunk(a, b)) for a, b in chunks])
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The log's label tasks."""
+        return self.feedback.tasks
 
     def terms(self, weights: np.ndarray) -> RequestTerms:
         """Per-request estimator terms of a population ``[P, S]`` of weight vectors."""
@@ -193,7 +142,7 @@ class Replay:
         transformed: np.ndarray = self.__dict__["_transformed"]
         parts = []
         for start, stop, feedback in self.__dict__["_chunks"]:
-            fused = self.fusion.fuse(transformed[start:stop], w)  # [P, c, N]
+            fused = self.fusion.fuse(transformed[start:stop], w, feedback.valid)  # [P, c, N]
             # the estimator asks the policy for what it needs (exposure by default)
             parts.append(self.estimator.policy_terms(feedback, self.policy, fused))
         return self.estimator.finish(RequestTerms.concatenate(parts))
@@ -212,17 +161,11 @@ class Replay:
     def estimates(
         self, terms: RequestTerms, objective: Mapping[str, float] | None = None
     ) -> PopulationEstimate:
-        """Estimates with intervals from per-request terms (see :meth:`terms`)."""
+        """Estimates with intervals from per-request terms (see :meth:`terms`).
+
+        Made from the terms' sums, as a streamed replay makes them from its chunks'.
+        """
         combine = objective_matrix(self.feedback.tasks, objective)
-        low, high = self.interval.bounds(terms, combine)
-        metrics = self.feedback.tasks + ((OBJECTIVE,) if objective is not None else ())
-        return PopulationEstimate(
-            metrics=metrics,
-            value=point_values(terms, combine),
-            low=low,
-            high=high,
-            ess=terms.ess,
-            n=self.feedback.n_requests,
-            level=self.interval.level,
-            events=terms.expected_events(combine),
-        )
+        sums = PopulationSums.of(terms, self.interval, combine, self.request_ids)
+        return sums.estimate(self.interval, metric_names(self.feedback.tasks, objective),
+                             combine)

@@ -72,9 +72,9 @@ def ab_report(
     combine = objective_matrix(replay.feedback.tasks, objective)
     metrics: Sequence[str] = replay.feedback.tasks + ((OBJECTIVE,) if objective else ())
     value = point_values(terms, combine)  # [2, M]
-    low, high = replay.interval.bounds(terms, combine)
+    low, high = replay.interval.bounds(terms, combine, keys=replay.request_ids)
     contrast = np.array([[-1.0, 1.0]])
-    d_low, d_high = replay.interval.bounds(terms, combine, contrast)
+    d_low, d_high = replay.interval.bounds(terms, combine, contrast, replay.request_ids)
     ess = terms.ess
     events = terms.expected_events(combine)  # [2, M], as PopulationEstimate.events
     n = replay.feedback.n_requests

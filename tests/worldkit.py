@@ -51,7 +51,7 @@ class WorldLog:
 
     Args:
         world: the world that generated the log and knows its truth.
-        traffic: the log, ``R`` requests of ``N`` candidates.
+        traffic: the log, ``R`` requests of (up to) ``N`` candidates.
         scores: ``[R, N, 3]`` model scores (click, conversion | click, like).
     """
 
@@ -84,8 +84,11 @@ class WorldLog:
 
     def exposure(self, weights: np.ndarray) -> np.ndarray:
         """``[P, R, N]`` exposure of the top-K policy of each weight vector."""
-        fused = FUSION.fuse(FUSION.transform(self.scores), np.atleast_2d(weights))
-        return self.policy.exposure(fused, self.world.examination)
+        valid = self.traffic.valid  # ragged: padding never ranked
+        fused = FUSION.fuse(FUSION.prepare(self.scores, valid), np.atleast_2d(weights), valid)
+        # each request valued on the slots it shows (the whole curve on a dense log)
+        return self.policy.exposure(fused, self.traffic.request_examination(
+            self.world.examination))
 
     def true_values(self, weights: np.ndarray) -> np.ndarray:
         """``[P, 3]`` true per-task values on this log's requests, by ``world.true_value``."""
@@ -100,6 +103,8 @@ class WorldLog:
         of 20,000 vectors needs.
         """
         weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+        if self.traffic.valid is not None or not self.traffic.slot_shown.all():
+            return objective_of(self.true_values(weights))  # ragged: by the exposure
         r, n = self.traffic.n_requests, self.traffic.n_candidates
         reward = self.world.expected_rewards(self.traffic) @ _objective_vector()  # [R, N]
         transformed = FUSION.transform(self.scores)
@@ -123,13 +128,17 @@ def objective_of(values: np.ndarray) -> np.ndarray:
     return np.asarray(values) @ _objective_vector()
 
 
-def make_log(seed: int, n_requests: int, noise: float = SCORE_NOISE) -> WorldLog:
+def make_log(seed: int, n_requests: int, noise: float = SCORE_NOISE,
+             candidates: str | None = None, shown_slots: str | None = None) -> WorldLog:
     """The marketplace of ``seed`` with ``n_requests`` logged requests and noisy model scores.
 
     ``scores = clip(p_true * exp(noise * z), 1e-6, 1)``, ``z ~ N(0, 1)`` drawn from a
     stream of its own (``[seed, 7]``), so the world's traffic is untouched by it.
+    ``candidates`` and ``shown_slots`` (``"low:high"``) make the log ragged (see
+    :class:`~simulator.worlds.MarketplaceConfig`); its padding's scores are 1e-6.
     """
-    world = MarketplaceWorld(MarketplaceConfig(n_requests=n_requests, seed=seed))
+    world = MarketplaceWorld(MarketplaceConfig(n_requests=n_requests, seed=seed,
+                                               candidates=candidates, shown_slots=shown_slots))
     traffic = world.generate()
     truth = world.true_probabilities(traffic)  # [R, N, 3]
     z = np.random.default_rng([seed, 7]).standard_normal(truth.shape)

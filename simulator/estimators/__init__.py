@@ -24,7 +24,32 @@ name                      estimator (and when it is unbiased)
 ``pooled_dr``             DR on a reward model calibrated on the log, each
                           vector's correction shrunk towards the population's
                           (consistent; orders a population with less noise)
+``slot_ips``              slot-wise IPS: ``pi(item at its logged slot) / pscore``
+                          (item-position model: a slot's label depends on its
+                          item and slot only; OBP's ``SlateIndependentIPS``)
+``slot_snips``            self-normalized ``slot_ips`` (consistent)
+``slot_dr``               DM + ``slot_ips`` correction (item-position model or
+                          reward model right)
 ========================  =====================================================
+
+What each needs of the log (``MissingColumnsError`` names it and the estimators
+that would work; a ragged log is fine for every one):
+
+=====================================================  ============================
+estimators                                             columns
+=====================================================  ============================
+``dm``                                                 none (a reward model)
+``slot_ips``, ``slot_snips``, ``slot_dr``              ``pscore`` (shown rows), or
+                                                       ``pscore_<k>``
+``ips``, ``iips``, ``snips``, ``dr``, ``sndr``,        ``pscore_0..pscore_<K-1>``
+``clipped_ips``, ``switch``, ``switch_dr``,
+``pooled_dr``, ``pi``
+``rips``                                               ``prefix_pscore``
+=====================================================  ============================
+
+The reward-model estimators (``dm``, the DR family, ``switch``) also need a
+reward model; ``pi`` needs an epsilon-greedy logger; ``rips`` needs each
+request's shown slots to be its first ones (a prefix).
 """
 
 from __future__ import annotations
@@ -32,7 +57,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from simulator.estimators._base import BaseEstimator, RequestTerms, SlateFeedback
+from simulator.estimators._base import (
+    REGISTRY,
+    BaseEstimator,
+    MissingColumnsError,
+    RequestTerms,
+    SlateFeedback,
+)
 from simulator.estimators._clipped_ips import ClippedIPS
 from simulator.estimators._dm import DirectMethod
 from simulator.estimators._dr import DoublyRobust
@@ -41,6 +72,9 @@ from simulator.estimators._ips import IPS
 from simulator.estimators._pi import PseudoInverse
 from simulator.estimators._pooled_dr import PooledDR
 from simulator.estimators._rips import RIPS
+from simulator.estimators._slot_dr import SlotDR
+from simulator.estimators._slot_ips import SlotIPS
+from simulator.estimators._slot_snips import SlotSNIPS
 from simulator.estimators._sndr import SNDR
 from simulator.estimators._snips import SNIPS
 from simulator.estimators._switch import Switch
@@ -58,16 +92,21 @@ __all__ = [
     "DirectMethod",
     "DoublyRobust",
     "Estimate",
+    "MissingColumnsError",
     "PseudoInverse",
     "RequestTerms",
     "SlateFeedback",
+    "SlotDR",
+    "SlotIPS",
+    "SlotSNIPS",
     "Switch",
     "SwitchDR",
     "hyperparameters",
     "make_estimator",
 ]
 
-ESTIMATORS: dict[str, type[BaseEstimator]] = {
+ESTIMATORS: dict[str, type[BaseEstimator]] = REGISTRY  # _base reads it without this import
+ESTIMATORS.update({
     "dm": DirectMethod,
     "ips": IPS,
     "snips": SNIPS,
@@ -80,7 +119,10 @@ ESTIMATORS: dict[str, type[BaseEstimator]] = {
     "rips": RIPS,
     "pi": PseudoInverse,
     "pooled_dr": PooledDR,
-}
+    "slot_ips": SlotIPS,
+    "slot_snips": SlotSNIPS,
+    "slot_dr": SlotDR,
+})
 
 
 def hyperparameters(name: str) -> tuple[str, ...]:

@@ -16,7 +16,31 @@ from simulator.logs import LoggedTraffic
 if TYPE_CHECKING:
     from simulator.policies import BasePolicy
 
-__all__ = ["BaseEstimator", "RequestTerms", "SlateFeedback"]
+__all__ = ["PREFIX_PSCORE", "SHOWN_PSCORE", "SLOT_PSCORES", "BaseEstimator",
+           "MissingColumnsError", "RequestTerms", "SlateFeedback"]
+
+SLOT_PSCORES = "pscore_<k>"
+"""A log's every candidate's propensity of every slot (columns ``pscore_0..pscore_<K-1>``)."""
+SHOWN_PSCORE = "pscore"
+"""A log's propensity of each shown impression (column ``pscore``; derived from
+``pscore_<k>`` when the log has those)."""
+PREFIX_PSCORE = "prefix_pscore"
+"""A log's logging probability of each logged slate prefix (column ``prefix_pscore``)."""
+REGISTRY: dict[str, type[BaseEstimator]] = {}
+"""Name -> estimator class, filled by :mod:`simulator.estimators` (its ``ESTIMATORS``);
+here so that an estimator's refusal can list the others without importing the package."""
+
+_COLUMN_TEXT = {
+    SLOT_PSCORES: "pscore_0..pscore_<K-1> columns (every candidate's logging propensity of "
+                  "every slot)",
+    SHOWN_PSCORE: "pscore column (the propensity of each shown row)",
+    PREFIX_PSCORE: "prefix_pscore column (the logging probability of each logged prefix)",
+}
+
+
+class MissingColumnsError(ValueError):
+    """A log lacks what an estimator's formula needs; the one-line message names the
+    columns and the estimators that would work with the log."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +53,9 @@ class SlateFeedback:
         shown: ``[R, N]`` bool.
         slot_examination: ``[R, N]`` float32 ``examination[position]``, 0 where not shown.
         logging_exposure: ``[R, N]`` float32 logging exposure
-            ``e0 = sum_k examination[k] * pscore[k]``.
+            ``e0 = sum_k examination_r[k] * pscore[k]`` over the slots the request
+            shows (:attr:`request_examination`); None for a log with only the
+            propensities of its shown rows (then the position-based IPS family refuses).
         examination: ``[K]`` examination curve of the position-based model.
         reward_model: ``[R, N, T]`` predicted ``E[label | examined]`` (e.g. the
             ranker's scores), needed by the direct method and doubly robust.
@@ -40,6 +66,12 @@ class SlateFeedback:
         prefix_pscore: ``[R, N]`` logging probability of the logged slate's prefix
             through the slot of each shown row (``rips`` needs it); ignored
             where not shown.
+        valid: ``[R, N]`` bool candidate mask of a ragged log (padding False), or None
+            (every row a candidate). The replay ranks padding below every candidate.
+        logged_pscore: ``[R, N]`` float32 logging propensity of each shown impression
+            (0 elsewhere): what the slot-wise estimators divide by.
+        slot_shown: ``[R, K]`` bool, which slots each request shows, or None (every
+            request shows every slot).
 
     Raises:
         ValueError: naming the array, for disagreeing shapes, a non-finite
@@ -51,15 +83,40 @@ class SlateFeedback:
     rewards: np.ndarray
     shown: np.ndarray
     slot_examination: np.ndarray
-    logging_exposure: np.ndarray
+    logging_exposure: np.ndarray | None
     examination: np.ndarray
     reward_model: np.ndarray | None = None
     positions: np.ndarray | None = None
     pscores: np.ndarray | None = None
     prefix_pscore: np.ndarray | None = None
+    valid: np.ndarray | None = None
+    logged_pscore: np.ndarray | None = None
+    slot_shown: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _validate_feedback(self)
+
+    @functools.cached_property
+    def request_examination(self) -> np.ndarray:
+        """``[K]`` examination curve, or ``[R, K]`` when some request shows fewer slots:
+        ``examination[k]`` where request ``r`` shows slot ``k``, else 0 (what a target
+        policy's exposure is computed with: its user sees the slots the log's did)."""
+        if self.slot_shown is None:
+            return self.examination
+        return (self.examination[None, :] * self.slot_shown).astype(self.examination.dtype)
+
+    @property
+    def columns(self) -> frozenset[str]:
+        """What the log gives the estimators: :data:`SLOT_PSCORES`, :data:`SHOWN_PSCORE`,
+        :data:`PREFIX_PSCORE`."""
+        have = set()
+        if self.logging_exposure is not None:
+            have.add(SLOT_PSCORES)
+        if self.logged_pscore is not None:
+            have.add(SHOWN_PSCORE)
+        if self.prefix_pscore is not None:
+            have.add(PREFIX_PSCORE)
+        return frozenset(have)
 
     @classmethod
     def from_traffic(
@@ -88,17 +145,28 @@ class SlateFeedback:
                              f"got {reward_model.shape}")
         shown = traffic.shown
         slot_exam = np.where(shown, exam[np.where(shown, traffic.positions, 0)], 0.0)
+        seen = traffic.slot_shown
+        slot_shown = None if seen.all() else seen
+        exposure = None
+        if traffic.pscores is not None:
+            if slot_shown is None:
+                exposure = traffic.pscores @ exam
+            else:  # only the slots the request shows expose a candidate
+                exposure = np.matmul(traffic.pscores, (exam[None] * seen)[:, :, None])[..., 0]
         return cls(
             tasks=tasks,
             rewards=traffic.label_matrix(tasks).astype(np.float32),
             shown=shown,
             slot_examination=slot_exam.astype(np.float32),
-            logging_exposure=(traffic.pscores @ exam).astype(np.float32),
+            logging_exposure=None if exposure is None else exposure.astype(np.float32),
             examination=exam,
             reward_model=None if reward_model is None else reward_model.astype(np.float32),
             positions=traffic.positions,
             pscores=traffic.pscores,
             prefix_pscore=traffic.prefix_pscores,
+            valid=traffic.valid,
+            logged_pscore=np.nan_to_num(traffic.logged_propensity(), nan=0.0).astype(np.float32),
+            slot_shown=slot_shown,
         )
 
     @property
@@ -118,17 +186,24 @@ class SlateFeedback:
     def chunk(self, start: int, stop: int) -> SlateFeedback:
         """The requests ``start:stop``."""
         sl = slice(start, stop)
+
+        def opt(arr: np.ndarray | None) -> np.ndarray | None:
+            return None if arr is None else arr[sl]
+
         return SlateFeedback(
             tasks=self.tasks,
             rewards=self.rewards[sl],
             shown=self.shown[sl],
             slot_examination=self.slot_examination[sl],
-            logging_exposure=self.logging_exposure[sl],
+            logging_exposure=opt(self.logging_exposure),
             examination=self.examination,
-            reward_model=None if self.reward_model is None else self.reward_model[sl],
-            positions=None if self.positions is None else self.positions[sl],
-            pscores=None if self.pscores is None else self.pscores[sl],
-            prefix_pscore=None if self.prefix_pscore is None else self.prefix_pscore[sl],
+            reward_model=opt(self.reward_model),
+            positions=opt(self.positions),
+            pscores=opt(self.pscores),
+            prefix_pscore=opt(self.prefix_pscore),
+            valid=opt(self.valid),
+            logged_pscore=opt(self.logged_pscore),
+            slot_shown=opt(self.slot_shown),
         )
 
     @property
@@ -300,6 +375,9 @@ class BaseEstimator(abc.ABC):
 
     name: ClassVar[str]
     needs_reward_model: ClassVar[bool] = False
+    needs_columns: ClassVar[tuple[str, ...]] = (SLOT_PSCORES,)
+    """What of the log the formula needs (:data:`SLOT_PSCORES`, :data:`SHOWN_PSCORE`,
+    :data:`PREFIX_PSCORE`); the position-based exposure ratio needs every slot's."""
 
     @abc.abstractmethod
     def terms(self, feedback: SlateFeedback, exposure: np.ndarray) -> RequestTerms:
@@ -319,15 +397,36 @@ class BaseEstimator(abc.ABC):
         ask the policy for it; slate-native ones (``rips``, ``pi``) override this
         to ask for the slot or prefix probabilities they need.
         """
-        return self.terms(feedback, policy.exposure(fused, feedback.examination))
+        return self.terms(feedback, policy.exposure(fused, feedback.request_examination))
 
     def prepare(self, feedback: SlateFeedback) -> SlateFeedback:
         """The whole log as this estimator reads it, once, before it is cut into chunks.
 
-        The identity by default; an estimator that learns from the whole log (e.g. a
-        reward model calibrated on it) returns it with what it learned in place.
+        The identity (once the log is found to have what the estimator needs,
+        :meth:`check_columns`) by default; an estimator that learns from the whole log
+        (e.g. a reward model calibrated on it) returns it with what it learned in place.
         """
+        self.check_columns(feedback)
         return feedback
+
+    def check_columns(self, feedback: SlateFeedback) -> None:
+        """Refuse a log that lacks what the formula needs, in one line.
+
+        Raises:
+            MissingColumnsError: naming the columns needed, those the log has, and the
+                estimators that work with it.
+        """
+        have = feedback.columns
+        missing = [c for c in self.needs_columns if c not in have]
+        if not missing:
+            return
+        usable = sorted(name for name, cls in REGISTRY.items()
+                        if set(cls.needs_columns) <= have)
+        gives = " and ".join(_COLUMN_TEXT[c] for c in sorted(have)) or "no propensities"
+        raise MissingColumnsError(
+            f"the {self.name} estimator needs the log's "
+            f"{' and '.join(_COLUMN_TEXT[c] for c in missing)}; this log has only its "
+            f"{gives}: estimators that work with it: {', '.join(usable)}")
 
     def finish(self, terms: RequestTerms) -> RequestTerms:
         """The terms of a whole population on the whole log, once the chunks are joined.
@@ -343,6 +442,7 @@ class BaseEstimator(abc.ABC):
                              f"{feedback.shown.shape}, got {exposure.shape}")
         if not np.isfinite(exposure).all() or (exposure < 0).any():
             raise ValueError("exposure must be finite and >= 0")
+        self.check_columns(feedback)
         if self.needs_reward_model and feedback.reward_model is None:
             raise ValueError(f"the {self.name} estimator needs a reward model (per-task "
                              "predictions for every candidate); none was given")
@@ -361,6 +461,8 @@ def _validate_feedback(fb: SlateFeedback) -> None:
         ("reward_model", fb.reward_model, (r, n, t)),
         ("positions", fb.positions, (r, n)),
         ("prefix_pscore", fb.prefix_pscore, (r, n)),
+        ("valid", fb.valid, (r, n)),
+        ("logged_pscore", fb.logged_pscore, (r, n)),
     ]:
         if arr is not None and arr.shape != shape:
             raise ValueError(f"{name} must have shape {list(shape)}, got {list(arr.shape)}")
@@ -370,15 +472,30 @@ def _validate_feedback(fb: SlateFeedback) -> None:
     if fb.pscores is not None and fb.pscores.shape != (r, n, k):
         raise ValueError(f"pscores must have shape [R, N, K] = {[r, n, k]}, "
                          f"got {list(fb.pscores.shape)}")
+    if fb.slot_shown is not None and fb.slot_shown.shape != (r, k):
+        raise ValueError(f"slot_shown must have shape [R, K] = {[r, k]}, "
+                         f"got {list(fb.slot_shown.shape)}")
+    _validate_ranges(fb)
+
+
+def _validate_ranges(fb: SlateFeedback) -> None:
+    """The value ranges of a :class:`SlateFeedback` of valid shapes."""
     if not np.isfinite(fb.rewards).all():
         raise ValueError("rewards must be finite")
     if fb.reward_model is not None and not np.isfinite(fb.reward_model).all():
         raise ValueError("reward_model must be finite")
     shown = fb.shown
     e0 = fb.logging_exposure
-    if not np.isfinite(e0).all() or ((e0 <= 0) & shown).any() or (e0 > 1 + 1e-6).any():
+    if e0 is not None and (not np.isfinite(e0).all() or ((e0 <= 0) & shown).any()
+                           or (e0 > 1 + 1e-6).any()):
         raise ValueError("logging_exposure must be in (0, 1] on shown candidates (a shown "
                          "candidate had logging propensity 0, or a propensity exceeds 1)")
+    lp = fb.logged_pscore
+    if lp is not None and not (np.isfinite(lp).all() and (lp[shown] > 0).all()
+                               and (lp <= 1 + 1e-6).all()):
+        raise ValueError("logged_pscore must be in (0, 1] on shown candidates")
+    if fb.valid is not None and (shown & ~fb.valid).any():
+        raise ValueError("a padding row (valid False) is shown")
     if fb.positions is not None and ((fb.positions >= 0) != shown).any():
         raise ValueError("positions must be >= 0 exactly where shown is True")
     if fb.pscores is not None:
@@ -396,10 +513,20 @@ def _validate_feedback(fb: SlateFeedback) -> None:
             raise ValueError("prefix_pscore must be in (0, 1] on shown candidates")
 
 
+def logging_exposure(feedback: SlateFeedback) -> np.ndarray:
+    """``[R, N]`` the log's logging exposure; refused (one line) for a log without it."""
+    if feedback.logging_exposure is None:
+        raise MissingColumnsError(
+            f"this estimator needs the log's {_COLUMN_TEXT[SLOT_PSCORES]}; the log has only "
+            "the propensities of its shown rows")
+    return feedback.logging_exposure
+
+
 def importance_weights(feedback: SlateFeedback, exposure: np.ndarray) -> np.ndarray:
     """``[P, R, N]`` PBM importance weights ``e_pi / e_0`` on shown candidates, else 0."""
+    e0 = logging_exposure(feedback)
     with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(feedback.shown, 1.0 / feedback.logging_exposure, 0.0).astype(np.float32)
+        inv = np.where(feedback.shown, 1.0 / e0, 0.0).astype(np.float32)
     return exposure * inv[None]
 
 

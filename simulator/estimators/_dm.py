@@ -25,6 +25,7 @@ class DirectMethod(BaseEstimator):
     """
 
     name: ClassVar[str] = "dm"
+    needs_columns: ClassVar[tuple[str, ...]] = ()
     needs_reward_model: ClassVar[bool] = True
 
     def terms(self, feedback: SlateFeedback, exposure: np.ndarray) -> RequestTerms:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from simulator.estimators._base import (
+    SLOT_PSCORES,
     BaseEstimator,
     RequestTerms,
     SlateFeedback,
@@ -56,7 +57,8 @@ def epsilon_greedy_coefficients(pscores: np.ndarray, positions: np.ndarray) -> n
         ValueError: if ``pscores`` are not those of an epsilon-greedy top-K logger.
     """
     r, n, k = pscores.shape
-    eps = n * pscores.min(axis=(1, 2)) if n > k else np.ones(r)  # [R]
+    # off the greedy entries every marginal is eps / N (there are some when N >= 2)
+    eps = n * pscores.min(axis=(1, 2)) if n >= 2 else np.ones(r)  # [R]
     greedy = pscores.argmax(axis=1)  # [R, K]
     explore_all = eps > 1 - 1e-9
     greedy = np.where(explore_all[:, None], np.arange(k)[None], greedy)
@@ -84,6 +86,35 @@ def epsilon_greedy_coefficients(pscores: np.ndarray, positions: np.ndarray) -> n
         out[rows] = pinv[:, cols[rows]].sum(axis=2).T  # [rows, N*K]
     z_canon = out.reshape(r, n, k)
     return np.take_along_axis(z_canon, canon[..., None], axis=1)
+
+
+def _ragged_theta(feedback: SlateFeedback, target_slots: np.ndarray) -> np.ndarray:
+    """``[P, R]`` ``theta_r`` of ragged requests, on each request's candidates and shown slots.
+
+    A request of ``N_r`` candidates showing ``m_r`` slots is an epsilon-greedy top-``m_r``
+    slate over its ``N_r`` (the logger's marginals restricted to the shown slots keep
+    that form), so requests are grouped by ``(N_r, m_r)`` and each group is solved as
+    a dense log of its own.
+    """
+    assert feedback.pscores is not None and feedback.positions is not None
+    r, n_max, k = feedback.pscores.shape
+    valid = np.ones((r, n_max), bool) if feedback.valid is None else feedback.valid
+    seen = np.ones((r, k), bool) if feedback.slot_shown is None else feedback.slot_shown
+    n_r, m_r = valid.sum(axis=1), seen.sum(axis=1)
+    slot_order = np.argsort(~seen, axis=1, kind="stable")  # [R, K] shown slots first
+    rank = np.cumsum(seen, axis=1) - 1  # [R, K] index of a shown slot among the shown
+    theta = np.zeros((target_slots.shape[0], r))
+    for n, m in {(int(a), int(b)) for a, b in zip(n_r, m_r, strict=True) if b > 0}:
+        rows = np.flatnonzero((n_r == n) & (m_r == m))
+        so = slot_order[rows, :m]  # [g, m]
+        ps = np.take_along_axis(feedback.pscores[rows, :n, :], so[:, None, :], axis=2)
+        pos = feedback.positions[rows, :n]
+        pos_c = np.where(pos >= 0, np.take_along_axis(rank[rows], np.maximum(pos, 0), axis=1),
+                         -1)
+        z = epsilon_greedy_coefficients(ps, pos_c)  # [g, n, m]
+        tg = np.take_along_axis(target_slots[:, rows, :n, :], so[None, :, None, :], axis=3)
+        theta[:, rows] = np.einsum("prnk,rnk->pr", tg, z)
+    return theta
 
 
 @dataclass(frozen=True)
@@ -118,6 +149,7 @@ class PseudoInverse(BaseEstimator):
     """
 
     name: ClassVar[str] = "pi"
+    needs_columns: ClassVar[tuple[str, ...]] = (SLOT_PSCORES,)
 
     def terms(self, feedback: SlateFeedback, exposure: np.ndarray) -> RequestTerms:
         raise ValueError("pi needs the target policy's slot probabilities, not only its "
@@ -136,8 +168,11 @@ class PseudoInverse(BaseEstimator):
         if target_slots.ndim != 4 or target_slots.shape[1:] != feedback.pscores.shape:
             raise ValueError(f"target_slots must have shape [P, R, N, K] with [R, N, K] = "
                              f"{feedback.pscores.shape}, got {target_slots.shape}")
-        z = epsilon_greedy_coefficients(feedback.pscores, feedback.positions)  # [R, N, K]
-        theta = np.einsum("prnk,rnk->pr", target_slots, z)  # [P, R]
+        if feedback.valid is None and feedback.slot_shown is None:
+            z = epsilon_greedy_coefficients(feedback.pscores, feedback.positions)  # [R, N, K]
+            theta = np.einsum("prnk,rnk->pr", target_slots, z)  # [P, R]
+        else:
+            theta = _ragged_theta(feedback, target_slots)
         total = feedback.rewards.sum(axis=1, dtype=np.float64)  # [R, T]
         num = (theta[..., None] * total[None]).astype(np.float32)
         return RequestTerms(num, None, None, *weight_moments(theta),

@@ -100,6 +100,7 @@ class PooledDR(BaseEstimator):
 
     def prepare(self, feedback: SlateFeedback) -> SlateFeedback:
         """The log with its reward model calibrated on its labels (cross-fitted)."""
+        self.check_columns(feedback)
         if not self.calibrate:
             return feedback
         if feedback.reward_model is None:

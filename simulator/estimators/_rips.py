@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from simulator.estimators._base import (
+    PREFIX_PSCORE,
     BaseEstimator,
     RequestTerms,
     SlateFeedback,
@@ -50,6 +51,7 @@ class RIPS(BaseEstimator):
     """
 
     name: ClassVar[str] = "rips"
+    needs_columns: ClassVar[tuple[str, ...]] = (PREFIX_PSCORE,)
 
     def terms(self, feedback: SlateFeedback, exposure: np.ndarray) -> RequestTerms:
         raise ValueError("rips needs the target policy's prefix probabilities, not only its "
@@ -61,6 +63,12 @@ class RIPS(BaseEstimator):
     ) -> RequestTerms:
         if feedback.positions is None:
             raise ValueError("rips needs positions (the logged slates); the feedback has none")
+        seen = feedback.slot_shown
+        if seen is not None and (seen[:, 1:] & ~seen[:, :-1]).any():
+            r = int(np.flatnonzero((seen[:, 1:] & ~seen[:, :-1]).any(axis=1))[0])
+            raise ValueError(f"rips needs each request's shown slots to be its first ones (a "
+                             f"prefix); request index {r} shows slots "
+                             f"{np.flatnonzero(seen[r]).tolist()}: its logged prefix is unknown")
         return self.prefix_terms(feedback, policy.prefix_probabilities(fused, feedback.positions))
 
     def prefix_terms(self, feedback: SlateFeedback, target_prefix: np.ndarray) -> RequestTerms:

@@ -13,6 +13,7 @@ from simulator.estimators._base import (
     SlateFeedback,
     expose,
     feedback_label_moments,
+    logging_exposure,
     weight_moments,
 )
 
@@ -25,7 +26,7 @@ def candidate_weights(feedback: SlateFeedback, exposure: np.ndarray) -> np.ndarr
     ``inf`` where the logging exposure is 0 and the target's is not (such
     candidates can never be corrected by IPS), 0 where both are 0.
     """
-    e0 = feedback.logging_exposure[None].astype(np.float64)
+    e0 = logging_exposure(feedback)[None].astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         w = np.where(e0 > 0, exposure / np.where(e0 > 0, e0, 1.0),
                      np.where(exposure > 0, np.inf, 0.0))

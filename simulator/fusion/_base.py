@@ -50,12 +50,34 @@ class BaseFusion(abc.ABC):
         taken from the same attributes :meth:`transform` uses.
         """
 
-    def fuse(self, transformed: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def prepare(self, scores: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`transform` of a score table whose requests may be ragged.
+
+        Args:
+            scores: ``[R, N, T]`` per-task scores; on padding anything (ignored).
+            valid: ``[R, N]`` bool, False on padding; None: every row is a candidate
+                (then this is :meth:`transform` exactly).
+
+        Returns:
+            ``[R, N, T]`` float32: a request's candidates transformed as if it had no
+            padding (a rank-based transform ranks padding after them), padding 0.
+        """
+        if valid is None:
+            return self.transform(scores)
+        lowest = np.where(valid[..., None], scores, -np.inf)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            out = self.transform(lowest)
+        return np.where(valid[..., None], out, 0.0).astype(np.float32)
+
+    def fuse(self, transformed: np.ndarray, weights: np.ndarray,
+             valid: np.ndarray | None = None) -> np.ndarray:
         """Fused ranking scores of a population of weight vectors.
 
         Args:
-            transformed: ``[R, N, T]`` output of :meth:`transform`.
+            transformed: ``[R, N, T]`` output of :meth:`transform` (or :meth:`prepare`).
             weights: ``[P, T]`` weight vectors.
+            valid: ``[R, N]`` bool, False on the padding of ragged requests, which gets
+                the score ``-inf`` (no policy shows it); None: every row is a candidate.
 
         Returns:
             ``[P, R, N]`` fused scores.
@@ -65,7 +87,11 @@ class BaseFusion(abc.ABC):
         # torch's einsum is 2x numpy's here, and zero-copy both ways
         x = torch.from_numpy(np.ascontiguousarray(transformed))
         w = torch.from_numpy(np.ascontiguousarray(weights, dtype=transformed.dtype))
-        return torch.einsum("rnt,pt->prn", x, w).numpy()
+        fused = torch.einsum("rnt,pt->prn", x, w)
+        if valid is not None:
+            fused.masked_fill_(torch.from_numpy(~np.asarray(valid, dtype=bool))[None],
+                               float("-inf"))
+        return fused.numpy()
 
     def validate_weights(self, weights: np.ndarray, tasks: Sequence[str]) -> np.ndarray:
         """Check a weight vector ``[T]`` or population ``[P, T]``; return it as ``[P, T]``.

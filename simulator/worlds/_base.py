@@ -11,17 +11,91 @@ probability of showing each candidate::
 
 so estimators and searches can be checked against the truth instead of
 against another estimate.
+
+Ragged logs: a world may draw each request's number of candidates and the
+number of slots its user sees (:class:`RaggedShape`). A request then shows
+``min(K, N_r, depth_r)`` slots, and a policy's value on it is taken on the same
+slots: its exposure uses :meth:`~simulator.logs.LoggedTraffic.request_examination`
+(``examination[k]`` on the slots the request shows, 0 elsewhere) and fused
+scores of ``-inf`` on padding; :meth:`BaseWorld.policy_value` does both.
+
+Chunks: ``generate_chunk(n_requests, start_request_id=..., seed=...)`` draws
+requests ``start_request_id .. start_request_id + n_requests - 1`` from a
+stream of their own (the world's seed, ``seed`` and the start id), so a log
+of any size is made chunk by chunk, the same chunk always the same, and the
+true value of a policy is computed per chunk (it is a mean over requests:
+weight each chunk's by its number of requests).
 """
 
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from simulator.logs import LoggedTraffic
 
-__all__ = ["BaseWorld"]
+if TYPE_CHECKING:
+    from simulator.policies import BasePolicy
+
+__all__ = ["BaseWorld", "RaggedShape", "parse_range"]
+
+
+def parse_range(text: str | tuple[int, int] | None, what: str) -> tuple[int, int] | None:
+    """``"10:40"`` (or ``(10, 40)``, or ``"25"``) -> ``(10, 40)``, both ends included.
+
+    Raises:
+        ValueError: naming ``what``, unless two integers ``1 <= low <= high``.
+    """
+    if text is None:
+        return None
+    try:
+        if isinstance(text, str):
+            parts = [int(x) for x in text.split(":")]
+            low, high = (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+            if len(parts) > 2:
+                raise ValueError
+        else:
+            low, high = (int(x) for x in text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a range 'low:high' of integers, got {text!r}") from None
+    if not 1 <= low <= high:
+        raise ValueError(f"{what} must be 'low:high' with 1 <= low <= high, got {text!r}")
+    return low, high
+
+
+@dataclass(frozen=True)
+class RaggedShape:
+    """How a world draws ragged requests.
+
+    Args:
+        candidates: ``(low, high)``: each request's number of candidates is uniform in
+            ``low..high`` (both included); None: every request has the world's ``N``.
+        shown_slots: ``(low, high)``: the number of slots each request's user sees,
+            uniform in ``low..high``; a request shows ``min(K, N_r, that)`` slots (the
+            first ones); None: every slot it can fill.
+    """
+
+    candidates: tuple[int, int] | None = None
+    shown_slots: tuple[int, int] | None = None
+
+    @property
+    def ragged(self) -> bool:
+        return self.candidates is not None or self.shown_slots is not None
+
+    def draw(self, rng: np.random.Generator, n_requests: int, n_candidates: int,
+             slate_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``[R]`` candidates and ``[R]`` shown slots of each request (draws only what
+        is ragged, so a dense world's stream is untouched)."""
+        counts = np.full(n_requests, n_candidates, dtype=np.int64)
+        if self.candidates is not None:
+            counts = rng.integers(self.candidates[0], self.candidates[1] + 1, n_requests)
+        depth = np.full(n_requests, slate_size, dtype=np.int64)
+        if self.shown_slots is not None:
+            depth = rng.integers(self.shown_slots[0], self.shown_slots[1] + 1, n_requests)
+        return counts.astype(np.int64), np.minimum(np.minimum(depth, slate_size), counts)
 
 
 class BaseWorld(abc.ABC):
@@ -101,7 +175,37 @@ class BaseWorld(abc.ABC):
             raise ValueError(
                 f"exposure must have shape [P, R, N] = [P, {r}, {n}], got {exposure.shape}"
             )
+        if traffic.valid is not None and (exposure[:, ~traffic.valid] != 0).any():
+            raise ValueError("exposure on padding (no candidate): rank by fused scores that "
+                             "are -inf there, e.g. with policy_value")
         rewards = np.asarray(self.expected_rewards(traffic), dtype=np.float64)
         # [P, R*N] @ [R*N, T]: one BLAS call instead of a 3-operand einsum.
         value = exposure.reshape(exposure.shape[0], r * n) @ rewards.reshape(r * n, -1)
         return value / r
+
+    def policy_value(self, traffic: LoggedTraffic, policy: BasePolicy,
+                     fused: np.ndarray) -> np.ndarray:
+        """``[P, T]`` exact value of ``policy`` ranking by ``fused`` ``[P, R, N]`` scores.
+
+        Padding of a ragged log is never ranked, and each request is valued on the
+        slots it shows (:meth:`~simulator.logs.LoggedTraffic.request_examination`):
+        the truth the estimators estimate on that log.
+        """
+        fused = np.asarray(fused)
+        if traffic.valid is not None:
+            fused = np.where(traffic.valid, fused, -np.inf)
+        exposure = policy.exposure(fused, traffic.request_examination(self.examination))
+        return self.true_value(traffic, exposure)
+
+    def generate_chunk(self, n_requests: int, start_request_id: int = 0,
+                       seed: int = 0) -> LoggedTraffic:
+        """Requests ``start_request_id ..`` ``+ n_requests - 1`` from a stream of their own.
+
+        Seeded by the world's seed, ``seed`` and ``start_request_id``: the same call
+        gives the same chunk, chunks with other starts are independent draws. Ragged
+        when the world's config asks for it. Not the same requests as :meth:`generate`.
+
+        Raises:
+            NotImplementedError: a world that cannot draw chunks.
+        """
+        raise NotImplementedError(f"{type(self).__name__} draws no chunks")

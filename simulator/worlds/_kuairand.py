@@ -29,6 +29,14 @@ It is an assumption of the simulation, not a property of the data.
 Labels: ``click = e Bern(r_c)``, ``long_view = click Bern(r_lv)``,
 ``like = e Bern(r_like)``, ``profile_enter = e Bern(r_pe)``, with
 ``e ~ Bern(examination[slot])``, independent across tasks given the model.
+
+Ragged requests (``candidates="10:40"``, ``shown_slots="2:5"``): each request
+draws its number of candidates ``N_r`` uniformly from the range (the visit's
+real videos first, then popular ones, as above, up to ``N_r``) and its user
+sees ``min(K, N_r, d_r)`` slots, ``d_r`` uniform in ``shown_slots``; the
+same logger over the request's own candidates. Policies are valued on the
+slots each request shows (:meth:`BaseWorld.policy_value`); ``generate_chunk``
+draws a log chunk by chunk (:mod:`simulator.worlds._base`).
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ import numpy as np
 
 from simulator.logs import LoggedTraffic
 from simulator.policies import EpsilonGreedyTopK
-from simulator.worlds._base import BaseWorld
+from simulator.worlds._base import BaseWorld, RaggedShape, parse_range
 from simulator.worlds._kuairand_fit import (
     KUAIRAND_TASKS,
     KuaiRandFit,
@@ -66,6 +74,10 @@ class KuaiRandConfig:
         production_noise: std of the noise on the production model's logits.
         examination_eta: ``examination[k] = 1 / (1 + k) ** eta`` (an assumption).
         seed: seed of the traffic.
+        candidates: ragged requests: ``"low:high"`` (or ``(low, high)``), each request's
+            number of candidates uniform in that range; ``n_candidates`` is then unused.
+        shown_slots: ``"low:high"``: the number of slots each request's user sees
+            (a request shows ``min(K, N_r, that)``); None: all it can fill.
         taste_heterogeneity: ``h >= 0``, how much users' best fusion weights differ (not
             fitted: an assumption to test personalisation against): with ``z`` the user's
             standardized activity-degree code (the ``user_active_degree`` log feature),
@@ -85,6 +97,8 @@ class KuaiRandConfig:
     production_noise: float = 0.5
     examination_eta: float = 0.7
     seed: int = 0
+    candidates: tuple[int, int] | str | None = None
+    shown_slots: tuple[int, int] | str | None = None
     taste_heterogeneity: float = 0.0
 
     def __post_init__(self) -> None:
@@ -92,12 +106,19 @@ class KuaiRandConfig:
             return ValueError(f"KuaiRandConfig.{name} must be {valid}, "
                               f"got {getattr(self, name)!r}")
 
+        for name in ("candidates", "shown_slots"):
+            object.__setattr__(self, name, parse_range(getattr(self, name),
+                                                       f"KuaiRandConfig.{name}"))
+        if self.candidates is not None:
+            object.__setattr__(self, "n_candidates", int(self.candidates[1]))
+
         for name in ("n_requests", "n_candidates", "seed"):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or \
                     value < (0 if name == "seed" else 1):
                 raise fail(name, f"an integer >= {0 if name == 'seed' else 1}")
-        if not isinstance(self.slate_size, int) or not 1 <= self.slate_size <= self.n_candidates:
+        most = self.n_candidates if self.candidates is None else math.inf  # ragged: any K
+        if not isinstance(self.slate_size, int) or not 1 <= self.slate_size <= most:
             raise fail("slate_size", f"an integer in [1, n_candidates={self.n_candidates}]")
         if not 0.0 < self.epsilon <= 1.0:
             raise fail("epsilon", "a number in (0, 1]")
@@ -151,38 +172,73 @@ class KuaiRandWorld(BaseWorld):
         """Draw the seeded logged traffic (see the module docstring).
 
         Returns:
-            ``R`` requests of ``N`` candidates, slate ``K``, labels of ``tasks``,
-            ``prefix_pscores``, and features ``tab``, ``user_active_degree``,
-            ``video_log_duration``, ``video_log_popularity`` and ``real_impression``
-            (1 where the user really saw the video that day).
+            ``R`` requests of ``N`` candidates (ragged when the config says so), slate
+            ``K``, labels of ``tasks``, ``prefix_pscores``, and features ``tab``,
+            ``user_active_degree``, ``video_log_duration``, ``video_log_popularity``
+            and ``real_impression`` (1 where the user really saw the video that day).
         """
+        rng = np.random.default_rng([self.config.seed, 20220425])
+        return self._draw(rng, self.config.n_requests, 0)
+
+    def generate_chunk(self, n_requests: int, start_request_id: int = 0,
+                       seed: int = 0) -> LoggedTraffic:
+        """Requests ``start_request_id ..`` ``+ n_requests - 1``, seeded by ``(config.seed,
+        seed, start_request_id)`` (see :meth:`BaseWorld.generate_chunk`)."""
+        for name, value, low in [("n_requests", n_requests, 1),
+                                 ("start_request_id", start_request_id, 0), ("seed", seed, 0)]:
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
+                raise ValueError(f"generate_chunk {name} must be an integer >= {low}, "
+                                 f"got {value!r}")
+        rng = np.random.default_rng([self.config.seed, 20220425, seed, start_request_id, 1])
+        return self._draw(rng, n_requests, start_request_id)
+
+    def _draw(self, rng: np.random.Generator, r: int, start: int) -> LoggedTraffic:
+        """``r`` requests numbered from ``start``, drawn from ``rng``."""
         cfg, fit = self.config, self.fit
-        rng = np.random.default_rng([cfg.seed, 20220425])
-        r, n, k = cfg.n_requests, cfg.n_candidates, cfg.slate_size
+        n, k = cfg.n_candidates, cfg.slate_size
+        shape = RaggedShape(cfg.candidates, cfg.shown_slots)  # type: ignore[arg-type]
+        counts, depth = shape.draw(rng, r, n, k)
         sizes = np.diff(fit.group_offsets)
         groups = rng.choice(len(sizes), size=r, p=sizes / sizes.sum())  # [R]
         users, tabs = fit.group_user[groups], fit.group_tab[groups]
         items, real = _candidates(rng, fit, groups, n)  # [R, N]
+        valid = None
+        if shape.candidates is not None:  # each request's first N_r, real videos first
+            valid = np.arange(n)[None, :] < counts[:, None]
+            order = np.argsort(~real, axis=1, kind="stable")
+            items = np.take_along_axis(items, order, axis=1)
+            real = np.take_along_axis(real, order, axis=1)
+            shuffle = np.argsort(np.where(valid, rng.random((r, n)), 2.0), axis=1)
+            items = np.take_along_axis(items, shuffle, axis=1)
+            real = np.take_along_axis(real, shuffle, axis=1) & valid
         tab_rn = np.broadcast_to(tabs[:, None], (r, n))
         logits = self._logits(users[:, None], items, tab_rn)  # [R, N, T]
 
         noisy = logits + cfg.production_noise * rng.standard_normal(logits.shape)
         score = -np.logaddexp(0.0, -noisy) @ np.asarray(cfg.logging_weights)  # [R, N]
+        if valid is not None:
+            score = np.where(valid, score, -np.inf)
         slates = self._policy.sample(score, seed=int(rng.integers(2**63)))  # [R, K]
-        rows = np.arange(r)[:, None]
+        if shape.ragged:
+            slates = np.where(np.arange(slates.shape[1])[None, :] < depth[:, None], slates, -1)
         positions = np.full((r, n), -1, dtype=np.int64)
-        positions[rows, slates] = np.arange(k)
-        probs = np.take_along_axis(_sigmoid(logits), slates[:, :, None], axis=1)
-        slot_labels = _draw_labels(rng, probs, self._examination)  # [R, K, T]
+        rr, jj = np.nonzero(slates >= 0)
+        positions[rr, slates[rr, jj]] = jj
+        probs = np.take_along_axis(_sigmoid(logits), np.maximum(slates, 0)[:, :, None], axis=1)
+        slot_labels = _draw_labels(rng, probs, self._examination[: slates.shape[1]])
         labels = {}
         for t, task in enumerate(KUAIRAND_TASKS):
             lab = np.zeros((r, n))
-            lab[rows, slates] = slot_labels[:, :, t]
+            lab[rr, slates[rr, jj]] = slot_labels[rr, jj, t]
             labels[task] = lab
+
+        def per_candidate(values: np.ndarray) -> np.ndarray:
+            return values if valid is None else np.where(valid, values, 0)
+
         return LoggedTraffic(
-            request_ids=np.arange(r, dtype=np.int64),
+            request_ids=np.arange(start, start + r, dtype=np.int64),
             user_ids=users.astype(np.int64),
-            item_ids=items,
+            item_ids=items if valid is None else np.where(valid, items, -1),
             positions=positions,
             pscores=self._policy.pscores(score),
             labels=labels,
@@ -190,12 +246,13 @@ class KuaiRandWorld(BaseWorld):
                 "tab": tab_rn.astype(np.int64),
                 "user_active_degree": np.broadcast_to(
                     fit.user_active[users][:, None], (r, n)).astype(np.int64),
-                "video_log_duration": fit.video_log_duration[items],
-                "video_log_popularity": np.log1p(fit.popularity[items]),
+                "video_log_duration": per_candidate(fit.video_log_duration[items]),
+                "video_log_popularity": per_candidate(np.log1p(fit.popularity[items])),
                 "real_impression": real.astype(np.int64),
             },
             examination=self.examination,
             prefix_pscores=self._policy.prefix_probabilities(score, positions),
+            valid=valid,
         )
 
     def true_probabilities(self, traffic: LoggedTraffic) -> np.ndarray:
@@ -205,8 +262,11 @@ class KuaiRandWorld(BaseWorld):
         """
         if "tab" not in traffic.features:
             raise ValueError("a KuaiRand world log needs its 'tab' feature (the request's page)")
-        return _sigmoid(self._logits(traffic.user_ids[:, None], traffic.item_ids,
-                                     traffic.features["tab"].astype(np.int64)))
+        items = traffic.item_ids if traffic.valid is None else np.where(
+            traffic.valid, traffic.item_ids, 0)  # padding: 0 after
+        p = _sigmoid(self._logits(traffic.user_ids[:, None], items,
+                                   traffic.features["tab"].astype(np.int64)))
+        return p if traffic.valid is None else np.where(traffic.valid[..., None], p, 0.0)
 
     def _logits(self, users: np.ndarray, items: np.ndarray, tabs: np.ndarray) -> np.ndarray:
         """``[..., T]`` the fitted logits, tilted by ``taste_heterogeneity`` (see the config)."""
@@ -227,8 +287,14 @@ class KuaiRandWorld(BaseWorld):
         return p
 
     def logging_exposure(self, traffic: LoggedTraffic) -> np.ndarray:
-        """``[R, N]`` the logging policy's exposure, ``pscores @ examination``."""
-        return np.asarray(traffic.pscores @ self._examination, dtype=np.float64)
+        """``[R, N]`` the logging policy's exposure, ``pscores @ examination`` over the slots
+        each request shows (:meth:`~simulator.logs.LoggedTraffic.request_examination`)."""
+        if traffic.pscores is None:
+            raise ValueError("the logging exposure needs the log's pscore_<k> columns")
+        curve = traffic.request_examination(self._examination)
+        if curve.ndim == 1:
+            return np.asarray(traffic.pscores @ curve, dtype=np.float64)
+        return np.matmul(traffic.pscores, curve[:, :, None])[..., 0].astype(np.float64)
 
     def rollout(self, traffic: LoggedTraffic, slates: np.ndarray, seed: int) -> np.ndarray:
         """Draw examination and labels for a slate per request, seeded by ``(seed, config.seed)``.
@@ -241,11 +307,17 @@ class KuaiRandWorld(BaseWorld):
         if slates.shape != (r, k) or slates.dtype.kind not in "iu":
             raise ValueError(f"slates must be integer candidate indices of shape [R, K] = "
                              f"[{r}, {k}], got {slates.dtype} {slates.shape}")
-        if ((slates < 0) | (slates >= n)).any():
-            raise ValueError(f"slates hold a candidate index outside 0..{n - 1}")
-        probs = np.take_along_axis(self.true_probabilities(traffic), slates[:, :, None], axis=1)
-        return _draw_labels(np.random.default_rng([seed, self.config.seed]), probs,
-                            self._examination)
+        ragged = traffic.valid is not None or not traffic.slot_shown.all()
+        low = -1 if ragged else 0  # ragged: -1 is an empty slot
+        if ((slates < low) | (slates >= n)).any():
+            raise ValueError(f"slates hold a candidate index outside {low}..{n - 1}")
+        probs = np.take_along_axis(self.true_probabilities(traffic),
+                                   np.maximum(slates, 0)[:, :, None], axis=1)
+        labels = _draw_labels(np.random.default_rng([seed, self.config.seed]), probs,
+                              self._examination)
+        if not ragged:
+            return labels
+        return labels * ((slates >= 0) & traffic.slot_shown)[..., None]
 
 
 def _candidates(rng: np.random.Generator, fit: KuaiRandFit, groups: np.ndarray, n: int

@@ -37,6 +37,16 @@ Slot ``k`` is examined with probability ``examination[k] = 1 / (1 + k) ** eta``;
 ``like = examined * Bern(r_l)``. Candidates not shown have position ``-1`` and
 labels ``0``.
 
+Ragged requests (``candidates="10:40"``, ``shown_slots="2:5"``): each request
+draws its number of candidates ``N_r`` uniformly from the range (the log is
+padded to the largest), and its user sees ``min(K, N_r, d_r)`` slots, ``d_r``
+uniform in ``shown_slots``; the logger is the same epsilon-greedy top-``K``
+over the request's own candidates (``epsilon / N_r``), it also logs
+``prefix_pscores``, and only the slots the user sees are shown and labelled.
+The true value of a policy on such a log is taken on the same slots
+(:meth:`BaseWorld.policy_value`). ``generate_chunk`` draws requests chunk by
+chunk (see :mod:`simulator.worlds._base`).
+
 With the defaults the logged top slot is clicked ~0.20 of the time, ~0.16 of
 its clicks convert and ~0.09 of its impressions are liked. For the objective
 ``clicks + 10 conversions + 5 likes``, ranking the true probabilities
@@ -53,7 +63,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.logs import LoggedTraffic
-from simulator.worlds._base import BaseWorld
+from simulator.policies import EpsilonGreedyTopK
+from simulator.worlds._base import BaseWorld, RaggedShape, parse_range
 
 __all__ = ["MarketplaceConfig", "MarketplaceWorld"]
 
@@ -88,6 +99,12 @@ class MarketplaceConfig:
             model's predictions.
         examination_eta: ``examination[k] = 1 / (1 + k) ** eta``.
         seed: seed of everything (world, traffic).
+        candidates: ragged requests: ``"low:high"`` (or ``(low, high)``), each request's
+            number of candidates uniform in that range (``high <= n_items``);
+            ``n_candidates`` is then unused. None: every request has ``n_candidates``.
+        shown_slots: ``"low:high"``: the number of slots each request's user sees,
+            uniform in that range (a request shows ``min(K, N_r, that)``); None: all
+            it can fill.
         taste_heterogeneity: ``h >= 0``, how much users' best fusion weights differ: the
             like logit gains ``h * z_activity`` and the conversion logit loses it, so
             active users like more and buy less than quiet ones and want a larger like
@@ -97,6 +114,8 @@ class MarketplaceConfig:
     Example:
         >>> MarketplaceConfig(n_requests=1000).slate_size
         5
+        >>> MarketplaceConfig(candidates="10:40", slate_size=5).candidates
+        (10, 40)
     """
 
     n_users: int = 2000
@@ -110,6 +129,8 @@ class MarketplaceConfig:
     production_noise: float = 0.5
     examination_eta: float = 0.8
     seed: int = 0
+    candidates: tuple[int, int] | str | None = None
+    shown_slots: tuple[int, int] | str | None = None
     taste_heterogeneity: float = 0.0
 
     def __post_init__(self) -> None:
@@ -118,6 +139,15 @@ class MarketplaceConfig:
                 f"MarketplaceConfig.{name} must be {valid}, got {getattr(self, name)!r}"
             )
 
+        for name in ("candidates", "shown_slots"):
+            object.__setattr__(self, name, parse_range(getattr(self, name),
+                                                       f"MarketplaceConfig.{name}"))
+        if self.candidates is not None:
+            high = int(self.candidates[1])
+            if high > self.n_items:
+                raise fail("candidates", f"a range within 1..n_items={self.n_items}")
+            object.__setattr__(self, "n_candidates", high)
+
         for name, low in [("n_users", 1), ("n_items", 1), ("n_requests", 1),
                           ("n_candidates", 1), ("n_factors", 1), ("seed", 0)]:
             value = getattr(self, name)
@@ -125,8 +155,10 @@ class MarketplaceConfig:
                 raise fail(name, f"an integer >= {low}")
         if self.n_candidates > self.n_items:
             raise fail("n_candidates", f"an integer in [1, n_items={self.n_items}]")
-        if not _is_int(self.slate_size) or not 1 <= self.slate_size <= self.n_candidates:
+        most = self.n_candidates if self.candidates is None else math.inf  # ragged: any K
+        if not _is_int(self.slate_size) or not 1 <= self.slate_size <= most:
             raise fail("slate_size", f"an integer in [1, n_candidates={self.n_candidates}]")
+
         if not _is_real(self.epsilon) or not 0.0 < self.epsilon <= 1.0:
             raise fail("epsilon", "a number in (0, 1]")
         weights = self.logging_weights
@@ -138,6 +170,11 @@ class MarketplaceConfig:
             value = getattr(self, name)
             if not _is_real(value) or not (math.isfinite(value) and value >= 0.0):
                 raise fail(name, "a finite number >= 0")
+
+    @property
+    def shape(self) -> RaggedShape:
+        """How requests are ragged (see :class:`~simulator.worlds._base.RaggedShape`)."""
+        return RaggedShape(self.candidates, self.shown_slots)  # type: ignore[arg-type]
 
 
 def _is_int(value: object) -> bool:
@@ -204,14 +241,40 @@ class MarketplaceWorld(BaseWorld):
         """Draw the seeded logged traffic (see the module docstring).
 
         Returns:
-            ``R`` requests of ``N`` candidates, slate size ``K``, labels for
-            ``tasks``, features ``user_segment``, ``user_activity``,
-            ``item_category``, ``item_price``, ``item_quality`` (observed with
-            noise), and the examination curve.
+            ``R`` requests of ``N`` candidates (ragged when the config says so), slate
+            size ``K``, labels for ``tasks``, features ``user_segment``,
+            ``user_activity``, ``item_category``, ``item_price``, ``item_quality``
+            (observed with noise), and the examination curve.
         """
-        cfg, pop = self.config, self._pop
         rng = np.random.default_rng(self._traffic_seq)
-        r, n, k = cfg.n_requests, cfg.n_candidates, cfg.slate_size
+        return self._draw(rng, self.config.n_requests, 0)
+
+    def generate_chunk(self, n_requests: int, start_request_id: int = 0,
+                       seed: int = 0) -> LoggedTraffic:
+        """Requests ``start_request_id ..`` ``+ n_requests - 1``, seeded by ``(config.seed,
+        seed, start_request_id)``: a log made chunk by chunk (see
+        :meth:`BaseWorld.generate_chunk`); ``config.n_requests`` is unused.
+
+        Example:
+            >>> world = MarketplaceWorld(MarketplaceConfig(candidates="10:40"))
+            >>> chunk = world.generate_chunk(100, start_request_id=1000, seed=3)
+            >>> int(chunk.request_ids[0]), chunk.n_requests
+            (1000, 100)
+        """
+        for name, value, low in [("n_requests", n_requests, 1),
+                                 ("start_request_id", start_request_id, 0), ("seed", seed, 0)]:
+            if not _is_int(value) or value < low:
+                raise ValueError(f"generate_chunk {name} must be an integer >= {low}, "
+                                 f"got {value!r}")
+        rng = np.random.default_rng([self.config.seed, seed, start_request_id, 1])
+        return self._draw(rng, n_requests, start_request_id)
+
+    def _draw(self, rng: np.random.Generator, r: int, start: int) -> LoggedTraffic:
+        """``r`` requests numbered from ``start``, drawn from ``rng``."""
+        cfg, pop = self.config, self._pop
+        n, k = cfg.n_candidates, cfg.slate_size
+        shape = cfg.shape
+        counts, depth = shape.draw(rng, r, n, k)
 
         weights = pop.user_activity / pop.user_activity.sum()
         users = rng.choice(cfg.n_users, size=r, p=weights)  # [R]
@@ -222,38 +285,64 @@ class MarketplaceWorld(BaseWorld):
         noisy = logits + cfg.production_noise * rng.standard_normal(logits.shape)
         log_p = -np.logaddexp(0.0, -noisy)  # log sigmoid, [R, N, T]
         score = log_p @ np.asarray(cfg.logging_weights, dtype=np.float64)  # [R, N]
-        det_order = np.argsort(-score, axis=1, kind="stable")[:, :k]  # [R, K]
-
-        explore = rng.random(r) < cfg.epsilon  # [R]
-        slates = det_order.copy()
-        n_explore = int(explore.sum())
-        if n_explore:
-            keys = rng.random((n_explore, n))
-            slates[explore] = np.argsort(keys, axis=1)[:, :k]
-
         rows = np.arange(r)[:, None]
-        positions = np.full((r, n), -1, dtype=np.int64)
-        positions[rows, slates] = np.arange(k)
-        pscores = np.full((r, n, k), cfg.epsilon / n)
-        pscores[rows, det_order, np.arange(k)] += 1.0 - cfg.epsilon
+        valid = None
+        prefix = None
+        if not shape.ragged:
+            det_order = np.argsort(-score, axis=1, kind="stable")[:, :k]  # [R, K]
 
-        slot_probs = np.take_along_axis(_sigmoid(logits), slates[:, :, None], axis=1)
-        slot_labels = _draw_labels(rng, slot_probs, self._examination)  # [R, K, T]
+            explore = rng.random(r) < cfg.epsilon  # [R]
+            slates = det_order.copy()
+            n_explore = int(explore.sum())
+            if n_explore:
+                keys = rng.random((n_explore, n))
+                slates[explore] = np.argsort(keys, axis=1)[:, :k]
+
+            positions = np.full((r, n), -1, dtype=np.int64)
+            positions[rows, slates] = np.arange(k)
+            pscores = np.full((r, n, k), cfg.epsilon / n)
+            pscores[rows, det_order, np.arange(k)] += 1.0 - cfg.epsilon
+            seen = np.ones((r, k), dtype=bool)
+        else:  # the same logger over each request's own candidates
+            valid = np.arange(n)[None, :] < counts[:, None]
+            score = np.where(valid, score, -np.inf)
+            logger = EpsilonGreedyTopK(k, cfg.epsilon)
+            slates = logger.sample(score, seed=int(rng.integers(2**63)))  # [R, K], -1: empty
+            seen = np.arange(slates.shape[1])[None, :] < depth[:, None]
+            slates = np.where(seen, slates, -1)
+            positions = np.full((r, n), -1, dtype=np.int64)
+            rr, jj = np.nonzero(slates >= 0)
+            positions[rr, slates[rr, jj]] = jj
+            pscores = logger.pscores(score)
+            prefix = logger.prefix_probabilities(score, positions)
+            items = np.where(valid, items, -1)
+
+        slot_items = np.maximum(slates, 0)
+        slot_probs = np.take_along_axis(_sigmoid(logits), slot_items[:, :, None], axis=1)
+        slot_labels = _draw_labels(rng, slot_probs, self._examination[: slates.shape[1]])
         labels = {}
+        rr, jj = np.nonzero(slates >= 0)
         for t, task in enumerate(_TASKS):
             lab = np.zeros((r, n))
-            lab[rows, slates] = slot_labels[:, :, t]
+            lab[rr, slates[rr, jj]] = slot_labels[rr, jj, t]
             labels[task] = lab
 
+        safe = np.maximum(items, 0)
+
+        def per_candidate(values: np.ndarray) -> np.ndarray:
+            return values if valid is None else np.where(valid, values, 0)
+
         features = {
-            "user_segment": np.broadcast_to(pop.user_segment[users][:, None], (r, n)).copy(),
-            "user_activity": np.broadcast_to(pop.user_activity[users][:, None], (r, n)).copy(),
-            "item_category": pop.item_category[items],
-            "item_price": pop.item_price[items],
-            "item_quality": pop.item_quality_obs[items],
+            "user_segment": per_candidate(np.broadcast_to(
+                pop.user_segment[users][:, None], (r, n)).copy()),
+            "user_activity": per_candidate(np.broadcast_to(
+                pop.user_activity[users][:, None], (r, n)).copy()),
+            "item_category": per_candidate(pop.item_category[safe]),
+            "item_price": per_candidate(pop.item_price[safe]),
+            "item_quality": per_candidate(pop.item_quality_obs[safe]),
         }
         return LoggedTraffic(
-            request_ids=np.arange(r, dtype=np.int64),
+            request_ids=np.arange(start, start + r, dtype=np.int64),
             user_ids=users.astype(np.int64),
             item_ids=items.astype(np.int64),
             positions=positions,
@@ -261,6 +350,8 @@ class MarketplaceWorld(BaseWorld):
             labels=labels,
             features=features,
             examination=self.examination,
+            prefix_pscores=prefix,
+            valid=valid,
         )
 
     def expected_rewards(self, traffic: LoggedTraffic) -> np.ndarray:
@@ -277,7 +368,8 @@ class MarketplaceWorld(BaseWorld):
 
         Args:
             traffic: a log of this world.
-            slates: ``[R, K]`` candidate indices into the ``N`` axis.
+            slates: ``[R, K]`` candidate indices into the ``N`` axis (on a ragged log,
+                ``-1``: an empty slot; the slots a request does not show get no labels).
             seed: seed of the draw.
 
         Returns:
@@ -293,24 +385,40 @@ class MarketplaceWorld(BaseWorld):
                 f"slates must be integer candidate indices of shape [R, K] = [{r}, {k}], "
                 f"got {slates.dtype} {slates.shape}"
             )
-        if ((slates < 0) | (slates >= n)).any():
-            raise ValueError(f"slates hold a candidate index outside 0..{n - 1}")
-        probs = np.take_along_axis(self.true_probabilities(traffic), slates[:, :, None], axis=1)
+        ragged = traffic.valid is not None or not traffic.slot_shown.all()
+        low = -1 if ragged else 0
+        if ((slates < low) | (slates >= n)).any():
+            raise ValueError(f"slates hold a candidate index outside {low}..{n - 1}")
+        probs = np.take_along_axis(self.true_probabilities(traffic),
+                                   np.maximum(slates, 0)[:, :, None], axis=1)
         rng = np.random.default_rng([seed, self.config.seed])
-        return _draw_labels(rng, probs, self._examination)
+        labels = _draw_labels(rng, probs, self._examination)
+        if not ragged:
+            return labels
+        return labels * ((slates >= 0) & traffic.slot_shown)[..., None]
 
     # --------------------------------------------------------------- extras
     def true_probabilities(self, traffic: LoggedTraffic) -> np.ndarray:
         """What a perfect ranker would predict: ``[R, N, 3]`` ``(r_c, r_v, r_l)``.
 
         Conversion is the conditional rate given a click (its sample space is
-        clicks), unlike in ``expected_rewards``.
+        clicks), unlike in ``expected_rewards``. 0 on the padding of a ragged log.
         """
-        return _sigmoid(self._logits(traffic.user_ids, traffic.item_ids))
+        if traffic.valid is None:
+            return _sigmoid(self._logits(traffic.user_ids, traffic.item_ids))
+        items = np.where(traffic.valid, traffic.item_ids, 0)  # padding: 0 after
+        p = _sigmoid(self._logits(traffic.user_ids, items))
+        return np.where(traffic.valid[..., None], p, 0.0)
 
     def logging_exposure(self, traffic: LoggedTraffic) -> np.ndarray:
-        """``[R, N]`` the logging policy's exposure, ``pscores @ examination``."""
-        return np.asarray(traffic.pscores @ self._examination, dtype=np.float64)
+        """``[R, N]`` the logging policy's exposure, ``pscores @ examination`` over the slots
+        each request shows (:meth:`~simulator.logs.LoggedTraffic.request_examination`)."""
+        if traffic.pscores is None:
+            raise ValueError("the logging exposure needs the log's pscore_<k> columns")
+        curve = traffic.request_examination(self._examination)
+        if curve.ndim == 1:
+            return np.asarray(traffic.pscores @ curve, dtype=np.float64)
+        return np.matmul(traffic.pscores, curve[:, :, None])[..., 0].astype(np.float64)
 
     # ------------------------------------------------------------- internal
     def _logits(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -93,6 +93,7 @@ def test_logs_are_valid_and_round_trip(world: KuaiRandWorld, tmp_path: Path) -> 
     back = LoggedTraffic.read(traffic.write(tmp_path / "log.parquet"))
     assert back.fingerprint() == traffic.fingerprint()
     # every slot's propensities sum to one over the candidates; prefixes are probabilities
+    assert traffic.pscores is not None
     np.testing.assert_allclose(traffic.pscores.sum(axis=1), 1.0, rtol=1e-12)
     assert traffic.prefix_pscores is not None
     shown = traffic.shown
@@ -131,3 +132,36 @@ def test_same_seed_same_traffic(fit: KuaiRandFit) -> None:
 
     assert log(1) == log(1)
     assert log(1) != log(2)
+
+
+@pytest.mark.slow
+def test_a_ragged_kuairand_log_s_truth_matches_its_rollouts_and_ips(fit: KuaiRandFit) -> None:
+    """Ragged (5..30 candidates, 2..5 slots seen), chunked: the exact value of a ranking on
+    the slots each request shows equals the mean of 40 rollouts (4 SE) and IPS's estimate
+    (4.5 normal SE); the same chunk twice is the same log."""
+    from simulator.estimators import IPS
+    from simulator.fusion import MultiplicativeFusion
+    from simulator.intervals import NormalInterval
+    from simulator.replay import Replay
+
+    world = KuaiRandWorld(KuaiRandConfig(candidates="5:30", shown_slots="2:5", seed=3), fit=fit)
+    traffic = world.generate_chunk(3000, start_request_id=10_000, seed=1)
+    assert traffic.fingerprint() == world.generate_chunk(3000, 10_000, 1).fingerprint()
+    assert traffic.valid is not None and traffic.request_ids[0] == 10_000
+    assert traffic.shown.sum(axis=1).min() >= 2 and traffic.shown.sum(axis=1).max() <= 5
+    p = world.true_probabilities(traffic)
+    logp = np.log(np.maximum(p, 1e-9))
+    fused = np.where(traffic.valid, logp @ np.array([1.0, 0.5, 2.0, 1.0]), -np.inf)
+    policy = TopKPolicy(traffic.slate_size)
+    truth = world.policy_value(traffic, policy, fused[None])[0]
+    slates = policy.sample(fused, seed=0)
+    draws = np.stack([world.rollout(traffic, slates, seed=s).sum(axis=1).mean(axis=0)
+                      for s in range(40)])
+    se = draws.std(axis=0, ddof=1) / np.sqrt(len(draws))
+    assert (np.abs(draws.mean(axis=0) - truth) < 4 * se + 1e-9).all()
+    scores = np.where(traffic.valid[..., None], np.maximum(p, 1e-6), 0.0)
+    weights = np.array([[1.0, 0.5, 2.0, 1.0]])
+    result = Replay(SlateFeedback.from_traffic(traffic), scores, world.tasks,
+                    MultiplicativeFusion(), policy, IPS(), NormalInterval()).evaluate(weights)
+    ips_se = (result.high - result.low)[0] / (2 * 1.96)
+    assert (np.abs(result.value[0] - truth) < 4.5 * ips_se).all(), (result.value[0], truth)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -111,9 +112,10 @@ def _zero_logged_propensity(cols: dict[str, np.ndarray]) -> None:
         (_duplicate_position, r"column 'position' row \d+: request 0 shows two candidates in "
                               r"slot 1"),
         (_set("position", 2, 9), r"column 'position' row 2: value 9 is not a valid slot"),
-        (_set("request_id", 0, 999), r"column 'request_id' row \d+: request \d+ has \d "
-                                     r"candidates, but most "
-                                          r"requests have 6"),
+        # a row moved to a request of its own: requests may be ragged, but request 0's
+        # shown slot 0 now lacks that row's propensity
+        (_set("request_id", 0, 999), r"column 'pscore_0' rows of request 0 sum to 0.950000; "
+                                     r"each shown slot's propensities must sum to 1"),
         (_set("item_id", 4, 1.5), r"column 'item_id' row 4: must be an integer"),
         (_set_shown_label("click", 2.0), r"bad.parquet: task 'click' is binary \(labels 0 or 1\)"
                                          r" but request \d+ row \d+ has label 2;"),
@@ -237,3 +239,152 @@ def test_world_logs_round_trip_with_their_kinds(tmp_path: Path) -> None:
     back = LoggedTraffic.read(log.write(tmp_path / "world.parquet"))
     assert back.label_kinds == dict.fromkeys(log.tasks, BINARY) == log.label_kinds
     assert back.fingerprint() == log.fingerprint()
+
+
+# ------------------------------------------------------------------ ragged logs
+def _ragged_columns(traffic: LoggedTraffic) -> dict[str, np.ndarray]:
+    """The log's rows with request 1 cut to its shown rows and two more (ragged)."""
+    cols = {k: v.copy() for k, v in traffic.to_columns().items()}
+    req, pos = cols["request_id"], cols["position"]
+    unshown_of_1 = np.flatnonzero((req == 1) & (pos < 0))
+    drop = unshown_of_1[2:]
+    keep = np.setdiff1d(np.arange(len(req)), drop)
+    out = {k: v[keep] for k, v in cols.items()}
+    # the propensities of the rows left in request 1 must still sum to 1 per slot
+    left = out["request_id"] == 1
+    for k in range(traffic.slate_size):
+        col = out[f"pscore_{k}"]
+        col[left] = col[left] / col[left].sum()
+    return out
+
+
+def test_a_ragged_log_round_trips_without_padding_rows(traffic: LoggedTraffic,
+                                                       tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    cols = _ragged_columns(traffic)
+    log = LoggedTraffic.from_columns(cols, traffic.examination)
+    assert log.valid is not None and log.candidate_counts[1] < log.n_candidates
+    assert len(log.to_columns()["request_id"]) == len(cols["request_id"])
+    assert (log.item_ids[~log.valid] == -1).all() and not log.shown[~log.valid].any()
+    back = LoggedTraffic.read(log.write(tmp_path / "ragged.parquet"))
+    assert back.fingerprint() == log.fingerprint()
+    pacsv.write_csv(pa.table(log.to_columns()), tmp_path / "ragged.csv")
+    assert LoggedTraffic.read(tmp_path / "ragged.csv").fingerprint() == log.fingerprint()
+    wider = LoggedTraffic.concatenate([log.take(np.arange(5)), log.take(np.arange(5, 30))])
+    assert wider.fingerprint() == log.fingerprint()
+
+
+def test_a_log_with_only_shown_propensities_round_trips(traffic: LoggedTraffic,
+                                                        tmp_path: Path) -> None:
+    cols = {k: v for k, v in traffic.to_columns().items() if not k.startswith("pscore_")}
+    logged = traffic.logged_propensity().reshape(-1)
+    cols["pscore"] = np.where(np.isnan(logged), np.nan, logged)  # null where not shown
+    log = LoggedTraffic.from_columns(cols)  # no curve: K = 1 + the largest position
+    assert log.pscores is None and log.slate_size == traffic.slate_size
+    assert traffic.examination is not None
+    back = LoggedTraffic.read(log.with_examination(traffic.examination).write(
+        tmp_path / "shown.parquet"))
+    assert back.slate_size == 3 and back.pscores is None
+    np.testing.assert_allclose(back.logged_propensity(), traffic.logged_propensity())
+    both = {**traffic.to_columns(), "pscore": np.nan_to_num(logged)}
+    assert LoggedTraffic.from_columns(both).shown_pscores is not None
+
+
+def _shown_only(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {k: v for k, v in cols.items() if not k.startswith("pscore_")}
+    pos = cols["position"]
+    logged = np.zeros(len(pos))
+    for k in range(3):
+        logged = np.where(pos == k, cols[f"pscore_{k}"], logged)
+    out["pscore"] = logged
+    return out
+
+
+def _shown_row_pscore(value: float):
+    def edit(cols: dict[str, np.ndarray]) -> None:
+        cols.update(_shown_only(cols))
+        cols["pscore"][_shown_row(cols, 2)] = value
+    return edit
+
+
+def _inconsistent_pscore(cols: dict[str, np.ndarray]) -> None:
+    cols["pscore"] = _shown_only(cols)["pscore"]
+    cols["pscore"][_shown_row(cols, 1)] *= 0.5
+
+
+def _slot_beyond_page(cols: dict[str, np.ndarray]) -> None:
+    cols.update(_shown_only(cols))
+    cols["position"][_shown_row(cols, 0)] = 3
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (_shown_row_pscore(np.nan), r"column 'pscore' row \d+: propensity nan of a shown row "
+                                    r"\(request 0, slot \d\) must be in \(0, 1\]"),
+        (_shown_row_pscore(0.0), r"column 'pscore' row \d+: propensity 0.0 of a shown row"),
+        (_shown_row_pscore(1.2), r"column 'pscore' row \d+: propensity 1.2 of a shown row"),
+        (_inconsistent_pscore, r"column 'pscore' row \d+: propensity [\d.]+ disagrees with "
+                               r"pscore_\d = [\d.]+ of the slot"),
+        (_slot_beyond_page, r"column 'position' row \d+: value 3 is not a valid slot; valid: "
+                            r"-1 \(not shown\) or 0..2"),
+        (_drop_all_pscores := (lambda cols: [cols.pop(c) for c in list(cols)
+                                             if c.startswith("pscore_")]),
+         r"missing propensities: a log needs the columns pscore_0..pscore_<K-1> .* or the "
+         r"column 'pscore'"),
+    ],
+)
+def test_malformed_ragged_and_shown_only_logs_are_refused(traffic: LoggedTraffic, edit,
+                                                          match: str) -> None:
+    cols = {k: v.copy() for k, v in traffic.to_columns().items()}
+    edit(cols)
+    with pytest.raises(LogValidationError, match=match):
+        LoggedTraffic.from_columns(cols, traffic.examination, source="bad.parquet")
+
+
+def test_a_ragged_log_s_faults_name_the_row_of_its_file(traffic: LoggedTraffic) -> None:
+    cols = _ragged_columns(traffic)
+    row = int(np.flatnonzero(cols["request_id"] == 2)[1])  # after the cut request 1
+    cols["item_id"][row] = cols["item_id"][row - 1]
+    with pytest.raises(LogValidationError, match=rf"column 'item_id' row {row}: request 2 "
+                                                 r"lists item \d+ twice"):
+        LoggedTraffic.from_columns(cols, traffic.examination)
+    ragged = LoggedTraffic.from_columns(_ragged_columns(traffic), traffic.examination)
+    labels = {k: v.copy() for k, v in ragged.labels.items()}
+    shown = np.argwhere(ragged.shown & (np.arange(ragged.n_requests) == 2)[:, None])[0]
+    labels["click"][tuple(shown)] = 3.0
+    expected = int(ragged.candidate_counts[:2].sum()) + int(shown[1])  # row of to_columns
+    with pytest.raises(LogValidationError, match=rf"request 2 row {expected} has label 3"):
+        dataclasses.replace(ragged, labels=labels)
+
+
+def _padding(t: LoggedTraffic, **change: Any) -> LoggedTraffic:
+    return dataclasses.replace(t, **change)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda t: {"valid": np.zeros(t.item_ids.shape, bool)},
+         r"request 0 has no candidates"),
+        (lambda t: {"valid": np.tile([True] * 5 + [False], (t.n_requests, 1))
+                    & (np.arange(t.n_requests) > 0)[:, None]
+                    | (np.arange(6) == 5)[None, :] & (np.arange(t.n_requests) == 0)[:, None]},
+         r"request 0 has a candidate \(index 5\) after padding"),
+        (lambda t: {"valid": np.tile(np.arange(6) < 5, (t.n_requests, 1))},  # 5 is shown
+         r"positions: padding \(index 5\) of request \d+ must be -1 \(not shown\)"),
+    ],
+)
+def test_bad_padding_in_memory_is_refused(traffic: LoggedTraffic, change, match: str) -> None:
+    with pytest.raises(LogValidationError, match=match):
+        _padding(traffic, **change(traffic))
+
+
+def test_the_old_equal_size_message_is_gone() -> None:
+    import inspect
+
+    from simulator import _log_checks, _log_columns
+    for module in (_log_checks, _log_columns):
+        assert "every request needs the same number" not in inspect.getsource(module)

@@ -40,11 +40,23 @@ def _reference(traffic: LoggedTraffic, scores: np.ndarray, weights: np.ndarray,
     return auc, gauc
 
 
-# (ragged requests, which show fewer slots than the page, are refused by the log container
-# until issue 12 lets them in; this test covers full pages)
+def _ragged(traffic: LoggedTraffic, seed: int) -> LoggedTraffic:
+    """The log with some impressions hidden (requests show 0..K candidates, with gaps)."""
+    import dataclasses
+
+    rng = np.random.default_rng(seed)
+    hide = traffic.shown & (rng.random(traffic.shown.shape) < 0.3)
+    positions = np.where(hide, -1, traffic.positions)
+    labels = {t: np.where(hide, 0.0, v) for t, v in traffic.labels.items()}
+    return dataclasses.replace(traffic, positions=positions, labels=labels)
+
+
 @pytest.mark.parametrize("weighting", ["impressions", "requests"])
-def test_auc_and_gauc_equal_pair_counting_with_ties(weighting: str) -> None:
+@pytest.mark.parametrize("ragged", [False, True])
+def test_auc_and_gauc_equal_pair_counting_with_ties(weighting: str, ragged: bool) -> None:
     traffic, _, scores = make_toy(3, n_requests=120)
+    if ragged:
+        traffic = _ragged(traffic, 4)
     scores = np.round(scores, 1).clip(0.05, 1.0)  # coarse scores: many ties
     proxy = AUCProxy(SlateFeedback.from_traffic(traffic), scores, TASKS, FUSION,
                      gauc_weighting=weighting, chunk_requests=37)

@@ -66,8 +66,11 @@ def test_picks_are_ordered_and_their_differences_are_paired(study_db: Path) -> N
     report = ab_report(ws.replay(HOLDOUT), weights(leader), weights(other),
                        ws.settings.objective)
     lift = report.row("objective").lift
+    # not to 1e-4: TopKPolicy breaks ties among equal fused scores (the demo ranker's
+    # float32 scores have some) by torch.topk's order, which depends on how many vectors
+    # share the call, so a tied request may get its candidates in other slots
     assert (lift.low, lift.high) == pytest.approx(
-        (other["diff_vs_leader"]["low"], other["diff_vs_leader"]["high"]), rel=1e-4)
+        (other["diff_vs_leader"]["low"], other["diff_vs_leader"]["high"]), rel=5e-3, abs=1e-3)
     assert data["split"] == "holdout" and data["n_requests"] == report.n_requests
 
 

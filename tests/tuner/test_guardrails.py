@@ -59,14 +59,17 @@ def test_infeasible_trials_are_recorded_and_never_best(demo_files: DemoFiles,
                                                        tmp_path: Path) -> None:
     db = tmp_path / "g.db"
     args = demo_files.new_study_args(db, rounds=2, population=8)
-    result = CliRunner().invoke(main, [*args, "--guardrail", "click=0.02",
+    # 5%: on this 2,000-request demo's search split (a hash of the request ids) every trial
+    # breaks a 2% guardrail
+    result = CliRunner().invoke(main, [*args, "--guardrail", "click=0.05",
                                        "--control", "click=1,conversion=0.5,like=0.5"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     infeasible = [t for t in trials if not is_feasible_complete(t)]
-    assert infeasible, "a 2% click guardrail should reject some like-heavy weight vectors"
+    assert infeasible, "a 5% click guardrail should reject some like-heavy weight vectors"
+    assert len(infeasible) < len(trials)
     assert all("click: lift lower bound" in t.user_attrs["infeasible"] for t in infeasible)
 
     history = CliRunner().invoke(main, ["search", "history", "--storage", str(db), "--study",

@@ -197,8 +197,10 @@ STUDY = click.option("--study", "study_name", required=True, help="Study name.")
 
 
 _STUDY_DATA_OPTIONS = (
-    click.option("--logs", type=click.Path(dir_okay=False), help="Logged traffic (new study)."),
-    click.option("--scores", type=click.Path(dir_okay=False), help="Score table (new study)."),
+    click.option("--logs", type=click.Path(), help="Logged traffic (new study): a Parquet or "
+                 "CSV file, or a folder of Parquet files (hive partitions too), streamed."),
+    click.option("--scores", type=click.Path(), help="Score table (new study): a Parquet "
+                 "file or a folder of them."),
     click.option("--estimator", type=click.Choice(sorted(ESTIMATORS)), default="snips",
                  show_default=True),
     click.option("--formula", type=click.Choice(sorted(FUSIONS)), default="multiplicative",

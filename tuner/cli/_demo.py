@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from tuner.evaluation.objective import parse_objective
 from tuner.evaluation.search_data import parse_estimator_params
 
 if TYPE_CHECKING:
-    from tuner.demo import Pick
+    from tuner.demo import DemoConfig, Pick
 
 
 @click.command()
@@ -54,13 +55,16 @@ if TYPE_CHECKING:
               help="95% intervals: percentile bootstrap, studentized bootstrap or normal.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of tables.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--online", is_flag=True, help="Live rounds instead: --rounds rounds of 8 "
+              "experiment groups pre-screened on the logs, the world playing the experiment "
+              "platform on fresh requests (search ask / tell), then online vs offline lifts.")
 @MLFLOW
 @user_errors
 def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
          elite_fraction: float, estimator: str, objective_text: str | None, epochs: int,
          world: str, guardrail_text: str | None, interval: str, as_json: bool,
          no_progress: bool, estimator_param_text: tuple[str, ...] = (),
-         mlflow_uri: str | None = None) -> None:
+         mlflow_uri: str | None = None, online: bool = False) -> None:
     """Run the whole loop on the embedded synthetic marketplace.
 
     world -> logs (Parquet) -> MMoE ranker -> score table -> CEM rounds over
@@ -83,6 +87,9 @@ def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
                         world=world, guardrails=guardrails, interval=interval,
                         estimator_params=estimator_params)
     say = (lambda s: click.echo(s, err=True)) if as_json else click.echo
+    if online:
+        _online_demo(config, rounds, as_json, say, not no_progress)
+        return
     result = run_demo(config, say=say, progress=not no_progress)
     log_demo(mlflow_uri, config, result)
     if as_json:
@@ -111,6 +118,29 @@ def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
     click.echo(f"study: {result.storage} (optuna-dashboard {result.storage})")
     click.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
 
+
+
+def _online_demo(config: DemoConfig, rounds: int, as_json: bool, say: Callable[[str], None],
+                 progress: bool) -> None:
+    """``demo --online``: the data steps, then live rounds (see :mod:`tuner.demo_online`)."""
+    from tuner.cli._live import history_live, live_text
+    from tuner.demo_online import OnlineDemoConfig, run_online_demo
+    from tuner.study import load_search
+
+    result = run_online_demo(config, OnlineDemoConfig(rounds=rounds), say, progress)
+    if as_json:
+        dump(result)
+        return
+    study, _ = load_search(result["storage"], "live")
+    live = history_live(study)
+    if live is not None:
+        click.echo("\nlive groups (online lift vs the round's control, offline estimate):")
+        click.echo(live_text(live))
+    t = result["true_objective"]
+    click.echo(f"\ntrue objective of CEM's mean {result['pick']}: {t['pick']:.4f} vs control "
+               f"{t['control']:.4f} ({100 * t['lift']:+.2f}%)")
+    click.echo(f"study: {result['storage']} (study 'live'; fusiontune search history "
+               f"--storage {result['storage']} --study live)")
 
 
 def _holdout_line(pick: Pick) -> str:

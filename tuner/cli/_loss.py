@@ -39,7 +39,9 @@ def objective_for(settings: dict[str, Any], progress: bool = False) -> Evaluate:
 
     if is_loss_study(settings):
         return LossObjective(config_of(settings), progress=progress)
-    return FusionObjective.for_workspace(Workspace(SearchSettings.from_dict(settings)))
+    from tuner.evaluation.streamed import open_workspace
+
+    return FusionObjective.for_workspace(open_workspace(SearchSettings.from_dict(settings)))
 
 
 def _fusion_settings(config: SearchConfig, say: Callable[[str], None]

@@ -80,6 +80,9 @@ COMMANDS = {
     "ranker": LazyCommand("tuner.cli._ranker:ranker",
                           "Train, evaluate and score the multi-task ranker on KuaiRand-Pure "
                           "from a run file."),
+    "world": LazyCommand("tuner.cli._world:world",
+                         "Worlds with known ground truth, written as datasets a search can run "
+                         "on."),
 }
 
 SEARCH_COMMANDS = {
@@ -93,6 +96,12 @@ SEARCH_COMMANDS = {
     "export": LazyCommand("tuner.cli._search:search_export",
                           "Export a weight vector, judged on the held-out split, as JSON for "
                           "serving."),
+    "ask": LazyCommand("tuner.cli._live:search_ask",
+                       "Write the next live round's groups (and the control) for an "
+                       "experiment platform."),
+    "tell": LazyCommand("tuner.cli._live:search_tell",
+                        "Tell the study the online results of some (or all) groups of its "
+                        "live round."),
     "compare": LazyCommand("tuner.cli._compare:search_compare",
                            "Compare the strategy's pick (CEM's mean), the best trials and "
                            "the control on one split."),

@@ -13,6 +13,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -57,6 +58,7 @@ class NewStudy:
         elite_fraction: share of elites (CEM and steady CEM only).
         estimator_param_text: ``<name>=<number>`` hyperparameters of the estimator.
         examination_text: ``1,0.6,0.4``, the examination curve (a CSV log carries none).
+        stream: read the log chunk by chunk even from one file (a folder always is).
     """
 
     logs: str | None = None
@@ -78,6 +80,7 @@ class NewStudy:
     elite_fraction: float | None = None
     estimator_param_text: tuple[str, ...] = ()
     examination_text: str | None = None
+    stream: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> NewStudy:
@@ -103,7 +106,7 @@ class NewStudy:
                                ("--objective", self.objective_text)) if v is None]
 
     def build(self, default_objective: Callable[[tuple[str, ...]], dict[str, float]] | None
-              = None) -> tuple[SearchSettings, FusionSpace, Workspace]:
+              = None) -> tuple[SearchSettings, FusionSpace, Workspace | Any]:
         """The settings and space of the new study, and its workspace, checked.
 
         The log and the score table are read and every split's replay is built, so a log or
@@ -115,6 +118,7 @@ class NewStudy:
         """
         from simulator.logs import LoggedTraffic
         from tuner.evaluation.scores import ScoreTable
+        from tuner.evaluation.streamed import dataset_tasks, open_workspace
 
         missing = self.missing()
         if default_objective is not None:
@@ -122,28 +126,33 @@ class NewStudy:
         if missing:
             raise ValueError(f"a new study needs {' '.join(missing)}")
         assert self.logs is not None and self.scores is not None
-        traffic = LoggedTraffic.read(self.logs)
-        table_ = ScoreTable.read(self.scores)
-        tasks = table_.tasks
+        streamed = self.stream or Path(self.logs).is_dir()
+        if streamed:  # read chunk by chunk by the workspace's check(), never whole
+            traffic, table_ = None, None
+            log_tasks, tasks = dataset_tasks(self.logs, self.scores)
+        else:
+            traffic = LoggedTraffic.read(self.logs)
+            table_ = ScoreTable.read(self.scores)
+            log_tasks, tasks = traffic.tasks, table_.tasks
         conditional = parse_conditional(self.conditional_text, tasks)
         space = self.space(tasks)
         control = weights_option(self.control_text, space, self.formula, "--control")
         settings = SearchSettings(
             logs=resolve(self.logs), scores=resolve(self.scores),
-            objective=(parse_objective(self.objective_text, traffic.tasks)
+            objective=(parse_objective(self.objective_text, log_tasks)
                        if self.objective_text is not None
-                       else default_objective(traffic.tasks) if default_objective is not None
+                       else default_objective(log_tasks) if default_objective is not None
                        else {}),
             estimator=self.estimator, formula=self.formula,
             splits={SEARCH: 1 - self.holdout_fraction, HOLDOUT: self.holdout_fraction},
             split_seed=self.seed, conditional=conditional, control=control,
-            data_fingerprint=traffic.fingerprint(),
+            data_fingerprint="" if traffic is None else traffic.fingerprint(),
             guardrails={g.metric: g.max_drop
-                        for g in parse_guardrails(self.guardrail_text, traffic.tasks)},
+                        for g in parse_guardrails(self.guardrail_text, log_tasks)},
             interval=self.interval,
             estimator_params=parse_estimator_params(self.estimator_param_text, self.estimator),
-            examination=parse_examination(self.examination_text))
-        ws = Workspace(settings, traffic, table_)
+            examination=parse_examination(self.examination_text), stream=self.stream)
+        ws = open_workspace(settings, traffic, table_)
         ws.check()
         return settings, space, ws
 
@@ -192,6 +201,7 @@ class NewStudy:
             "elite_fraction": config.get("elite_fraction"),
             "estimator_param_text": dict(stored.estimator_params),
             "examination_text": None if stored.examination is None else list(stored.examination),
+            "stream": stored.stream,
         }
         for name in given:
             value = self._parsed(name, stored, space)

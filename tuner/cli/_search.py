@@ -123,6 +123,16 @@ from tuner.study import (
 @click.option("--jsonl", "as_jsonl", is_flag=True,
               help="Stream one JSON object per completed round on stdout as it completes "
                    "(with --workers: once the workers finish).")
+@click.option("--stream", is_flag=True,
+              help="Read the log chunk by chunk even from one file (new study; a folder of "
+                   "Parquet files always is), so memory is set by the chunk, not the log.")
+@click.option("--engine", type=click.Choice(["embedded", "dask"]), default="embedded",
+              show_default=True, help="dask: each generation is evaluated by Dask tasks, "
+              "each reading its own files of the (streamed) log and returning sums.")
+@click.option("--dask-workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="With --engine dask: worker processes of the local cluster started.")
+@click.option("--scheduler", default=None,
+              help="With --engine dask: join this cluster (tcp://host:8786) instead.")
 @click.option("--no-progress", is_flag=True, help="No bar and no stage lines on stderr.")
 @MLFLOW
 @click.pass_context
@@ -130,7 +140,8 @@ from tuner.study import (
 def search_run(ctx: click.Context, storage: str, study_name: str, config_path: str | None,
                space_name: str | None, rounds: int | None, workers: int | None,
                chunk: int | None, as_json: bool, as_jsonl: bool, no_progress: bool,
-               mlflow_uri: str | None, until: str, patience: int, segment_by: str | None,
+               mlflow_uri: str | None, until: str, patience: int, engine: str,
+               dask_workers: int, scheduler: str | None, segment_by: str | None,
                n_segments: int, segment_min_events: float | None, **study: Any) -> None:
     """Run a study to --rounds generations; a new study needs --config, or --logs, --scores
     and --objective.
@@ -184,6 +195,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
     target = _target(study_, rounds, default_rounds)
     set_target_rounds(study_, target)
     done = completed_rounds(study_, search_.population)
+    if workers is not None and engine == "dask":
+        raise ValueError("--engine dask runs the rounds on Dask workers; drop --workers")
     if workers is not None and until == "converged":
         raise ValueError("--until converged runs the rounds in this process; drop --workers")
     if workers is not None:
@@ -194,24 +207,22 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
             for s in summaries:
                 dump_line(s.to_dict())
     else:
-        objective: Callable[[np.ndarray], Any]
-        if ws is not None:
-            objective = FusionObjective.for_workspace(ws)
-        else:
-            with stage(f"reading and checking the logs and scores of study {study_name!r}",
-                       not no_progress and not is_loss_study(search_.settings)):
-                objective = objective_for(search_.settings, progress=not no_progress)
+        objective = _objective(ws, search_, study_name, engine, dask_workers, scheduler,
+                               not no_progress)
         on_round = (lambda s: dump_line(s.to_dict())) if as_jsonl else None
-        if until == "converged":
-            summaries, stop = run_until_converged(study_, search_, objective, target,
-                                                  ConvergenceRule(patience), not no_progress,
-                                                  on_round=on_round)
-            click.echo(f"converged after round {stop.round}: {stop.reason()}; stopped there"
-                       if stop is not None else
-                       f"not converged by the cap of --rounds {target}", err=True)
-        else:
-            summaries = run_rounds(study_, search_, objective, until=target,
-                                   progress=not no_progress, on_round=on_round)
+        try:
+            if until == "converged":
+                summaries, stop = run_until_converged(
+                    study_, search_, objective, target, ConvergenceRule(patience),
+                    not no_progress, on_round=on_round)
+                click.echo(f"converged after round {stop.round}: {stop.reason()}; stopped "
+                           "there" if stop is not None else
+                           f"not converged by the cap of --rounds {target}", err=True)
+            else:
+                summaries = run_rounds(study_, search_, objective, until=target,
+                                       progress=not no_progress, on_round=on_round)
+        finally:  # a Dask engine's cluster
+            getattr(getattr(objective, "replay", None), "close", lambda: None)()
     _report_run(study_, search_, summaries, done, target, url, as_json, as_jsonl)
     if segment_by is not None or ATTR_SEGMENTS in study_.user_attrs:
         _run_segments(url, study_, search_, (segment_by, n_segments, segment_min_events),
@@ -230,6 +241,24 @@ def _run_segments(url: str, study: Any, search: SearchSpec,
     segment_by, k, min_events = segments
     run_segments(url, study, search, segment_by, k, target, progress,
                  lambda m: click.echo(m, err=True), min_events)
+
+
+def _objective(ws: Workspace | None, search: SearchSpec, study_name: str, engine: str,
+               dask_workers: int, scheduler: str | None, progress: bool
+               ) -> Callable[[np.ndarray], Any]:
+    """The objective ``search run`` evaluates: on Dask (``--engine dask``), on the workspace
+    just checked (a new study), or the study's own."""
+    if engine == "dask":
+        from tuner.evaluation.dask_engine import dask_objective
+
+        with stage(f"starting Dask ({scheduler or f'{dask_workers} local workers'})",
+                   progress):
+            return dask_objective(search.settings, dask_workers, scheduler)
+    if ws is not None:
+        return FusionObjective.for_workspace(ws)
+    with stage(f"reading and checking the logs and scores of study {study_name!r}",
+               progress and not is_loss_study(search.settings)):
+        return objective_for(search.settings, progress=progress)
 
 
 def _target(study: Any, rounds: int | None, default: int) -> int:
@@ -417,13 +446,19 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
                           for r in rows]))
         return
     rounds = history(study, search_)
+    from tuner.cli._live import history_live, live_text
+
+    live = history_live(study)  # a study with live rounds: their groups and calibration
     if as_json:
-        dump([r.to_dict() for r in rounds])
+        dump([r.to_dict() for r in rounds] if live is None
+             else {"rounds": [r.to_dict() for r in rounds], **live})
         return
     if not rounds:
         click.echo(f"study {study_name!r} has no trials yet")
         return
     click.echo(rounds_table(rounds, space.prefix))
+    if live is not None:
+        click.echo(live_text(live))
     done = completed_rounds(study, search_.population)
     stop = ConvergenceRule(patience).stop(rounds[:done])
     click.echo(f"search run --until converged --patience {patience} would " + (

@@ -65,7 +65,8 @@ def parse_guardrails(spec: Mapping[str, float] | str | None,
 
 
 def guardrail_reasons(terms: RequestTerms, interval: BaseInterval, tasks: Sequence[str],
-                      guardrails: Sequence[Guardrail]) -> list[str]:
+                      guardrails: Sequence[Guardrail], keys: np.ndarray | None = None
+                      ) -> list[str]:
     """Why each treatment breaks a guardrail (``""`` when feasible).
 
     Args:
@@ -73,6 +74,7 @@ def guardrail_reasons(terms: RequestTerms, interval: BaseInterval, tasks: Sequen
         interval: how the paired lift interval is computed.
         tasks: task order of the terms.
         guardrails: the guardrails.
+        keys: ``[R]`` the requests' ids (the bootstrap's keys; None: ``0..R-1``).
 
     Returns:
         ``P`` reasons, one per treatment.
@@ -83,7 +85,16 @@ def guardrail_reasons(terms: RequestTerms, interval: BaseInterval, tasks: Sequen
     combine = np.eye(len(tasks))
     control = point_values(terms, combine)[0]  # [T]
     contrast = np.concatenate([-np.ones((n_treat, 1)), np.eye(n_treat)], axis=1)
-    lift_low, _ = interval.bounds(terms, combine, contrast)  # [P, T]
+    lift_low, _ = interval.bounds(terms, combine, contrast, keys)  # [P, T]
+    return reasons_from(control, lift_low, tasks, guardrails)
+
+
+def reasons_from(control: np.ndarray, lift_low: np.ndarray, tasks: Sequence[str],
+                 guardrails: Sequence[Guardrail]) -> list[str]:
+    """Why each treatment breaks a guardrail, from the control's values ``[T]`` and the
+    lower ends of the treatments' paired lifts ``[P, T]`` (a streamed replay has these sums
+    and no per-request terms)."""
+    n_treat = lift_low.shape[0]
     reasons = []
     for p in range(n_treat):
         broken = []

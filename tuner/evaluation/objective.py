@@ -11,14 +11,24 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simulator.replay import OBJECTIVE, PopulationEstimate, Replay
-from tuner.evaluation.guardrails import Guardrail, guardrail_reasons, parse_guardrails
+from simulator.replay import OBJECTIVE, PopulationEstimate, Replay, objective_matrix
+from simulator.streaming import PopulationSums, StreamedReplay, metric_names
+from tuner.evaluation.guardrails import (
+    Guardrail,
+    guardrail_reasons,
+    parse_guardrails,
+    reasons_from,
+)
 from tuner.evaluation.search_data import SEARCH, Workspace
 from tuner.study import TrialResult
 from tuner.weights_text import Numbers, parse_task_numbers
+
+if TYPE_CHECKING:
+    from tuner.evaluation.streamed import StreamedWorkspace
 
 __all__ = ["OBJECTIVE_WEIGHTS", "FusionObjective", "parse_objective"]
 
@@ -58,7 +68,7 @@ class FusionObjective:
     breaks one gets ``TrialResult.infeasible`` set to the reason.
 
     Args:
-        replay: the replay of the search split of the log.
+        replay: the replay of the search split of the log (held whole, or streamed).
         objective: task -> weight of the business objective.
         guardrails: metric floors relative to control.
         control: ``[S]`` control weights (needed with guardrails).
@@ -68,7 +78,7 @@ class FusionObjective:
         >>> results = obj(np.array([[1.0, 0.5], [1.0, 2.0]]))  # doctest: +SKIP
     """
 
-    replay: Replay
+    replay: Replay | StreamedReplay
     objective: Mapping[str, float] = field(default_factory=dict)
     guardrails: tuple[Guardrail, ...] = ()
     control: np.ndarray | None = None
@@ -78,10 +88,11 @@ class FusionObjective:
             raise ValueError("guardrails are judged against control: give control weights")
 
     @classmethod
-    def for_workspace(cls, ws: Workspace, part: str = SEARCH) -> FusionObjective:
+    def for_workspace(cls, ws: Workspace | StreamedWorkspace, part: str = SEARCH
+                      ) -> FusionObjective:
         """The objective a study's settings define, on one split of its log."""
         s = ws.settings
-        guardrails = parse_guardrails(s.guardrails, ws.traffic.tasks)
+        guardrails = parse_guardrails(s.guardrails, ws.tasks)
         control = None if s.control is None else np.asarray(s.control, dtype=float)
         if guardrails and control is None:
             control = np.ones(len(ws.score_tasks))
@@ -92,7 +103,7 @@ class FusionObjective:
         out = []
         for p in range(len(result)):
             metrics = {t: float(result.value[p, i])
-                       for i, t in enumerate(self.replay.feedback.tasks)}
+                       for i, t in enumerate(self.replay.tasks)}
             base = TrialResult.from_estimate(result.estimate(p, OBJECTIVE), metrics)
             out.append(dataclasses.replace(base, infeasible=reasons[p]))
         return out
@@ -105,13 +116,43 @@ class FusionObjective:
             vector, why it breaks a guardrail (``""`` when feasible).
         """
         weights = np.atleast_2d(np.asarray(weights, dtype=float))
-        tasks = self.replay.feedback.tasks
+        tasks = self.replay.tasks
+        if isinstance(self.replay, StreamedReplay):  # sums of chunks, no per-request terms
+            return self._streamed(weights)
         if self.guardrails:
             assert self.control is not None
             terms = self.replay.terms(np.vstack([self.control[None, :], weights]))
-            reasons = guardrail_reasons(terms, self.replay.interval, tasks, self.guardrails)
+            reasons = guardrail_reasons(terms, self.replay.interval, tasks, self.guardrails,
+                                        self.replay.request_ids)
             terms = terms.take(np.arange(1, len(weights) + 1))
         else:
             terms = self.replay.terms(weights)
             reasons = [""] * len(weights)
         return self.replay.estimates(terms, self.objective), reasons
+
+    def _streamed(self, weights: np.ndarray) -> tuple[PopulationEstimate, list[str]]:
+        """:meth:`population` of a streamed replay: one pass over the log, control first
+        when guardrails judge against it."""
+        replay = self.replay
+        assert isinstance(replay, StreamedReplay)
+        if not self.guardrails:
+            return replay.evaluate(weights, self.objective), [""] * len(weights)
+        assert self.control is not None
+        sums = replay.sums(np.vstack([self.control[None, :], weights]), self.objective)
+        reasons = streamed_guardrail_reasons(sums, replay, self.guardrails)
+        treated = sums.take(np.arange(1, len(weights) + 1))
+        combine = objective_matrix(replay.tasks, self.objective)
+        return treated.estimate(replay.interval, metric_names(replay.tasks, self.objective),
+                                combine), reasons
+
+
+def streamed_guardrail_reasons(sums: PopulationSums, replay: StreamedReplay,
+                               guardrails: Sequence[Guardrail]) -> list[str]:
+    """:func:`guardrail_reasons` from the sums of ``1 + P`` policies (control first) taken
+    with the objective's ``combine``: its first ``T`` metrics are the tasks."""
+    tasks = replay.tasks
+    n_treat = len(sums.weight_sum) - 1
+    control = sums.terms.values()[0, :len(tasks)]
+    contrast = np.concatenate([-np.ones((n_treat, 1)), np.eye(n_treat)], axis=1)
+    lift_low, _ = replay.interval.bounds_from(sums.terms, contrast)
+    return reasons_from(control, lift_low[:, :len(tasks)], tasks, guardrails)

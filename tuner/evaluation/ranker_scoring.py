@@ -79,9 +79,23 @@ def ranker_rows(traffic: LoggedTraffic, tasks: Sequence[TaskSpec]) -> RankerData
 
 
 def score_traffic(model: MultiTaskModel, traffic: LoggedTraffic) -> ScoreTable:
-    """Every logged candidate scored as if shown in the top slot (``p_<task>`` per task)."""
+    """Every logged candidate scored as if shown in the top slot (``p_<task>`` per task).
+
+    The padding of a ragged log is not scored (its table row is item ``-1``, score 0).
+    """
     top = np.zeros_like(traffic.positions)
-    probs = predict(model, candidate_features(traffic, position=top))
-    shape = traffic.item_ids.shape
-    return ScoreTable(traffic.request_ids, traffic.item_ids,
-                      {t.name: probs[t.name].reshape(shape) for t in model.tasks})
+    if traffic.valid is None:
+        probs = predict(model, candidate_features(traffic, position=top))
+        shape = traffic.item_ids.shape
+        return ScoreTable(traffic.request_ids, traffic.item_ids,
+                          {t.name: probs[t.name].reshape(shape) for t in model.tasks})
+    valid = traffic.valid
+    probs = predict(model, candidate_features(traffic, valid, position=top))
+
+    def padded(values: np.ndarray) -> np.ndarray:
+        out = np.zeros(valid.shape)
+        out[valid] = values
+        return out
+
+    return ScoreTable(traffic.request_ids, np.where(valid, traffic.item_ids, -1),
+                      {t.name: padded(probs[t.name]) for t in model.tasks})

@@ -1,7 +1,8 @@
 """The score table: per-task model scores of every logged candidate.
 
-On disk a long Parquet table ``request_id, item_id, p_<task>...``; in memory
-dense ``[R, N]`` arrays aligned with a :class:`~simulator.logs.LoggedTraffic`.
+On disk a long Parquet table ``request_id, item_id, p_<task>...``, any number of
+rows a request (ragged requests); in memory padded ``[R, N]`` arrays (item ``-1``
+and score 0 on padding) aligned with a :class:`~simulator.logs.LoggedTraffic`.
 It is where the ranker (which writes it) and the simulator (which reads it)
 meet, as plain arrays keyed by task name.
 """
@@ -29,12 +30,12 @@ class ScoreTableError(ValueError):
 
 @dataclass(frozen=True)
 class ScoreTable:
-    """Per-task scores of ``R`` requests x ``N`` candidates.
+    """Per-task scores of ``R`` requests of up to ``N`` candidates.
 
     Args:
         request_ids: ``[R]``.
-        item_ids: ``[R, N]``.
-        scores: task -> ``[R, N]`` float64 probabilities in ``(0, 1]``.
+        item_ids: ``[R, N]``; ``-1`` on the padding of a request with fewer rows.
+        scores: task -> ``[R, N]`` float64 probabilities in ``(0, 1]`` (0 on padding).
 
     Example:
         >>> table = ScoreTable.read("scores.parquet")  # doctest: +SKIP
@@ -61,29 +62,39 @@ class ScoreTable:
             raise ScoreTableError(f"score table has no task(s) {unknown}; it has "
                                   f"{list(self.tasks)}")
         rows = self._rows_of(traffic)
-        items = self.item_ids[rows]  # [R, N] in the score table's candidate order
-        if items.shape != traffic.item_ids.shape:
+        items = self.item_ids[rows]  # [R, N'] in the score table's order, -1 on padding
+        width, n_t = traffic.n_candidates, items.shape[1]
+        if traffic.valid is None and (items >= 0).all() and n_t != width:
             raise ScoreTableError(
                 f"the score table has {items.shape[1]} candidates per request, the log "
                 f"{traffic.n_candidates}: score the same log the replay reads")
+        logged = traffic.item_ids if traffic.valid is None else np.where(
+            traffic.valid, traffic.item_ids, -1)
+        # sorted, padding (-1) comes first: a request's items are its last ones in both
         order_t = np.argsort(items, axis=1, kind="stable")
         sorted_items = np.take_along_axis(items, order_t, axis=1)
-        where = np.argsort(np.argsort(traffic.item_ids, axis=1, kind="stable"), axis=1)
-        want = np.sort(traffic.item_ids, axis=1)
-        if not np.array_equal(sorted_items, want):
-            bad = int(np.flatnonzero((sorted_items != want).any(axis=1))[0])
-            unscored = sorted(set(want[bad].tolist()) - set(items[bad].tolist()))
-            extra = sorted(set(items[bad].tolist()) - set(want[bad].tolist()))
+        want = np.sort(logged, axis=1)
+        common = min(width, n_t)
+        bad_rows = (((items >= 0).sum(axis=1) != (logged >= 0).sum(axis=1))
+                    | (sorted_items[:, n_t - common:] != want[:, width - common:]).any(axis=1))
+        if bad_rows.any():
+            bad = int(np.flatnonzero(bad_rows)[0])
+            have = set(items[bad].tolist()) - {-1}
+            listed = set(want[bad].tolist()) - {-1}
             raise ScoreTableError(
                 f"request {int(traffic.request_ids[bad])}: the log's item(s) "
-                f"{_few(unscored)} have no score; the score table scores item(s) {_few(extra)} "
-                "that the log does not list there"
+                f"{_few(sorted(listed - have))} have no score; the score table scores item(s) "
+                f"{_few(sorted(have - listed))} that the log does not list there"
             )
-        # position in the score table of each logged candidate
-        col = np.take_along_axis(order_t, where, axis=1)
-        return np.stack(
+        # position in the score table of each logged candidate (right-aligned sort ranks)
+        where = np.argsort(np.argsort(logged, axis=1, kind="stable"), axis=1)
+        col = np.take_along_axis(order_t, np.clip(where - width + n_t, 0, n_t - 1), axis=1)
+        out = np.stack(
             [np.take_along_axis(self.scores[t][rows], col, axis=1) for t in tasks], axis=-1
         )
+        if traffic.valid is not None:
+            out = np.where(traffic.valid[..., None], out, 0.0)
+        return out
 
     def _rows_of(self, traffic: LoggedTraffic) -> np.ndarray:
         """``[R]`` the score table's row of each logged request."""
@@ -108,9 +119,10 @@ class ScoreTable:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        n = self.item_ids.shape[1]
-        cols = {"request_id": np.repeat(self.request_ids, n), "item_id": self.item_ids.ravel()}
-        cols.update({f"{_PREFIX}{t}": v.ravel() for t, v in self.scores.items()})
+        have = self.item_ids >= 0  # padding has no row
+        cols = {"request_id": np.repeat(self.request_ids, have.sum(axis=1)),
+                "item_id": self.item_ids[have]}
+        cols.update({f"{_PREFIX}{t}": v[have] for t, v in self.scores.items()})
         path = Path(path)
         atomic_write(path, lambda tmp: pq.write_table(pa.table(cols), tmp))
         return path
@@ -135,14 +147,29 @@ class ScoreTable:
         if not path.is_file():
             raise FileNotFoundError(f"score table not found: {path}")
         table = pq.read_table(path)
-        names = table.column_names
+        columns = {n: table.column(n).to_numpy() for n in table.column_names}
+        return cls.from_columns(columns, str(path), log)
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, np.ndarray], source: str = "scores",
+                     log: LoggedTraffic | None = None) -> ScoreTable:
+        """Validate long-format columns ``request_id, item_id, p_<task>...`` (e.g. one
+        chunk of a partitioned score table) and build the table.
+
+        Raises:
+            ScoreTableError: as :meth:`read`, naming ``source``.
+        """
+        path = source
+        names = list(columns)
         tasks = [c[len(_PREFIX):] for c in names if c.startswith(_PREFIX)]
         missing = [c for c in ("request_id", "item_id") if c not in names]
         if missing or not tasks:
             raise ScoreTableError(f"{path}: a score table needs columns request_id, item_id "
                                   f"and p_<task>; missing {missing or ['p_<task>']}")
-        req = table.column("request_id").to_numpy()
-        item = table.column("item_id").to_numpy()
+        req = np.asarray(columns["request_id"])
+        item = np.asarray(columns["item_id"])
+        if not len(req):
+            raise ScoreTableError(f"{path}: the score table has no rows")
         order = np.lexsort((item, req))  # by request, then item
         pairs = np.stack([req[order], item[order]], axis=1)
         repeated = (pairs[1:] == pairs[:-1]).all(axis=1)
@@ -151,26 +178,34 @@ class ScoreTable:
             raise ScoreTableError(f"{path}: row {int(order[i])}: request {pairs[i, 0]} lists "
                                   f"item {pairs[i, 1]} twice; each candidate needs one row")
         order = np.argsort(req, kind="stable")
-        ids, counts = np.unique(req, return_counts=True)
-        values, freq = np.unique(counts, return_counts=True)
-        usual = int(values[np.argmax(freq)])
-        if (counts != usual).any():
-            odd = int(np.flatnonzero(counts != usual)[0])
-            raise ScoreTableError(
-                f"{path}: request {ids[odd]} has {counts[odd]} scored candidate(s) but most "
-                f"requests have {usual}{_missing_items(ids[odd], item[req == ids[odd]], log)}; "
-                "every logged candidate needs one row")
-        r, n = len(ids), int(counts[0])
+        ids, starts, counts = np.unique(req[order], return_index=True, return_counts=True)
+        if log is not None:  # a request with other rows than its log's names the items
+            logged = dict(zip(log.request_ids.tolist(), log.candidate_counts.tolist(),
+                              strict=True))
+            odd = [i for i, (rid, c) in enumerate(zip(ids.tolist(), counts.tolist(),
+                                                      strict=True))
+                   if logged.get(rid, c) != c]
+            if odd:
+                i = odd[0]
+                raise ScoreTableError(
+                    f"{path}: request {ids[i]} has {counts[i]} scored candidate(s) but the log "
+                    f"lists {logged[int(ids[i])]}"
+                    f"{_missing_items(ids[i], item[req == ids[i]], log)}; every logged "
+                    "candidate needs one row")
+        n = int(counts.max())
+        col = np.arange(n)[None, :]
+        have = col < counts[:, None]
+        at = np.where(have, order[np.minimum(starts[:, None] + col, len(order) - 1)], 0)
         scores = {}
         for t in tasks:
-            v = table.column(f"{_PREFIX}{t}").to_numpy().astype(np.float64)
+            v = np.asarray(columns[f"{_PREFIX}{t}"]).astype(np.float64)
             bad = ~((v > 0) & (v <= 1))
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 raise ScoreTableError(f"{path}: column 'p_{t}' row {row}: score {v[row]} is "
                                       "not a probability in (0, 1]")
-            scores[t] = v[order].reshape(r, n)
-        items = table.column("item_id").to_numpy()[order].reshape(r, n)
+            scores[t] = np.where(have, v[at], 0.0)
+        items = np.where(have, item[at], -1)
         return cls(request_ids=ids, item_ids=items, scores=scores)
 
 

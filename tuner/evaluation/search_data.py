@@ -18,6 +18,7 @@ import numpy as np
 
 from simulator.estimators import ESTIMATORS, SlateFeedback, hyperparameters, make_estimator
 from simulator.fusion import FUSIONS, make_fusion
+from simulator.hashing import SPLIT_STREAM, uniform
 from simulator.intervals import INTERVALS, make_interval
 from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
@@ -31,7 +32,9 @@ __all__ = [
     "Workspace",
     "make_interval",
     "parse_estimator_params",
+    "reward_model",
     "split_log",
+    "split_parts",
 ]
 
 SEARCH, HOLDOUT = "search", "holdout"
@@ -109,6 +112,8 @@ class SearchSettings:
             ``search run --examination 1,0.6,0.4`` or ``[data] examination``.
         data_fingerprint: fingerprint of the log.
         model_fingerprint: fingerprint of the model behind the scores.
+        stream: read the log chunk by chunk (:mod:`tuner.evaluation.streamed`) even from
+            one file; a folder of Parquet files is always streamed.
     """
 
     logs: str
@@ -128,6 +133,12 @@ class SearchSettings:
     interval: str = "bootstrap"
     estimator_params: Mapping[str, float] = field(default_factory=dict)
     examination: Sequence[float] | None = None
+    stream: bool = False
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the log is read chunk by chunk: ``stream``, or a folder of files."""
+        return self.stream or Path(self.logs).is_dir()
 
     def __post_init__(self) -> None:
         if self.interval not in INTERVALS:
@@ -166,6 +177,8 @@ class SearchSettings:
             del d["interval"]
         if not self.estimator_params:
             del d["estimator_params"]
+        if not self.stream:  # likewise
+            del d["stream"]
         if self.examination is None:  # likewise
             del d["examination"]
         else:
@@ -181,16 +194,41 @@ class SearchSettings:
         return cls(**dict(data))
 
 
+def split_parts(request_ids: np.ndarray, splits: Mapping[str, float], seed: int
+                ) -> np.ndarray:
+    """``[R]`` the part of each request: its index in ``splits``, or -1 for none.
+
+    A request's part is set by a hash of its id and the seed alone
+    (:func:`simulator.hashing.uniform`), so it does not change with the order of the log,
+    its files or its chunks; each part holds its fraction of the requests up to sampling
+    noise (binomial), not exactly.
+
+    Example:
+        >>> parts = split_parts(np.arange(10_000), {"search": 0.5, "holdout": 0.5}, seed=0)
+        >>> [round(float((parts == i).mean()), 2) for i in (0, 1)]
+        [0.5, 0.5]
+    """
+    u = uniform(np.asarray(request_ids), seed, SPLIT_STREAM)
+    edges = np.cumsum([0.0, *splits.values()])
+    part = np.searchsorted(edges, u, side="right") - 1
+    return np.where(part < len(splits), part, -1)
+
+
 def split_log(traffic: LoggedTraffic, splits: Mapping[str, float],
               seed: int) -> dict[str, LoggedTraffic]:
-    """Split requests into named parts of the given fractions (seeded, disjoint)."""
-    perm = np.random.default_rng([seed, 1]).permutation(traffic.n_requests)
-    bounds = np.cumsum([0.0, *splits.values()]) * traffic.n_requests
+    """Split requests into named parts of about the given fractions (seeded, disjoint, by
+    a hash of each request id: see :func:`split_parts`).
+
+    Raises:
+        ValueError: a part that gets no request.
+    """
+    part = split_parts(traffic.request_ids, splits, seed)
     parts = {}
-    for name, a, b in zip(splits, bounds[:-1], bounds[1:], strict=True):
-        if int(b) <= int(a):
+    for i, name in enumerate(splits):
+        rows = np.flatnonzero(part == i)
+        if not len(rows):
             raise ValueError(f"split {name!r} of {traffic.n_requests} requests is empty")
-        parts[name] = traffic.take(perm[int(a):int(b)])
+        parts[name] = traffic.take(rows)
     return parts
 
 
@@ -205,6 +243,10 @@ class Workspace:
     def __init__(self, settings: SearchSettings, traffic: LoggedTraffic | None = None,
                  table: ScoreTable | None = None) -> None:
         self.settings = settings
+        if traffic is None and settings.streamed:  # a dataset, here held whole
+            from tuner.evaluation.dataset_io import read_whole
+
+            traffic, table = read_whole(settings.logs, settings.scores)
         self.traffic = _with_examination(
             traffic if traffic is not None else LoggedTraffic.read(settings.logs), settings)
         self.table = (table if table is not None
@@ -230,6 +272,11 @@ class Workspace:
     def score_tasks(self) -> tuple[str, ...]:
         return self.table.tasks
 
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The log's label tasks."""
+        return self.traffic.tasks
+
     def check(self) -> None:
         """Build every split's replay now, so that a score table that does not fit the log,
         or a log the estimator cannot use, is refused before anything is written."""
@@ -247,7 +294,8 @@ class Workspace:
     def _build(self, part: LoggedTraffic) -> Replay:
         scores = self.table.aligned(part, self.score_tasks)
         estimator = make_estimator(self.settings.estimator, self.settings.estimator_params)
-        rm = self._reward_model(part, scores) if estimator.needs_reward_model else None
+        rm = (reward_model(self.settings, self.score_tasks, part.tasks, scores)
+              if estimator.needs_reward_model else None)
         return Replay(
             SlateFeedback.from_traffic(part, reward_model=rm),
             scores,
@@ -257,47 +305,66 @@ class Workspace:
             estimator,
             make_interval(self.settings.interval, self.settings.n_bootstrap,
                           self.settings.split_seed),
+            request_ids=part.request_ids,
         )
 
-    def _reward_model(self, part: LoggedTraffic, scores: np.ndarray) -> np.ndarray:
-        by_task = {t: scores[..., i] for i, t in enumerate(self.score_tasks)}
-        missing = [t for t in part.tasks if t not in by_task]
-        if missing:
-            raise ValueError(
-                f"estimator {self.settings.estimator!r} needs a score for every label task; "
-                f"the score table lacks {missing}: use 'ips' or 'snips'"
-            )
 
-        def unconditional(task: str, depth: int = 0) -> np.ndarray:
-            parent = self.settings.conditional.get(task)
-            if parent is None:
-                return by_task[task]
-            if depth > len(by_task):
-                raise ValueError(f"conditional tasks form a cycle at {task!r}")
-            return unconditional(parent, depth + 1) * by_task[task]
+def reward_model(settings: SearchSettings, score_tasks: tuple[str, ...],
+                 tasks: tuple[str, ...], scores: np.ndarray) -> np.ndarray:
+    """``[R, N, T]`` the reward model of DM and DR from the scores ``[R, N, S]``: each
+    label task's score, conditional ones chained to their parents.
 
-        return np.stack([unconditional(t) for t in part.tasks], axis=-1)
+    Raises:
+        ValueError: a label task without a score, or conditional tasks in a cycle.
+    """
+    by_task = {t: scores[..., i] for i, t in enumerate(score_tasks)}
+    missing = [t for t in tasks if t not in by_task]
+    if missing:
+        raise ValueError(
+            f"estimator {settings.estimator!r} needs a score for every label task; "
+            f"the score table lacks {missing}: use 'ips' or 'snips'"
+        )
+
+    def unconditional(task: str, depth: int = 0) -> np.ndarray:
+        parent = settings.conditional.get(task)
+        if parent is None:
+            return by_task[task]
+        if depth > len(by_task):
+            raise ValueError(f"conditional tasks form a cycle at {task!r}")
+        return unconditional(parent, depth + 1) * by_task[task]
+
+    return np.stack([unconditional(t) for t in tasks], axis=-1)
 
 
 def _with_examination(traffic: LoggedTraffic, settings: SearchSettings) -> LoggedTraffic:
     """The log with the settings' examination curve, if any; refused if it has none at all."""
-    k = traffic.slate_size
+    exam = examination_of(settings, traffic.examination, traffic.slate_size)
+    return traffic if exam is traffic.examination else traffic.with_examination(exam)
+
+
+def examination_of(settings: SearchSettings, own: np.ndarray | None, k: int) -> np.ndarray:
+    """The examination curve a search uses: the settings', else the log's ``own``.
+
+    Raises:
+        ValueError: neither has one, or the settings' has not ``k`` (slots) values.
+    """
     example = [f"{1 / (1 + j) ** 0.8:.2g}" for j in range(k)]
     where = (f"give one probability in (0, 1] per slot ({k}) with 'search run --examination "
              f"{','.join(example)}' or, in a search file, [data] examination = "
              f"[{', '.join(example)}]")
     if settings.examination is None:
-        if traffic.examination is None:
+        if own is None:
             raise ValueError(f"log {settings.logs} carries no examination curve (a CSV log "
                              f"cannot): {where}")
-        return traffic
+        return own
     if len(settings.examination) != k:
         raise ValueError(f"examination {list(settings.examination)} has "
                          f"{len(settings.examination)} value(s) but log {settings.logs} has "
                          f"{k} slots: {where}")
-    return traffic.with_examination(settings.examination)
+    return np.asarray(settings.examination, dtype=np.float64)
 
 
 def resolve(path: str | Path) -> str:
     """Absolute path as a string (what settings store)."""
     return str(Path(path).resolve())
+

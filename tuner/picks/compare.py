@@ -140,13 +140,13 @@ def compare_picks(ws: Workspace, study: optuna.Study, search: SearchSpec,
     replay = ws.replay(split)
     terms = replay.terms(weights)
     value = point_values(terms, combine)[:, m]
-    low, high = replay.interval.bounds(terms, combine)
+    low, high = replay.interval.bounds(terms, combine, keys=replay.request_ids)
     search_value = (value if split == SEARCH else
                     ws.replay(SEARCH).evaluate(weights, settings.objective).value[:, m])
     order = np.argsort(-value, kind="stable")
     leader = int(order[0])
     contrast = np.eye(len(weights)) - np.eye(len(weights))[leader][None, :]
-    d_low, d_high = replay.interval.bounds(terms, combine, contrast)
+    d_low, d_high = replay.interval.bounds(terms, combine, contrast, replay.request_ids)
     cov = covariance(terms, combine)[m]
     n, level, ess = replay.feedback.n_requests, replay.interval.level, terms.ess
     events = terms.expected_events(combine)[:, m]

@@ -26,6 +26,16 @@ from tuner.study._history import (
     replayed_strategy,
     trials_table,
 )
+from tuner.study._live import (
+    LiveGroup,
+    LiveRound,
+    TellReport,
+    ask_round,
+    live_rounds,
+    pending_round,
+    tell_results,
+)
+from tuner.study._live_rounds import Calibration, GroupResult, calibrate, select_groups
 from tuner.study._loop import check_single_objective, run_rounds
 from tuner.study._open import create_or_load_study, load_search, stored_settings
 from tuner.study._trials import (
@@ -59,14 +69,21 @@ __all__ = [
     "INFEASIBLE",
     "REASON_INTERRUPTED",
     "REASON_NONFINITE",
+    "Calibration",
     "ConvergenceRule",
+    "GroupResult",
+    "LiveGroup",
+    "LiveRound",
     "RoundSummary",
     "SearchSpec",
     "Stop",
+    "TellReport",
     "TrialResult",
     "WorkerConfig",
     "WorkerReport",
+    "ask_round",
     "build_trial",
+    "calibrate",
     "check_single_objective",
     "completed_rounds",
     "create_or_load_study",
@@ -74,15 +91,19 @@ __all__ = [
     "history",
     "is_feasible_complete",
     "jsonable",
+    "live_rounds",
     "load_search",
     "name_metrics",
+    "pending_round",
     "run_rounds",
     "run_worker",
     "replayed_strategy",
     "run_until_converged",
+    "select_groups",
     "set_target_rounds",
     "read_spec",
     "stored_settings",
+    "tell_results",
     "trials_table",
     "worker_id",
 ]

@@ -31,6 +31,7 @@ from tuner.study._attrs import (
     _check_same,
 )
 from tuner.study._history import RoundSummary, _record, _summary
+from tuner.study._live import check_no_open_live_round
 from tuner.study._open import _STUDY_URLS
 from tuner.study._trials import (
     TrialResult,
@@ -181,6 +182,7 @@ def check_single_objective(study: optuna.Study) -> None:
 def _prepare(study: optuna.Study, search: SearchSpec) -> None:
     """Check the study against ``search``, storing what it lacks."""
     check_single_objective(study)
+    check_no_open_live_round(study)
     attrs = study.user_attrs
     name = study.study_name
     given = {

@@ -43,6 +43,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.storage import ClaimBoard, ProjectStore, TrialNumberTaken
 from tuner.study._history import _record_once
+from tuner.study._live import check_no_open_live_round
 from tuner.study._loop import advance
 from tuner.study._open import load_search
 from tuner.study._trials import (
@@ -167,6 +168,7 @@ def run_worker(
     me = worker or worker_id()
     emit = on_event or (lambda event: None)
     study, search = load_search(storage, study_name)
+    check_no_open_live_round(study)
     space = search.space
     target = _target(study, until)
     rdb = RDBStorage(storage)

@@ -1,0 +1,87 @@
+"""``search run`` on a folder log: a bad dataset is refused before the study has a trial."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from tests.tuner.test_streamed_search import write_files
+from tuner.cli import main
+
+OBJECTIVE = "click=1,conversion=10,like=5"
+
+
+def _run(logs: Path, scores: Path, db: Path, *extra: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, [
+        "search", "run", "--storage", str(db), "--study", "s", "--logs", str(logs),
+        "--scores", str(scores), "--objective", OBJECTIVE, "--rounds", "1", "--population",
+        "4", "--no-progress", *extra])
+    return result.exit_code, result.output
+
+
+def _trials(db: Path) -> int:
+    if not db.exists():
+        return 0
+    url = f"sqlite:///{db}"
+    names = optuna.get_all_study_names(url)
+    return sum(len(optuna.load_study(study_name=n, storage=url).trials) for n in names)
+
+
+def _split_request(logs: Path, scores: Path) -> None:
+    """The first request of part 1 gets rows in part 0 too."""
+    a, b = pq.read_table(logs / "part-0000.parquet"), pq.read_table(logs / "part-0001.parquet")
+    first = b.filter(pc.equal(b["request_id"], b["request_id"][0]))
+    pq.write_table(pa.concat_tables([a, first]), logs / "part-0000.parquet")
+
+
+def _unsorted(logs: Path, scores: Path) -> None:
+    a = pq.read_table(logs / "part-0000.parquet")
+    pq.write_table(a.take(list(range(a.num_rows - 1, -1, -1))), logs / "part-0000.parquet")
+
+
+def _unscored(logs: Path, scores: Path) -> None:
+    s = pq.read_table(scores / "part-0001.parquet")
+    pq.write_table(s.slice(1), scores / "part-0001.parquet")
+
+
+def _schema(logs: Path, scores: Path) -> None:
+    a = pq.read_table(logs / "part-0002.parquet")
+    pq.write_table(a.append_column("feature_extra", pa.array([1.0] * a.num_rows)),
+                   logs / "part-0002.parquet")
+
+
+@pytest.mark.parametrize(("spoil", "pattern"), [
+    (_split_request, r"part-0001.parquet: request \d+ also has rows in .*part-0000.parquet"),
+    (_unsorted, r"part-0000.parquet: row 20: request \d+ comes after a larger request id"),
+    (_unscored, r"score table .*scores \(requests 400..799\) vs log .*part-0001.parquet "
+                r"\(from row 0\): request \d+ has 19 scored "
+                r"candidate\(s\) but most requests have 20 \(item\(s\) \d+ of the log have no "
+                "row\\)"),
+    (_schema, r"part-0002.parquet: its schema differs from .*part-0000.parquet's: extra "
+              r"column\(s\) \['feature_extra'\]"),
+])
+def test_a_bad_dataset_is_refused_before_any_trial(
+        tmp_path: Path, spoil: Callable[[Path, Path], None], pattern: str) -> None:
+    logs, scores = write_files(tmp_path, 3)
+    spoil(logs, scores)
+    db = tmp_path / "s.db"
+    code, out = _run(logs, scores, db)
+    assert code != 0
+    assert re.search(pattern, out), out
+    assert _trials(db) == 0
+
+
+def test_a_folder_log_runs_a_search(tmp_path: Path) -> None:
+    logs, scores = write_files(tmp_path, 3, hive=True)
+    db = tmp_path / "s.db"
+    code, out = _run(logs, scores, db)
+    assert code == 0, out
+    assert _trials(db) == 4
