@@ -292,3 +292,15 @@ def test_an_estimator_without_events_leaves_segments_and_says_so() -> None:
     seg = Segmentation("f", (1.0,))
     merged, notes = merge_small(seg, lambda s: [np.nan, np.nan], 100)
     assert merged == seg and "unchecked" in notes[0]
+
+
+def test_a_segment_replay_keeps_its_requests_bootstrap_keys() -> None:
+    import dataclasses
+
+    from tuner.segments import sub_replay
+
+    log = make_log(0, 300)
+    replay = dataclasses.replace(log.replay(SNIPS()), request_ids=np.arange(300) * 7)
+    sub = sub_replay(replay, np.array([5, 2, 9]))
+    assert sub.request_ids is not None and sub.request_ids.tolist() == [14, 35, 63]
+    np.testing.assert_array_equal(sub.scores, replay.scores[[2, 5, 9]])

@@ -38,8 +38,10 @@ def sub_replay(replay: Replay, requests: np.ndarray) -> Replay:
         value = getattr(fb, f.name)
         per_request = isinstance(value, np.ndarray) and f.name != "examination"
         taken[f.name] = value[idx] if per_request else value
+    ids = replay.request_ids  # the bootstrap's keys go with their requests
     return dataclasses.replace(replay, feedback=SlateFeedback(**taken),
-                               scores=replay.scores[idx])
+                               scores=replay.scores[idx],
+                               request_ids=None if ids is None else np.asarray(ids)[idx])
 
 
 @dataclass(frozen=True)
