@@ -78,6 +78,11 @@ class KuaiRandConfig:
             number of candidates uniform in that range; ``n_candidates`` is then unused.
         shown_slots: ``"low:high"``: the number of slots each request's user sees
             (a request shows ``min(K, N_r, that)``); None: all it can fill.
+        taste_heterogeneity: ``h >= 0``, how much users' best fusion weights differ (not
+            fitted: an assumption to test personalisation against): with ``z`` the user's
+            standardized activity-degree code (the ``user_active_degree`` log feature),
+            the like logit gains ``h * z`` and the long_view one loses it. 0 (the
+            default) leaves the fitted world unchanged.
 
     Example:
         >>> KuaiRandConfig(n_requests=1000).slate_size
@@ -94,6 +99,7 @@ class KuaiRandConfig:
     seed: int = 0
     candidates: tuple[int, int] | str | None = None
     shown_slots: tuple[int, int] | str | None = None
+    taste_heterogeneity: float = 0.0
 
     def __post_init__(self) -> None:
         def fail(name: str, valid: str) -> ValueError:
@@ -121,7 +127,7 @@ class KuaiRandConfig:
                 not all(math.isfinite(x) for x in w):
             raise fail("logging_weights", f"a tuple of {len(KUAIRAND_TASKS)} finite numbers, "
                        f"one per task {KUAIRAND_TASKS}")
-        for name in ("production_noise", "examination_eta"):
+        for name in ("production_noise", "examination_eta", "taste_heterogeneity"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise fail(name, "a finite number >= 0")
 
@@ -206,7 +212,7 @@ class KuaiRandWorld(BaseWorld):
             items = np.take_along_axis(items, shuffle, axis=1)
             real = np.take_along_axis(real, shuffle, axis=1) & valid
         tab_rn = np.broadcast_to(tabs[:, None], (r, n))
-        logits = fit.logits(users[:, None], items, tab_rn)  # [R, N, T]
+        logits = self._logits(users[:, None], items, tab_rn)  # [R, N, T]
 
         noisy = logits + cfg.production_noise * rng.standard_normal(logits.shape)
         score = -np.logaddexp(0.0, -noisy) @ np.asarray(cfg.logging_weights)  # [R, N]
@@ -258,9 +264,21 @@ class KuaiRandWorld(BaseWorld):
             raise ValueError("a KuaiRand world log needs its 'tab' feature (the request's page)")
         items = traffic.item_ids if traffic.valid is None else np.where(
             traffic.valid, traffic.item_ids, 0)  # padding: 0 after
-        p = _sigmoid(self.fit.logits(traffic.user_ids[:, None], items,
-                                     traffic.features["tab"].astype(np.int64)))
+        p = _sigmoid(self._logits(traffic.user_ids[:, None], items,
+                                   traffic.features["tab"].astype(np.int64)))
         return p if traffic.valid is None else np.where(traffic.valid[..., None], p, 0.0)
+
+    def _logits(self, users: np.ndarray, items: np.ndarray, tabs: np.ndarray) -> np.ndarray:
+        """``[..., T]`` the fitted logits, tilted by ``taste_heterogeneity`` (see the config)."""
+        logits = self.fit.logits(users, items, tabs)
+        h = self.config.taste_heterogeneity
+        if h:
+            active = self.fit.user_active.astype(np.float64)
+            z = (active - active.mean()) / max(float(active.std()), 1e-12)
+            tilt = h * np.broadcast_to(z[users], logits.shape[:-1])
+            logits[..., KUAIRAND_TASKS.index("long_view")] -= tilt
+            logits[..., KUAIRAND_TASKS.index("like")] += tilt
+        return logits
 
     def expected_rewards(self, traffic: LoggedTraffic) -> np.ndarray:
         """``[R, N, 4]`` ``(r_c, r_c r_lv, r_like, r_pe)``: expected labels given examination."""

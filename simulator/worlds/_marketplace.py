@@ -105,6 +105,11 @@ class MarketplaceConfig:
         shown_slots: ``"low:high"``: the number of slots each request's user sees,
             uniform in that range (a request shows ``min(K, N_r, that)``); None: all
             it can fill.
+        taste_heterogeneity: ``h >= 0``, how much users' best fusion weights differ: the
+            like logit gains ``h * z_activity`` and the conversion logit loses it, so
+            active users like more and buy less than quiet ones and want a larger like
+            weight and a smaller conversion weight (``user_activity`` is a log feature,
+            so segments of it can find this). 0 (the default) leaves the world unchanged.
 
     Example:
         >>> MarketplaceConfig(n_requests=1000).slate_size
@@ -126,6 +131,7 @@ class MarketplaceConfig:
     seed: int = 0
     candidates: tuple[int, int] | str | None = None
     shown_slots: tuple[int, int] | str | None = None
+    taste_heterogeneity: float = 0.0
 
     def __post_init__(self) -> None:
         def fail(name: str, valid: str) -> ValueError:
@@ -160,7 +166,7 @@ class MarketplaceConfig:
                 or not all(_is_real(w) and math.isfinite(w) for w in weights)):
             raise fail("logging_weights",
                        f"a tuple of {len(_TASKS)} finite numbers, one per task {_TASKS}")
-        for name in ("production_noise", "examination_eta"):
+        for name in ("production_noise", "examination_eta", "taste_heterogeneity"):
             value = getattr(self, name)
             if not _is_real(value) or not (math.isfinite(value) and value >= 0.0):
                 raise fail(name, "a finite number >= 0")
@@ -449,6 +455,9 @@ class MarketplaceWorld(BaseWorld):
                        - pop.price_sensitivity[seg] * z_price + 0.5 * quality)
         out[..., 2] = (a_l + 1.2 * quality + 0.3 * match[..., 0] + 0.6 * match[..., 2]
                        - 0.6 * bait)
+        if cfg.taste_heterogeneity:  # tastes that differ with activity (config docstring)
+            out[..., 1] -= cfg.taste_heterogeneity * z_act
+            out[..., 2] += cfg.taste_heterogeneity * z_act
         return out
 
 

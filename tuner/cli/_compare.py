@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import click
+import numpy as np
 
 from tuner.cli._common import STORAGE, STUDY, dump, load_existing, storage_url, user_errors
 from tuner.cli._format import table, warn_few_events
 from tuner.evaluation.loss_study import is_loss_study
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace
 from tuner.picks.compare import Comparison, compare_picks
+from tuner.picks.picking import pick_weights
+from tuner.segments import ATTR_SEGMENTS, refuse_segment_study
+from tuner.segments._cli import compare_dict, compare_text, personalised_compare
 
 __all__ = ["search_compare"]
 
@@ -39,6 +44,7 @@ def search_compare(storage: str, study_name: str, top: int, split: str, metric: 
     """
     url = storage_url(storage)
     study, search = load_existing(url, study_name)
+    refuse_segment_study(study, "compare")
     raw = search.settings
     if is_loss_study(raw):
         raise ValueError(f"study {study_name!r} is a loss-weight study: each trial scores "
@@ -53,10 +59,22 @@ def search_compare(storage: str, study_name: str, top: int, split: str, metric: 
     comparison = compare_picks(ws, study, search, top, split, metric)
     warn_few_events({f"{p.label}: {metric}": p.estimate.events for p in comparison.picks},
                     "held-out" if split == HOLDOUT else split)
+    personal = _personalised(ws, study, search, url, split)
     if as_json:
-        dump(comparison.to_dict())
+        dump({**comparison.to_dict(), **({"personalised": compare_dict(*personal[:2])}
+                                         if personal is not None else {})})
         return
     click.echo(comparison_text(comparison))
+    if personal is not None:
+        click.echo("\n" + compare_text(*personal[:2]))
+
+
+def _personalised(ws: Workspace, study: Any, search: Any, url: str, split: str) -> Any:
+    """A segmented study's personalised vs global (the strategy's pick) vs control."""
+    if ATTR_SEGMENTS not in study.user_attrs:
+        return None
+    weights, _ = pick_weights(study, search, "strategy", None)
+    return personalised_compare(ws, study, np.asarray(weights), url, split)
 
 
 def comparison_text(c: Comparison) -> str:

@@ -46,6 +46,8 @@ from tuner.picks.picking import (
     pick_weights,
     validated_export,
 )
+from tuner.segments import ATTR_SEGMENTS, refuse_segment_study
+from tuner.segments._cli import run_segments, segment_export
 from tuner.storage import ProjectStore
 from tuner.strategies import STRATEGIES
 from tuner.study import (
@@ -114,6 +116,15 @@ from tuner.study import (
                    "PostgreSQL); default: this process alone.")
 @click.option("--chunk", type=click.IntRange(min=1), default=None,
               help="Members a worker claims at a time (default population / workers).")
+@click.option("--segment-by", default=None, metavar="FEATURE",
+              help="Also search one weight vector per segment of this request-level log "
+              "feature (e.g. feature_user_activity), each in study <study>/segment-<i>.")
+@click.option("--segments", "n_segments", type=click.IntRange(min=1), default=4,
+              show_default=True, help="With --segment-by: quantile buckets of the search "
+              "split (fewer when segments with too few expected events are merged).")
+@click.option("--segment-min-events", type=click.FloatRange(min=0), default=None,
+              help="With --segment-by: fewest expected objective events a segment may rest "
+              "on before it is merged with a neighbour  [default: 100, MIN_EVENTS]")
 @click.option("--json", "as_json", is_flag=True, help="Print round summaries as JSON.")
 @click.option("--jsonl", "as_jsonl", is_flag=True,
               help="Stream one JSON object per completed round on stdout as it completes "
@@ -136,7 +147,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
                space_name: str | None, rounds: int | None, workers: int | None,
                chunk: int | None, as_json: bool, as_jsonl: bool, no_progress: bool,
                mlflow_uri: str | None, until: str, patience: int, engine: str,
-               dask_workers: int, scheduler: str | None, **study: Any) -> None:
+               dask_workers: int, scheduler: str | None, segment_by: str | None,
+               n_segments: int, segment_min_events: float | None, **study: Any) -> None:
     """Run a study to --rounds generations; a new study needs --config, or --logs, --scores
     and --objective.
 
@@ -185,6 +197,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         search_ = read_spec(study_)
         default_rounds = 5
     check_single_objective(study_)
+    refuse_segment_study(study_, "run")
     target = _target(study_, rounds, default_rounds)
     set_target_rounds(study_, target)
     done = completed_rounds(study_, search_.population)
@@ -217,8 +230,23 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         finally:  # a Dask engine's cluster
             getattr(getattr(objective, "replay", None), "close", lambda: None)()
     _report_run(study_, search_, summaries, done, target, url, as_json, as_jsonl)
+    if segment_by is not None or ATTR_SEGMENTS in study_.user_attrs:
+        _run_segments(url, study_, search_, (segment_by, n_segments, segment_min_events),
+                      target, workers, not no_progress)
     log_search(mlflow_uri, "search run", url, study_, search_,
                extra={"target_rounds": target, "workers": workers})
+
+
+def _run_segments(url: str, study: Any, search: SearchSpec,
+                  segments: tuple[str | None, int, float | None], target: int,
+                  workers: int | None, progress: bool) -> None:
+    """The per-segment studies of a segmented search (``tuner.segments``), to ``target``;
+    ``segments``: ``--segment-by``, ``--segments``, ``--segment-min-events``."""
+    if workers is not None:
+        raise ValueError("--segment-by runs its segments in this process; drop --workers")
+    segment_by, k, min_events = segments
+    run_segments(url, study, search, segment_by, k, target, progress,
+                 lambda m: click.echo(m, err=True), min_events)
 
 
 def _objective(ws: Workspace | None, search: SearchSpec, study_name: str, engine: str,
@@ -270,6 +298,17 @@ def _report_run(study: Any, search: SearchSpec, summaries: list[Any], done: int,
         rows = trials_table(study)[-len(summaries) * search.population:]
         click.echo(table(*loss_trial_columns(rows)))
     click.echo(f"{len(study.trials)} trials in study {study.study_name!r} ({url})")
+
+
+def _export_segments(ws: Workspace, study: Any, exported: Any, url: str, out: Path | None,
+                     force: bool, as_json: bool) -> None:
+    """Write the segment table of a segmented study, its default row ``exported``."""
+    data = segment_export(ws, study, exported, url, out, force,
+                          lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    if out is not None:
+        click.echo(f"wrote {out} (segment table, schema 1.1)")
 
 
 def _spawn_workers(url: str, study_name: str, n: int, chunk: int, target: int) -> None:
@@ -472,6 +511,7 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
         raise ValueError(f"--out {out} exists; give --force to overwrite it")
     url = storage_url(storage)
     study, search_ = load_existing(url, study_name)
+    refuse_segment_study(study, "export")
     raw = search_.settings
     pick = "trial" if trial_number is not None else "best_trial" if best else "strategy"
     if is_loss_study(raw):
@@ -502,6 +542,9 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
                    "(--force-pick exports the pick)", err=True)
         exported = control_export(exported, report)
         pick, number = exported.pick, None
+    if ATTR_SEGMENTS in study.user_attrs and not is_loss_study(raw):  # default row: exported
+        _export_segments(ws, study, exported, url, out, force, as_json)
+        return
     path = None if out is None else exported.write(out, overwrite=force)
     if path is not None:
         with ProjectStore(url) as store:

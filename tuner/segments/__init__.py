@@ -1,0 +1,51 @@
+"""Personalised fusion weights: one weight vector per segment of requests.
+
+A :class:`Segmentation` buckets a request-level log feature; :class:`SegmentedReplay`
+values per-segment populations and personalised policies on a split; :func:`run_segmented`
+searches each segment in its own study; :func:`guard` exports personalisation only when
+its paired held-out lift over the global pick is significant; :class:`SegmentTable` is
+the export a server reads without Python.
+"""
+
+from __future__ import annotations
+
+from tuner.segments._export import SEGMENTS_SCHEMA_VERSION, GuardDecision, SegmentTable, guard
+from tuner.segments._replay import PersonalisedEstimate, SegmentedReplay, sub_replay
+from tuner.segments._search import (
+    ATTR_SEGMENT_OF,
+    ATTR_SEGMENTS,
+    refuse_segment_study,
+    run_segmented,
+    segment_picks,
+    segment_study_name,
+    store_segmentation,
+    stored_segmentation,
+)
+from tuner.segments._segmentation import (
+    FEATURE_PREFIX,
+    Segmentation,
+    merge_small,
+    request_feature,
+)
+
+__all__ = [
+    "ATTR_SEGMENTS",
+    "ATTR_SEGMENT_OF",
+    "FEATURE_PREFIX",
+    "SEGMENTS_SCHEMA_VERSION",
+    "GuardDecision",
+    "PersonalisedEstimate",
+    "SegmentTable",
+    "SegmentedReplay",
+    "Segmentation",
+    "guard",
+    "merge_small",
+    "refuse_segment_study",
+    "request_feature",
+    "run_segmented",
+    "segment_picks",
+    "segment_study_name",
+    "store_segmentation",
+    "stored_segmentation",
+    "sub_replay",
+]

@@ -1,0 +1,157 @@
+"""What the CLI does with segments: ``search run --segment-by``, and the personalised part
+of ``search compare`` and ``search export`` (kept here so the shared commands grow by a
+few lines only)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from simulator.files import atomic_write
+from simulator.logs import LoggedTraffic
+from simulator.replay import MIN_EVENTS
+from tuner.evaluation.objective import FusionObjective
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace
+from tuner.picks.export import ExportedWeights
+from tuner.segments._export import GuardDecision, SegmentTable, guard
+from tuner.segments._replay import PersonalisedEstimate, SegmentedReplay
+from tuner.segments._search import run_segmented, segment_picks, stored_segmentation
+from tuner.segments._segmentation import Segmentation, merge_small, request_feature
+from tuner.study import SearchSpec
+
+__all__ = ["personalised_compare", "run_segments", "segment_export"]
+
+
+def _control(ws: Workspace) -> np.ndarray:
+    s = ws.settings
+    return np.ones(len(ws.score_tasks)) if s.control is None else np.asarray(s.control, float)
+
+
+def run_segments(url: str, study: optuna.Study, search: SearchSpec, segment_by: str | None,
+                 k: int, target: int, progress: bool, echo: Callable[[str], None],
+                 min_events: float | None = None) -> None:
+    """Bring every segment study of ``study`` to ``target`` rounds (making the segmentation
+    on a first run: ``k`` quantiles of ``segment_by`` on the search split, too-small segments
+    merged) and print each segment's pick.
+
+    Raises:
+        ValueError: ``segment_by`` differs from the feature the study stored.
+    """
+    ws = Workspace(SearchSettings.from_dict(search.settings))
+    traffic = ws.parts[SEARCH]
+    stored = stored_segmentation(study)
+    replay = ws.replay(SEARCH)
+    objective = dict(ws.settings.objective)
+    if stored is None:
+        assert segment_by is not None
+        seg0 = Segmentation.from_quantiles(segment_by.removeprefix("feature_"),
+                                           _values(traffic, segment_by), k)
+        x = _values(traffic, seg0.feature)
+
+        def events(seg: Segmentation) -> np.ndarray:
+            sr = SegmentedReplay(replay, seg.assign(x), seg.n_segments)
+            return sr.expected_events(_control(ws), objective)
+
+        seg, notes = merge_small(seg0, events, MIN_EVENTS if min_events is None
+                                 else min_events)
+        for note in notes:
+            echo(note)
+    else:
+        if segment_by is not None and segment_by.removeprefix("feature_") != stored.feature:
+            raise ValueError(f"study {study.study_name!r} is segmented by {stored.feature!r}, "
+                             f"not {segment_by!r}")
+        seg = stored
+    sr = SegmentedReplay(replay, seg.assign_log(traffic), seg.n_segments)
+    base = FusionObjective.for_workspace(ws)
+    run_segmented(url, study.study_name, search, seg, sr,
+                  lambda rep: dataclasses.replace(base, replay=rep), until=target,
+                  progress=progress)
+    rows = segment_picks(url, study.study_name, seg.n_segments)
+    echo(f"segments of {seg.feature!r} (edges {list(seg.edges)}), each searched in study "
+         f"'{study.study_name}/segment-<i>':")
+    for s, w in enumerate(rows):
+        low, high = seg.bounds(s)
+        echo(f"  segment {s} [{low}, {high}): {sr.requests[s].size} requests, weights "
+             + ", ".join(f"{t}={v:.4g}" for t, v in zip(ws.score_tasks, w, strict=True)))
+
+
+def _values(traffic: LoggedTraffic, feature: str) -> np.ndarray:
+    return request_feature(traffic, feature)
+
+
+def personalised_compare(ws: Workspace, study: optuna.Study, global_weights: np.ndarray,
+                         url: str, split: str = HOLDOUT
+                         ) -> tuple[PersonalisedEstimate, GuardDecision, SegmentTable] | None:
+    """Personalised vs global vs control on ``split``, with the paired contrasts
+    personalised - global, personalised - control and global - control (None: the study
+    has no segments)."""
+    seg = stored_segmentation(study)
+    if seg is None:
+        return None
+    rows = segment_picks(url, study.study_name, seg.n_segments)
+    sr = SegmentedReplay(ws.replay(split), seg.assign_log(ws.parts[split]), seg.n_segments)
+    k = seg.n_segments
+    policies = [rows, np.tile(global_weights, (k, 1)), np.tile(_control(ws), (k, 1))]
+    contrasts = np.array([[1.0, -1.0, 0.0], [1.0, 0.0, -1.0], [0.0, 1.0, -1.0]])
+    est = sr.personalised(policies, dict(ws.settings.objective), contrasts)
+    decision = guard(est, 0)
+    return est, decision, SegmentTable(seg, ws.score_tasks, rows, np.asarray(global_weights),
+                                       decision)
+
+
+def compare_text(est: PersonalisedEstimate, decision: GuardDecision) -> str:
+    """Per metric: personalised, global and control with intervals, and the paired lifts."""
+    from tuner.cli._format import table
+
+    names = ["personalised", "global", "control"]
+    lifts = ["pers. - global", "pers. - control", "global - control"]
+    rows = []
+    for m, metric in enumerate(est.metrics):
+        row: list[object] = [metric]
+        for p in range(3):
+            row.append(f"{est.value[p, m]:.4f} [{est.low[p, m]:.4f}, {est.high[p, m]:.4f}]")
+        for q in range(3):
+            row.append(f"{est.contrast_value[q, m]:+.4f} [{est.contrast_low[q, m]:+.4f}, "
+                       f"{est.contrast_high[q, m]:+.4f}]")
+        rows.append(row)
+    return (f"personalised (per segment) vs global vs control on {est.n:,} held-out requests "
+            f"(stratified, {100 * est.level:.0f}% delta-method intervals)\n"
+            + table(["metric", *names, *lifts], rows) + "\n" + decision.reason)
+
+
+def compare_dict(est: PersonalisedEstimate, decision: GuardDecision) -> dict[str, Any]:
+    names = ("personalised", "global", "control")
+    lifts = ("personalised_minus_global", "personalised_minus_control", "global_minus_control")
+    return {"n_requests": est.n, "level": est.level, "guard": decision.to_dict(),
+            "metrics": {metric: {
+                **{n: {"value": float(est.value[p, m]), "low": float(est.low[p, m]),
+                       "high": float(est.high[p, m])} for p, n in enumerate(names)},
+                **{n: {"value": float(est.contrast_value[q, m]),
+                       "low": float(est.contrast_low[q, m]),
+                       "high": float(est.contrast_high[q, m])} for q, n in enumerate(lifts)}}
+                for m, metric in enumerate(est.metrics)}}
+
+
+def segment_export(ws: Workspace, study: optuna.Study, exported: ExportedWeights, url: str,
+                   path: Path | None, overwrite: bool, echo: Callable[[str], None]
+                   ) -> dict[str, Any] | None:
+    """The weights file with a segment table (written to ``path``), the global pick
+    ``exported`` as its default row; None when the study has no segments."""
+    got = personalised_compare(ws, study, np.asarray(exported.weights), url)
+    if got is None:
+        return None
+    est, decision, table_ = got
+    echo(compare_text(est, decision))
+    data = table_.to_dict(exported)
+    if path is not None:
+        if path.exists() and not overwrite:
+            raise ValueError(f"--out {path} exists; give --force to overwrite it")
+        text = json.dumps(data, indent=2)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+    return data

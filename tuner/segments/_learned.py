@@ -1,0 +1,259 @@
+"""A learned weight model ``w(x) -> positive weights``, trained on a smooth replay.
+
+The model starts at the global pick (its last layer is zero, so ``w(x) = w_global`` for
+every ``x``) and moves only where the log pays for it: it maximises a differentiable
+surrogate of the SNIPS estimate of the objective on a training part of the search split,
+and keeps the epoch whose surrogate on a validation part was best (early stopping).
+
+The surrogate replaces the top-``K`` slate by soft ranks: with fused scores ``f`` of a
+request, candidate ``n``'s rank is ``rho_n = sum_{m != n} sigmoid((f_m - f_n) / tau)``
+and its exposure ``e_n = sum_k examination[k] * max(0, 1 - |rho_n - k|)`` (exact as
+``tau -> 0``); then ``V = E * sum w y / sum w x`` with ``w = e / e_0`` over shown
+candidates, ``x`` the logged slot's examination and ``E`` the mean total exposure, as
+:class:`simulator.estimators.SNIPS`. Torch is imported here only.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LearnedWeights", "WeightModelConfig", "train_weight_model"]
+
+
+@dataclass(frozen=True)
+class WeightModelConfig:
+    """Hyperparameters of the weight model and its training.
+
+    Args:
+        hidden: width of the one hidden layer.
+        epochs: most full-batch Adam steps.
+        lr: Adam's learning rate.
+        tau: soft-rank temperature, in units of the fused score.
+        patience: epochs without a better validation surrogate before stopping.
+        val_fraction: share of the search split's requests held for early stopping.
+        seed: seed of the initialisation and the train/validation cut.
+    """
+
+    hidden: int = 16
+    epochs: int = 300
+    lr: float = 0.02
+    tau: float = 0.1
+    patience: int = 30
+    val_fraction: float = 0.25
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "epochs", "patience"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"WeightModelConfig.{name} must be >= 1")
+        if not (self.lr > 0 and self.tau > 0 and 0 < self.val_fraction < 1):
+            raise ValueError("WeightModelConfig needs lr > 0, tau > 0, 0 < val_fraction < 1")
+
+
+@dataclass(frozen=True)
+class LogArrays:
+    """What the surrogate reads of a split, as float32 arrays.
+
+    Args:
+        transformed: ``[R, N, S]`` the fusion's transform of the scores (e.g. log p).
+        reward: ``[R, N]`` observed objective labels ``y @ objective`` (0 where not shown).
+        shown: ``[R, N]`` 1 where shown.
+        logging_exposure: ``[R, N]`` ``e_0``.
+        slot_examination: ``[R, N]`` examination of the logged slot (0 where not shown).
+        examination: ``[K]``.
+        features: ``[R, F]`` the model's input.
+    """
+
+    transformed: np.ndarray
+    reward: np.ndarray
+    shown: np.ndarray
+    logging_exposure: np.ndarray
+    slot_examination: np.ndarray
+    examination: np.ndarray
+    features: np.ndarray
+
+    def take(self, idx: np.ndarray) -> LogArrays:
+        return LogArrays(self.transformed[idx], self.reward[idx], self.shown[idx],
+                         self.logging_exposure[idx], self.slot_examination[idx],
+                         self.examination, self.features[idx])
+
+
+def _model(n_features: int, base: np.ndarray, mean: np.ndarray, std: np.ndarray,
+           hidden: int, pinned: int | None) -> Any:
+    import torch
+    from torch import nn
+
+    class WeightModel(nn.Module):
+        """``w(x) = exp(log_w0 + head(tanh(body((x - mean) / std))))``, scaled so the pinned
+        weight is ``w0[pinned]``; ``[B, F] -> [B, S]``."""
+
+        mean: torch.Tensor
+        std: torch.Tensor
+        log_w0: torch.Tensor
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+            self.register_buffer("log_w0", torch.log(torch.tensor(
+                np.maximum(base, 1e-3), dtype=torch.float32)))
+            self.body = nn.Linear(n_features, hidden)
+            self.head = nn.Linear(hidden, len(base))
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+            self.pinned = -1 if pinned is None else int(pinned)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            z = torch.tanh(self.body((x - self.mean) / self.std))
+            log_w = self.log_w0 + self.head(z)
+            if self.pinned >= 0:  # the order ignores a common scale: hold the pinned one
+                log_w = log_w - log_w[:, self.pinned:self.pinned + 1] + self.log_w0[
+                    self.pinned]
+            return torch.exp(log_w)
+
+    return WeightModel()
+
+
+def surrogate(model: Any, data: LogArrays, tau: float) -> Any:
+    """The smooth SNIPS estimate of the objective of ``model`` on ``data`` (a tensor)."""
+    import torch
+
+    t = torch.from_numpy(data.transformed)
+    w = model(torch.from_numpy(data.features))  # [R, S]
+    fused = (t * w[:, None, :]).sum(dim=-1)  # [R, N]
+    diff = (fused[:, None, :] - fused[:, :, None]) / tau  # [R, n, m]: f_m - f_n
+    rank = torch.sigmoid(diff).sum(dim=-1) - 0.5  # minus the m == n term
+    k = torch.arange(len(data.examination), dtype=torch.float32)
+    kernel = torch.clamp(1.0 - (rank[..., None] - k).abs(), min=0.0)  # [R, N, K]
+    exposure = kernel @ torch.from_numpy(data.examination.astype(np.float32))  # [R, N]
+    iw = exposure * torch.from_numpy(data.shown) / torch.from_numpy(
+        np.where(data.shown > 0, data.logging_exposure, 1.0).astype(np.float32))
+    num = (iw * torch.from_numpy(data.reward)).sum()
+    den = (iw * torch.from_numpy(data.slot_examination)).sum()
+    return exposure.sum(dim=-1).mean() * num / den
+
+
+@dataclass
+class LearnedWeights:
+    """A trained weight model, with its inputs and its training record.
+
+    Args:
+        model: the torch module ``[B, F] -> [B, S]``.
+        features: input feature names, the order of its columns.
+        tasks: the weight order.
+        history: ``(epoch, train surrogate, validation surrogate)`` per epoch.
+        best_epoch: the epoch kept.
+    """
+
+    model: Any
+    features: tuple[str, ...]
+    tasks: tuple[str, ...]
+    history: list[tuple[int, float, float]]
+    best_epoch: int
+
+    def weights(self, x: np.ndarray) -> np.ndarray:
+        """``[R, S]`` the weights of requests with features ``x`` ``[R, F]``."""
+        import torch
+
+        with torch.no_grad():
+            return self.model(torch.from_numpy(np.asarray(x, np.float32))).double().numpy()
+
+    def export(self, folder: str | Path) -> tuple[Path, Path]:
+        """Write ``weight_model.pt`` (TorchScript) and ``weight_model.json`` (every parameter,
+        for a server without torch) into ``folder``."""
+        import torch
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        # traced (the class annotations are strings under __future__ annotations, which
+        # torch.jit.script cannot read); the forward has no data-dependent branch
+        example = self.model.mean[None].repeat(2, 1)
+        with warnings.catch_warnings():  # torch 2.13 marks jit deprecated; servers read it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.trace(self.model, example)
+        pt = out / "weight_model.pt"
+        scripted.save(str(pt))
+        m = self.model
+        spec = {"format": "fusiontune-weight-model", "version": "1.0",
+                "features": list(self.features), "tasks": list(self.tasks),
+                "formula": "w = exp(log_w0 + head_w @ tanh(body_w @ ((x - mean) / std) + "
+                           "body_b) + head_b), then log w shifted so w[pinned] = w0[pinned]",
+                "pinned": None if m.pinned < 0 else self.tasks[m.pinned],
+                **{name: np.asarray(v.detach()).tolist() for name, v in (
+                    ("mean", m.mean), ("std", m.std), ("log_w0", m.log_w0),
+                    ("body_w", m.body.weight), ("body_b", m.body.bias),
+                    ("head_w", m.head.weight), ("head_b", m.head.bias))}}
+        js = out / "weight_model.json"
+        js.write_text(json.dumps(spec, indent=1) + "\n")
+        return pt, js
+
+
+def weights_from_json(spec: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """``[R, S]`` the weights the JSON export gives for features ``x`` ``[R, F]`` (numpy)."""
+    a = {k: np.asarray(spec[k], dtype=np.float64) for k in (
+        "mean", "std", "log_w0", "body_w", "body_b", "head_w", "head_b")}
+    z = np.tanh(((np.asarray(x, float) - a["mean"]) / a["std"]) @ a["body_w"].T + a["body_b"])
+    log_w = a["log_w0"] + z @ a["head_w"].T + a["head_b"]
+    if spec["pinned"] is not None:
+        p = spec["tasks"].index(spec["pinned"])
+        log_w = log_w - log_w[:, p:p + 1] + a["log_w0"][p]
+    return np.exp(log_w)
+
+
+def train_weight_model(data: LogArrays, base: np.ndarray, features: tuple[str, ...],
+                       tasks: tuple[str, ...], config: WeightModelConfig = WeightModelConfig(),
+                       pinned: int | None = 0,
+                       progress: Callable[[int, float, float], None] | None = None
+                       ) -> LearnedWeights:
+    """Train ``w(x)`` from ``base`` (the global pick) on the search split ``data``.
+
+    Args:
+        data: the search split's arrays; a seeded ``val_fraction`` of its requests is
+            held for early stopping.
+        base: ``[S]`` the global pick, the model's start.
+        features: the names of ``data.features``' columns.
+        tasks: the weight order.
+        config: hyperparameters.
+        pinned: the weight held fixed (the order ignores a common scale); None: none.
+        progress: called with ``(epoch, train, validation)`` surrogates every epoch.
+    """
+    import torch
+
+    torch.manual_seed(config.seed)
+    r = data.reward.shape[0]
+    perm = np.random.default_rng([config.seed, 3]).permutation(r)
+    n_val = max(1, int(round(config.val_fraction * r)))
+    val, train = data.take(np.sort(perm[:n_val])), data.take(np.sort(perm[n_val:]))
+    mean = train.features.mean(axis=0)
+    std = np.maximum(train.features.std(axis=0), 1e-6)
+    model = _model(data.features.shape[1], np.asarray(base, float), mean, std,
+                   config.hidden, pinned)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    best_val, best_state, best_epoch = -np.inf, None, 0
+    history = []
+    for epoch in range(config.epochs):
+        with torch.no_grad():
+            v = float(surrogate(model, val, config.tau))
+        if v > best_val:
+            best_val, best_epoch = v, epoch
+            best_state = {k: t.clone() for k, t in model.state_dict().items()}
+        elif epoch - best_epoch >= config.patience:
+            break
+        opt.zero_grad()
+        loss = -surrogate(model, train, config.tau)
+        loss.backward()
+        opt.step()
+        history.append((epoch, -float(loss.detach()), v))
+        if progress is not None:
+            progress(epoch, -float(loss.detach()), v)
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    return LearnedWeights(model, features, tasks, history, best_epoch)
