@@ -179,5 +179,6 @@ def test_dm_without_reward_model_is_refused() -> None:
 
 def test_make_estimator_lists_valid_names() -> None:
     assert make_estimator("snips").name == "snips"
-    with pytest.raises(ValueError, match="valid: \\['clipped_ips', 'dm', 'dr', 'iips', 'ips', "):
+    with pytest.raises(ValueError, match="valid: \\['clipped_ips', 'dm', 'dr', 'gated_dr', "
+                                         "'iips', 'ips', "):
         make_estimator("magic")
