@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from tuner.space import FusionSpace
 from tuner.strategies import CEM, BaseStrategy
@@ -237,6 +236,8 @@ def calibrate(offline: Sequence[float] | np.ndarray, online: Sequence[float] | n
         >>> round(c.slope, 2)
         0.46
     """
+    from scipy import stats  # here, not at the top: every study command imports this module
+
     x = np.asarray(offline, dtype=np.float64)
     y = np.asarray(online, dtype=np.float64)
     g = np.zeros(len(x), dtype=np.int64) if rounds is None else np.asarray(rounds)
