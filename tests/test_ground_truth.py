@@ -302,13 +302,17 @@ def test_cem_mean_is_within_two_percent_of_dense_search_best(cem_runs: dict[int,
 
 
 @pytest.mark.slow
-def test_cem_mean_is_no_worse_than_the_best_trial_on_average(cem_runs: dict[int, CEMRun]
-                                                             ) -> None:
-    """Over 4 seeds, CEM's final mean is on average at least as good as its best trial.
+def test_cem_mean_is_as_good_as_the_best_trial_on_average(cem_runs: dict[int, CEMRun]
+                                                          ) -> None:
+    """Over 4 seeds, CEM's final mean is on average within 0.5% of its best trial's truth.
 
     The best trial is picked on its (optimistic) estimate; the mean averages the last
     elites. Also shows the best trial's search estimate overstating its truth. Fails
-    if the exported default pick (CEM's mean) were the worse choice on this world.
+    if the exported default pick (CEM's mean) were clearly the worse choice on this world.
+    On this world the two are tied: over seeds 4-13 (not asserted on) the mean's truth is
+    +0.01% +- 0.12% (sd) of the best trial's, the mean better on 6 of 10; on seeds 0-3,
+    since the split is a hash of the request id, -0.22%. (The strict "at least as good"
+    this test asked before held on the permutation split's seeds 0-3 by chance.)
     """
     mean_truth = np.array([r.mean_truth for r in cem_runs.values()])
     best_truth = np.array([r.best_truth for r in cem_runs.values()])
@@ -316,7 +320,7 @@ def test_cem_mean_is_no_worse_than_the_best_trial_on_average(cem_runs: dict[int,
     print(f"\nCEM mean true {mean_truth.round(4).tolist()}, best trial true "
           f"{best_truth.round(4).tolist()}, best trial's search estimate overstates its "
           f"whole-log truth by {np.round(overstatement, 3).tolist()}")
-    assert mean_truth.mean() >= best_truth.mean()
+    assert mean_truth.mean() >= 0.995 * best_truth.mean()
 
 
 # --------------------------------------------------------------------------------------
