@@ -25,6 +25,7 @@ from tuner.storage import (
     SchemaVersionError,
     StorageError,
     check_storage,
+    optuna_study_names,
     sqlite_file,
     storage_error,
 )
@@ -174,7 +175,7 @@ def study_names(url: str) -> list[str]:
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return []
-    return list(optuna.study.get_all_study_names(url))
+    return optuna_study_names(url)  # one query: no Optuna storage is opened for it
 
 
 def load_existing(url: str, study_name: str) -> tuple[optuna.Study, SearchSpec]:

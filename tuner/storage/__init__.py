@@ -6,6 +6,7 @@ from __future__ import annotations
 from tuner.storage._check import StorageError, check_storage, sqlite_file, storage_error
 from tuner.storage._claims import ClaimBoard, RoundProgress
 from tuner.storage._migrate import HEAD, current_revision, migrate
+from tuner.storage._optuna_tables import optuna_schema_is_current, optuna_study_names
 from tuner.storage._tables import (
     ExportRecord,
     ProjectStore,
@@ -28,6 +29,8 @@ __all__ = [
     "check_storage",
     "current_revision",
     "migrate",
+    "optuna_schema_is_current",
+    "optuna_study_names",
     "sqlite_file",
     "storage_error",
     "write_trials",

@@ -22,7 +22,7 @@ from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 
 from tuner.space import FusionSpace
-from tuner.storage import ProjectStore
+from tuner.storage import ProjectStore, optuna_schema_is_current
 from tuner.strategies import CEMConfig, CEMSampler, strategy_name
 from tuner.study._attrs import (
     ATTR_SETTINGS,
@@ -77,7 +77,8 @@ def create_or_load_study(
             space/config/seed.
     """
     ProjectStore(storage).ensure_schema()  # first: a bad URL is a one-line StorageError
-    rdb = RDBStorage(storage)
+    # Optuna's schema check (its migration scripts) only where the revision is not the head
+    rdb = RDBStorage(storage, skip_compatibility_check=optuna_schema_is_current(storage))
     names = optuna.get_all_study_names(rdb)
     if study_name in names:
         study = optuna.load_study(study_name=study_name, storage=rdb)

@@ -1,0 +1,40 @@
+"""Two facts about Optuna's own tables, read with one query each instead of an RDBStorage.
+
+Opening an Optuna :class:`~optuna.storages.RDBStorage` imports alembic and, unless told
+not to, loads Optuna's migration scripts to compare the database's revision with their
+head: a few tenths of a second that every read-only command paid twice. The study names
+need no storage at all, and a database whose revision is already the head the pinned
+Optuna expects (:data:`OPTUNA_ALEMBIC_HEAD`) needs no comparison.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tuner.storage._trial_writer import OPTUNA_ALEMBIC_HEAD
+
+__all__ = ["optuna_schema_is_current", "optuna_study_names"]
+
+
+def _scalars(url: str, table: str, column: str, order: str | None = None) -> list[str] | None:
+    """The values of one column (None: the table does not exist)."""
+    query = f"SELECT {column} FROM {table}" + (f" ORDER BY {order}" if order else "")
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table):
+                return None
+            return [str(r[0]) for r in conn.execute(sa.text(query))]
+    finally:
+        engine.dispose()
+
+
+def optuna_study_names(url: str) -> list[str]:
+    """Names of the Optuna studies in the database ([] when it has no Optuna tables)."""
+    return _scalars(url, "studies", "study_name", order="study_id") or []
+
+
+def optuna_schema_is_current(url: str) -> bool:
+    """Whether the database's Optuna tables are at :data:`OPTUNA_ALEMBIC_HEAD` (False when
+    it has none yet, or another revision: Optuna's own check then runs and names it)."""
+    return _scalars(url, "alembic_version", "version_num") == [OPTUNA_ALEMBIC_HEAD]
