@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
-from click.utils import make_default_short_help
 
 __all__ = ["LazyCommand", "LazyGroup", "main", "search"]
 
@@ -66,8 +65,9 @@ class LazyGroup(click.Group):
                     continue
                 text = command.get_short_help_str(formatter.width - 6 - len(name))
             else:
-                text = make_default_short_help(self.lazy[name].short_help,
-                                               formatter.width - 6 - len(name))
+                # click's own truncation, through a stand-in command (public API)
+                stand_in = click.Command(name, help=self.lazy[name].short_help)
+                text = stand_in.get_short_help_str(formatter.width - 6 - len(name))
             rows.append((name, text))
         if rows:
             with formatter.section("Commands"):
