@@ -9,7 +9,7 @@ One pass evaluates a whole CEM generation.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -130,6 +130,20 @@ class Replay:
         chunks = [(a, min(a + self.chunk_requests, self.feedback.n_requests)) for a in bounds]
         prepared = self.estimator.prepare(self.feedback)  # e.g. a reward model fitted on it
         object.__setattr__(self, "_chunks", [(a, b, prepared.chunk(a, b)) for a, b in chunks])
+
+    def subset(self, rows: slice | np.ndarray) -> Replay:
+        """The replay of some of its requests (a slice, or row indices in order), each
+        keeping its scores and its bootstrap key (``request_ids``)."""
+        ids = self.request_ids
+        if isinstance(rows, slice) and rows.step not in (None, 1):
+            rows = np.arange(self.feedback.n_requests)[rows]
+        if isinstance(rows, slice):
+            feedback = self.feedback.chunk(*rows.indices(self.feedback.n_requests)[:2])
+        else:
+            rows = np.asarray(rows, dtype=np.int64)
+            feedback = self.feedback.take(rows)
+        return replace(self, feedback=feedback, scores=self.scores[rows],
+                       request_ids=None if ids is None else np.asarray(ids)[rows])
 
     @property
     def tasks(self) -> tuple[str, ...]:

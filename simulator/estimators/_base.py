@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ SHOWN_PSCORE = "pscore"
 ``pscore_<k>`` when the log has those)."""
 PREFIX_PSCORE = "prefix_pscore"
 """A log's logging probability of each logged slate prefix (column ``prefix_pscore``)."""
+_SHARED_FIELDS = frozenset({"tasks", "examination"})
+"""The fields of :class:`SlateFeedback` that are not per request (every other is ``[R, ...]``)."""
+
 REGISTRY: dict[str, type[BaseEstimator]] = {}
 """Name -> estimator class, filled by :mod:`simulator.estimators` (its ``ESTIMATORS``);
 here so that an estimator's refusal can list the others without importing the package."""
@@ -185,26 +189,19 @@ class SlateFeedback:
 
     def chunk(self, start: int, stop: int) -> SlateFeedback:
         """The requests ``start:stop``."""
-        sl = slice(start, stop)
+        return self._rows(slice(start, stop))
 
-        def opt(arr: np.ndarray | None) -> np.ndarray | None:
-            return None if arr is None else arr[sl]
+    def take(self, rows: np.ndarray) -> SlateFeedback:
+        """The requests at row indices ``rows`` ``[R']``, in that order."""
+        return self._rows(np.asarray(rows, dtype=np.int64))
 
-        return SlateFeedback(
-            tasks=self.tasks,
-            rewards=self.rewards[sl],
-            shown=self.shown[sl],
-            slot_examination=self.slot_examination[sl],
-            logging_exposure=opt(self.logging_exposure),
-            examination=self.examination,
-            reward_model=opt(self.reward_model),
-            positions=opt(self.positions),
-            pscores=opt(self.pscores),
-            prefix_pscore=opt(self.prefix_pscore),
-            valid=opt(self.valid),
-            logged_pscore=opt(self.logged_pscore),
-            slot_shown=opt(self.slot_shown),
-        )
+    def _rows(self, rows: slice | np.ndarray) -> SlateFeedback:
+        """Every per-request array at ``rows``; the tasks and the examination curve kept."""
+        def at(name: str) -> Any:
+            value = getattr(self, name)
+            return value if name in _SHARED_FIELDS or value is None else value[rows]
+
+        return SlateFeedback(**{f.name: at(f.name) for f in dataclasses.fields(self)})
 
     @property
     def slate_size(self) -> int:

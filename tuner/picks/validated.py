@@ -11,7 +11,6 @@ unbiased for the chosen vector). When that interval does not clear 0 the pick is
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -62,11 +61,7 @@ def fold_replays(replay: Replay) -> tuple[Replay, Replay]:
         raise ValueError(f"the held-out split has {n} requests; need at least 4 to cut "
                          "into a choose and a report fold")
     h = n // 2
-    ids = replay.request_ids
-    return tuple(dataclasses.replace(replay, feedback=replay.feedback.chunk(a, b),
-                                     scores=replay.scores[a:b],
-                                     request_ids=None if ids is None else ids[a:b])
-                 for a, b in ((0, h), (h, n)))  # type: ignore[return-value]
+    return replay.subset(slice(0, h)), replay.subset(slice(h, n))
 
 
 def validated_pick(replay: Replay, candidates: np.ndarray, control: np.ndarray,

@@ -15,14 +15,11 @@ difference of the influence values request by request.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from simulator.estimators import SlateFeedback
 from simulator.intervals import influence, point_values
 from simulator.replay import OBJECTIVE, Replay, objective_matrix
 
@@ -31,17 +28,7 @@ __all__ = ["PersonalisedEstimate", "SegmentedReplay", "sub_replay"]
 
 def sub_replay(replay: Replay, requests: np.ndarray) -> Replay:
     """The replay of the requests at row indices ``requests`` ``[R']`` (sorted) of ``replay``."""
-    idx = np.sort(np.asarray(requests, dtype=np.int64))
-    fb = replay.feedback
-    taken: dict[str, Any] = {}
-    for f in dataclasses.fields(SlateFeedback):
-        value = getattr(fb, f.name)
-        per_request = isinstance(value, np.ndarray) and f.name != "examination"
-        taken[f.name] = value[idx] if per_request else value
-    ids = replay.request_ids  # the bootstrap's keys go with their requests
-    return dataclasses.replace(replay, feedback=SlateFeedback(**taken),
-                               scores=replay.scores[idx],
-                               request_ids=None if ids is None else np.asarray(ids)[idx])
+    return replay.subset(np.sort(np.asarray(requests, dtype=np.int64)))
 
 
 @dataclass(frozen=True)
