@@ -98,8 +98,8 @@ class ScoreTable:
 
     def _rows_of(self, traffic: LoggedTraffic) -> np.ndarray:
         """``[R]`` the score table's row of each logged request."""
-        row_of = {int(r): i for i, r in enumerate(self.request_ids)}
-        missing = [int(r) for r in traffic.request_ids if int(r) not in row_of]
+        rows = _positions(self.request_ids, traffic.request_ids)
+        missing = traffic.request_ids[rows < 0].tolist()
         if missing:
             n = traffic.n_requests
             hint = ("no request matches: the score table seems to be for another log"
@@ -108,7 +108,7 @@ class ScoreTable:
                 f"{len(missing)} of {n} logged request(s) have no scores, e.g. request(s) "
                 f"{_few(missing)}; {hint}"
             )
-        return np.array([row_of[int(r)] for r in traffic.request_ids], dtype=np.int64)
+        return rows
 
     def check_covers(self, traffic: LoggedTraffic) -> None:
         """Raise :class:`ScoreTableError` unless every logged candidate has a score."""
@@ -180,16 +180,14 @@ class ScoreTable:
         order = np.argsort(req, kind="stable")
         ids, starts, counts = np.unique(req[order], return_index=True, return_counts=True)
         if log is not None:  # a request with other rows than its log's names the items
-            logged = dict(zip(log.request_ids.tolist(), log.candidate_counts.tolist(),
-                              strict=True))
-            odd = [i for i, (rid, c) in enumerate(zip(ids.tolist(), counts.tolist(),
-                                                      strict=True))
-                   if logged.get(rid, c) != c]
-            if odd:
-                i = odd[0]
+            at = _positions(log.request_ids, ids)  # a request the log lacks is not judged
+            logged = np.where(at >= 0, log.candidate_counts[np.maximum(at, 0)], counts)
+            odd = np.flatnonzero(logged != counts)
+            if len(odd):
+                i = int(odd[0])
                 raise ScoreTableError(
                     f"{path}: request {ids[i]} has {counts[i]} scored candidate(s) but the log "
-                    f"lists {logged[int(ids[i])]}"
+                    f"lists {int(logged[i])}"
                     f"{_missing_items(ids[i], item[req == ids[i]], log)}; every logged "
                     "candidate needs one row")
         n = int(counts.max())
@@ -207,6 +205,21 @@ class ScoreTable:
             scores[t] = np.where(have, v[at], 0.0)
         items = np.where(have, item[at], -1)
         return cls(request_ids=ids, item_ids=items, scores=scores)
+
+
+def _positions(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``[len(query)]`` the index in ``keys`` (unique) of each query value, -1 where absent.
+
+    Example:
+        >>> _positions(np.array([30, 10, 20]), np.array([20, 40, 30])).tolist()
+        [2, -1, 0]
+    """
+    query = np.asarray(query)
+    if not len(keys):
+        return np.full(len(query), -1, dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    at = np.minimum(np.searchsorted(keys[order], query), len(keys) - 1)
+    return np.where(keys[order][at] == query, order[at], -1).astype(np.int64)
 
 
 def _few(ids: list[int], k: int = 5) -> str:
