@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuner.space import FusionSpace
-from tuner.strategies._base import BaseStrategy, checked_tell, initial_mean
+from tuner.strategies._base import checked_tell
+from tuner.strategies._gaussian import GaussianStrategy
 
 __all__ = ["SmoothCEM", "SmoothCEMConfig"]
 
@@ -67,7 +67,7 @@ class SmoothCEMConfig:
         return max(1, math.ceil(round(self.elite_fraction * self.population, 9)))
 
 
-class SmoothCEM(BaseStrategy):
+class SmoothCEM(GaussianStrategy):
     """CEM whose elites are ranked by a smoothed surface, with a noise-aware spread.
 
     A replay estimate on a fixed search split is the truth plus a noise surface that is
@@ -98,6 +98,7 @@ class SmoothCEM(BaseStrategy):
         init_mean: initial mean, ``[dim]`` or full weights ``[T]``; default the box centre.
 
     Example:
+        >>> from tuner.space import FusionSpace
         >>> space = FusionSpace(("a", "b", "c"), pinned="a")
         >>> cem = SmoothCEM(space, SmoothCEMConfig(population=8), seed=0)
         >>> X = cem.ask(0)
@@ -107,23 +108,8 @@ class SmoothCEM(BaseStrategy):
     """
 
     pick_label = "smoothed CEM mean"
-
-    def __init__(self, space: FusionSpace, config: SmoothCEMConfig | None = None,
-                 seed: int = 0, init_mean: np.ndarray | None = None) -> None:
-        self.space = space
-        self.config = config if config is not None else SmoothCEMConfig()
-        self.seed = int(seed)
-        self._init_mean = initial_mean(space, init_mean)
-        self.reset()
-
-    @property
-    def population(self) -> int:
-        return self.config.population
-
-    @property
-    def generation(self) -> int:
-        """Generations told so far."""
-        return self._generation
+    config_class = SmoothCEMConfig
+    config: SmoothCEMConfig
 
     @property
     def distinguishable(self) -> bool:
@@ -132,29 +118,14 @@ class SmoothCEM(BaseStrategy):
         return self._distinguishable
 
     def reset(self) -> None:
-        width = self.space.high - self.space.low
-        self._generation = 0
-        self._mean = self._init_mean.copy()
-        self._sigma = np.full(self.space.dim, self.config.init_sigma * width)
+        super().reset()
         self._X = np.empty((0, self.space.dim))  # every finite trial told [n, dim]
         self._y = np.empty(0)
         self._distinguishable = False
 
-    def pick(self) -> np.ndarray:
-        """The recommended vector ``[dim]``: the current mean."""
-        return self._mean.copy()
-
-    def spread(self) -> np.ndarray:
-        """The current sigma ``[dim]``."""
-        return self._sigma.copy()
-
     def ask(self, generation: int) -> np.ndarray:
         """Population ``X [M, dim]`` of generation ``generation`` from the current state."""
-        if generation < 0:
-            raise ValueError(f"generation is {generation}; need >= 0")
-        rng = np.random.default_rng([self.seed, int(generation)])
-        z = rng.standard_normal((self.config.population, self.space.dim))
-        return self.space.clip(self._mean + self._sigma * z)
+        return self._draw(generation, self.config.population)
 
     def tell(self, generation: int, X: np.ndarray, values: np.ndarray) -> None:
         X, values = checked_tell("SmoothCEM", generation, self._generation, self.space.dim,

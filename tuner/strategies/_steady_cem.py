@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuner.space import FusionSpace
-from tuner.strategies._base import BaseStrategy, checked_tell, initial_mean
+from tuner.strategies._base import checked_tell
+from tuner.strategies._gaussian import GaussianStrategy
 
 __all__ = ["SteadyCEM", "SteadyCEMConfig"]
 
@@ -71,7 +71,7 @@ class SteadyCEMConfig:
         return max(1, math.ceil(round(self.elite_fraction * self.population, 9)))
 
 
-class SteadyCEM(BaseStrategy):
+class SteadyCEM(GaussianStrategy):
     """CEM that keeps an archive of its best members and resamples only the worst.
 
     The archive is the population of the last round with, per member, the mean of all its
@@ -95,6 +95,7 @@ class SteadyCEM(BaseStrategy):
             :class:`~tuner.strategies.CEM`'s); default the centre of the box.
 
     Example:
+        >>> from tuner.space import FusionSpace
         >>> space = FusionSpace(("a", "b", "c"), pinned="a")
         >>> cem = SteadyCEM(space, SteadyCEMConfig(population=8), seed=0)
         >>> X = cem.ask(0)
@@ -104,41 +105,14 @@ class SteadyCEM(BaseStrategy):
     """
 
     pick_label = "steady CEM mean"
-
-    def __init__(self, space: FusionSpace, config: SteadyCEMConfig | None = None,
-                 seed: int = 0, init_mean: np.ndarray | None = None) -> None:
-        self.space = space
-        self.config = config if config is not None else SteadyCEMConfig()
-        self.seed = int(seed)
-        self._init_mean = initial_mean(space, init_mean)
-        self.reset()
-
-    @property
-    def population(self) -> int:
-        return self.config.population
-
-    @property
-    def init_mean(self) -> np.ndarray:
-        """The initial mean ``[dim]``."""
-        return self._init_mean.copy()
-
-    def spread(self) -> np.ndarray:
-        """The current sigma ``[dim]``."""
-        return self._sigma.copy()
+    config_class = SteadyCEMConfig
+    config: SteadyCEMConfig
 
     def reset(self) -> None:
-        width = self.space.high - self.space.low
-        self._generation = 0
-        self._mean = self._init_mean.copy()
-        self._sigma = np.full(self.space.dim, self.config.init_sigma * width)
+        super().reset()
         self._X = np.empty((0, self.space.dim))  # archive members [A, dim], best first
         self._value = np.empty(0)  # mean of each member's finite evaluations (NaN: none)
         self._count = np.empty(0, dtype=np.int64)  # finite evaluations per member
-
-    @property
-    def generation(self) -> int:
-        """Number of rounds told so far."""
-        return self._generation
 
     @property
     def mean(self) -> np.ndarray:
@@ -156,18 +130,10 @@ class SteadyCEM(BaseStrategy):
         keep = self._n_survivors()
         return self._X[:keep].copy(), self._value[:keep].copy(), self._count[:keep].copy()
 
-    def pick(self) -> np.ndarray:
-        """The recommended vector ``[dim]``: the Gaussian's mean."""
-        return self._mean.copy()
-
     def ask(self, generation: int) -> np.ndarray:
         """Round ``generation``: the surviving archive members, then fresh draws."""
-        if generation < 0:
-            raise ValueError(f"generation is {generation}; need >= 0")
         survivors = self._X[:self._n_survivors()]
-        rng = np.random.default_rng([self.seed, int(generation)])
-        z = rng.standard_normal((self.config.population - len(survivors), self.space.dim))
-        fresh = self.space.clip(self._mean + self._sigma * z)
+        fresh = self._draw(generation, self.config.population - len(survivors))
         return np.concatenate([survivors, fresh])
 
     def tell(self, generation: int, X: np.ndarray, values: np.ndarray) -> None:
