@@ -14,16 +14,20 @@ commits (the README's Benchmarks section gives the figures).
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from simulator.estimators import IPS, SlateFeedback
-from simulator.fusion import MultiplicativeFusion
-from simulator.intervals import NormalInterval
-from simulator.logs import LoggedTraffic
-from simulator.policies import EpsilonGreedyTopK, TopKPolicy
-from simulator.replay import Replay
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.replay import timed  # noqa: E402
+from simulator.estimators import IPS, SlateFeedback  # noqa: E402
+from simulator.fusion import MultiplicativeFusion  # noqa: E402
+from simulator.intervals import NormalInterval  # noqa: E402
+from simulator.logs import LoggedTraffic  # noqa: E402
+from simulator.policies import EpsilonGreedyTopK, TopKPolicy  # noqa: E402
+from simulator.replay import Replay  # noqa: E402
 
 TASKS = ("click", "conversion", "like", "watch")
 K = 5
@@ -62,16 +66,6 @@ def nbytes(traffic: LoggedTraffic) -> int:
     if traffic.valid is not None:
         arrays.append(traffic.valid)
     return sum(a.nbytes for a in arrays if a is not None)
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
