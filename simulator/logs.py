@@ -211,6 +211,21 @@ class LoggedTraffic:
         seen = self.slot_shown
         return exam if seen.all() else exam[None, :] * seen
 
+    def logging_exposure(self, examination: np.ndarray | None = None) -> np.ndarray:
+        """``[R, N]`` float64 the logging policy's exposure of each candidate,
+        ``pscores @ examination`` over the slots each request shows
+        (:meth:`request_examination`).
+
+        Raises:
+            ValueError: the log has no ``pscore_<k>`` columns, or no curve.
+        """
+        if self.pscores is None:
+            raise ValueError("the logging exposure needs the log's pscore_<k> columns")
+        curve = self.request_examination(examination)
+        if curve.ndim == 1:
+            return np.asarray(self.pscores @ curve, dtype=np.float64)
+        return np.matmul(self.pscores, curve[:, :, None])[..., 0].astype(np.float64)
+
     @property
     def tasks(self) -> tuple[str, ...]:
         return tuple(self.labels)

@@ -151,12 +151,8 @@ class SlateFeedback:
         slot_exam = np.where(shown, exam[np.where(shown, traffic.positions, 0)], 0.0)
         seen = traffic.slot_shown
         slot_shown = None if seen.all() else seen
-        exposure = None
-        if traffic.pscores is not None:
-            if slot_shown is None:
-                exposure = traffic.pscores @ exam
-            else:  # only the slots the request shows expose a candidate
-                exposure = np.matmul(traffic.pscores, (exam[None] * seen)[:, :, None])[..., 0]
+        # only the slots a request shows expose a candidate
+        exposure = None if traffic.pscores is None else traffic.logging_exposure(exam)
         return cls(
             tasks=tasks,
             rewards=traffic.label_matrix(tasks).astype(np.float32),

@@ -116,6 +116,11 @@ class BaseWorld(abc.ABC):
     def examination(self) -> np.ndarray:
         """``[K]`` float64 probability that slot ``k`` is examined; ``examination[0] == 1``."""
 
+    def logging_exposure(self, traffic: LoggedTraffic) -> np.ndarray:
+        """``[R, N]`` the logging policy's exposure of ``traffic`` under this world's
+        examination curve (:meth:`~simulator.logs.LoggedTraffic.logging_exposure`)."""
+        return traffic.logging_exposure(self.examination)
+
     @abc.abstractmethod
     def generate(self) -> LoggedTraffic:
         """The world's seeded logged traffic (same world, same traffic)."""

@@ -286,16 +286,6 @@ class KuaiRandWorld(BaseWorld):
         p[..., 1] *= p[..., 0]
         return p
 
-    def logging_exposure(self, traffic: LoggedTraffic) -> np.ndarray:
-        """``[R, N]`` the logging policy's exposure, ``pscores @ examination`` over the slots
-        each request shows (:meth:`~simulator.logs.LoggedTraffic.request_examination`)."""
-        if traffic.pscores is None:
-            raise ValueError("the logging exposure needs the log's pscore_<k> columns")
-        curve = traffic.request_examination(self._examination)
-        if curve.ndim == 1:
-            return np.asarray(traffic.pscores @ curve, dtype=np.float64)
-        return np.matmul(traffic.pscores, curve[:, :, None])[..., 0].astype(np.float64)
-
     def rollout(self, traffic: LoggedTraffic, slates: np.ndarray, seed: int) -> np.ndarray:
         """Draw examination and labels for a slate per request, seeded by ``(seed, config.seed)``.
 

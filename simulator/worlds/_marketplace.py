@@ -410,16 +410,6 @@ class MarketplaceWorld(BaseWorld):
         p = _sigmoid(self._logits(traffic.user_ids, items))
         return np.where(traffic.valid[..., None], p, 0.0)
 
-    def logging_exposure(self, traffic: LoggedTraffic) -> np.ndarray:
-        """``[R, N]`` the logging policy's exposure, ``pscores @ examination`` over the slots
-        each request shows (:meth:`~simulator.logs.LoggedTraffic.request_examination`)."""
-        if traffic.pscores is None:
-            raise ValueError("the logging exposure needs the log's pscore_<k> columns")
-        curve = traffic.request_examination(self._examination)
-        if curve.ndim == 1:
-            return np.asarray(traffic.pscores @ curve, dtype=np.float64)
-        return np.matmul(traffic.pscores, curve[:, :, None])[..., 0].astype(np.float64)
-
     # ------------------------------------------------------------- internal
     def _logits(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``[R, N, 3]`` true logits of (click, conversion | click, like).
