@@ -94,7 +94,8 @@ from simulator._log_columns import (
 )
 from simulator.files import atomic_write
 
-__all__ = ["BINARY", "CONTINUOUS", "LABEL_KINDS", "LogValidationError", "LoggedTraffic"]
+__all__ = ["BINARY", "CONTINUOUS", "LABEL_KINDS", "LogValidationError", "LoggedTraffic",
+           "log_metadata", "read_log_metadata"]
 
 _METADATA_KEY = b"fusiontune.examination"
 _KINDS_KEY = b"fusiontune.label_kinds"
@@ -435,11 +436,9 @@ class LoggedTraffic:
 
         path = Path(path)
         table = pa.table(self.to_columns())
-        meta = {_KINDS_KEY: json.dumps(dict(self.label_kinds)).encode()}
-        if self.examination is not None:
-            meta[_METADATA_KEY] = json.dumps([float(x) for x in self.examination]).encode()
-        if self.pscores is None:  # the page size, which no pscore_<k> column gives
-            meta[_SLOTS_KEY] = json.dumps(self.slate_size).encode()
+        # the page size goes too where no pscore_<k> column gives it
+        meta = log_metadata(self.examination, self.label_kinds,
+                            self.slate_size if self.pscores is None else None)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
         atomic_write(path, lambda tmp: pq.write_table(table, tmp))
         return path
@@ -470,9 +469,7 @@ class LoggedTraffic:
         elif path.suffix in (".parquet", ".pq"):
             table = pq.read_table(path)
             meta = table.schema.metadata or {}
-            examination = _metadata(meta, _METADATA_KEY, path, list)
-            kinds = _metadata(meta, _KINDS_KEY, path, dict)
-            slots = _metadata(meta, _SLOTS_KEY, path, int)
+            examination, kinds, slots = read_log_metadata(meta, path)
         else:
             raise LogValidationError(
                 f"{path}: unknown log format {path.suffix!r}; valid: .parquet, .pq, .csv"
@@ -498,6 +495,31 @@ class LoggedTraffic:
         if self.pscores is None:
             return dataclasses.replace(self, examination=exam, slots=len(exam))
         return dataclasses.replace(self, examination=exam)
+
+
+def log_metadata(examination: np.ndarray | Sequence[float] | None,
+                 label_kinds: Mapping[str, str], slots: int | None = None
+                 ) -> dict[bytes, bytes]:
+    """The Parquet schema metadata a log file carries: its label kinds, examination curve
+    (if known) and page size (for a log without ``pscore_<k>`` columns)."""
+    meta = {_KINDS_KEY: json.dumps(dict(label_kinds)).encode()}
+    if examination is not None:
+        meta[_METADATA_KEY] = json.dumps([float(x) for x in examination]).encode()
+    if slots is not None:
+        meta[_SLOTS_KEY] = json.dumps(int(slots)).encode()
+    return meta
+
+
+def read_log_metadata(meta: Mapping[bytes, bytes], path: str | os.PathLike[str]
+                      ) -> tuple[list[float] | None, dict[str, str] | None, int | None]:
+    """``(examination, label kinds, slots)`` of :func:`log_metadata` (None where absent).
+
+    Raises:
+        LogValidationError: a value of the wrong JSON type, naming ``path`` and the key.
+    """
+    return (_metadata(meta, _METADATA_KEY, Path(path), list),
+            _metadata(meta, _KINDS_KEY, Path(path), dict),
+            _metadata(meta, _SLOTS_KEY, Path(path), int))
 
 
 def _metadata(meta: Mapping[bytes, bytes], key: bytes, path: Path, kind: type) -> Any:

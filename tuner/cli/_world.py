@@ -9,14 +9,13 @@ never in memory.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from simulator.logs import LoggedTraffic
+from simulator.logs import LoggedTraffic, log_metadata
 from tuner.cli._common import dump, user_errors
 
 __all__ = ["world"]
@@ -113,9 +112,7 @@ def generate_dataset(world_name: str, requests: int, candidates: tuple[int, int]
                 size = min(CHUNK_REQUESTS, int(b) - start)
                 traffic = world.generate_chunk(size, start_request_id=start, seed=seed)
                 if log_w is None:
-                    meta = {b"fusiontune.label_kinds": json.dumps(dict(traffic.label_kinds))
-                            .encode(), b"fusiontune.examination": json.dumps(
-                                [float(x) for x in world.examination]).encode()}
+                    meta = log_metadata(world.examination, traffic.label_kinds)
                     log_w = _Writer(out / "logs" / f"part-{p:04d}.parquet", meta)
                     score_w = _Writer(out / "scores" / f"part-{p:04d}.parquet")
                 assert score_w is not None

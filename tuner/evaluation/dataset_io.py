@@ -7,19 +7,15 @@ dataset whole (:func:`read_whole`) without importing the streamed workspace.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
 from simulator.datasets import DatasetIndex, ParquetDataset
-from simulator.logs import LoggedTraffic
+from simulator.logs import LoggedTraffic, read_log_metadata
 from tuner.evaluation.scores import ScoreTable, ScoreTableError
 
 __all__ = ["aligned_scores", "dataset_meta", "dataset_tasks", "log_chunks", "read_whole"]
-
-_EXAMINATION = b"fusiontune.examination"
-_KINDS = b"fusiontune.label_kinds"
 
 
 def dataset_tasks(logs: str, scores: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -32,11 +28,9 @@ def dataset_tasks(logs: str, scores: str) -> tuple[tuple[str, ...], tuple[str, .
 
 def dataset_meta(logs: ParquetDataset) -> tuple[np.ndarray | None, dict[str, str], int]:
     """``(examination or None, label kinds, slots)`` from a log dataset's first file."""
-    meta = logs.metadata()
-    own = json.loads(meta[_EXAMINATION]) if _EXAMINATION in meta else None
-    kinds = json.loads(meta[_KINDS]) if _KINDS in meta else {}
+    own, kinds, _ = read_log_metadata(logs.metadata(), logs.path)
     k = sum(1 for n in logs.schema().names if n.startswith("pscore_"))
-    return (None if own is None else np.asarray(own, np.float64)), dict(kinds), k
+    return (None if own is None else np.asarray(own, np.float64)), dict(kinds or {}), k
 
 
 def log_chunks(logs: str, scores: str, score_index: DatasetIndex,
