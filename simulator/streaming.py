@@ -85,7 +85,8 @@ def chunk_sums(chunk: ReplayChunk, weights: np.ndarray, fusion: BaseFusion,
                policy: BasePolicy, estimator: BaseEstimator, interval: BaseInterval,
                combine: np.ndarray) -> PopulationSums:
     """The sums of one chunk for validated weights ``[P, S]``."""
-    fused = fusion.fuse(fusion.transform(chunk.scores), weights)  # [P, c, N]
+    valid = chunk.feedback.valid  # ragged requests: padding is never ranked, as in Replay
+    fused = fusion.fuse(fusion.prepare(chunk.scores, valid), weights, valid)  # [P, c, N]
     terms = estimator.policy_terms(chunk.feedback, policy, fused)
     return PopulationSums.of(terms, interval, combine, chunk.request_ids)
 

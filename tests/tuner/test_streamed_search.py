@@ -79,12 +79,14 @@ def test_pooled_dr_is_refused_in_streamed_mode(tmp_path: Path) -> None:
         StreamedWorkspace(_settings(logs, scores, estimator="pooled_dr"))
 
 
-def test_a_ragged_log_streamed_equals_it_held_whole(tmp_path: Path) -> None:
-    # each chunk is padded to its own widest request, the whole log to the widest of all
+@pytest.mark.parametrize("formula", ["multiplicative", "additive", "rank"])
+def test_a_ragged_log_streamed_equals_it_held_whole(tmp_path: Path, formula: str) -> None:
+    # each chunk is padded to its own widest request, the whole log to the widest of all;
+    # padding is never ranked, whatever the formula makes of its scores
     from tuner.cli._world import generate_dataset
 
     generate_dataset("marketplace", 1500, (10, 40), 3, tmp_path)
-    settings = _settings(tmp_path / "logs", tmp_path / "scores")
+    settings = _settings(tmp_path / "logs", tmp_path / "scores", formula=formula)
     whole = Workspace(settings)  # a folder held whole (read_whole)
     assert whole.traffic.n_candidates == 40
     want = whole.replay("search").evaluate(WEIGHTS, OBJECTIVE)
