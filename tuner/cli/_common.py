@@ -29,7 +29,7 @@ from tuner.storage import (
     sqlite_file,
     storage_error,
 )
-from tuner.study import SearchSpec, jsonable, load_search
+from tuner.study import SearchSpec, jsonable, load_search, read_search
 from tuner.weights_text import parse_task_numbers
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -178,8 +178,13 @@ def study_names(url: str) -> list[str]:
     return optuna_study_names(url)  # one query: no Optuna storage is opened for it
 
 
-def load_existing(url: str, study_name: str) -> tuple[optuna.Study, SearchSpec]:
-    """:func:`load_search` of a study that must exist; never creates a database."""
+def load_existing(url: str, study_name: str,
+                  read_only: bool = False) -> tuple[optuna.Study, SearchSpec]:
+    """:func:`load_search` of a study that must exist; never creates a database.
+
+    ``read_only``: a snapshot of the study (:func:`tuner.study.read_search`: no Optuna
+    storage is opened, nothing can be written), for commands that only read it.
+    """
     path = sqlite_path(url)
     if path is not None and not path.exists():  # a directory: study_names says so
         raise FileNotFoundError(f"no database file {path}; --storage must name the SQLite "
@@ -188,7 +193,7 @@ def load_existing(url: str, study_name: str) -> tuple[optuna.Study, SearchSpec]:
     if study_name not in names:
         raise ValueError(f"study {study_name!r} does not exist in {url}; studies: "
                          f"{', '.join(sorted(names)) or 'none'}")
-    return load_search(url, study_name)
+    return read_search(url, study_name) if read_only else load_search(url, study_name)
 
 
 

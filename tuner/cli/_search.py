@@ -423,7 +423,7 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
 def search_history(storage: str, study_name: str, show_trials: bool, as_json: bool,
                    plot_dir: Path | None, patience: int = 3) -> None:
     """Show the rounds (or trials) of a study; --plot draws them."""
-    study, search_ = load_existing(storage_url(storage), study_name)
+    study, search_ = load_existing(storage_url(storage), study_name, read_only=True)
     space, raw = search_.space, search_.settings
     if plot_dir is not None:
         from tuner.plots import pick_estimates, plot_history

@@ -13,6 +13,7 @@ from tuner.storage._tables import (
     RoundRecord,
     SchemaVersionError,
 )
+from tuner.storage._trial_reader import ReadOnlyStudyError, StudySnapshot, read_snapshot
 from tuner.storage._trial_writer import TrialNumberTaken, add_trials, write_trials
 
 __all__ = [
@@ -20,10 +21,12 @@ __all__ = [
     "ClaimBoard",
     "ExportRecord",
     "ProjectStore",
+    "ReadOnlyStudyError",
     "RoundProgress",
     "RoundRecord",
     "SchemaVersionError",
     "StorageError",
+    "StudySnapshot",
     "TrialNumberTaken",
     "add_trials",
     "check_storage",
@@ -31,6 +34,7 @@ __all__ = [
     "migrate",
     "optuna_schema_is_current",
     "optuna_study_names",
+    "read_snapshot",
     "sqlite_file",
     "storage_error",
     "write_trials",

@@ -38,7 +38,7 @@ from tuner.study._live import (
 )
 from tuner.study._live_rounds import Calibration, GroupResult, calibrate, select_groups
 from tuner.study._loop import check_single_objective, run_rounds
-from tuner.study._open import create_or_load_study, load_search, stored_settings
+from tuner.study._open import create_or_load_study, load_search, read_search, stored_settings
 from tuner.study._trials import (
     FAIL_REASON,
     INFEASIBLE,
@@ -94,6 +94,7 @@ __all__ = [
     "jsonable",
     "live_rounds",
     "load_search",
+    "read_search",
     "name_metrics",
     "pending_round",
     "run_rounds",

@@ -22,7 +22,7 @@ from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 
 from tuner.space import FusionSpace
-from tuner.storage import ProjectStore, optuna_schema_is_current
+from tuner.storage import ProjectStore, optuna_schema_is_current, read_snapshot
 from tuner.strategies import CEMConfig, CEMSampler, strategy_name
 from tuner.study._attrs import (
     ATTR_SETTINGS,
@@ -33,7 +33,7 @@ from tuner.study._attrs import (
     read_spec,
 )
 
-__all__ = ["create_or_load_study", "load_search", "stored_settings"]
+__all__ = ["create_or_load_study", "load_search", "read_search", "stored_settings"]
 
 # URL of the storage each study was opened with here, so run_rounds can reach the project
 # tables without reading Optuna's private storage handle.
@@ -146,3 +146,22 @@ def load_search(storage: str, study_name: str) -> tuple[optuna.Study, SearchSpec
     """
     study = create_or_load_study(storage, study_name, create=False)
     return study, read_spec(study)
+
+
+def read_search(storage: str, study_name: str) -> tuple[optuna.Study, SearchSpec]:
+    """:func:`load_search` for reading only: the study is a snapshot of its rows
+    (:func:`tuner.storage.read_snapshot`), opened without an Optuna storage, alembic or any
+    write; every write to it raises :class:`~tuner.storage.ReadOnlyStudyError`. A database
+    at another schema revision is opened by :func:`load_search`, whose checks name it.
+
+    Raises:
+        ValueError: the study is missing or was not made by fusiontune.
+    """
+    try:
+        snapshot = read_snapshot(storage, study_name)
+    except KeyError:
+        raise ValueError(f"no study named {study_name!r} in {storage}") from None
+    if snapshot is None:
+        return load_search(storage, study_name)
+    study = optuna.load_study(study_name=study_name, storage=snapshot)
+    return study, _check_loaded(study, storage, None, None, None, None, None)

@@ -1,0 +1,220 @@
+"""A read-only copy of one study, read from Optuna's tables with one query a table.
+
+Opening an Optuna :class:`~optuna.storages.RDBStorage` costs a few tenths of a second
+before the first row is read: it imports alembic and builds its version manager, whatever
+``skip_compatibility_check`` says. A command that only reads a study (``search history``)
+needs none of it. :func:`read_snapshot` selects the study's rows from Optuna's tables with
+SQLAlchemy Core (the tables are the pinned Optuna's own models, the ones
+:mod:`tuner.storage._trial_writer` writes) and holds them in a :class:`StudySnapshot`, a
+storage that ``optuna.load_study`` accepts and that refuses every write.
+
+Each :class:`~optuna.trial.FrozenTrial` is built field by field as RDBStorage builds it:
+values and intermediate values from their stored representation, params through their
+distribution's JSON, attrs through ``json.loads``, datetimes from naive UTC to naive local
+time, the trial's own number (which need not be gapless: a run may number its trials
+``round * population + member``) and id.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+from collections import defaultdict
+from collections.abc import Container, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from optuna import distributions as optuna_distributions
+from optuna.storages import BaseStorage
+from optuna.storages._rdb import models
+from optuna.study import StudyDirection
+from optuna.study._frozen import FrozenStudy
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.storage._migrate import HEAD, current_revision
+from tuner.storage._trial_writer import OPTUNA_ALEMBIC_HEAD
+
+__all__ = ["ReadOnlyStudyError", "StudySnapshot", "read_snapshot"]
+
+
+class ReadOnlyStudyError(RuntimeError):
+    """A write to a :class:`StudySnapshot`."""
+
+
+class StudySnapshot(BaseStorage):
+    """One study's rows as they were when read; every write raises
+    :class:`ReadOnlyStudyError`.
+
+    Args:
+        study_id: the study's id in the database it was read from.
+        name: its name.
+        directions: its directions, by objective.
+        user_attrs: its user attrs.
+        system_attrs: its system attrs.
+        trials: its trials (held by number, then id).
+    """
+
+    def __init__(self, study_id: int, name: str, directions: Sequence[StudyDirection],
+                 user_attrs: dict[str, Any], system_attrs: dict[str, Any],
+                 trials: Sequence[FrozenTrial]) -> None:
+        self._study_id = study_id
+        self._name = name
+        self._directions = list(directions)
+        self._user_attrs = user_attrs
+        self._system_attrs = system_attrs
+        # by number, as Optuna's storages give them (some samplers assume it)
+        self._trials = sorted(trials, key=lambda t: (t.number, t._trial_id))
+        self._by_id = {t._trial_id: t for t in self._trials}
+
+    def _check_study(self, study_id: int) -> None:
+        if study_id != self._study_id:
+            raise KeyError(f"no study with id {study_id} in this snapshot of {self._name!r}")
+
+    def _refuse(self, *_: Any, **__: Any) -> Any:
+        raise ReadOnlyStudyError(f"study {self._name!r} was opened read-only (a snapshot)")
+
+    create_new_study = delete_study = set_study_user_attr = set_study_system_attr = _refuse
+    create_new_trial = set_trial_param = set_trial_state_values = _refuse
+    set_trial_intermediate_value = set_trial_user_attr = set_trial_system_attr = _refuse
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        if study_name != self._name:
+            raise KeyError(f"no study {study_name!r} in this snapshot of {self._name!r}")
+        return self._study_id
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        self._check_study(study_id)
+        return self._name
+
+    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
+        self._check_study(study_id)
+        return list(self._directions)
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        self._check_study(study_id)
+        return dict(self._user_attrs)
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        self._check_study(study_id)
+        return dict(self._system_attrs)
+
+    def get_all_studies(self) -> list[FrozenStudy]:
+        return [FrozenStudy(study_name=self._name, direction=None,
+                            directions=list(self._directions), user_attrs=dict(self._user_attrs),
+                            system_attrs=dict(self._system_attrs), study_id=self._study_id)]
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        if trial_id not in self._by_id:
+            raise KeyError(f"no trial with id {trial_id} in study {self._name!r}")
+        return self._by_id[trial_id]
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True,
+                       states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        self._check_study(study_id)
+        trials = [t for t in self._trials if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+
+def read_snapshot(url: str, study_name: str) -> StudySnapshot | None:
+    """One study of the database at ``url``, read-only; None where the database is not at
+    the schema heads this code reads (Optuna's :data:`OPTUNA_ALEMBIC_HEAD`, and fusiontune's
+    :data:`HEAD` or no fusiontune tables): the caller then opens it the usual way, whose
+    checks name the version.
+
+    Raises:
+        KeyError: no study of that name.
+    """
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not _at_heads(conn):
+                return None
+            return _read(conn, study_name)
+    finally:
+        engine.dispose()
+
+
+def _at_heads(conn: sa.Connection) -> bool:
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return False
+    optuna_rev = [r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
+    return optuna_rev == [OPTUNA_ALEMBIC_HEAD] and current_revision(conn) in (None, HEAD)
+
+
+def _read(conn: sa.Connection, study_name: str) -> StudySnapshot:
+    studies = models.StudyModel.__table__
+    study_id = conn.execute(sa.select(studies.c.study_id)
+                            .where(studies.c.study_name == study_name)).scalar()
+    if study_id is None:
+        raise KeyError(f"no study {study_name!r}")
+    d = models.StudyDirectionModel.__table__
+    directions = [r.direction for r in conn.execute(
+        sa.select(d.c.direction).where(d.c.study_id == study_id).order_by(d.c.objective))]
+    trials = models.TrialModel.__table__
+    rows = list(conn.execute(
+        sa.select(trials.c.trial_id, trials.c.number, trials.c.state,
+                  trials.c.datetime_start, trials.c.datetime_complete)
+        .where(trials.c.study_id == study_id).order_by(trials.c.trial_id)))
+
+    def children(model: Any, *columns: str) -> dict[int, list[Any]]:
+        """Rows of a per-trial table for the study's trials, by trial id, in row order."""
+        table = model.__table__
+        query = (sa.select(table.c.trial_id, *(table.c[c] for c in columns))
+                 .join(trials, trials.c.trial_id == table.c.trial_id)
+                 .where(trials.c.study_id == study_id)
+                 .order_by(table.primary_key.columns.values()[0]))
+        out: dict[int, list[Any]] = defaultdict(list)
+        for r in conn.execute(query):
+            out[r[0]].append(r[1:])
+        return out
+
+    values = children(models.TrialValueModel, "objective", "value", "value_type")
+    params = children(models.TrialParamModel, "param_name", "param_value", "distribution_json")
+    user = children(models.TrialUserAttributeModel, "key", "value_json")
+    system = children(models.TrialSystemAttributeModel, "key", "value_json")
+    inter = children(models.TrialIntermediateValueModel, "step", "intermediate_value",
+                     "intermediate_value_type")
+    frozen = [_frozen(r, values[r.trial_id], params[r.trial_id], user[r.trial_id],
+                      system[r.trial_id], inter[r.trial_id]) for r in rows]
+    return StudySnapshot(study_id, study_name, directions,
+                         _study_attrs(conn, models.StudyUserAttributeModel, study_id),
+                         _study_attrs(conn, models.StudySystemAttributeModel, study_id), frozen)
+
+
+def _study_attrs(conn: sa.Connection, model: Any, study_id: int) -> dict[str, Any]:
+    table = model.__table__
+    query = sa.select(table.c.key, table.c.value_json).where(table.c.study_id == study_id)
+    return {k: json.loads(v) for k, v in conn.execute(query.order_by(table.primary_key
+                                                                     .columns.values()[0]))}
+
+
+def _frozen(row: Any, values: list[Any], params: list[Any], user: list[Any],
+            system: list[Any], inter: list[Any]) -> FrozenTrial:
+    value_list: list[float] | None = None
+    if values:
+        value_list = [0.0] * len(values)
+        for objective, value, kind in values:
+            value_list[objective] = models.TrialValueModel.stored_repr_to_value(value, kind)
+    dists = {name: optuna_distributions.json_to_distribution(js) for name, _, js in params}
+    return FrozenTrial(
+        number=row.number,
+        state=row.state,
+        value=None,
+        values=value_list,
+        datetime_start=_local(row.datetime_start),
+        datetime_complete=_local(row.datetime_complete),
+        params={name: dists[name].to_external_repr(v) for name, v, _ in params},
+        distributions=dists,
+        user_attrs={k: json.loads(v) for k, v in user},
+        system_attrs={k: json.loads(v) for k, v in system},
+        intermediate_values={
+            step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(v, kind)
+            for step, v, kind in inter},
+        trial_id=row.trial_id,
+    )
+
+
+def _local(d: datetime.datetime | None) -> datetime.datetime | None:
+    """Naive UTC as stored -> naive local time, as Optuna's trial model reads it."""
+    return None if d is None else d.replace(tzinfo=datetime.UTC).astimezone().replace(tzinfo=None)
