@@ -128,8 +128,10 @@ class ParquetDataset:
             return self.__dict__["_schema"]
         files = self.files
         first = pq.read_schema(files[0])
+        metas = [dict(first.metadata or {})]
         for f in files[1:]:
             other = pq.read_schema(f)
+            metas.append(dict(other.metadata or {}))
             if not other.equals(first, check_metadata=False):
                 want = {n: str(t) for n, t in zip(first.names, first.types, strict=True)}
                 got = {n: str(t) for n, t in zip(other.names, other.types, strict=True)}
@@ -147,11 +149,21 @@ class ParquetDataset:
             raise DatasetError(f"{files[0]}: no column {REQUEST!r}; a dataset's rows are "
                                "grouped by it")
         object.__setattr__(self, "_schema", first)
+        object.__setattr__(self, "_metadata", tuple(metas))
         return first
 
     def metadata(self) -> dict[bytes, bytes]:
         """The schema metadata of the first file (examination curve, label kinds)."""
         return dict(self.schema().metadata or {})
+
+    def file_metadata(self) -> list[tuple[Path, dict[bytes, bytes]]]:
+        """``(file, schema metadata)`` of every file, in reading order (footers read once).
+
+        Raises:
+            DatasetError: as :meth:`schema`.
+        """
+        self.schema()
+        return list(zip(self.files, self.__dict__["_metadata"], strict=True))
 
     def _batches(self, file: Path, columns: list[str] | None) -> Iterator[Any]:
         """Record batches of one file (only its own columns: no hive partition fields)."""

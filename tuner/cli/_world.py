@@ -9,6 +9,7 @@ never in memory.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ CHUNK_REQUESTS = 20_000
 """Requests generated and written at a time (~400,000 candidate rows of 20)."""
 SCORE_NOISE = 0.3
 """Std of the log-normal noise on each true probability in the score table."""
+PROPENSITIES = ("full", "shown")
+"""``full``: ``pscore_<k>`` of every candidate at every slot (and ``prefix_pscore``);
+``shown``: only ``pscore``, the propensity of each shown impression, as production
+logging records it (the page size goes in the metadata, ``fusiontune.slots``)."""
 
 
 def parse_candidates(text: str) -> tuple[int, int]:
@@ -99,9 +104,23 @@ class _Writer:
             self.writer.close()
 
 
+def shown_only(traffic: LoggedTraffic) -> LoggedTraffic:
+    """The log as production logging records it: only the shown impressions' propensity
+    (``pscore``), no per-slot ``pscore_<k>`` or prefix columns; the page size kept."""
+    return dataclasses.replace(
+        traffic, pscores=None, prefix_pscores=None, slots=traffic.slate_size,
+        shown_pscores=np.nan_to_num(traffic.logged_propensity(), nan=0.0))
+
+
 def generate_dataset(world_name: str, requests: int, candidates: tuple[int, int],
-                     partitions: int, out: Path, seed: int = 0) -> dict[str, Any]:
-    """Write the partitioned log and score table; returns what was written."""
+                     partitions: int, out: Path, seed: int = 0,
+                     propensities: str = "full") -> dict[str, Any]:
+    """Write the partitioned log and score table; returns what was written.
+
+    ``propensities`` is one of :data:`PROPENSITIES`.
+    """
+    if propensities not in PROPENSITIES:
+        raise ValueError(f"propensities {propensities!r}: valid are {list(PROPENSITIES)}")
     world = make_world(world_name, seed, candidates)
     bounds = np.linspace(0, requests, partitions + 1).astype(np.int64)
     index, rows = 0, 0
@@ -111,12 +130,14 @@ def generate_dataset(world_name: str, requests: int, candidates: tuple[int, int]
             for start in range(int(a), int(b), CHUNK_REQUESTS):
                 size = min(CHUNK_REQUESTS, int(b) - start)
                 traffic = world.generate_chunk(size, start_request_id=start, seed=seed)
+                logged = traffic if propensities == "full" else shown_only(traffic)
                 if log_w is None:
-                    meta = log_metadata(world.examination, traffic.label_kinds)
+                    meta = log_metadata(world.examination, traffic.label_kinds,
+                                        None if logged.pscores is not None else logged.slots)
                     log_w = _Writer(out / "logs" / f"part-{p:04d}.parquet", meta)
                     score_w = _Writer(out / "scores" / f"part-{p:04d}.parquet")
                 assert score_w is not None
-                log_w.write(traffic.to_columns())
+                log_w.write(logged.to_columns())
                 score_w.write(_score_columns(world, traffic, seed, index))
                 index += 1
                 rows += int(traffic.candidate_counts.sum())
@@ -125,7 +146,8 @@ def generate_dataset(world_name: str, requests: int, candidates: tuple[int, int]
                 if w is not None:
                     w.close()
     return {"world": world_name, "requests": requests, "candidates": rows,
-            "partitions": partitions, "logs": str(out / "logs"), "scores": str(out / "scores")}
+            "partitions": partitions, "propensities": propensities,
+            "logs": str(out / "logs"), "scores": str(out / "scores")}
 
 
 @click.group("world")
@@ -144,11 +166,16 @@ def world() -> None:
               help="Parquet files of the log (and of the score table), by request range.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Folder: OUT/logs/ and OUT/scores/.")
+@click.option("--propensities", type=click.Choice(PROPENSITIES), default="full",
+              show_default=True,
+              help="full: every candidate's propensity at every slot (pscore_<k>); shown: "
+                   "only the shown impressions' (pscore), as production logging records "
+                   "it (for the slot_* and dm estimators).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @user_errors
 def world_generate(world_name: str, requests: int, candidates: str, partitions: int, out: str,
-                   seed: int, as_json: bool) -> None:
+                   propensities: str, seed: int, as_json: bool) -> None:
     """Write a world's log and a noisy score table as partitioned Parquet, in chunks.
 
     Then: fusiontune search run --logs OUT/logs --scores OUT/scores --objective ...
@@ -156,7 +183,8 @@ def world_generate(world_name: str, requests: int, candidates: str, partitions: 
     shape = parse_candidates(candidates)
     if partitions > requests:
         raise ValueError(f"--partitions {partitions} exceeds --requests {requests}")
-    done = generate_dataset(world_name, requests, shape, partitions, Path(out), seed)
+    done = generate_dataset(world_name, requests, shape, partitions, Path(out), seed,
+                            propensities)
     if as_json:
         dump(done)
     else:

@@ -7,11 +7,15 @@ dataset whole (:func:`read_whole`) without importing the streamed workspace.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from simulator.datasets import DatasetIndex, ParquetDataset
+from simulator.datasets import DatasetError, DatasetIndex, ParquetDataset
 from simulator.logs import LoggedTraffic, read_log_metadata
 from tuner.evaluation.scores import ScoreTable, ScoreTableError
 
@@ -26,11 +30,49 @@ def dataset_tasks(logs: str, scores: str) -> tuple[tuple[str, ...], tuple[str, .
             tuple(n[len("p_"):] for n in score_names if n.startswith("p_")))
 
 
-def dataset_meta(logs: ParquetDataset) -> tuple[np.ndarray | None, dict[str, str], int]:
-    """``(examination or None, label kinds, slots)`` from a log dataset's first file."""
-    own, kinds, _ = read_log_metadata(logs.metadata(), logs.path)
-    k = sum(1 for n in logs.schema().names if n.startswith("pscore_"))
+def dataset_meta(logs: ParquetDataset
+                 ) -> tuple[np.ndarray | None, dict[str, str], int | None]:
+    """``(examination or None, label kinds, slots or None)`` of a log dataset.
+
+    They come from the Parquet metadata of its files (:func:`~simulator.logs.read_log_metadata`),
+    which must agree. The page size ``slots`` is the number of ``pscore_<k>`` columns,
+    else the metadata's ``fusiontune.slots``, else the examination curve's length; None
+    when nothing gives it (a log with only ``pscore`` and no metadata: a search must
+    then give the examination curve, whose length is the page size).
+
+    Raises:
+        DatasetError: a file whose metadata differs from the first file's, or a page size
+            that disagrees with the ``pscore_<k>`` columns or the examination curve.
+        LogValidationError: a metadata value of the wrong type, naming the file.
+    """
+    keys = ("examination curve (fusiontune.examination)",
+            "label kinds (fusiontune.label_kinds)", "page size (fusiontune.slots)")
+    first: tuple[Path, tuple[Any, ...]] | None = None
+    for path, meta in logs.file_metadata():
+        got = read_log_metadata(meta, path)
+        if first is None:
+            first = (path, got)
+            continue
+        for key, want, have in zip(keys, first[1], got, strict=True):
+            if have != want:
+                raise DatasetError(
+                    f"{path}: its Parquet metadata gives the {key} {_shown(have)} but "
+                    f"{first[0]} gives {_shown(want)}; every file of a dataset needs the "
+                    "same (write the files with the same settings)")
+    assert first is not None  # a dataset has a file
+    source, (own, kinds, slots) = first
+    columns = sum(1 for n in logs.schema().names if n.startswith("pscore_"))
+    for what, k in (("pscore_<k> columns", columns or None),
+                    ("examination curve's values", None if own is None else len(own))):
+        if slots is not None and k is not None and k != slots:
+            raise DatasetError(f"{source}: its Parquet metadata fusiontune.slots is {slots} "
+                               f"but it has {k} {what}; they must agree (one per slot)")
+    k = columns or slots or (None if own is None else len(own))
     return (None if own is None else np.asarray(own, np.float64)), dict(kinds or {}), k
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else json.dumps(value)
 
 
 def log_chunks(logs: str, scores: str, score_index: DatasetIndex,
@@ -99,7 +141,7 @@ def read_whole(logs: str, scores: str, chunk_rows: int = 200_000
     """
     log_ds = ParquetDataset(logs)
     log_ds.scan()
-    examination, kinds, _ = dataset_meta(log_ds)
+    examination, kinds, slots = dataset_meta(log_ds)
     parts, tables = [], []
     for traffic, source, table in log_chunks(logs, scores, ParquetDataset(scores).scan(),
                                              examination, kinds, chunk_rows):
@@ -107,7 +149,10 @@ def read_whole(logs: str, scores: str, chunk_rows: int = 200_000
         parts.append(traffic)
         tables.append(ScoreTable(traffic.request_ids, traffic.item_ids,
                                  {t: aligned[..., i] for i, t in enumerate(table.tasks)}))
-    return LoggedTraffic.concatenate(parts), ScoreTable(
+    whole = LoggedTraffic.concatenate(parts)
+    if slots is not None and whole.pscores is None and whole.slots != slots:
+        whole = dataclasses.replace(whole, slots=slots)  # not each chunk's largest position
+    return whole, ScoreTable(
         np.concatenate([t.request_ids for t in tables]),
         np.concatenate([t.item_ids for t in tables]),
         {k: np.concatenate([t.scores[k] for t in tables]) for k in tables[0].tasks})

@@ -342,14 +342,21 @@ def _with_examination(traffic: LoggedTraffic, settings: SearchSettings) -> Logge
     return traffic if exam is traffic.examination else traffic.with_examination(exam)
 
 
-def examination_of(settings: SearchSettings, own: np.ndarray | None, k: int) -> np.ndarray:
+def examination_of(settings: SearchSettings, own: np.ndarray | None, k: int | None
+                   ) -> np.ndarray:
     """The examination curve a search uses: the settings', else the log's ``own``.
+
+    ``k`` is the log's page size; None where the log does not say (a streamed log with
+    only ``pscore`` and no metadata): the settings' curve then sets it, and a chunk with a
+    position beyond it is refused when read.
 
     Raises:
         ValueError: neither has one, or the settings' has not ``k`` (slots) values.
     """
-    example = [f"{1 / (1 + j) ** 0.8:.2g}" for j in range(k)]
-    where = (f"give one probability in (0, 1] per slot ({k}) with 'search run --examination "
+    example = [f"{1 / (1 + j) ** 0.8:.2g}" for j in range(k or 3)]
+    per_slot = (f"per slot ({k})" if k is not None else
+                "per slot (the log does not say how many: one more than its largest position)")
+    where = (f"give one probability in (0, 1] {per_slot} with 'search run --examination "
              f"{','.join(example)}' or, in a search file, [data] examination = "
              f"[{', '.join(example)}]")
     if settings.examination is None:
@@ -357,7 +364,7 @@ def examination_of(settings: SearchSettings, own: np.ndarray | None, k: int) -> 
             raise ValueError(f"log {settings.logs} carries no examination curve (a CSV log "
                              f"cannot): {where}")
         return own
-    if len(settings.examination) != k:
+    if k is not None and len(settings.examination) != k:
         raise ValueError(f"examination {list(settings.examination)} has "
                          f"{len(settings.examination)} value(s) but log {settings.logs} has "
                          f"{k} slots: {where}")
