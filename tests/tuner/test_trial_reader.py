@@ -18,7 +18,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState, create_trial
 
-from tuner.storage import ReadOnlyStudyError, add_trials, read_snapshot
+from tuner.storage import ReadOnlyStudyError, StudySnapshot, add_trials, read_snapshot
 from tuner.study import history, load_search, read_search
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,12 +53,17 @@ def _rich_study(url: str) -> None:
     study.enqueue_trial({"x": 2.0})
 
 
-def test_a_snapshot_holds_what_rdbstorage_reads_field_by_field(tmp_path: Path) -> None:
+def _opened(tmp_path: Path) -> tuple[str, StudySnapshot, optuna.Study]:
+    """The rich study's URL, its snapshot and the study opened on the snapshot."""
     url = f"sqlite:///{tmp_path / 's.db'}"
     _rich_study(url)
     snapshot = read_snapshot(url, "s")
     assert snapshot is not None
-    read = optuna.load_study(study_name="s", storage=snapshot)
+    return url, snapshot, optuna.load_study(study_name="s", storage=snapshot)
+
+
+def test_a_snapshot_holds_what_rdbstorage_reads_field_by_field(tmp_path: Path) -> None:
+    url, snapshot, read = _opened(tmp_path)
     real = optuna.load_study(study_name="s", storage=url)
     assert [t.number for t in read.trials] == [t.number for t in real.trials] == [0, 3, 4, 5, 7]
     assert [t.state for t in read.trials] == [t.state for t in real.trials]
@@ -79,11 +84,7 @@ def test_a_snapshot_holds_what_rdbstorage_reads_field_by_field(tmp_path: Path) -
 
 
 def test_a_snapshot_refuses_every_write(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    _rich_study(url)
-    snapshot = read_snapshot(url, "s")
-    assert snapshot is not None
-    study = optuna.load_study(study_name="s", storage=snapshot)
+    url, _, study = _opened(tmp_path)
     with pytest.raises(ReadOnlyStudyError, match="read-only"):
         study.set_user_attr("k", 1)
     with pytest.raises(ReadOnlyStudyError, match="read-only"):
