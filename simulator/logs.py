@@ -245,6 +245,14 @@ class LoggedTraffic:
         p = np.take_along_axis(self.pscores, slot[..., None], axis=2)[..., 0]
         return np.where(self.shown, p, np.nan)
 
+    def shown_only(self) -> LoggedTraffic:
+        """The log as production logging records it: only each shown impression's
+        propensity (``shown_pscores``, 0 where not shown), no per-slot ``pscores`` or
+        prefix columns; the page size kept."""
+        return dataclasses.replace(
+            self, pscores=None, prefix_pscores=None, slots=self.slate_size,
+            shown_pscores=np.nan_to_num(self.logged_propensity(), nan=0.0))
+
     def label_matrix(self, tasks: tuple[str, ...] | None = None) -> np.ndarray:
         """``[R, N, T]`` labels stacked in the order of ``tasks`` (default: all)."""
         tasks = self.tasks if tasks is None else tasks

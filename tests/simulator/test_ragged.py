@@ -6,8 +6,6 @@ is valued as it would be in a log without padding, on the slots it shows.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -140,15 +138,10 @@ def test_every_estimator_runs_on_a_ragged_log_near_the_truth() -> None:
             assert (np.abs(value - truth) < 4.5 * se).all(), (name, (value - truth) / se)
 
 
-def _shown_only(traffic: LoggedTraffic) -> LoggedTraffic:
-    return dataclasses.replace(traffic, pscores=None, prefix_pscores=None,
-                               shown_pscores=np.nan_to_num(traffic.logged_propensity()))
-
-
 def test_a_shown_only_log_gives_the_slot_estimators_the_same_numbers() -> None:
     log = worldkit.make_log(5, 1500, candidates="5:20", shown_slots="1:5")
     weights = worldkit.random_weights(np.random.default_rng(2), 4)
-    only = worldkit.WorldLog(log.world, _shown_only(log.traffic), log.scores)
+    only = worldkit.WorldLog(log.world, log.traffic.shown_only(), log.scores)
     assert only.traffic.pscores is None and only.traffic.slate_size == 5
     for estimator in (SlotIPS(), SlotSNIPS(), SlotDR(), make_estimator("dm")):
         np.testing.assert_allclose(log.estimate(log.replay(estimator), weights),
@@ -161,7 +154,7 @@ def test_a_shown_only_log_gives_the_slot_estimators_the_same_numbers() -> None:
                                   "clipped_ips", "pooled_dr", "pi", "rips"])
 def test_estimators_that_need_more_refuse_a_shown_only_log_in_one_line(name: str) -> None:
     log = worldkit.make_log(5, 200, candidates="5:20")
-    only = worldkit.WorldLog(log.world, _shown_only(log.traffic), log.scores)
+    only = worldkit.WorldLog(log.world, log.traffic.shown_only(), log.scores)
     with pytest.raises(MissingColumnsError) as err:
         only.replay(make_estimator(name))
     message = str(err.value)
@@ -173,7 +166,7 @@ def test_estimators_that_need_more_refuse_a_shown_only_log_in_one_line(name: str
 
 def test_terms_of_a_direct_call_also_refuse() -> None:
     log = worldkit.make_log(5, 100)
-    fb = SlateFeedback.from_traffic(_shown_only(log.traffic), worldkit.TASKS)
+    fb = SlateFeedback.from_traffic(log.traffic.shown_only(), worldkit.TASKS)
     assert fb.logging_exposure is None
     exposure = log.exposure(np.array([[1.0, 1.0, 1.0]]))
     for estimator in (IPS(), SNIPS()):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +23,7 @@ def _files(tmp_path: Path, shown_only: bool = False) -> tuple[Path, Path, Logged
                                                shown_slots="2:5", seed=4))
     traffic = world.generate()
     if shown_only:  # what production logging records: the served impression's propensity
-        shown_p = np.nan_to_num(traffic.logged_propensity(), nan=0.0)
-        traffic = dataclasses.replace(traffic, pscores=None, shown_pscores=shown_p,
-                                      prefix_pscores=None)
+        traffic = traffic.shown_only()
     p = world.true_probabilities(traffic)
     noisy = np.clip(p * np.exp(0.3 * np.random.default_rng(0).standard_normal(p.shape)),
                     1e-6, 1.0)

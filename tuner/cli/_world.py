@@ -9,7 +9,6 @@ never in memory.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -104,14 +103,6 @@ class _Writer:
             self.writer.close()
 
 
-def shown_only(traffic: LoggedTraffic) -> LoggedTraffic:
-    """The log as production logging records it: only the shown impressions' propensity
-    (``pscore``), no per-slot ``pscore_<k>`` or prefix columns; the page size kept."""
-    return dataclasses.replace(
-        traffic, pscores=None, prefix_pscores=None, slots=traffic.slate_size,
-        shown_pscores=np.nan_to_num(traffic.logged_propensity(), nan=0.0))
-
-
 def generate_dataset(world_name: str, requests: int, candidates: tuple[int, int],
                      partitions: int, out: Path, seed: int = 0,
                      propensities: str = "full") -> dict[str, Any]:
@@ -130,7 +121,7 @@ def generate_dataset(world_name: str, requests: int, candidates: tuple[int, int]
             for start in range(int(a), int(b), CHUNK_REQUESTS):
                 size = min(CHUNK_REQUESTS, int(b) - start)
                 traffic = world.generate_chunk(size, start_request_id=start, seed=seed)
-                logged = traffic if propensities == "full" else shown_only(traffic)
+                logged = traffic if propensities == "full" else traffic.shown_only()
                 if log_w is None:
                     meta = log_metadata(world.examination, traffic.label_kinds,
                                         None if logged.pscores is not None else logged.slots)

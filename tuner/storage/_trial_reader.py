@@ -33,7 +33,7 @@ from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.storage._migrate import HEAD, current_revision
-from tuner.storage._trial_writer import OPTUNA_ALEMBIC_HEAD
+from tuner.storage._optuna_tables import optuna_revision_is_current
 
 __all__ = ["ReadOnlyStudyError", "StudySnapshot", "read_snapshot"]
 
@@ -136,10 +136,7 @@ def read_snapshot(url: str, study_name: str) -> StudySnapshot | None:
 
 
 def _at_heads(conn: sa.Connection) -> bool:
-    if not sa.inspect(conn).has_table("alembic_version"):
-        return False
-    optuna_rev = [r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))]
-    return optuna_rev == [OPTUNA_ALEMBIC_HEAD] and current_revision(conn) in (None, HEAD)
+    return optuna_revision_is_current(conn) and current_revision(conn) in (None, HEAD)
 
 
 def _read(conn: sa.Connection, study_name: str) -> StudySnapshot:
