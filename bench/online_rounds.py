@@ -63,6 +63,7 @@ from tuner.strategies import CEM, CEMConfig  # noqa: E402
 from tuner.study._live_rounds import (  # noqa: E402
     Calibration,
     calibrate,
+    default_screened,
     draw_candidates,
     lift,
     select_groups,
@@ -74,7 +75,7 @@ OBJECTIVES = {
 }
 FUSION = MultiplicativeFusion()
 SCORE_NOISE = 0.3
-ARMS = ("online", "prescreen", "offline")
+ARMS = ("online", "prescreen", "mixed", "offline")
 
 
 @dataclass(frozen=True)
@@ -193,10 +194,11 @@ def run_arm(arm: str, s: Setup, replay: Replay, holdout: Replay, args: argparse.
             X = cem.ask(g)
             values = offline_estimates(replay, s.objective, s.space.matrix_to_weights(X))
         else:
-            if arm == "prescreen":
+            if arm in ("prescreen", "mixed"):
                 cand = draw_candidates(cem, s.space, g, args.prescreen)
                 est = offline_estimates(replay, s.objective, s.space.matrix_to_weights(cand))
-                chosen = select_groups(est, np.ones(len(est), bool), m)
+                screened = m if arm == "prescreen" else default_screened(m)
+                chosen = select_groups(est, np.ones(len(est), bool), m, screened)
                 X, off = cand[chosen], est[chosen]
             else:
                 X = cem.ask(g)
@@ -230,9 +232,11 @@ def within_slope(x: np.ndarray, y: np.ndarray, rounds: np.ndarray) -> float:
     return float(xc @ yc / (xc @ xc))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seed-start", type=int, default=0, help="first world seed")
+    p.add_argument("--arms", default=",".join(ARMS), help="comma list of " + ", ".join(ARMS))
     p.add_argument("--worlds", default="marketplace,kuairand")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--groups", type=int, default=8)
@@ -242,7 +246,11 @@ def main() -> None:
     p.add_argument("--requests-per-user", type=int, default=10)
     p.add_argument("--log-requests", type=int, default=20000)
     p.add_argument("--eval-requests", type=int, default=10000)
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     import torch
 
     torch.set_num_threads(1)  # a shared 2-core machine: more threads only contend
@@ -261,19 +269,21 @@ def main() -> None:
             except (FileNotFoundError, OSError, ValueError) as err:
                 print(f"## {name}: skipped ({err})\n")
                 continue
-        regrets: dict[str, list[np.ndarray]] = {a: [] for a in ARMS}
-        export_regrets: dict[str, list[np.ndarray]] = {a: [] for a in ARMS}
-        below: dict[str, int] = {a: 0 for a in ARMS}
-        export_below: dict[str, int] = {a: 0 for a in ARMS}
-        cover = {"online": 0, "prescreen": 0}
-        cal_rows: dict[str, list[tuple[int, Calibration, float]]] = {"online": [], "prescreen": []}
+        arms = [a for a in ARMS if a in args.arms.split(",")]
+        live_arms = [a for a in arms if a != "offline"]
+        regrets: dict[str, list[np.ndarray]] = {a: [] for a in arms}
+        export_regrets: dict[str, list[np.ndarray]] = {a: [] for a in arms}
+        below: dict[str, int] = {a: 0 for a in arms}
+        export_below: dict[str, int] = {a: 0 for a in arms}
+        cover = {a: 0 for a in live_arms}
+        cal_rows: dict[str, list[tuple[int, Calibration, float]]] = {a: [] for a in live_arms}
         heads: list[float] = []
         tick = time.perf_counter()
-        for seed in range(args.seeds):
+        for seed in range(args.seed_start, args.seed_start + args.seeds):
             s = make_setup(name, seed, args.log_requests, pool, args.eval_requests, fit)
             halves = split_log(s.log, {SEARCH: 0.5, HOLDOUT: 0.5}, seed=seed)
             replay, holdout = (make_replay(s, halves[k]) for k in (SEARCH, HOLDOUT))
-            runs = {a: run_arm(a, s, replay, holdout, args, seed) for a in ARMS}
+            runs = {a: run_arm(a, s, replay, holdout, args, seed) for a in arms}
             control = float(s.true_objective(s.control)[0])
             best = max(dense_best(s, seed), *(max(r.picks) for r in runs.values()))
             for a, r in runs.items():
@@ -281,7 +291,7 @@ def main() -> None:
                 export_regrets[a].append((best - np.array(r.exports)) / best)
                 below[a] += int(np.sum(np.array(r.picks) < control))
                 export_below[a] += int(np.sum(np.array(r.exports) < control - 1e-12))
-            for a in ("online", "prescreen"):
+            for a in live_arms:
                 r = runs[a]
                 x, y, t, rr = map(np.asarray, (r.offline, r.online, r.truth, r.rounds))
                 cal = calibrate(x, y, rr)
@@ -296,7 +306,7 @@ def main() -> None:
         header = "| arm | " + " | ".join(f"r={i + 1}" for i in range(args.rounds)) + " |"
         print(header)
         print("|" + "---|" * (args.rounds + 1))
-        for a in ARMS:
+        for a in arms:
             R = np.stack(regrets[a])
             cells = [f"{100 * R[:, i].mean():.2f}% [{100 * R[:, i].min():.2f}, "
                      f"{100 * R[:, i].max():.2f}]" for i in range(args.rounds)]
@@ -305,13 +315,13 @@ def main() -> None:
               "significant, else the control):\n")
         print(header)
         print("|" + "---|" * (args.rounds + 1))
-        for a in ARMS:
+        for a in arms:
             R = np.stack(export_regrets[a])
             cells = [f"{100 * R[:, i].mean():.2f}% [{100 * R[:, i].min():.2f}, "
                      f"{100 * R[:, i].max():.2f}]" for i in range(args.rounds)]
             print(f"| {a} | " + " | ".join(cells) + " |")
         print()
-        for a in ARMS:
+        for a in arms:
             R = np.stack(regrets[a])
             reach = [int(np.argmax(row <= 0.01)) + 1 if (row <= 0.01).any() else None
                      for row in R]
@@ -321,7 +331,7 @@ def main() -> None:
                   f"{export_below[a]}")
         print("- headroom (best - control) / best per seed: "
               + ", ".join(f"{100 * h:.2f}%" for h in heads))
-        for a in ("online", "prescreen"):
+        for a in live_arms:
             print(f"- {a} calibration (all {args.rounds * args.groups} told groups of a seed): "
                   f"the slope's 95% interval contains the true slope in {cover[a]} of "
                   f"{args.seeds} seeds")

@@ -22,7 +22,7 @@ from tuner.cli._live import read_results
 from tuner.storage import ProjectStore
 from tuner.study import load_search, run_rounds
 from tuner.study._live import ask_round, live_rounds, tell_results
-from tuner.study._live_rounds import GroupResult, calibrate, select_groups
+from tuner.study._live_rounds import GroupResult, calibrate, draw_candidates, select_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -43,6 +43,34 @@ def test_select_groups_takes_the_best_of_each_block() -> None:
     feasible = np.array([True, True, True, False, True, True, True, True])
     # blocks [0,1] [2,3] [4,5] [6,7]; 3 is infeasible, 6 is NaN
     assert select_groups(values, feasible, 4).tolist() == [1, 2, 5, 7]
+
+
+def test_select_groups_leaves_unscreened_blocks_to_their_first_feasible_draw() -> None:
+    values = np.array([0.1, 0.5, 0.3, 0.9, 0.2, 0.4, np.nan, 0.0])
+    feasible = np.array([True, True, True, False, True, True, True, True])
+    # two screened blocks send their best; [4,5] sends its first draw, [6,7] its first finite
+    assert select_groups(values, feasible, 4, screened=2).tolist() == [1, 2, 4, 7]
+    assert select_groups(values, feasible, 4, screened=0).tolist() == [0, 2, 4, 7]
+    with pytest.raises(ValueError, match=r"screened must lie in \[0, 4\]"):
+        select_groups(values, feasible, 4, screened=5)
+
+
+def test_a_prescreened_round_screens_half_its_groups_by_default(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    study = toy.new_study(url, "live")
+    search = load_search(url, "live")[1]
+    round_ = ask_round(study, search, 16, toy.offline)
+    cand = draw_candidates(search.build(), search.space, 0, 16)
+    values = np.array([r.value for r in toy.offline(search.space.matrix_to_weights(cand))])
+    blocks = np.array_split(np.arange(16), 4)
+    expect = [int(b[np.argmax(values[b])]) for b in blocks[:2]] + [int(b[0]) for b in blocks[2:]]
+    sent = [list(g.weights.values()) for g in round_.groups[:-1]]
+    assert np.allclose(sent, search.space.matrix_to_weights(cand[expect]))
+    assert round_.selection.startswith("tournament: 2 of 4 groups")
+    every = ask_round(toy.new_study(url, "all"), search, 16, toy.offline, screened=4)
+    best = [int(b[np.argmax(values[b])]) for b in blocks]
+    assert np.allclose([list(g.weights.values()) for g in every.groups[:-1]],
+                       search.space.matrix_to_weights(cand[best]))
 
 
 def test_calibrate_recovers_a_known_slope() -> None:

@@ -49,6 +49,10 @@ UNIT_COLUMNS = ("users", "requests")
 @click.option("--prescreen", type=click.IntRange(min=0), default=0, show_default=True,
               help="Draw this many candidates, estimate them on the logs in one pass and "
                    "send the best of each of --groups random blocks (0: CEM's own draws).")
+@click.option("--screened", type=click.IntRange(min=0), default=None,
+              help="With --prescreen: how many groups are their block's best offline; the "
+                   "others are CEM's plain draws, so a biased proxy cannot hold the search "
+                   "[default: half of --groups].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON file of the round's groups; a CSV of the same name beside it "
                    "[default: <study>-round<N>.json].")
@@ -68,7 +72,8 @@ UNIT_COLUMNS = ("users", "requests")
 @click.pass_context
 @user_errors
 def search_ask(ctx: click.Context, storage: str, study_name: str, groups: int | None,
-               prescreen: int, out: Path | None, as_json: bool, **study: Any) -> None:
+               prescreen: int, screened: int | None, out: Path | None, as_json: bool,
+               **study: Any) -> None:
     """Write the next live round's groups (and the control) for an experiment platform.
 
     Asking again before the round is told returns the same groups. A new
@@ -96,7 +101,10 @@ def search_ask(ctx: click.Context, storage: str, study_name: str, groups: int | 
         search_ = read_spec(study_)
     # a round already asked is returned as stored: no need to read the logs again
     offline = _offline_objective(search_) if pending_round(study_) is None else None
-    round_ = ask_round(study_, search_, prescreen, offline)
+    if screened is not None and screened > search_.population:
+        raise ValueError(f"--screened {screened} is above the study's {search_.population} "
+                         f"groups a round; give 0 to {search_.population}")
+    round_ = ask_round(study_, search_, prescreen, offline, screened)
     if round_.reused:
         click.echo(f"round {round_.round} is waiting for results; these are its groups "
                    "(asked before)", err=True)

@@ -37,6 +37,7 @@ from tuner.study._live_rounds import (
     GroupResult,
     Lift,
     calibrate,
+    default_screened,
     draw_candidates,
     lift,
     objective_of,
@@ -175,7 +176,7 @@ def _control_weights(search: SearchSpec) -> np.ndarray:
 
 
 def ask_round(study: optuna.Study, search: SearchSpec, prescreen: int = 0,
-              offline: Evaluate | None = None) -> LiveRound:
+              offline: Evaluate | None = None, screened: int | None = None) -> LiveRound:
     """The next live round of ``study``, recorded as WAITING trials; idempotent.
 
     If a live round is asked and not fully told, that round is returned (its missing
@@ -189,6 +190,9 @@ def ask_round(study: optuna.Study, search: SearchSpec, prescreen: int = 0,
         offline: the offline objective ``W [P, T] -> P`` results (``search run``'s); with it
             every group (and the control) gets an offline estimate. Needed for
             ``prescreen``.
+        screened: with ``prescreen``, how many of the groups are their block's best by
+            offline estimate; the others are the blocks' first draws, CEM's plain samples
+            (default :func:`~tuner.study._live_rounds.default_screened`: half).
 
     Raises:
         ValueError: an offline round is half done, ``prescreen`` without ``offline`` or
@@ -219,12 +223,13 @@ def ask_round(study: optuna.Study, search: SearchSpec, prescreen: int = 0,
         W = np.vstack([control[None, :], search.space.matrix_to_weights(X)])
         estimates = list(offline(W))
     if prescreen:
+        screened = default_screened(m) if screened is None else screened
         values = np.array([r.value for r in estimates[1:]])
         feasible = np.array([not r.infeasible for r in estimates[1:]])
-        chosen = select_groups(values, feasible, m)
+        chosen = select_groups(values, feasible, m, screened)
     else:
-        chosen = np.arange(m)
-    rec = _record(search, g, X, chosen, control, estimates, prescreen)
+        chosen, screened = np.arange(m), 0
+    rec = _record(search, g, X, chosen, control, estimates, prescreen, screened)
     study.set_user_attr(f"{ATTR_LIVE}{g}", rec)
     _write_missing(study, search, g, rec)
     return _as_round(g, rec)
@@ -239,7 +244,7 @@ def _offline(r: TrialResult, control: TrialResult | None) -> dict[str, float | N
 
 def _record(search: SearchSpec, g: int, X: np.ndarray, chosen: np.ndarray,
             control: np.ndarray, estimates: Sequence[TrialResult],
-            prescreen: int) -> dict[str, Any]:
+            prescreen: int, screened: int) -> dict[str, Any]:
     space = search.space
     ctl = estimates[0] if estimates else None
     groups = [f"r{g}-g{m}" for m in range(len(chosen))]
@@ -247,7 +252,9 @@ def _record(search: SearchSpec, g: int, X: np.ndarray, chosen: np.ndarray,
         "round": g, "groups": groups, "control": f"r{g}-control",
         "formula": search.settings.get("formula", "multiplicative"),
         "prescreen": int(prescreen),
-        "selection": "tournament" if prescreen else "strategy ask",
+        "selection": (f"tournament: {screened} of {len(chosen)} groups the best of their "
+                      "block, the others plain draws") if prescreen else "strategy ask",
+        "screened": int(screened),
         "x": {gid: [float(v) for v in X[i]] for gid, i in zip(groups, chosen, strict=True)},
         "weights": {gid: _weights(search, X[i]) for gid, i in zip(groups, chosen, strict=True)},
         "offline": {},
