@@ -18,13 +18,16 @@ Arms, each ``--rounds`` rounds of ``--groups`` groups (plus the control):
 - ``online``: CEM's own draws go live;
 - ``prescreen``: CEM draws ``--prescreen`` candidates, SNIPS on the log estimates them in
   one pass and each of ``--groups`` random blocks sends its best (the tournament of
-  :func:`tuner.study._live_rounds.select_groups`);
+  :func:`tuner.study._live_rounds.select_groups`), every group screened;
+- ``mixed``: the same draws, but only half the blocks send their best and the others their
+  first (plain) draw, ``search ask``'s default (:func:`default_screened`);
 - ``offline``: CEM on the log alone (population ``--offline-population``), its pick served
   once (its true value is reported after as many rounds).
 The pick of every arm is CEM's mean (what ``search export`` exports). The best true value is
 a dense grid search on the evaluation requests (screened on a subsample, then exact).
 
-Run: ``nice python bench/online_rounds.py [--seeds 5] [--worlds marketplace,kuairand]``
+Run: ``nice python bench/online_rounds.py [--seeds 5] [--seed-start 0] [--arms ...]
+[--worlds marketplace,kuairand]``
 (about 10 minutes on a busy 2-core machine with the defaults).
 """
 
