@@ -94,8 +94,8 @@ from simulator._log_columns import (
 )
 from simulator.files import atomic_write
 
-__all__ = ["BINARY", "CONTINUOUS", "LABEL_KINDS", "LogValidationError", "LoggedTraffic",
-           "log_metadata", "read_log_metadata"]
+__all__ = ["BINARY", "CONTINUOUS", "FEATURE_PREFIX", "LABEL_KINDS", "LogValidationError",
+           "LoggedTraffic", "log_metadata", "read_log_metadata"]
 
 _METADATA_KEY = b"fusiontune.examination"
 _KINDS_KEY = b"fusiontune.label_kinds"
