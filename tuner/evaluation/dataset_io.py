@@ -175,7 +175,12 @@ def read_whole(logs: str, scores: str, chunk_rows: int = 200_000
     whole = LoggedTraffic.concatenate(parts)
     if slots is not None and whole.pscores is None and whole.slots != slots:
         whole = dataclasses.replace(whole, slots=slots)  # not each chunk's largest position
+    width = whole.n_candidates  # ragged chunks are each as wide as their widest request
+
+    def cat(arrays: list[np.ndarray], fill: float) -> np.ndarray:
+        return np.concatenate([np.pad(a, [(0, 0), (0, width - a.shape[1])],
+                                      constant_values=fill) for a in arrays])
+
     return whole, ScoreTable(
-        np.concatenate([t.request_ids for t in tables]),
-        np.concatenate([t.item_ids for t in tables]),
-        {k: np.concatenate([t.scores[k] for t in tables]) for k in tables[0].tasks})
+        np.concatenate([t.request_ids for t in tables]), cat([t.item_ids for t in tables], -1),
+        {k: cat([t.scores[k] for t in tables], 0.0) for k in tables[0].tasks})
