@@ -129,15 +129,18 @@ def log_chunks(logs: str, scores: str, score_index: DatasetIndex,
     for columns, file, start in log_ds.located_chunks(chunk_rows, names, files):
         source = f"{file} (from row {start})"
         ids = np.asarray(columns["request_id"])
-        flat = cursors.align(ids, np.asarray(columns["item_id"]), file, start)
+        chosen, keep = columns, None
         if select is not None:
             keep = np.flatnonzero(select(ids))  # an index takes faster than a mask
             if not len(keep):
                 continue
-            columns = {n: v.take(keep) for n, v in columns.items()}
-            flat = flat.take(keep, axis=0)
+            chosen = {n: v.take(keep) for n, v in columns.items()}
             source = f"{source}, some requests"
-        traffic = LoggedTraffic.from_columns(columns, examination, source, label_kinds)
+        # the log's own checks first (a missing item_id column is named there)
+        traffic = LoggedTraffic.from_columns(chosen, examination, source, label_kinds)
+        flat = cursors.align(ids, np.asarray(columns["item_id"]), file, start)  # [rows, S]
+        if keep is not None:
+            flat = flat.take(keep, axis=0)
         yield LogChunk(traffic, source, _dense(traffic, flat), cursors.tasks)
 
 
