@@ -110,8 +110,8 @@ def log_chunks(logs: str, scores: str, score_index: DatasetIndex,
                features: bool = True) -> Iterator[LogChunk]:
     """Each chunk of whole requests of the log (validated) with its scores.
 
-    ``select`` maps a chunk's ``request_id`` column to a row mask: only those rows (whole
-    requests) are built and checked, e.g. one split's; a chunk with none is skipped. The
+    ``select`` maps request ids to a mask (elementwise: it is asked once a request): only
+    those requests are built and checked, e.g. one split's; a chunk with none is skipped. The
     score files are read forward, once a pass (:class:`~tuner.evaluation.chunk_scores.
     ScoreCursors`); every logged candidate of a chunk, chosen or not, must have a score.
     Without ``features`` the ``feature_<name>`` columns are not read (a replay needs none).
@@ -130,8 +130,11 @@ def log_chunks(logs: str, scores: str, score_index: DatasetIndex,
         source = f"{file} (from row {start})"
         ids = np.asarray(columns["request_id"])
         chosen, keep = columns, None
-        if select is not None:
-            keep = np.flatnonzero(select(ids))  # an index takes faster than a mask
+        if select is not None:  # asked once a request (rows sorted), an index of rows
+            starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
+            chosen_requests = select(ids[starts])
+            keep = np.flatnonzero(np.repeat(chosen_requests,
+                                            np.diff(np.append(starts, len(ids)))))
             if not len(keep):
                 continue
             chosen = {n: v.take(keep) for n, v in columns.items()}
