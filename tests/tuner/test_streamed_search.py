@@ -165,4 +165,5 @@ def test_a_pass_in_request_order_reads_each_score_file_once_without_matching_row
     ws.check()
     ws.replay("search").evaluate(WEIGHTS, OBJECTIVE)
     assert len(cursors) == 2 and all(c.restarts == 0 for c in cursors)
-    assert all(len(c._cursors) == 3 for c in cursors)
+    # the files passed were let go: only the last one's cursor (and its batch) is held
+    assert all(list(c._cursors) == [2] and c._closed == {0, 1} for c in cursors)

@@ -53,12 +53,26 @@ class ScoreCursors:
                                   f"item_id and p_<task>; missing {missing or ['p_<task>']}")
         self._columns = [REQUEST, ITEM, *(PREFIX + t for t in self.tasks)]
         self._cursors: dict[int, RequestCursor] = {}
+        self._closed: set[int] = set()  # files passed and let go
+        self._restarts = 0
 
     @property
     def restarts(self) -> int:
-        """How many times a cursor went back to the start of its file (0 on a log read
-        in increasing request order)."""
-        return sum(c.restarts for c in self._cursors.values())
+        """How many times a score file was read again from its start (0 on a log read in
+        increasing request order)."""
+        return self._restarts + sum(c.restarts for c in self._cursors.values())
+
+    def _cursor(self, i: int, low: int) -> RequestCursor:
+        """File ``i``'s cursor; cursors of files that end before ``low`` are let go, so
+        memory holds at most a record batch of the files still ahead."""
+        for j in [j for j in self._cursors if self.index.last_id[j] < low]:
+            self._restarts += self._cursors.pop(j).restarts
+            self._closed.add(j)
+        if i not in self._cursors:
+            if i in self._closed:  # the log went back to requests of a file let go
+                self._restarts += 1
+            self._cursors[i] = self.scores.cursor(i, self._columns)
+        return self._cursors[i]
 
     def _rows(self, low: int, high: int) -> tuple[dict[str, np.ndarray], np.ndarray,
                                                   np.ndarray]:
@@ -66,9 +80,7 @@ class ScoreCursors:
         and row in it."""
         parts, files, rows = [], [], []
         for i in self.index.overlapping(low, high):
-            if i not in self._cursors:
-                self._cursors[i] = self.scores.cursor(i, self._columns)
-            cols, first = self._cursors[i].take(low, high)
+            cols, first = self._cursor(i, low).take(low, high)
             n = len(cols.get(REQUEST, ()))
             if n:
                 parts.append(cols)
