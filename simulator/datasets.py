@@ -166,11 +166,16 @@ class ParquetDataset:
         return list(zip(self.files, self.__dict__["_metadata"], strict=True))
 
     def _batches(self, file: Path, columns: list[str] | None) -> Iterator[Any]:
-        """Record batches of one file (only its own columns: no hive partition fields)."""
-        import pyarrow.dataset as pads
+        """Record batches of one file (only its own columns: no hive partition fields).
 
-        fragment = pads.dataset(str(file), format="parquet")
-        yield from fragment.to_batches(columns=columns, batch_size=self.batch_rows)
+        Read row group by row group (``ParquetFile.iter_batches``): the dataset scanner's
+        read-ahead decoded up to 16 batches ahead, 800 MB of one 12.5M-row log file
+        against 200 MB here, and cost more CPU.
+        """
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(file) as handle:
+            yield from handle.iter_batches(batch_size=self.batch_rows, columns=columns)
 
     def cursor(self, file: int, columns: list[str] | None = None) -> RequestCursor:
         """A forward-only reader of file ``file``'s rows by request-id range (see
