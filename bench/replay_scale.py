@@ -11,8 +11,10 @@ For each size (candidates; 20 a request, 4 tasks, top-5 of a log written in
 200-resample bootstrap on the search half of the log (the hash split), each variant in a
 fresh process so its peak RSS is its own: in memory (only up to ``--in-memory-max``
 candidates), streamed (one process), and Dask with ``--dask-workers`` worker processes
-(peak RSS of the driver and of every worker). Prints ms per vector per 1M replayed
-candidates and peak RSS.
+(peak RSS of the driver and of every worker). Each process times ``--repeats``
+generations: the first (lazy set-up and cold caches included) and the fastest of the rest,
+a search's steady generation, from which it prints ms per vector per 1M replayed
+candidates, with peak RSS and the streamed / in-memory ratio of the same run.
 
 Run: ``nice python bench/replay_scale.py [--sizes 1000000,10000000] [--huge]``
 (``--huge`` adds 100M candidates; it writes ~10 GB of Parquet under ``--data``).
@@ -88,8 +90,9 @@ def _settings(folder: Path) -> Any:
                           objective=OBJECTIVE, n_bootstrap=200)
 
 
-def run_variant(variant: str, folder: Path, vectors: int, workers: int) -> dict[str, Any]:
-    """Time one generation of ``variant`` in this process; its peak RSS."""
+def run_variant(variant: str, folder: Path, vectors: int, workers: int, repeats: int = 2
+                ) -> dict[str, Any]:
+    """Time ``repeats`` generations of ``variant`` in this process; its peak RSS."""
     import torch  # noqa: F401  (imported before the clock starts, as in every variant)
 
     weights = np.random.default_rng(1).uniform(0.0, 2.0, size=(vectors, len(TASKS)))
@@ -104,7 +107,7 @@ def run_variant(variant: str, folder: Path, vectors: int, workers: int) -> dict[
         n = min(8, vectors)
         start = time.perf_counter()
         numpy_loop(scores, labels, weights[:n], K)
-        out["seconds"] = (time.perf_counter() - start) * vectors / n
+        out["seconds"] = out["first"] = (time.perf_counter() - start) * vectors / n
         out["replayed"] = traffic.n_requests * 20
     elif variant == "in-memory":
         from simulator.logs import LoggedTraffic
@@ -117,9 +120,7 @@ def run_variant(variant: str, folder: Path, vectors: int, workers: int) -> dict[
                                 sorted((folder / "scores").glob("*.parquet"))])
         ws = Workspace(_settings(folder), traffic, table)
         replay = ws.replay("search")
-        start = time.perf_counter()
-        replay.evaluate(weights, OBJECTIVE)
-        out["seconds"] = time.perf_counter() - start
+        out.update(_timed(lambda: replay.evaluate(weights, OBJECTIVE), repeats))
         out["replayed"] = ws.parts["search"].n_requests * 20
     else:
         from tuner.evaluation.streamed import StreamedWorkspace
@@ -131,16 +132,31 @@ def run_variant(variant: str, folder: Path, vectors: int, workers: int) -> dict[
             from tuner.evaluation.dask_engine import sharded_replay, start_client
 
             replay = sharded_replay(ws, start_client(workers))
-        start = time.perf_counter()
-        est = replay.evaluate(weights, OBJECTIVE)
-        out["seconds"] = time.perf_counter() - start
-        out["replayed"] = est.n * 20
+        timed = _timed(lambda: replay.evaluate(weights, OBJECTIVE), repeats)
+        out.update(timed)
+        out["replayed"] = timed["result"].n * 20
         if variant == "dask":
             rss = replay.client.run(_rss_mb)  # type: ignore[attr-defined]
             out["worker_rss_mb"] = sorted(float(v) for v in rss.values())
             replay.close()  # type: ignore[attr-defined]
+    out.pop("result", None)
     out["rss_mb"] = _rss_mb()
     return out
+
+
+def _timed(generation: Any, repeats: int) -> dict[str, Any]:
+    """Run ``generation`` ``repeats`` times: the first one's seconds (``first``: lazy set-up
+    and cold caches included) and the fastest of the rest (``seconds``, a search's steady
+    generation; the first when ``repeats`` is 1), with its CPU seconds in this process
+    (``cpu``: all its threads; on a machine shared with other work, the fairer measure)."""
+    times, cpu, result = [], [], None
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        result = generation()
+        times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return {"first": times[0], "seconds": min(times[1:] or times),
+            "cpu": min(cpu[1:] or cpu), "result": result}
 
 
 def _concat_scores(tables: list[Any]) -> Any:
@@ -161,27 +177,32 @@ def main() -> None:
     parser.add_argument("--dask-workers", type=int, default=2)
     parser.add_argument("--in-memory-max", type=int, default=2_000_000,
                         help="Largest log replayed in memory (~740 bytes a candidate).")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="Generations timed in each process: the first, and the fastest "
+                             "of the rest (a search's steady generation).")
     parser.add_argument("--data", default="/tmp/fusiontune-replay-scale")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:  # a child: one measurement
         print(json.dumps(run_variant(args.variant, Path(args.folder), args.vectors,
-                                     args.dask_workers)))
+                                     args.dask_workers, args.repeats)))
         return
     sizes = [int(s) for s in args.sizes.split(",")] + ([100_000_000] if args.huge else [])
     print(f"{args.vectors} vectors, SNIPS + 200-resample bootstrap, top-{K} of 20, "
           f"{len(TASKS)} tasks, {args.partitions} partitions, search half of each log")
-    print(f"{'candidates':>12} {'variant':<34} {'s/gen':>7} {'ms/vec/1M':>10} "
-          f"{'peak RSS MB (driver; workers)':>30}")
+    print(f"{'candidates':>12} {'variant':<34} {'first s':>7} {'s/gen':>7} {'ms/vec/1M':>10} "
+          f"{'CPU ms/vec/1M':>13} {'peak RSS MB (driver; workers)':>30}")
     for size in sizes:
         folder = Path(args.data) / f"c{size}"
         write_data(folder, size, args.partitions)
         variants = ["baseline"] + (["in-memory"] if size <= args.in_memory_max else []) + [
-            "streamed", "dask"]
+            "streamed"] + (["dask"] if args.dask_workers else [])
+        per_variant: dict[str, tuple[float, float]] = {}
         for v in variants:
             cmd = [sys.executable, __file__, "--variant", v, "--folder", str(folder),
-                   "--vectors", str(args.vectors), "--dask-workers", str(args.dask_workers)]
+                   "--vectors", str(args.vectors), "--dask-workers", str(args.dask_workers),
+                   "--repeats", str(args.repeats)]
             env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
             done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
             if done.returncode:
@@ -193,8 +214,16 @@ def main() -> None:
                     "dask": f"dask, {args.dask_workers} workers"}.get(v, v)
             rss = f"{r['rss_mb']:.0f}" + (f"; {', '.join(f'{x:.0f}' for x in r['worker_rss_mb'])}"
                                           if "worker_rss_mb" in r else "")
-            print(f"{size:>12,} {name:<34} {r['seconds']:>7.2f} {per:>10.2f} {rss:>30}",
-                  flush=True)
+            cpu = (f"{r['cpu'] / args.vectors * 1e3 / (r['replayed'] / 1e6):.2f}"
+                   if "cpu" in r and v != "dask" else "-")  # dask: the work is the workers'
+            print(f"{size:>12,} {name:<34} {r['first']:>7.2f} {r['seconds']:>7.2f} {per:>10.2f} "
+                  f"{cpu:>13} {rss:>30}", flush=True)
+            if v in ("in-memory", "streamed"):
+                per_variant[v] = (per, r["cpu"] / r["replayed"])
+        if len(per_variant) == 2:
+            (wall_s, cpu_s), (wall_m, cpu_m) = per_variant["streamed"], per_variant["in-memory"]
+            print(f"{size:>12,} {'streamed / in-memory':<34} {'':>7} {'':>7} "
+                  f"{wall_s / wall_m:>10.2f} {cpu_s / cpu_m:>13.2f}", flush=True)
 
 
 if __name__ == "__main__":

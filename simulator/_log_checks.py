@@ -236,7 +236,8 @@ def _check_pscores(t: LoggedTraffic) -> None:
     if t.pscores is None:
         return
     ps = t.pscores
-    for slot in range(t.slate_size):
+    in_range = (ps >= 0) & (ps <= 1)  # False on nan and inf too
+    for slot in range(0 if in_range.all() else t.slate_size):  # locate the fault
         p = ps[:, :, slot]
         if (cell := _first(~np.isfinite(p))) is not None:
             raise _at(t, f"column 'pscore_{slot}' row {_ROW}: value {p[cell]} is not finite "

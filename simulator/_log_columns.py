@@ -49,11 +49,14 @@ class Requests:
         ids: ``[R]`` request ids, increasing.
         rows: ``[R, N_max]`` file row of candidate ``n`` of request ``r``; ``-1`` on padding.
         counts: ``[R]`` candidates of each request.
+        in_order: the rows were already sorted by request (``rows`` is then the row
+            order itself, padded).
     """
 
     ids: np.ndarray
     rows: np.ndarray
     counts: np.ndarray
+    in_order: bool = False
 
     @property
     def ragged(self) -> bool:
@@ -101,18 +104,22 @@ def read_columns(columns: Mapping[str, np.ndarray], source: str) -> Columns:
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 raise fail(f"column {name!r} row {row}: must be an integer, got {arr[row]}")
-        numeric[name] = arr.astype(np.int64)
+        numeric[name] = arr.astype(np.int64, copy=False)
     optional = [c for c in (PREFIX_PSCORE, SHOWN_PSCORE) if c in columns]
     for name in [*pscore_cols, *label_cols, *optional]:
-        numeric[name] = numeric[name].astype(np.float64)
+        numeric[name] = numeric[name].astype(np.float64, copy=False)
     return Columns(numeric, pscore_cols, label_cols)
 
 
 def group_requests(cols: Columns, source: str) -> Requests:
     """Rows sorted by request (stably: candidates keep their order); one user a request."""
     request = cols.numeric["request_id"]
-    order = np.argsort(request, kind="stable")
-    ids, starts, counts = np.unique(request[order], return_index=True, return_counts=True)
+    in_order = bool((request[1:] >= request[:-1]).all())  # a file's rows are: no sort
+    order = np.arange(len(request)) if in_order else np.argsort(request, kind="stable")
+    ordered = request if in_order else request[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    ids = ordered[starts]
+    counts = np.diff(np.append(starts, len(ordered)))
     n = int(counts.max())
     if (counts == n).all():
         rows = order.reshape(len(ids), n)
@@ -125,7 +132,7 @@ def group_requests(cols: Columns, source: str) -> Requests:
     if bad.any():
         raise LogValidationError(f"{source}: column 'user_id' row {int(rows[bad][0])}: a "
                                  "request has more than one user")
-    return Requests(ids.astype(np.int64), rows, counts.astype(np.int64))
+    return Requests(ids.astype(np.int64), rows, counts.astype(np.int64), in_order)
 
 
 def dense_arrays(cols: Columns, requests: Requests,
@@ -140,9 +147,17 @@ def dense_arrays(cols: Columns, requests: Requests,
     ragged = requests.ragged
     valid = requests.rows >= 0
     rows = np.where(valid, requests.rows, requests.rows[:, :1])
+    shape = rows.shape
 
     def take(name: str, fill: float) -> np.ndarray:
-        values = numeric[name][rows]
+        values = numeric[name]
+        if requests.in_order and not ragged:  # rows in request order: a reshape, no gather
+            return values.reshape(shape)
+        if requests.in_order:
+            out = np.full(shape, fill, dtype=values.dtype)
+            out[valid] = values
+            return out
+        values = values[rows]
         return np.where(valid, values, np.asarray(fill, dtype=values.dtype)) if ragged else values
 
     positions = take("position", -1)

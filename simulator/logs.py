@@ -64,6 +64,7 @@ layout holds 40 / 25 = 1.6x the cells of the rows on disk (``bench/ragged_replay
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -94,8 +95,8 @@ from simulator._log_columns import (
 )
 from simulator.files import atomic_write
 
-__all__ = ["BINARY", "CONTINUOUS", "LABEL_KINDS", "LogValidationError", "LoggedTraffic",
-           "log_metadata", "read_log_metadata"]
+__all__ = ["BINARY", "CONTINUOUS", "FEATURE_PREFIX", "LABEL_KINDS", "LogValidationError",
+           "LoggedTraffic", "log_metadata", "read_log_metadata"]
 
 _METADATA_KEY = b"fusiontune.examination"
 _KINDS_KEY = b"fusiontune.label_kinds"
@@ -188,12 +189,14 @@ class LoggedTraffic:
             return np.full(self.n_requests, self.n_candidates, dtype=np.int64)
         return self.valid.sum(axis=1).astype(np.int64)
 
-    @property
+    @functools.cached_property
     def slot_shown(self) -> np.ndarray:
-        """``[R, K]`` bool, True where the request shows slot ``k``."""
+        """``[R, K]`` bool, True where the request shows slot ``k`` (computed once: the
+        checks, the exposure and the feedback all ask; read-only)."""
         out = np.zeros((self.n_requests, self.slate_size), dtype=bool)
         rr, cc = np.nonzero(self.shown)
         out[rr, self.positions[rr, cc]] = True
+        out.flags.writeable = False
         return out
 
     def request_examination(self, examination: np.ndarray | None = None) -> np.ndarray:

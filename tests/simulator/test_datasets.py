@@ -65,3 +65,20 @@ def test_missing_paths_and_empty_folders(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="holds no Parquet files"):
         dataset_files(tmp_path / "empty")
+
+
+def test_a_cursor_reads_a_file_once_for_increasing_ranges_and_restarts_for_earlier_ones(
+        tmp_path: Path) -> None:
+    ids = [1, 1, 2, 4, 4, 4, 6, 9, 9, 12]
+    _write(tmp_path / "a.parquet", ids)
+    cursor = ParquetDataset(tmp_path, batch_rows=3).cursor(0)
+    got = []
+    for low, high in [(0, 1), (2, 3), (4, 8), (10, 11), (12, 20), (21, 30)]:
+        cols, row = cursor.take(low, high)
+        got.append((cols["request_id"].tolist(), cols["x"].tolist(), row))
+    assert got == [([1, 1], [0.0, 1.0], 0), ([2], [2.0], 2),
+                   ([4, 4, 4, 6], [3.0, 4.0, 5.0, 6.0], 3), ([], [], 9), ([12], [9.0], 9),
+                   ([], [], 10)]
+    assert cursor.restarts == 0
+    cols, row = cursor.take(3, 6)  # before the last range: read again from the start
+    assert (cols["request_id"].tolist(), row, cursor.restarts) == ([4, 4, 4, 6], 3, 1)

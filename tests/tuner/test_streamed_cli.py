@@ -61,10 +61,9 @@ def _schema(logs: Path, scores: Path) -> None:
 @pytest.mark.parametrize(("spoil", "pattern"), [
     (_split_request, r"part-0001.parquet: request \d+ also has rows in .*part-0000.parquet"),
     (_unsorted, r"part-0000.parquet: row 20: request \d+ comes after a larger request id"),
-    (_unscored, r"score table .*scores \(requests 400..799\) vs log .*part-0001.parquet "
-                r"\(from row 0\): request \d+ has 19 scored "
-                r"candidate\(s\) but the log lists 20 "
-                r"\(item\(s\) \d+ of the log have no row\)"),
+    (_unscored, r"score table .*scores/part-0001.parquet: row 0: request 400 \(log "
+                r".*logs/part-0001.parquet row 0\): the log's item\(s\) \d+ have no score; "
+                r"every logged candidate needs exactly one score row"),
     (_schema, r"part-0002.parquet: its schema differs from .*part-0000.parquet's: extra "
               r"column\(s\) \['feature_extra'\]"),
 ])

@@ -95,3 +95,75 @@ def test_a_ragged_log_streamed_equals_it_held_whole(tmp_path: Path, formula: str
     for f in FIELDS:
         np.testing.assert_allclose(getattr(got, f), getattr(want, f), rtol=1e-9, atol=1e-12,
                                    err_msg=f)
+
+
+def _reordered_scores(scores: Path, out: Path, files: int, seed: int) -> None:
+    """The score table of ``scores`` rewritten as ``files`` files cut at other requests,
+    each request's candidates shuffled (rows still sorted by request)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.concat_tables(pq.read_table(f) for f in sorted(scores.glob("*.parquet")))
+    req = table.column("request_id").to_numpy()
+    key = np.random.default_rng(seed).permutation(len(req))
+    table = table.take(np.lexsort((key, req)))  # by request, candidates in a random order
+    cuts = np.searchsorted(table.column("request_id").to_numpy(),
+                           np.quantile(req, np.linspace(0, 1, files + 1)[1:-1]))
+    out.mkdir(parents=True)
+    for i, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(req)], strict=True)):
+        pq.write_table(table.slice(a, b - a), out / f"s{i}.parquet")
+
+
+def test_scores_in_another_candidate_order_and_cut_give_bit_identical_numbers(
+        tmp_path: Path) -> None:
+    logs, scores = write_files(tmp_path / "p3", 3)
+    _reordered_scores(scores, tmp_path / "shuffled", 2, seed=4)
+    runs = []
+    for folder in (scores, tmp_path / "shuffled"):
+        ws = StreamedWorkspace(_settings(logs, folder), chunk_rows=3000)
+        ws.check()
+        runs.append(ws.replay("search").evaluate(WEIGHTS, OBJECTIVE))
+    for f in FIELDS:
+        assert np.array_equal(getattr(runs[0], f), getattr(runs[1], f)), f
+
+
+def test_a_log_read_in_decreasing_request_order_still_gets_its_scores(tmp_path: Path) -> None:
+    # the log's files hold decreasing request ids, so each chunk is before the last one
+    # read from the score file: its cursor starts over, and the numbers do not change
+    logs, scores = write_files(tmp_path / "p3", 3)
+    back = tmp_path / "backwards"
+    back.mkdir()
+    for i, file in enumerate(sorted(logs.glob("*.parquet"))[::-1]):
+        (back / f"part-{i:04d}.parquet").write_bytes(file.read_bytes())
+    want = StreamedWorkspace(_settings(logs, scores)).replay("search").evaluate(WEIGHTS,
+                                                                              OBJECTIVE)
+    got = StreamedWorkspace(_settings(back, scores), chunk_rows=3000).replay(
+        "search").evaluate(WEIGHTS, OBJECTIVE)
+    for f in FIELDS:
+        np.testing.assert_allclose(getattr(got, f), getattr(want, f), rtol=1e-9, atol=1e-12,
+                                   err_msg=f)
+
+
+def test_a_pass_in_request_order_reads_each_score_file_once_without_matching_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuner.evaluation import chunk_scores
+
+    cursors: list[chunk_scores.ScoreCursors] = []
+    made = chunk_scores.ScoreCursors.__init__
+
+    def keep(self: chunk_scores.ScoreCursors, *args: object) -> None:
+        made(self, *args)  # type: ignore[arg-type]
+        cursors.append(self)
+
+    def never(*args: object) -> None:
+        raise AssertionError("rows matched by sorting although they are the log's rows")
+
+    monkeypatch.setattr(chunk_scores.ScoreCursors, "__init__", keep)
+    monkeypatch.setattr(chunk_scores.ScoreCursors, "_match", never)
+    logs, scores = write_files(tmp_path, 3)
+    ws = StreamedWorkspace(_settings(logs, scores), chunk_rows=2000)  # 4 chunks a file
+    ws.check()
+    ws.replay("search").evaluate(WEIGHTS, OBJECTIVE)
+    assert len(cursors) == 2 and all(c.restarts == 0 for c in cursors)
+    # the files passed were let go: only the last one's cursor (and its batch) is held
+    assert all(list(c._cursors) == [2] and c._closed == {0, 1} for c in cursors)

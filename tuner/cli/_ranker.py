@@ -250,22 +250,34 @@ def evaluate_cmd(config_path: Path | None, checkpoint: Path, split: str, as_json
 @_CONFIG
 @_CHECKPOINT
 @_SPLIT
+@click.option("--logs", type=click.Path(path_type=Path, exists=True),
+              help="Score this log (a Parquet file or a folder of them) instead of a "
+                   "KuaiRand split, streamed in chunks of whole requests.")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=200_000, show_default=True,
+              help="With --logs: log rows scored at a time (sets the memory used).")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Score table to write (Parquet).")
 @_JSON
 @_PROGRESS
 @user_errors
-def score_cmd(config_path: Path | None, checkpoint: Path, split: str, out: Path,
-              as_json: bool, progress: bool) -> None:
+def score_cmd(config_path: Path | None, checkpoint: Path, split: str, logs: Path | None,
+              chunk_rows: int, out: Path, as_json: bool, progress: bool) -> None:
     """Write a score table for a split: row_id, user_id, video_id, time_ms, p_<task>...
 
     ``row_id`` is the row's index in the split (sorted by time). For an
     ``after:x`` task the score is conditional, p(task | x).
-    """
-    from ranker import predict
 
+    With --logs, score every candidate of a log as if shown in the top slot instead:
+    request_id, item_id, p_<task>..., the log's rows in its order, read and written a
+    chunk at a time (a log of any size), the table renamed into place only when whole.
+    """
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: folder {out.parent} does not exist")
+    if logs is not None:
+        _score_logs(checkpoint, config_path, split, logs, chunk_rows, out, as_json, progress)
+        return
+    from ranker import predict
+
     model, meta, config = _open(checkpoint, config_path)
     data = _load_data(config, tuple(t.name for t in model.tasks), progress)
     _check_fingerprint(meta, data, checkpoint)
@@ -288,3 +300,27 @@ def score_cmd(config_path: Path | None, checkpoint: Path, split: str, out: Path,
               "split": split, "rows": rows.n_rows, "tasks": [t.name for t in model.tasks]})
         return
     click.echo(f"wrote {rows.n_rows:,} rows x {len(model.tasks)} tasks ({split} days) to {out}")
+
+
+def _score_logs(checkpoint: Path, config_path: Path | None, split: str, logs: Path,
+                chunk_rows: int, out: Path, as_json: bool, progress: bool) -> None:
+    """``ranker score --logs``: a log dataset through the ranker, chunk by chunk."""
+    from click.core import ParameterSource
+
+    from ranker import load_checkpoint
+    from tuner.evaluation.ranker_scoring import score_dataset
+
+    given = click.get_current_context().get_parameter_source("split")
+    if config_path is not None or given is ParameterSource.COMMANDLINE:
+        raise ValueError("--logs scores a log with the checkpoint alone: --config and --split "
+                         "choose KuaiRand data and cannot be given with it")
+    model, meta = load_checkpoint(checkpoint)
+    with stage(f"scoring the candidates of {logs} in chunks of {chunk_rows:,} rows", progress):
+        rows = score_dataset(model, logs, out, chunk_rows, {
+            "fusiontune.checkpoint": meta["fingerprint"], "fusiontune.logs": str(logs)})
+    tasks = [t.name for t in model.tasks]
+    if as_json:
+        dump({"out": str(out), "checkpoint": str(checkpoint), "fingerprint": meta["fingerprint"],
+              "logs": str(logs), "rows": rows, "tasks": tasks})
+        return
+    click.echo(f"wrote {rows:,} rows x {len(tasks)} tasks (the candidates of {logs}) to {out}")

@@ -10,16 +10,18 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from simulator.datasets import DatasetError, DatasetIndex, ParquetDataset
-from simulator.logs import LoggedTraffic, read_log_metadata
-from tuner.evaluation.scores import ScoreTable, ScoreTableError
+from simulator.logs import FEATURE_PREFIX, LoggedTraffic, read_log_metadata
+from tuner.evaluation.chunk_scores import ScoreCursors
+from tuner.evaluation.scores import ScoreTable
 
-__all__ = ["aligned_scores", "dataset_meta", "dataset_tasks", "log_chunks", "read_whole"]
+__all__ = ["LogChunk", "dataset_meta", "dataset_tasks", "log_chunks", "read_whole"]
 
 
 def dataset_tasks(logs: str, scores: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -75,58 +77,87 @@ def _shown(value: Any) -> str:
     return "none" if value is None else json.dumps(value)
 
 
+@dataclass(frozen=True)
+class LogChunk:
+    """Whole requests of a streamed log, validated, with their scores aligned.
+
+    Args:
+        traffic: the chunk's requests.
+        source: what they are (file, first row; "some requests" when a split chose
+            them), for messages.
+        scores: ``[c, N, S]`` float64 per-task scores in the log's request and candidate
+            order, 0 on padding.
+        score_tasks: names of the ``S`` score columns.
+    """
+
+    traffic: LoggedTraffic
+    source: str
+    scores: np.ndarray
+    score_tasks: tuple[str, ...]
+
+    def table(self) -> ScoreTable:
+        """The chunk's scores as a score table (the log's layout)."""
+        t = self.traffic
+        items = t.item_ids if t.valid is None else np.where(t.valid, t.item_ids, -1)
+        return ScoreTable(t.request_ids, items,
+                          {k: self.scores[..., i] for i, k in enumerate(self.score_tasks)})
+
+
 def log_chunks(logs: str, scores: str, score_index: DatasetIndex,
                examination: np.ndarray | None, label_kinds: Mapping[str, str],
                chunk_rows: int, files: list[int] | None = None,
-               select: Callable[[np.ndarray], np.ndarray] | None = None
-               ) -> Iterator[tuple[LoggedTraffic, str, ScoreTable]]:
-    """Each chunk of whole requests of the log (validated), its source and its scores.
+               select: Callable[[np.ndarray], np.ndarray] | None = None,
+               features: bool = True) -> Iterator[LogChunk]:
+    """Each chunk of whole requests of the log (validated) with its scores.
 
-    ``select`` maps a chunk's ``request_id`` column to a row mask: only those rows (whole
-    requests) are built and checked, e.g. one split's; a chunk with none is skipped.
+    ``select`` maps request ids to a mask (elementwise: it is asked once a request): only
+    those requests are built and checked, e.g. one split's; a chunk with none is skipped. The
+    score files are read forward, once a pass (:class:`~tuner.evaluation.chunk_scores.
+    ScoreCursors`); every logged candidate of a chunk, chosen or not, must have a score.
+    Without ``features`` the ``feature_<name>`` columns are not read (a replay needs none).
+    Both datasets are read in record batches of ``chunk_rows`` rows.
+
+    Raises:
+        LogValidationError: the log's own checks, naming the file and row.
+        ScoreTableError: a logged candidate without a score (or scored twice, or a score
+            outside (0, 1]), naming the score file and row and the log's.
     """
-    log_ds, score_ds = ParquetDataset(logs), ParquetDataset(scores)
-    for columns, source in log_ds.chunks(chunk_rows, files=files):
-        if select is not None:
-            keep = select(np.asarray(columns["request_id"]))
-            if not keep.any():
+    log_ds = ParquetDataset(logs, batch_rows=chunk_rows)
+    cursors = ScoreCursors(ParquetDataset(scores, batch_rows=chunk_rows), score_index)
+    names = None if features else [n for n in log_ds.schema().names
+                                   if not n.startswith(FEATURE_PREFIX)]
+    for columns, file, start in log_ds.located_chunks(chunk_rows, names, files):
+        source = f"{file} (from row {start})"
+        ids = np.asarray(columns["request_id"])
+        chosen, keep = columns, None
+        if select is not None:  # asked once a request (rows sorted), an index of rows
+            starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
+            chosen_requests = select(ids[starts])
+            keep = np.flatnonzero(np.repeat(chosen_requests,
+                                            np.diff(np.append(starts, len(ids)))))
+            if not len(keep):
                 continue
-            columns = {n: v[keep] for n, v in columns.items()}
+            chosen = {n: v.take(keep) for n, v in columns.items()}
             source = f"{source}, some requests"
-        traffic = LoggedTraffic.from_columns(columns, examination, source, label_kinds)
-        yield traffic, source, _scores_of(score_ds, score_index, traffic, source)
+        # the log's own checks first (a missing item_id column is named there)
+        traffic = LoggedTraffic.from_columns(chosen, examination, source, label_kinds)
+        flat = cursors.align(ids, np.asarray(columns["item_id"]), file, start)  # [rows, S]
+        if keep is not None:
+            flat = flat.take(keep, axis=0)
+        yield LogChunk(traffic, source, _dense(traffic, flat), cursors.tasks)
 
 
-def _scores_of(scores: ParquetDataset, index: DatasetIndex, traffic: LoggedTraffic,
-               source: str) -> ScoreTable:
-    """The score rows of a chunk's requests, from the score files that may hold them."""
-    import pyarrow as pa
-    import pyarrow.dataset as pads
+def _dense(traffic: LoggedTraffic, flat: np.ndarray) -> np.ndarray:
+    """``[c, N, S]`` the rows' scores ``[rows, S]`` in the chunk's padded layout.
 
-    low, high = int(traffic.request_ids[0]), int(traffic.request_ids[-1])
-    where = (pads.field("request_id") >= low) & (pads.field("request_id") <= high)
-    names = [n for n in scores.schema().names if n in ("request_id", "item_id")
-             or n.startswith("p_")]
-    tables = [pads.dataset(str(scores.files[i]), format="parquet").to_table(
-        columns=names, filter=where) for i in index.overlapping(low, high)]
-    if not tables or not sum(t.num_rows for t in tables):
-        raise ScoreTableError(f"score table {scores.path} vs log {source}: no score rows for "
-                              f"requests {low}..{high}; score the same log the replay reads")
-    table = pa.concat_tables(tables)
-    cols = {n: table.column(n).to_numpy() for n in table.column_names}
-    keep = np.isin(cols["request_id"], traffic.request_ids)
-    cols = {n: v[keep] for n, v in cols.items()}
-    return ScoreTable.from_columns(
-        cols, f"score table {scores.path} (requests {low}..{high}) vs log {source}", traffic)
-
-
-def aligned_scores(table: ScoreTable, traffic: LoggedTraffic, source: str, scores: str
-                   ) -> np.ndarray:
-    """``[c, N, S]`` a chunk's scores in the log's order, or a message naming both."""
-    try:
-        return table.aligned(traffic)
-    except ScoreTableError as err:
-        raise ScoreTableError(f"score table {scores} vs log {source}: {err}") from None
+    The chunk's rows are sorted by request (the layout rule), so its candidates fill the
+    padded arrays in row order.
+    """
+    if traffic.valid is None:
+        return flat.reshape(traffic.n_requests, traffic.n_candidates, flat.shape[1])
+    out = np.zeros((*traffic.valid.shape, flat.shape[1]))
+    out[traffic.valid] = flat
+    return out
 
 
 def read_whole(logs: str, scores: str, chunk_rows: int = 200_000
@@ -143,16 +174,19 @@ def read_whole(logs: str, scores: str, chunk_rows: int = 200_000
     log_ds.scan()
     examination, kinds, slots = dataset_meta(log_ds)
     parts, tables = [], []
-    for traffic, source, table in log_chunks(logs, scores, ParquetDataset(scores).scan(),
-                                             examination, kinds, chunk_rows):
-        aligned = aligned_scores(table, traffic, source, scores)
-        parts.append(traffic)
-        tables.append(ScoreTable(traffic.request_ids, traffic.item_ids,
-                                 {t: aligned[..., i] for i, t in enumerate(table.tasks)}))
+    for chunk in log_chunks(logs, scores, ParquetDataset(scores).scan(), examination, kinds,
+                            chunk_rows):
+        parts.append(chunk.traffic)
+        tables.append(chunk.table())
     whole = LoggedTraffic.concatenate(parts)
     if slots is not None and whole.pscores is None and whole.slots != slots:
         whole = dataclasses.replace(whole, slots=slots)  # not each chunk's largest position
+    width = whole.n_candidates  # ragged chunks are each as wide as their widest request
+
+    def cat(arrays: list[np.ndarray], fill: float) -> np.ndarray:
+        return np.concatenate([np.pad(a, [(0, 0), (0, width - a.shape[1])],
+                                      constant_values=fill) for a in arrays])
+
     return whole, ScoreTable(
-        np.concatenate([t.request_ids for t in tables]),
-        np.concatenate([t.item_ids for t in tables]),
-        {k: np.concatenate([t.scores[k] for t in tables]) for k in tables[0].tasks})
+        np.concatenate([t.request_ids for t in tables]), cat([t.item_ids for t in tables], -1),
+        {k: cat([t.scores[k] for t in tables], 0.0) for k in tables[0].tasks})

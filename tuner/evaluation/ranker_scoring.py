@@ -8,7 +8,9 @@ the top slot, which is what ``E[label | examined]`` asks for.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -21,10 +23,14 @@ from ranker import (
     TaskSpec,
     predict,
 )
-from simulator.logs import LoggedTraffic
+from simulator.datasets import ParquetDataset
+from simulator.files import atomic_write
+from simulator.logs import FEATURE_PREFIX, LoggedTraffic
+from tuner.evaluation.dataset_io import dataset_meta
 from tuner.evaluation.scores import ScoreTable
 
-__all__ = ["candidate_features", "default_feature_specs", "ranker_rows", "score_traffic"]
+__all__ = ["candidate_features", "default_feature_specs", "ranker_rows", "score_dataset",
+           "score_traffic"]
 
 POSITION = "position"
 
@@ -99,3 +105,67 @@ def score_traffic(model: MultiTaskModel, traffic: LoggedTraffic) -> ScoreTable:
 
     return ScoreTable(traffic.request_ids, np.where(valid, traffic.item_ids, -1),
                       {t.name: padded(probs[t.name]) for t in model.tasks})
+
+
+def score_dataset(model: MultiTaskModel, logs: str | os.PathLike[str], out: str | os.PathLike[str],
+                  chunk_rows: int = 200_000, metadata: Mapping[str, str] | None = None) -> int:
+    """Score every candidate of a log file or folder into one Parquet score table, a chunk
+    of whole requests at a time (:func:`score_traffic` on each), so memory is set by
+    ``chunk_rows``, not by the log.
+
+    The table's rows (``request_id, item_id, p_<task>...``, one row group a chunk) are the
+    log's rows in its order, file by file, which a streamed replay aligns without
+    matching. It is written to a temporary file renamed into place at the end: a log
+    refused half-way leaves nothing at ``out``.
+
+    Args:
+        model: the ranker.
+        logs: a log file or folder (:class:`~simulator.datasets.ParquetDataset`).
+        out: the score table to write.
+        chunk_rows: log rows scored at a time.
+        metadata: extra schema metadata of the table (e.g. the checkpoint's fingerprint).
+
+    Returns:
+        The rows written.
+
+    Raises:
+        DatasetError, LogValidationError: the log breaks a layout rule or its own checks,
+            naming the file and row (checked before or as its chunk is read).
+        ValueError: the model needs a feature the log lacks.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if chunk_rows < 1:
+        raise ValueError(f"chunk rows must be >= 1, got {chunk_rows}")
+    dataset = ParquetDataset(logs, batch_rows=chunk_rows)
+    dataset.scan()  # layout rules before anything is scored
+    examination, kinds, _ = dataset_meta(dataset)
+    has = {"user_id", "item_id", POSITION} | {
+        n[len(FEATURE_PREFIX):] for n in dataset.schema().names if n.startswith(FEATURE_PREFIX)}
+    missing = [f.name for f in model.features if f.name not in has]
+    if missing:
+        raise ValueError(f"the ranker needs feature(s) {missing} that log {logs} lacks; it "
+                         f"has {sorted(has)} (feature_<name> columns, ids and position)")
+    tasks = [t.name for t in model.tasks]
+    schema = pa.schema([("request_id", pa.int64()), ("item_id", pa.int64()),
+                        *((f"p_{t}", pa.float64()) for t in tasks)],
+                       metadata={k: str(v) for k, v in (metadata or {}).items()})
+    written = 0
+
+    def write(tmp: str) -> None:
+        nonlocal written
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for columns, source in dataset.chunks(chunk_rows):
+                traffic = LoggedTraffic.from_columns(columns, examination, source, kinds)
+                table = score_traffic(model, traffic)
+                cells = (np.ones(traffic.item_ids.shape, dtype=bool) if traffic.valid is None
+                         else traffic.valid)  # row-major: the log's rows in their order
+                cols = {"request_id": np.repeat(traffic.request_ids, cells.sum(axis=1)),
+                        "item_id": traffic.item_ids[cells]}
+                cols.update({f"p_{t}": table.scores[t][cells] for t in tasks})
+                writer.write_table(pa.table(cols, schema=schema))
+                written += len(cols["item_id"])
+
+    atomic_write(Path(out), write)
+    return written

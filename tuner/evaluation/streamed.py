@@ -28,7 +28,7 @@ from simulator.fusion import make_fusion
 from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
 from simulator.streaming import ReplayChunk, StreamedReplay, check_streamable
-from tuner.evaluation.dataset_io import aligned_scores, dataset_meta, dataset_tasks, log_chunks
+from tuner.evaluation.dataset_io import LogChunk, dataset_meta, dataset_tasks, log_chunks
 from tuner.evaluation.scores import ScoreTable
 from tuner.evaluation.search_data import (
     SearchSettings,
@@ -77,20 +77,21 @@ class PartChunks:
         def in_part(ids: np.ndarray) -> np.ndarray:  # rows of this split's requests
             return split_parts(ids, self.settings.splits, self.settings.split_seed) == part_no
 
-        for sub, source, table in self.log_chunks(in_part):
-            aligned = aligned_scores(table, sub, source, self.settings.scores)
-            rm = (reward_model(self.settings, table.tasks, sub.tasks, aligned)
+        for chunk in self.log_chunks(in_part, features=False):
+            sub = chunk.traffic
+            rm = (reward_model(self.settings, chunk.score_tasks, sub.tasks, chunk.scores)
                   if needs_model else None)
             yield ReplayChunk(sub.request_ids,
-                              SlateFeedback.from_traffic(sub, reward_model=rm), aligned)
+                              SlateFeedback.from_traffic(sub, reward_model=rm), chunk.scores)
 
-    def log_chunks(self, select: Callable[[np.ndarray], np.ndarray] | None = None
-                   ) -> Iterator[tuple[LoggedTraffic, str, ScoreTable]]:
-        """Each chunk of the log (validated) with its source and its scores (only the rows
-        ``select`` keeps, see :func:`~tuner.evaluation.dataset_io.log_chunks`)."""
+    def log_chunks(self, select: Callable[[np.ndarray], np.ndarray] | None = None,
+                   features: bool = True) -> Iterator[LogChunk]:
+        """Each chunk of the log (validated) with its scores (only the rows ``select``
+        keeps; the feature columns only with ``features``, see
+        :func:`~tuner.evaluation.dataset_io.log_chunks`)."""
         return log_chunks(self.settings.logs, self.settings.scores, self.score_index,
                           self.examination, self.label_kinds, self.chunk_rows,
-                          None if self.files is None else list(self.files), select)
+                          None if self.files is None else list(self.files), select, features)
 
 
 class StreamedWorkspace:
@@ -158,9 +159,8 @@ class StreamedWorkspace:
         reader = self.chunks(next(iter(self.settings.splits)))
         counts = dict.fromkeys(self.settings.splits, 0)
         names = list(self.settings.splits)
-        for traffic, source, table in reader.log_chunks():
-            aligned_scores(table, traffic, source, self.settings.scores)
-            parts = split_parts(traffic.request_ids, self.settings.splits,
+        for chunk in reader.log_chunks():  # each chunk's scores are aligned as it is read
+            parts = split_parts(chunk.traffic.request_ids, self.settings.splits,
                                 self.settings.split_seed)
             for i, name in enumerate(names):
                 counts[name] += int((parts == i).sum())
