@@ -51,7 +51,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.estimator_quality
 
 from bench.estimator_quality import Log, make_log, reward_model, true_values  # noqa: E402
-from simulator.estimators import SNIPS, SlateFeedback  # noqa: E402
+from simulator.estimators import SNIPS, BaseEstimator, SlateFeedback  # noqa: E402
 from simulator.fusion import MultiplicativeFusion  # noqa: E402
 from simulator.intervals import NormalInterval  # noqa: E402
 from simulator.logs import LoggedTraffic  # noqa: E402
@@ -59,6 +59,12 @@ from simulator.policies import TopKPolicy  # noqa: E402
 from simulator.replay import OBJECTIVE, Replay  # noqa: E402
 from simulator.report import ab_report  # noqa: E402
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, split_log  # noqa: E402
+from tuner.picks.control_test import (  # noqa: E402
+    cdr,
+    choose_on_search,
+    gated_dr,
+    one_sided_test,
+)
 from tuner.picks.picking import candidate_rounds  # noqa: E402
 from tuner.picks.validated import validated_pick  # noqa: E402
 from tuner.space import FusionSpace  # noqa: E402
@@ -74,14 +80,20 @@ REFINE_REQUESTS = 40_000
 LAST = 5  # candidates of the validated pick: the means after the last LAST rounds
 
 
-PICKS = ("mean", "mean, export", "last rounds", "last rounds, export", "validated",
-         "validated, export")
+PICKS = ("mean", "mean, export", "mean, one-sided export", "last rounds",
+         "last rounds, export", "validated", "validated, export", "validated on search",
+         "validated on search, one-sided export")
 """What is scored per search run: the strategy's mean (``search export --force-pick``),
 today's export of it (control unless its held-out lift clears 0), the split-sample
 choice among the last ``LAST`` means (forced), and its export (control unless its
 report-fold lift clears 0); "validated" is what ``search export --validated`` does: the same
 split-sample choice among the means after rounds 1, 2, 4, 8, ... and the last
-(:func:`tuner.picks.picking.candidate_rounds`: the budget chosen on held-out requests)."""
+(:func:`tuner.picks.picking.candidate_rounds`: the budget chosen on held-out requests).
+The one-sided rule (:mod:`tuner.picks.control_test`, ``search export``'s default): "mean,
+one-sided export" is the mean unless the one-sided 95% lower bound of its ``cdr`` paired
+lift over control on the whole held-out split is above 0; "validated on search" is the
+mean after one of the same rounds chosen by ``gated_dr`` on the search split (what
+``search export --validated`` now does), and its one-sided export tests it as the mean."""
 
 
 @dataclass(frozen=True)
@@ -104,11 +116,11 @@ def _sub(log: Log, traffic: LoggedTraffic) -> Log:
     return dataclasses.replace(log, traffic=traffic, scores=log.scores[traffic.request_ids])
 
 
-def _replay(log: Log) -> Replay:
+def _replay(log: Log, estimator: BaseEstimator | None = None) -> Replay:
     feedback = SlateFeedback.from_traffic(log.traffic, log.world.tasks,
                                           reward_model=reward_model(log))
     return Replay(feedback, log.scores, log.world.tasks, MultiplicativeFusion(),
-                  TopKPolicy(log.traffic.slate_size), SNIPS(), NormalInterval())
+                  TopKPolicy(log.traffic.slate_size), estimator or SNIPS(), NormalInterval())
 
 
 class Truth:
@@ -149,10 +161,13 @@ def optimum(log: Log, space: FusionSpace, truth: Truth, objective: dict[str, flo
 
 def run_strategy(name: str, space: FusionSpace, search: Replay, holdout: Replay,
                  objective: dict[str, float], control: np.ndarray, budgets: list[int],
-                 search_seed: int) -> dict[int, dict[str, tuple[np.ndarray, float]]]:
+                 search_seed: int, calibrated: tuple[Replay, Replay],
+                 ) -> dict[int, dict[str, tuple[np.ndarray, float]]]:
     """Search on ``search`` by ask/tell; per budget and pick (``PICKS``, plus ``"best
     trial"``), the weights ``[T]`` and the lift over control reported for them (the best
-    trial's: its search-split estimate; a control export: 0)."""
+    trial's: its search-split estimate; a control export: 0). ``calibrated``: the search
+    split's ``gated_dr`` replay and the held-out split's ``cdr`` replay."""
+    search_gated, holdout_cdr = calibrated
     base, _, text = name.partition("{")
     hyper = dict(kv.split("=") for kv in text.rstrip("}").split(";") if kv)
     strategy: BaseStrategy = STRATEGIES[base].create(
@@ -183,7 +198,17 @@ def run_strategy(name: str, space: FusionSpace, search: Replay, holdout: Replay,
         early = validated_pick(holdout, np.stack([means[r - 1] for r in rounds]), control,
                                objective)
         lift_e = early.report.row(OBJECTIVE).lift.value
+        mean_test = one_sided_test(holdout_cdr, means[-1], control, objective)
+        on_search = choose_on_search(search_gated, np.stack([means[r - 1] for r in rounds]),
+                                     control, objective).weights
+        search_test = one_sided_test(holdout_cdr, on_search, control, objective)
+        lift_s = ab_report(holdout, control, on_search, objective).row(OBJECTIVE).lift.value
         out[budget] = {
+            "mean, one-sided export": (means[-1], row.lift.value) if mean_test.passed
+            else (control, 0.0),
+            "validated on search": (on_search, lift_s),
+            "validated on search, one-sided export": (on_search, lift_s)
+            if search_test.passed else (control, 0.0),
             "validated": (early.weights, lift_e),
             "validated, export": (early.weights, lift_e) if early.beats_control
             else (control, 0.0),
@@ -206,10 +231,12 @@ def one(world: str, size: int, seed: int, search_seeds: list[int], strategies: l
     search, holdout = _replay(_sub(log, parts[SEARCH])), _replay(_sub(log, parts[HOLDOUT]))
     space = FusionSpace(log.world.tasks, pinned=log.world.tasks[0], low=0.0, high=4.0)
     control = np.asarray(log.logging_weights, dtype=float)
+    calibrated = (_replay(_sub(log, parts[SEARCH]), gated_dr()),
+                  _replay(_sub(log, parts[HOLDOUT]), cdr()))
     truth = Truth(log, objective)
     t_control = float(truth(control)[0])
     runs = [(s, name, run_strategy(name, space, search, holdout, objective, control, budgets,
-                                   s)) for s in search_seeds for name in strategies]
+                                   s, calibrated)) for s in search_seeds for name in strategies]
     vectors = [w for _, _, r in runs for b in budgets for w, _ in r[b].values()]
     values = iter(truth(np.stack(vectors)))
     true = [[{k: float(next(values)) for k in r[b]} for b in budgets] for _, _, r in runs]
@@ -288,8 +315,7 @@ def main() -> None:
                           args.strategies.split(","), budgets, args.grid, fit)
                 runs.extend(new)
                 summary = "; ".join(f"{r.method}/{r.search_seed} " + ",".join(
-                    f"{r.regret[b]:.0f}" for b in budgets) for r in new
-                    if not r.method.endswith("export"))
+                    f"{r.regret[b]:.0f}" for b in budgets) for r in new)
                 print(f"# {world} {size} seed {seed} ({time.perf_counter() - tick:.0f} s): "
                       f"regret % {summary}", flush=True)
     print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s")
