@@ -117,6 +117,25 @@ class ControlTest:
         return (f"{self.estimator} paired objective lift {self.lift:.4g} over control, "
                 f"{bound} {self.lower_bound:.4g}, on {self.n_requests} {self.split} requests")
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ControlTest:
+        """The test of a :meth:`to_dict` record (its ``verdict`` and other keys, such as
+        ``forced``, are not fields; a None bound reads as NaN).
+
+        Raises:
+            ValueError: a record that lacks a field, naming it.
+        """
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+        if missing:
+            raise ValueError(f"control test record lacks {missing}; it has {sorted(data)}")
+
+        def number(key: str) -> float:
+            return float("nan") if data[key] is None else float(data[key])
+
+        return cls(str(data["rule"]), str(data["estimator"]), number("lift"),
+                   number("lower_bound"), float(data["level"]), int(data["n_requests"]),
+                   str(data["split"]))
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON record (``extra["control_test"]``); a NaN bound becomes None."""
         finite = {k: (v if np.isfinite(v) else None)
