@@ -162,6 +162,14 @@ def test_the_export_records_its_test(studies: Path) -> None:
     assert forced["extra"]["control_test"]["forced"] is True
 
 
+def test_the_text_output_names_the_test(studies: Path, tmp_path: Path) -> None:
+    result = invoke(["search", "export", "--storage", str(studies), "--study", "weak",
+                     "--out", str(tmp_path / "w.json")])
+    assert result.exit_code == 0, result.output
+    assert "control test (one-sided): cdr paired objective lift" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-2].endswith(": pick")
+
+
 def test_the_former_two_sided_rule_on_request(studies: Path) -> None:
     data = _export(studies, "weak", "--control-test", "two-sided")
     test = data["extra"]["control_test"]

@@ -576,6 +576,11 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
     click.echo(f"pick '{pick}' {'fusion ' if 'loss_weights' in exported.extra else ''}"
                f"weights {exported.weight_map}")
     click.echo(ab_table(report, search_values))
+    if "control_test" in exported.extra:
+        record = exported.extra["control_test"]
+        click.echo(f"control test ({record['rule']}): "
+                   f"{ControlTest.from_dict(record).describe()}: {record['verdict']}"
+                   + (" (forced)" if record.get("forced") else ""))
     warn_few_events(ab_events(report), "held-out")
     click.echo(f"wrote {path}")
 
