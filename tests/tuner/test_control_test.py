@@ -24,9 +24,11 @@ from simulator.intervals import NormalInterval
 from simulator.replay import OBJECTIVE, Replay
 from simulator.report import ab_report
 from tests import worldkit
-from tests.tuner.test_cli import invoke
+from tests.simulator.toylog import make_toy
+from tests.tuner.test_cli import assert_user_error, invoke
 from tests.tuner.test_export_cli import SCHEMA
 from tests.tuner.test_export_cli import studies as export_studies
+from tuner.evaluation.scores import ScoreTable
 from tuner.picks.control_test import (
     ControlTest,
     cdr,
@@ -193,6 +195,32 @@ def test_an_unknown_rule_is_a_usage_error(studies: Path) -> None:
     result = invoke(["search", "export", "--storage", str(studies), "--study", "weak",
                      "--json", "--control-test", "three-sided"])
     assert result.exit_code == 2 and "one-sided" in result.output
+
+
+def test_a_score_table_without_every_label_task_is_refused(tmp_path: Path) -> None:
+    """cdr and gated_dr need a score per label task: the export says so and names the
+    two-sided test, which needs none, and writes nothing."""
+    traffic, _, scores = make_toy(0, n_requests=600)
+    logs = traffic.write(tmp_path / "logs.parquet")
+    table = ScoreTable(traffic.request_ids, traffic.item_ids,  # no score named like
+                       {"click": scores[..., 0], "relevance": scores[..., 1]})
+    db = tmp_path / "s.db"
+    run = invoke(["search", "run", "--storage", str(db), "--study", "s", "--logs", str(logs),
+                  "--scores", str(table.write(tmp_path / "scores.parquet")),
+                  "--objective", "click=1,like=1", "--rounds", "1", "--population", "4",
+                  "--no-progress"])
+    assert run.exit_code == 0, run.output
+    out = tmp_path / "w.json"
+    for flags in ([], ["--validated"]):
+        result = invoke(["search", "export", "--storage", str(db), "--study", "s",
+                         "--out", str(out), *flags])
+        assert_user_error(result, "needs a score for every label task", "['like']",
+                          "--control-test two-sided")
+        assert not out.exists()
+    two = invoke(["search", "export", "--storage", str(db), "--study", "s", "--out",
+                  str(out), "--control-test", "two-sided"])
+    assert two.exit_code == 0, two.output
+    assert ExportedWeights.read(out).extra["control_test"]["rule"] == "two-sided"
 
 
 def test_old_exports_still_read_and_judge(tmp_path: Path) -> None:

@@ -316,8 +316,8 @@ class Workspace:
                 if "needs a score for every label task" not in str(err):
                     raise
                 missing = [t for t in self.tasks if t not in self.score_tasks]
-                raise ValueError(f"{estimator.name} needs a score for every label task; the "
-                                 f"score table lacks {missing}") from None
+                raise ValueError(f"estimator {estimator.name!r} needs a score for every label "
+                                 f"task; the score table lacks {missing}") from None
         return self._other[key]
 
     def _build(self, part: LoggedTraffic, estimator: BaseEstimator | None = None) -> Replay:

@@ -143,6 +143,7 @@ def validated_export(ws: Workspace, study: optuna.Study, search: SearchSpec,
         return export_pick(ws, study.study_name, choice.weights, "strategy", None,
                            search.space.pinned, validated=(choice, rounds),
                            control_test=control_test)
+    _need_scores(ws, "--validated orders the rounds' picks by gated_dr")
     on_search = choose_on_search(ws.replay_as(SEARCH, gated_dr()), weights, control,
                                  objective)
     selection = {
@@ -238,6 +239,15 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
     return exported, report, search_values
 
 
+def _need_scores(ws: Workspace, what: str) -> None:
+    """Refuse, naming the alternative, where the calibrated-DR family has no reward model."""
+    missing = [t for t in ws.tasks if t not in ws.score_tasks]
+    if missing:
+        raise ValueError(f"{what}, which needs a score for every label task; the score "
+                         f"table lacks {missing}: give --control-test two-sided (the study "
+                         "estimator's two-sided test)")
+
+
 def _check_test(control_test: str) -> None:
     if control_test not in CONTROL_TESTS:
         raise ValueError(f"control test {control_test!r} is unknown; valid: "
@@ -249,6 +259,7 @@ def _control_test(ws: Workspace, weights: np.ndarray, control: np.ndarray, rule:
     """The test of the pick against control: one-sided by ``cdr`` on the whole held-out
     split, or two-sided by the study's estimator on the requests ``report`` covers."""
     if rule == "one-sided":
+        _need_scores(ws, "the one-sided control test estimates the lift by cdr")
         return one_sided_test(ws.replay_as(HOLDOUT, cdr()), weights, control,
                               ws.settings.objective)
     return two_sided_test(report.row(OBJECTIVE).lift, ws.settings.estimator,
