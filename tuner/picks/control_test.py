@@ -114,8 +114,10 @@ class ControlTest:
         """One line for a person, e.g. for the warning that control is exported."""
         bound = (f"one-sided {self.level:.0%} lower bound" if self.rule == "one-sided"
                  else f"two-sided {self.level:.0%} interval's lower end")
+        where = ("held-out requests" if self.split == "holdout"
+                 else f"requests ({self.split})")
         return (f"{self.estimator} paired objective lift {self.lift:.4g} over control, "
-                f"{bound} {self.lower_bound:.4g}, on {self.n_requests} {self.split} requests")
+                f"{bound} {self.lower_bound:.4g}, on {self.n_requests} {where}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ControlTest:
