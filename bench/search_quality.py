@@ -27,14 +27,17 @@ true lift) / true optimum lift`` in %: for the best trial's search-split estimat
 the exported pick's held-out estimate.
 
 Run: ``python bench/search_quality.py [--worlds kuairand,marketplace] [--seeds 0-5]
-[--search-seeds 0,1,2] [--sizes 20000,80000,320000] [--budgets 96,288,992]
-[--strategies cem,smooth-cem] [--grid 13]``; prints markdown tables (mean +- std over
-world x search seeds, and the worst). Seeds 100-101 were used to tune ``smooth-cem``;
-report on others. Cost: a search of 992 evaluations on 20,000 requests is ~31 replay
-passes of 32 vectors, ~30 s of one core (~2 min on a busy shared 2-core machine); it
-scales with the requests (80,000: 4x, 320,000: 16x), so the full default design (2
-worlds x 6 x 3 seeds x 3 sizes x 2 strategies) is ~12 core-hours; a reduced run is
-``--worlds kuairand --seeds 0-3 --search-seeds 0 --sizes 20000`` (~40 min wall there).
+[--search-seeds 0,1,2] [--sizes 20000,80000,320000] [--budgets 96,288,992] [--strategies
+cem,smooth-cem] [--grid 13]``; prints markdown tables (mean +- std over world x search
+seeds, and the worst). Seeds 100-101 were used to tune ``smooth-cem``; report on others.
+The control rules were judged (README) with ``--strategies cem --grid 9 --sizes 20000
+--budgets 96,288,992 --seeds 0-5`` on each world, search seeds 0 and 1,2 in two runs; the
+per-seed lines (``# world size seed ...: regret % method/search-seed r,r,r``) carry every
+run's regrets, so runs can be pooled. Cost: a search of 992 evaluations on 20,000 requests
+is ~31 replay passes of 32 vectors, ~30 s of one core (~2 min on a busy shared 2-core
+machine); it scales with the requests (80,000: 4x, 320,000: 16x), so the full default
+design (2 worlds x 6 x 3 seeds x 3 sizes x 2 strategies) is ~12 core-hours; a reduced run
+is ``--worlds kuairand --seeds 0-3 --search-seeds 0 --sizes 20000`` (~40 min wall there).
 """
 
 from __future__ import annotations
