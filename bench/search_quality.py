@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -287,8 +288,40 @@ def table(runs: list[Run], budgets: list[int], attr: str, title: str) -> str:
     return "\n".join(lines)
 
 
+def pooled(paths: list[str], budgets: list[int]) -> str:
+    """The true-regret table of the per-seed lines of earlier runs' outputs, pooled (mean ±
+    std over every (world seed, search seed) run, and the worst); a run repeated in two
+    files counts once."""
+    line = re.compile(r"# (\w+) (\d+) seed (\d+) \(\d+ s\): regret % (.*)")
+    regret: dict[tuple[str, int, str], dict[tuple[int, int], list[float]]] = {}
+    for path in paths:
+        for text in Path(path).read_text().splitlines():
+            m = line.fullmatch(text.strip())
+            if m is None:
+                continue
+            world, size, seed = m[1], int(m[2]), int(m[3])
+            for entry in m[4].split("; "):
+                method, _, rest = entry.rpartition("/")
+                search_seed, values = rest.split(" ")
+                regret.setdefault((world, size, method), {})[(seed, int(search_seed))] = [
+                    float(v) for v in values.split(",")]
+    lines = ["| world | search requests | method | runs | "
+             + " | ".join(f"{b} evals: mean ± std (worst)" for b in budgets) + " |",
+             "|---|---|---|---|" + "---|" * len(budgets)]
+    for (world, size, method), runs in sorted(regret.items()):
+        v = np.array(list(runs.values()))  # [runs, budgets]
+        cells = [f"{v[:, j].mean():.1f} ± {v[:, j].std(ddof=1) if len(v) > 1 else 0:.1f} "
+                 f"({v[:, j].max():.1f})" for j in range(len(budgets))]
+        lines.append(f"| {world} | {size:,} | {method} | {len(v)} | " + " | ".join(cells)
+                     + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pool", nargs="+", metavar="OUTPUT", default=None,
+                   help="print the regret table of these earlier outputs' per-seed lines, "
+                   "pooled, and run nothing")
     p.add_argument("--worlds", default="kuairand,marketplace")
     p.add_argument("--seeds", default="0-5", help="world seeds, '0-5' or '0,1'")
     p.add_argument("--search-seeds", default="0,1,2")
@@ -303,6 +336,9 @@ def main() -> None:
     bad = [b for b in budgets if b % POPULATION]
     if bad:
         p.error(f"--budgets {bad} are not multiples of the population {POPULATION}")
+    if args.pool is not None:
+        print(pooled(args.pool, budgets))
+        return
     fit = None
     if "kuairand" in args.worlds:
         from simulator.worlds import load_response_model
@@ -318,7 +354,7 @@ def main() -> None:
                           args.strategies.split(","), budgets, args.grid, fit)
                 runs.extend(new)
                 summary = "; ".join(f"{r.method}/{r.search_seed} " + ",".join(
-                    f"{r.regret[b]:.0f}" for b in budgets) for r in new)
+                    f"{r.regret[b]:.1f}" for b in budgets) for r in new)
                 print(f"# {world} {size} seed {seed} ({time.perf_counter() - tick:.0f} s): "
                       f"regret % {summary}", flush=True)
     print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s")
