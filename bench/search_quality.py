@@ -27,20 +27,24 @@ true lift) / true optimum lift`` in %: for the best trial's search-split estimat
 the exported pick's held-out estimate.
 
 Run: ``python bench/search_quality.py [--worlds kuairand,marketplace] [--seeds 0-5]
-[--search-seeds 0,1,2] [--sizes 20000,80000,320000] [--budgets 96,288,992]
-[--strategies cem,smooth-cem] [--grid 13]``; prints markdown tables (mean +- std over
-world x search seeds, and the worst). Seeds 100-101 were used to tune ``smooth-cem``;
-report on others. Cost: a search of 992 evaluations on 20,000 requests is ~31 replay
-passes of 32 vectors, ~30 s of one core (~2 min on a busy shared 2-core machine); it
-scales with the requests (80,000: 4x, 320,000: 16x), so the full default design (2
-worlds x 6 x 3 seeds x 3 sizes x 2 strategies) is ~12 core-hours; a reduced run is
-``--worlds kuairand --seeds 0-3 --search-seeds 0 --sizes 20000`` (~40 min wall there).
+[--search-seeds 0,1,2] [--sizes 20000,80000,320000] [--budgets 96,288,992] [--strategies
+cem,smooth-cem] [--grid 13]``; prints markdown tables (mean +- std over world x search
+seeds, and the worst). Seeds 100-101 were used to tune ``smooth-cem``; report on others.
+The control rules were judged (README) with ``--strategies cem --grid 9 --sizes 20000
+--budgets 96,288,992 --seeds 0-5`` on each world, search seeds 0 and 1,2 in two runs; the
+per-seed lines (``# world size seed ...: regret % method/search-seed r,r,r``) carry every
+run's regrets, so runs can be pooled. Cost: a search of 992 evaluations on 20,000 requests
+is ~31 replay passes of 32 vectors, ~30 s of one core (~2 min on a busy shared 2-core
+machine); it scales with the requests (80,000: 4x, 320,000: 16x), so the full default
+design (2 worlds x 6 x 3 seeds x 3 sizes x 2 strategies) is ~12 core-hours; a reduced run
+is ``--worlds kuairand --seeds 0-3 --search-seeds 0 --sizes 20000`` (~40 min wall there).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -51,7 +55,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.estimator_quality
 
 from bench.estimator_quality import Log, make_log, reward_model, true_values  # noqa: E402
-from simulator.estimators import SNIPS, SlateFeedback  # noqa: E402
+from simulator.estimators import SNIPS, BaseEstimator, SlateFeedback  # noqa: E402
 from simulator.fusion import MultiplicativeFusion  # noqa: E402
 from simulator.intervals import NormalInterval  # noqa: E402
 from simulator.logs import LoggedTraffic  # noqa: E402
@@ -59,6 +63,12 @@ from simulator.policies import TopKPolicy  # noqa: E402
 from simulator.replay import OBJECTIVE, Replay  # noqa: E402
 from simulator.report import ab_report  # noqa: E402
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, split_log  # noqa: E402
+from tuner.picks.control_test import (  # noqa: E402
+    cdr,
+    choose_on_search,
+    gated_dr,
+    one_sided_test,
+)
 from tuner.picks.picking import candidate_rounds  # noqa: E402
 from tuner.picks.validated import validated_pick  # noqa: E402
 from tuner.space import FusionSpace  # noqa: E402
@@ -74,14 +84,20 @@ REFINE_REQUESTS = 40_000
 LAST = 5  # candidates of the validated pick: the means after the last LAST rounds
 
 
-PICKS = ("mean", "mean, export", "last rounds", "last rounds, export", "validated",
-         "validated, export")
+PICKS = ("mean", "mean, export", "mean, one-sided export", "last rounds",
+         "last rounds, export", "validated", "validated, export", "validated on search",
+         "validated on search, one-sided export")
 """What is scored per search run: the strategy's mean (``search export --force-pick``),
 today's export of it (control unless its held-out lift clears 0), the split-sample
 choice among the last ``LAST`` means (forced), and its export (control unless its
 report-fold lift clears 0); "validated" is what ``search export --validated`` does: the same
 split-sample choice among the means after rounds 1, 2, 4, 8, ... and the last
-(:func:`tuner.picks.picking.candidate_rounds`: the budget chosen on held-out requests)."""
+(:func:`tuner.picks.picking.candidate_rounds`: the budget chosen on held-out requests).
+The one-sided rule (:mod:`tuner.picks.control_test`, ``search export``'s default): "mean,
+one-sided export" is the mean unless the one-sided 95% lower bound of its ``cdr`` paired
+lift over control on the whole held-out split is above 0; "validated on search" is the
+mean after one of the same rounds chosen by ``gated_dr`` on the search split (what
+``search export --validated`` now does), and its one-sided export tests it as the mean."""
 
 
 @dataclass(frozen=True)
@@ -104,11 +120,11 @@ def _sub(log: Log, traffic: LoggedTraffic) -> Log:
     return dataclasses.replace(log, traffic=traffic, scores=log.scores[traffic.request_ids])
 
 
-def _replay(log: Log) -> Replay:
+def _replay(log: Log, estimator: BaseEstimator | None = None) -> Replay:
     feedback = SlateFeedback.from_traffic(log.traffic, log.world.tasks,
                                           reward_model=reward_model(log))
     return Replay(feedback, log.scores, log.world.tasks, MultiplicativeFusion(),
-                  TopKPolicy(log.traffic.slate_size), SNIPS(), NormalInterval())
+                  TopKPolicy(log.traffic.slate_size), estimator or SNIPS(), NormalInterval())
 
 
 class Truth:
@@ -149,10 +165,13 @@ def optimum(log: Log, space: FusionSpace, truth: Truth, objective: dict[str, flo
 
 def run_strategy(name: str, space: FusionSpace, search: Replay, holdout: Replay,
                  objective: dict[str, float], control: np.ndarray, budgets: list[int],
-                 search_seed: int) -> dict[int, dict[str, tuple[np.ndarray, float]]]:
+                 search_seed: int, calibrated: tuple[Replay, Replay],
+                 ) -> dict[int, dict[str, tuple[np.ndarray, float]]]:
     """Search on ``search`` by ask/tell; per budget and pick (``PICKS``, plus ``"best
     trial"``), the weights ``[T]`` and the lift over control reported for them (the best
-    trial's: its search-split estimate; a control export: 0)."""
+    trial's: its search-split estimate; a control export: 0). ``calibrated``: the search
+    split's ``gated_dr`` replay and the held-out split's ``cdr`` replay."""
+    search_gated, holdout_cdr = calibrated
     base, _, text = name.partition("{")
     hyper = dict(kv.split("=") for kv in text.rstrip("}").split(";") if kv)
     strategy: BaseStrategy = STRATEGIES[base].create(
@@ -183,7 +202,17 @@ def run_strategy(name: str, space: FusionSpace, search: Replay, holdout: Replay,
         early = validated_pick(holdout, np.stack([means[r - 1] for r in rounds]), control,
                                objective)
         lift_e = early.report.row(OBJECTIVE).lift.value
+        mean_test = one_sided_test(holdout_cdr, means[-1], control, objective)
+        on_search = choose_on_search(search_gated, np.stack([means[r - 1] for r in rounds]),
+                                     control, objective).weights
+        search_test = one_sided_test(holdout_cdr, on_search, control, objective)
+        lift_s = ab_report(holdout, control, on_search, objective).row(OBJECTIVE).lift.value
         out[budget] = {
+            "mean, one-sided export": (means[-1], row.lift.value) if mean_test.passed
+            else (control, 0.0),
+            "validated on search": (on_search, lift_s),
+            "validated on search, one-sided export": (on_search, lift_s)
+            if search_test.passed else (control, 0.0),
             "validated": (early.weights, lift_e),
             "validated, export": (early.weights, lift_e) if early.beats_control
             else (control, 0.0),
@@ -206,10 +235,12 @@ def one(world: str, size: int, seed: int, search_seeds: list[int], strategies: l
     search, holdout = _replay(_sub(log, parts[SEARCH])), _replay(_sub(log, parts[HOLDOUT]))
     space = FusionSpace(log.world.tasks, pinned=log.world.tasks[0], low=0.0, high=4.0)
     control = np.asarray(log.logging_weights, dtype=float)
+    calibrated = (_replay(_sub(log, parts[SEARCH]), gated_dr()),
+                  _replay(_sub(log, parts[HOLDOUT]), cdr()))
     truth = Truth(log, objective)
     t_control = float(truth(control)[0])
     runs = [(s, name, run_strategy(name, space, search, holdout, objective, control, budgets,
-                                   s)) for s in search_seeds for name in strategies]
+                                   s, calibrated)) for s in search_seeds for name in strategies]
     vectors = [w for _, _, r in runs for b in budgets for w, _ in r[b].values()]
     values = iter(truth(np.stack(vectors)))
     true = [[{k: float(next(values)) for k in r[b]} for b in budgets] for _, _, r in runs]
@@ -257,8 +288,40 @@ def table(runs: list[Run], budgets: list[int], attr: str, title: str) -> str:
     return "\n".join(lines)
 
 
+def pooled(paths: list[str], budgets: list[int]) -> str:
+    """The true-regret table of the per-seed lines of earlier runs' outputs, pooled (mean ±
+    std over every (world seed, search seed) run, and the worst); a run repeated in two
+    files counts once."""
+    line = re.compile(r"# (\w+) (\d+) seed (\d+) \(\d+ s\): regret % (.*)")
+    regret: dict[tuple[str, int, str], dict[tuple[int, int], list[float]]] = {}
+    for path in paths:
+        for text in Path(path).read_text().splitlines():
+            m = line.fullmatch(text.strip())
+            if m is None:
+                continue
+            world, size, seed = m[1], int(m[2]), int(m[3])
+            for entry in m[4].split("; "):
+                method, _, rest = entry.rpartition("/")
+                search_seed, values = rest.split(" ")
+                regret.setdefault((world, size, method), {})[(seed, int(search_seed))] = [
+                    float(v) for v in values.split(",")]
+    lines = ["| world | search requests | method | runs | "
+             + " | ".join(f"{b} evals: mean ± std (worst)" for b in budgets) + " |",
+             "|---|---|---|---|" + "---|" * len(budgets)]
+    for (world, size, method), runs in sorted(regret.items()):
+        v = np.array(list(runs.values()))  # [runs, budgets]
+        cells = [f"{v[:, j].mean():.1f} ± {v[:, j].std(ddof=1) if len(v) > 1 else 0:.1f} "
+                 f"({v[:, j].max():.1f})" for j in range(len(budgets))]
+        lines.append(f"| {world} | {size:,} | {method} | {len(v)} | " + " | ".join(cells)
+                     + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pool", nargs="+", metavar="OUTPUT", default=None,
+                   help="print the regret table of these earlier outputs' per-seed lines, "
+                   "pooled, and run nothing")
     p.add_argument("--worlds", default="kuairand,marketplace")
     p.add_argument("--seeds", default="0-5", help="world seeds, '0-5' or '0,1'")
     p.add_argument("--search-seeds", default="0,1,2")
@@ -273,6 +336,9 @@ def main() -> None:
     bad = [b for b in budgets if b % POPULATION]
     if bad:
         p.error(f"--budgets {bad} are not multiples of the population {POPULATION}")
+    if args.pool is not None:
+        print(pooled(args.pool, budgets))
+        return
     fit = None
     if "kuairand" in args.worlds:
         from simulator.worlds import load_response_model
@@ -288,8 +354,7 @@ def main() -> None:
                           args.strategies.split(","), budgets, args.grid, fit)
                 runs.extend(new)
                 summary = "; ".join(f"{r.method}/{r.search_seed} " + ",".join(
-                    f"{r.regret[b]:.0f}" for b in budgets) for r in new
-                    if not r.method.endswith("export"))
+                    f"{r.regret[b]:.1f}" for b in budgets) for r in new)
                 print(f"# {world} {size} seed {seed} ({time.perf_counter() - tick:.0f} s): "
                       f"regret % {summary}", flush=True)
     print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s")

@@ -36,4 +36,8 @@ def test_export_sets_the_study_user_attr(demo_files: DemoFiles, tmp_path: Path) 
         assert held["value"] == pytest.approx(saved["objective"]["value"])
         assert held["low"] <= held["value"] <= held["high"]
         assert attr["search_value"] == pytest.approx(saved["extra"]["search_split_value"])
+        test = attr["control_test"]  # the test recorded in the file, also in the study
+        assert test == saved["extra"]["control_test"]
+        assert test["rule"] == "one-sided" and test["estimator"] == "cdr"
+        assert test["verdict"] in ("pick", "control") and test["level"] == 0.95
     assert attr["trial"] == study.best_trial.number

@@ -108,7 +108,8 @@ studies = export_studies  # the two toy studies of test_export_cli (module-scope
 def test_validated_export_reports_its_report_fold(studies: Path, tmp_path: Path) -> None:
     out = tmp_path / "v.json"
     result = invoke(["search", "export", "--storage", str(studies), "--study", "weak",
-                     "--validated", "--out", str(out), "--force-pick"])
+                     "--validated", "--control-test", "two-sided", "--out", str(out),
+                     "--force-pick"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     jsonschema.validate(data, SCHEMA)
@@ -125,7 +126,7 @@ def test_validated_export_refuses_a_pick_that_does_not_beat_control(
         studies: Path, tmp_path: Path) -> None:
     out = tmp_path / "v.json"
     result = invoke(["search", "export", "--storage", str(studies), "--study", "fair",
-                     "--validated", "--out", str(out)])
+                     "--validated", "--control-test", "two-sided", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "report half of the held-out requests" in result.stderr
     exported = ExportedWeights.read(out)

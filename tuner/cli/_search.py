@@ -39,6 +39,7 @@ from tuner.cli._track import MLFLOW, log_search
 from tuner.evaluation.loss_study import SPACES, is_loss_study
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import SearchSettings, Workspace
+from tuner.picks.control_test import CONTROL_TESTS, DEFAULT_CONTROL_TEST, ControlTest
 from tuner.picks.picking import (
     beats_control,
     control_export,
@@ -480,9 +481,16 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
               "winner's curse) instead of the strategy's pick (CEM: its final mean).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="File to write  [default: weights.json; with --json: none]")
-@click.option("--validated", is_flag=True, help="Choose the strategy's pick among its last "
-              "rounds' picks on half the held-out requests and report it on the other half "
-              "(split-sample: the reported lift is unbiased for the chosen vector).")
+@click.option("--validated", is_flag=True, help="Choose the strategy's pick among its picks "
+              "after rounds 1, 2, 4, ... and the last by gated_dr on the search split, and "
+              "report and test it on the whole held-out split (with --control-test "
+              "two-sided: choose on half the held-out requests, report on the other half).")
+@click.option("--control-test", "control_test", type=click.Choice(CONTROL_TESTS),
+              default=DEFAULT_CONTROL_TEST, show_default=True,
+              help="What a pick must pass on held-out requests to replace the control "
+              "weights: one-sided: the one-sided 95%% lower bound of its cdr (calibrated DR) "
+              "paired objective lift is above 0; two-sided: the lower end of the two-sided "
+              "95%% interval of the study estimator's paired lift is (the rule before).")
 @click.option("--force", is_flag=True, help="Overwrite the --out file if it exists.")
 @click.option("--force-pick", is_flag=True, help="Export the pick even if it does not beat "
               "the control weights on held-out requests.")
@@ -492,13 +500,14 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
 @user_errors
 def search_export(storage: str, study_name: str, trial_number: int | None, best: bool,
                   out: Path | None, force: bool, force_pick: bool, as_json: bool,
-                  mlflow_uri: str | None = None, validated: bool = False) -> None:
+                  mlflow_uri: str | None = None, validated: bool = False,
+                  control_test: str = DEFAULT_CONTROL_TEST) -> None:
     """Export a weight vector, judged on the held-out split, as JSON for serving.
 
     Default: the strategy's pick (CEM: its final mean, denoised); --best: the
     best trial; --trial N. A pick whose held-out lift over the control weights
-    is not significantly above 0 is replaced by the control weights unless
-    --force-pick.
+    is not significantly above 0 (--control-test) is replaced by the control
+    weights unless --force-pick; the test is recorded in extra.control_test.
     """
     if best and trial_number is not None:
         raise ValueError("give --best or --trial, not both")
@@ -523,25 +532,29 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
             raise ValueError(f"study {study_name!r} is a Pareto study; --validated needs a "
                              "single objective")
         ws = Workspace(SearchSettings.from_dict(raw))
-        exported, report, search_values = validated_export(ws, study, search_)
+        exported, report, search_values = validated_export(ws, study, search_, control_test)
         number = None
     else:
         weights, number = pick_weights(study, search_, pick, trial_number)
         ws = Workspace(SearchSettings.from_dict(raw))
-        exported, report, search_values = export_pick(ws, study_name, weights, pick, number,
-                                                      search_.space.pinned)
-    # a Pareto point is chosen on several metrics; one objective's lift does not judge it
-    if (not is_loss_study(raw) and not force_pick and len(study.directions) == 1
-            and not beats_control(exported)):
-        lift = exported.extra["lift_vs_control"]
-        where = ("the report half of the held-out requests" if validated
-                 else "held-out requests")
-        click.echo(f"warning: the {pick} pick does not beat the control weights on {where} "
-                   f"(objective lift {lift['value']:.4g}, interval [{lift['low']:.4g}, "
-                   f"{lift['high']:.4g}] reaches 0); exporting the control weights instead "
-                   "(--force-pick exports the pick)", err=True)
-        exported = control_export(exported, report)
-        pick, number = exported.pick, None
+        # a Pareto point is chosen on several metrics; one objective's lift does not judge it
+        exported, report, search_values = export_pick(
+            ws, study_name, weights, pick, number, search_.space.pinned,
+            control_test=control_test if len(study.directions) == 1 else None)
+    if "control_test" in exported.extra and not beats_control(exported):
+        test = ControlTest.from_dict(exported.extra["control_test"])
+        if force_pick:
+            exported = dataclasses.replace(exported, extra={
+                **exported.extra, "control_test": {**exported.extra["control_test"],
+                                                   "forced": True}})
+        else:
+            where = ("the report half of the held-out requests" if test.split != "holdout"
+                     else "held-out requests")
+            click.echo(f"warning: the {pick} pick does not beat the control weights on "
+                       f"{where} ({test.describe()}: not above 0); exporting the control "
+                       "weights instead (--force-pick exports the pick)", err=True)
+            exported = control_export(exported, report)
+            pick, number = exported.pick, None
     if ATTR_SEGMENTS in study.user_attrs and not is_loss_study(raw):  # default row: exported
         _export_segments(ws, study, exported, url, out, force, as_json)
         return
@@ -563,6 +576,11 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
     click.echo(f"pick '{pick}' {'fusion ' if 'loss_weights' in exported.extra else ''}"
                f"weights {exported.weight_map}")
     click.echo(ab_table(report, search_values))
+    if "control_test" in exported.extra:
+        record = exported.extra["control_test"]
+        click.echo(f"control test ({record['rule']}): "
+                   f"{ControlTest.from_dict(record).describe()}: {record['verdict']}"
+                   + (" (forced)" if record.get("forced") else ""))
     warn_few_events(ab_events(report), "held-out")
     click.echo(f"wrote {path}")
 

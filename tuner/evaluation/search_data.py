@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from simulator.estimators import ESTIMATORS, SlateFeedback, hyperparameters, make_estimator
+from simulator.estimators import (
+    ESTIMATORS,
+    BaseEstimator,
+    SlateFeedback,
+    hyperparameters,
+    make_estimator,
+)
 from simulator.fusion import FUSIONS, make_fusion
 from simulator.hashing import SPLIT_STREAM, uniform
 from simulator.intervals import INTERVALS, make_interval
@@ -267,6 +273,7 @@ class Workspace:
                                   f"{err}") from None
         self.parts = split_log(self.traffic, settings.splits, settings.split_seed)
         self._replays: dict[str, Replay] = {}
+        self._other: dict[tuple[str, BaseEstimator], Replay] = {}
 
     @property
     def score_tasks(self) -> tuple[str, ...]:
@@ -291,9 +298,32 @@ class Workspace:
             self._replays[part] = self._build(self.parts[part])
         return self._replays[part]
 
-    def _build(self, part: LoggedTraffic) -> Replay:
+    def replay_as(self, part: str, estimator: BaseEstimator) -> Replay:
+        """The replay of one split with another estimator than the study's (built once per
+        split and estimator), e.g. the calibrated DR of the export's control test.
+
+        Raises:
+            ValueError: the estimator needs a reward model and the score table lacks a
+                score for one of the log's label tasks.
+        """
+        key = (part, estimator)
+        if key not in self._other:
+            if part not in self.parts:
+                raise KeyError(f"no split {part!r}; splits: {list(self.parts)}")
+            try:
+                self._other[key] = self._build(self.parts[part], estimator)
+            except ValueError as err:
+                if "needs a score for every label task" not in str(err):
+                    raise
+                missing = [t for t in self.tasks if t not in self.score_tasks]
+                raise ValueError(f"estimator {estimator.name!r} needs a score for every label "
+                                 f"task; the score table lacks {missing}") from None
+        return self._other[key]
+
+    def _build(self, part: LoggedTraffic, estimator: BaseEstimator | None = None) -> Replay:
         scores = self.table.aligned(part, self.score_tasks)
-        estimator = make_estimator(self.settings.estimator, self.settings.estimator_params)
+        if estimator is None:
+            estimator = make_estimator(self.settings.estimator, self.settings.estimator_params)
         rm = (reward_model(self.settings, self.score_tasks, part.tasks, scores)
               if estimator.needs_reward_model else None)
         return Replay(

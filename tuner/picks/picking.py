@@ -4,12 +4,14 @@ The best of many noisy trials overstates itself (the winner's curse), so the
 default pick is the strategy's own (CEM's final mean — the centre of the last elite, an
 average over many good trials), and every pick is judged on the held-out split of the
 log, which the search never saw. A pick that does not beat the control weights there
-(:func:`beats_control`) is replaced by them (:func:`control_export`) unless forced.
+(:func:`beats_control`, by the test :mod:`tuner.picks.control_test` names) is replaced by
+them (:func:`control_export`) unless forced.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import optuna
@@ -18,6 +20,16 @@ from simulator.replay import OBJECTIVE
 from simulator.report import ABReport, ab_report
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
+from tuner.picks.control_test import (
+    CONTROL_TESTS,
+    DEFAULT_CONTROL_TEST,
+    ControlTest,
+    cdr,
+    choose_on_search,
+    gated_dr,
+    one_sided_test,
+    two_sided_test,
+)
 from tuner.picks.export import CONTROL_PICK, LEGACY_PICKS, PICKS, ExportedWeights
 from tuner.picks.validated import ValidatedPick, validated_pick
 from tuner.study import (
@@ -102,40 +114,76 @@ def _control(ws: Workspace) -> np.ndarray:
 
 
 def validated_export(ws: Workspace, study: optuna.Study, search: SearchSpec,
+                     control_test: str = DEFAULT_CONTROL_TEST,
                      ) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
-    """The strategy's pick after one of the rounds :func:`candidate_rounds` names, chosen on
-    one half of the held-out split and reported on the other
-    (:func:`tuner.picks.validated.validated_pick`),
-    as :func:`export_pick` returns it: pick ``"strategy"``, ``objective`` and
-    ``lift_vs_control`` from the report fold (unbiased for the chosen vector, so
-    :func:`beats_control` judges it there), ``extra["selection"]`` saying how it was
-    chosen.
+    """The strategy's pick after one of the rounds :func:`candidate_rounds` names, as
+    :func:`export_pick` returns it (pick ``"strategy"``), with ``extra["selection"]`` saying
+    how it was chosen.
+
+    With the ``"one-sided"`` control test (the default) the candidates are ordered by
+    ``gated_dr`` on the search split (:func:`tuner.picks.control_test.choose_on_search`),
+    so the whole held-out split, which had no part in the choice, reports the chosen
+    vector and tests it. With ``"two-sided"`` (the rule before) the choice is made on one
+    half of the held-out split and reported and tested on the other
+    (:func:`tuner.picks.validated.validated_pick`).
 
     Raises:
-        ValueError: a study without a completed round.
+        ValueError: a study without a completed round, or an unknown control test.
     """
+    _check_test(control_test)
     picks = picks_by_round(study, search)
     if len(picks) == 0:
         raise ValueError(f"study {study.study_name!r} has no completed round yet; run "
                          "'fusiontune search run' first")
     rounds = candidate_rounds(len(picks))
     weights = search.space.matrix_to_weights(picks[[r - 1 for r in rounds]])
-    choice = validated_pick(ws.replay(HOLDOUT), weights, _control(ws), ws.settings.objective)
-    return export_pick(ws, study.study_name, choice.weights, "strategy", None,
-                       search.space.pinned, validated=(choice, rounds))
+    control, objective = _control(ws), ws.settings.objective
+    if control_test == "two-sided":
+        choice = validated_pick(ws.replay(HOLDOUT), weights, control, objective)
+        return export_pick(ws, study.study_name, choice.weights, "strategy", None,
+                           search.space.pinned, validated=(choice, rounds),
+                           control_test=control_test)
+    _need_scores(ws, "--validated orders the rounds' picks by gated_dr")
+    on_search = choose_on_search(ws.replay_as(SEARCH, gated_dr()), weights, control,
+                                 objective)
+    selection = {
+        "rule": "the strategy's pick after the round with the best gated_dr objective on "
+                "the search split; reported and tested on the whole held-out split",
+        "rounds": rounds,
+        "chosen_round": rounds[on_search.candidate],
+        "search_split_gated_dr": [jsonable(float(x)) for x in on_search.values],
+        "search_requests": on_search.n_requests,
+    }
+    return export_pick(ws, study.study_name, on_search.weights, "strategy", None,
+                       search.space.pinned, control_test=control_test, selection=selection)
 
 
 def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
                 trial_number: int | None, pinned: str | None = None,
                 validated: tuple[ValidatedPick, list[int]] | None = None,
+                control_test: str | None = None,
+                selection: dict[str, Any] | None = None,
                 ) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
     """The export record of a pick, its held-out A/B report and its search-split values.
 
     ``pinned`` is the task whose weight the search held at 1, written in the file's
     ``fusion`` block with the formula's parameters. With ``validated`` (the pick was chosen
     on the choose fold of the held-out split, among the picks after the rounds given) the
-    report is that of its report fold alone.
+    report is that of its report fold alone, and the control test must be
+    ``"two-sided"`` (it is made there). ``control_test`` names the test against control
+    (:data:`~tuner.picks.control_test.CONTROL_TESTS`; None: none is made, as for a Pareto
+    point or a loss-weight pick), recorded in ``extra["control_test"]``; ``selection`` (how
+    the pick was chosen) goes to ``extra["selection"]``.
+
+    Raises:
+        ValueError: the pick breaks a guardrail on the held-out split, an unknown control
+            test, or a one-sided test asked of a split-sample pick.
     """
+    if control_test is not None:
+        _check_test(control_test)
+    if validated is not None and control_test != "two-sided":
+        raise ValueError("a pick chosen on half the held-out split is tested two-sided on "
+                         "the other half; give control_test='two-sided'")
     settings = ws.settings
     control = _control(ws)
     report = (validated[0].report if validated is not None
@@ -149,6 +197,17 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
     search = ws.replay(SEARCH).evaluate(weights[None], settings.objective)
     search_values = {m: float(search.value[0, i]) for i, m in enumerate(search.metrics)}
     row = report.row(OBJECTIVE)
+    test = (None if control_test is None else
+            _control_test(ws, weights, control, control_test, report, validated is not None))
+    if validated is not None:
+        selection = {
+            "rule": "the strategy's pick after the round with the best lift on the "
+                    "choose half of the held-out split; reported on the other half",
+            "rounds": validated[1],
+            "chosen_round": validated[1][validated[0].candidate],
+            "choose_fold_lifts": [jsonable(float(x)) for x in validated[0].choose_lifts],
+            "choose_requests": validated[0].n_choose,
+            "report_requests": report.n_requests}
     exported = ExportedWeights(
         formula=settings.formula,
         tasks=ws.score_tasks,
@@ -173,23 +232,49 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
                                            "events": jsonable(r.treatment.events)}
                                 for r in report.rows},
             "holdout_requests": report.n_requests,
-            **({} if validated is None else {"selection": {
-                "rule": "the strategy's pick after the round with the best lift on the "
-                        "choose half of the held-out split; reported on the other half",
-                "rounds": validated[1],
-                "chosen_round": validated[1][validated[0].candidate],
-                "choose_fold_lifts": [jsonable(float(x)) for x in validated[0].choose_lifts],
-                "choose_requests": validated[0].n_choose,
-                "report_requests": report.n_requests}}),
+            **({} if test is None else {"control_test": test.to_dict()}),
+            **({} if selection is None else {"selection": selection}),
         },
     )
     return exported, report, search_values
 
 
+def _need_scores(ws: Workspace, what: str) -> None:
+    """Refuse, naming the alternative, where the calibrated-DR family has no reward model."""
+    missing = [t for t in ws.tasks if t not in ws.score_tasks]
+    if missing:
+        raise ValueError(f"{what}, which needs a score for every label task; the score "
+                         f"table lacks {missing}: give --control-test two-sided (the study "
+                         "estimator's two-sided test)")
+
+
+def _check_test(control_test: str) -> None:
+    if control_test not in CONTROL_TESTS:
+        raise ValueError(f"control test {control_test!r} is unknown; valid: "
+                         f"{list(CONTROL_TESTS)}")
+
+
+def _control_test(ws: Workspace, weights: np.ndarray, control: np.ndarray, rule: str,
+                  report: ABReport, report_half: bool) -> ControlTest:
+    """The test of the pick against control: one-sided by ``cdr`` on the whole held-out
+    split, or two-sided by the study's estimator on the requests ``report`` covers."""
+    if rule == "one-sided":
+        _need_scores(ws, "the one-sided control test estimates the lift by cdr")
+        return one_sided_test(ws.replay_as(HOLDOUT, cdr()), weights, control,
+                              ws.settings.objective)
+    return two_sided_test(report.row(OBJECTIVE).lift, ws.settings.estimator,
+                          report.n_requests,
+                          "holdout report half" if report_half else HOLDOUT)
+
 
 def beats_control(exported: ExportedWeights) -> bool:
-    """Whether the lower end of the held-out lift interval of the objective over control,
-    as :func:`export_pick` records it in ``extra["lift_vs_control"]``, is above 0."""
+    """Whether the export's pick passed its control test (``extra["control_test"]``, as
+    :func:`export_pick` records it); a record without one (written before the test was
+    recorded) by the former rule: the lower end of the held-out lift interval,
+    ``extra["lift_vs_control"]["low"]``, is above 0."""
+    test = exported.extra.get("control_test")
+    if isinstance(test, dict) and "verdict" in test:
+        return bool(test["verdict"] == "pick")
     return float(exported.extra["lift_vs_control"]["low"]) > 0
 
 

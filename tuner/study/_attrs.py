@@ -161,7 +161,9 @@ def _json_roundtrip(value: Mapping[str, Any], what: str) -> dict[str, Any]:
 def exported_attr(exported: Mapping[str, Any]) -> dict[str, Any]:
     """The study user attr :data:`ATTR_EXPORTED` of an export record (``ExportedWeights``
     as JSON): ``{"weights", "pick", "trial", "holdout": {"value", "low", "high"},
-    "search_value", "created_at"}``."""
+    "search_value", "control_test", "created_at"}`` (``control_test``: the test the pick
+    passed or failed against control, ``extra["control_test"]``; None where none was
+    made)."""
     objective = exported.get("objective", {})
     return jsonable({
         "weights": exported.get("weights"),
@@ -170,6 +172,7 @@ def exported_attr(exported: Mapping[str, Any]) -> dict[str, Any]:
         "holdout": {k: objective.get(k) for k in ("value", "low", "high")},
         "split": objective.get("split"),
         "search_value": exported.get("extra", {}).get("search_split_value"),
+        "control_test": exported.get("extra", {}).get("control_test"),
         "created_at": exported.get("created_at"),
     })
 
