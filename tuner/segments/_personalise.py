@@ -53,6 +53,7 @@ __all__ = [
     "StoredLearned",
     "evaluate_learned",
     "feature_matrix",
+    "learned_compare",
     "learned_study_name",
     "log_arrays",
     "personalise",
@@ -417,3 +418,14 @@ def personalise(storage: str, study_name: str, ws: Workspace, global_weights: np
             "trial": number, "path": str(out.resolve()),
             "personalised": evaluation.decision.personalised})
     return PersonaliseOutcome(number, reuse, evaluation, best_epoch, epochs_run, out)
+
+
+def learned_compare(ws: Workspace, storage: str, study_name: str, global_weights: np.ndarray,
+                    split: str = HOLDOUT) -> LearnedEvaluation | None:
+    """The stored weight model's policy vs the global pick vs the control on ``split``
+    (None: the study has no learned model); the model's weights come from its stored JSON,
+    so no torch is needed."""
+    stored = stored_learned(storage, study_name)
+    if stored is None:
+        return None
+    return evaluate_learned(ws, stored.weights, stored.features, global_weights, split)
