@@ -143,8 +143,8 @@ def _features(log: WorldLog) -> np.ndarray:
     return np.stack([request_feature(log.traffic, f) for f in FEATURES.split(",")], axis=1)
 
 
-def _halves(seed: int, n: int) -> tuple[WorldLog, WorldLog]:
-    log = make_log(seed, n)
+def _halves(seed: int, n: int, h: float = 0.0) -> tuple[WorldLog, WorldLog]:
+    log = make_log(seed, n, taste_heterogeneity=h)
     parts = split_log(log.traffic, {"search": 0.5, "holdout": 0.5}, seed)
     return log.part(parts["search"]), log.part(parts["holdout"])
 
@@ -202,18 +202,22 @@ def test_export_reproduces_the_weights_and_a_bad_one_is_refused(
 @pytest.mark.slow
 def test_held_out_estimate_of_the_learned_policy_is_unbiased() -> None:
     """Mean over seeds of (held-out SNIPS estimate - exact truth on the same requests) is
-    within three standard errors of 0: training on the search split does not bias it."""
-    diffs = []
+    within three standard errors of 0: training on the search split does not bias it (a
+    world whose users' best weights differ, so that the model has something to learn)."""
+    diffs, moved = [], 0
     for seed in range(8):
-        search, held = _halves(10 + seed, 3000)
+        search, held = _halves(10 + seed, 5000, h=2.0)
         learned = train(_world_arrays(search, _features(search)), BASE,
                         tuple(FEATURES.split(",")), TASKS,
                         WeightModelConfig(epochs=40, patience=10, seed=seed))
         w = learned.weights(_features(held))
-        assert not np.allclose(w, BASE)  # the model moved: it is not the global policy
+        moved += not np.allclose(w, BASE)  # early stopping may keep the start
         est = per_request_estimate(held.replay(SNIPS()), w[None], OBJECTIVE_WEIGHTS)
         diffs.append(est.value[0, -1] - _true_objective(held, w))
     d = np.asarray(diffs)
+    print(f"moved on {moved} seeds; estimate - truth {d.mean():+.4f} +- "
+          f"{d.std(ddof=1) / np.sqrt(len(d)):.4f}: {np.round(d, 4)}")
+    assert moved >= len(d) // 2  # mostly a learned policy, not the global one
     assert abs(d.mean()) <= 3 * d.std(ddof=1) / np.sqrt(len(d)), d
 
 
