@@ -19,6 +19,7 @@ from tests.worldkit import FUSION, OBJECTIVE_WEIGHTS, TASKS, WorldLog, make_log
 from tuner.cli import main
 from tuner.evaluation.search_data import SearchSettings, Workspace, split_log
 from tuner.segments import guard, request_feature
+from tuner.segments._export import with_guardrails
 from tuner.segments._learned import LearnedWeights, LogArrays, WeightModelConfig
 from tuner.segments._learned import train_weight_model as train
 from tuner.segments._personalise import (
@@ -238,3 +239,19 @@ def test_the_guard_refuses_where_features_carry_no_taste() -> None:
             [w, np.tile(BASE, (len(w), 1))]), OBJECTIVE_WEIGHTS, np.array([[1.0, -1.0]]))
         exported += guard(est).personalised
     assert exported <= 1
+
+
+def test_a_policy_that_breaks_a_guardrail_is_not_exported(study_db: Path) -> None:
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{study_db}")
+    settings = SearchSettings.from_dict(study.user_attrs["fusiontune:settings"])
+    strict = Workspace(dataclasses.replace(settings, guardrails={"click": 0.0}))
+    # weights that rank by conversion and like alone: clicks fall below the control's
+    away = np.array([1.0, 4.0, 4.0])
+    ev = evaluate_learned(strict, lambda x: np.tile(away, (len(x), 1)), ["user_activity"],
+                          BASE)
+    assert "click" in ev.broken and not ev.decision.personalised
+    forced = with_guardrails(dataclasses.replace(ev.decision, personalised=True), ev.broken)
+    assert not forced.personalised and "guardrail" in forced.reason
+    free = evaluate_learned(Workspace(settings), lambda x: np.tile(away, (len(x), 1)),
+                            ["user_activity"], BASE)
+    assert free.broken == ""

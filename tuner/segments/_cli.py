@@ -19,7 +19,8 @@ from simulator.replay import MIN_EVENTS
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace
 from tuner.picks.export import ExportedWeights
-from tuner.segments._export import GuardDecision, SegmentTable, guard
+from tuner.segments._export import GuardDecision, SegmentTable, guard, with_guardrails
+from tuner.segments._personalise import guardrail_breach
 from tuner.segments._replay import (
     VERSUS_GLOBAL_AND_CONTROL,
     PersonalisedEstimate,
@@ -103,7 +104,13 @@ def personalised_compare(ws: Workspace, study: optuna.Study, global_weights: np.
     k = seg.n_segments
     policies = [rows, np.tile(global_weights, (k, 1)), np.tile(_control(ws), (k, 1))]
     est = sr.personalised(policies, dict(ws.settings.objective), VERSUS_GLOBAL_AND_CONTROL)
-    decision = guard(est, 0)
+    if ws.settings.guardrails:  # every request with its segment's row, against control
+        per_request = np.stack([np.tile(_control(ws), (len(sr.segments), 1)),
+                                rows[sr.segments]])
+        broken = guardrail_breach(ws, split, ws.replay(split).request_terms(per_request))
+    else:
+        broken = ""
+    decision = with_guardrails(guard(est, 0), broken)
     return est, decision, SegmentTable(seg, ws.score_tasks, rows, np.asarray(global_weights),
                                        decision)
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from simulator.estimators import RequestTerms
 from simulator.fusion import make_fusion
 from simulator.logs import LoggedTraffic
 from simulator.replay import Replay, objective_matrix
@@ -52,6 +53,7 @@ __all__ = [
     "PersonaliseOutcome",
     "StoredLearned",
     "evaluate_learned",
+    "guardrail_breach",
     "feature_matrix",
     "learned_compare",
     "learned_study_name",
@@ -148,8 +150,7 @@ def evaluate_learned(ws: Workspace, weights_of: Callable[[np.ndarray], np.ndarra
     """Value the policy ``x -> weights_of(x)`` ``[R, F] -> [R, S]`` on ``split``.
 
     One pass of the split's replay over the learned, global and control policies; the
-    guardrails are the study's, judged as in the search (paired lift over control at the
-    lower end of the study's interval).
+    guardrails are the study's (:func:`guardrail_breach`).
     """
     replay = ws.replay(split)
     x = feature_matrix(ws.parts[split], features)
@@ -160,10 +161,18 @@ def evaluate_learned(ws: Workspace, weights_of: Callable[[np.ndarray], np.ndarra
     terms = replay.request_terms(policies)
     tasks = replay.feedback.tasks
     est = terms_estimate(terms, tasks, dict(ws.settings.objective), VERSUS_GLOBAL_AND_CONTROL)
-    rails = parse_guardrails(ws.settings.guardrails, tasks)
-    broken = guardrail_reasons(terms.take(np.array([2, 0])), replay.interval, tasks, rails,
-                               replay.request_ids)[0]
+    broken = guardrail_breach(ws, split, terms.take(np.array([2, 0])))
     return LearnedEvaluation(est, with_guardrails(guard(est, 0), broken), broken)
+
+
+def guardrail_breach(ws: Workspace, split: str, terms: RequestTerms) -> str:
+    """Why a policy breaks the study's guardrails on ``split`` (``""``: it keeps them),
+    from the request terms of (control, policy); judged as in the search (paired lift over
+    control at the lower end of the study's interval)."""
+    replay = ws.replay(split)
+    tasks = replay.feedback.tasks
+    rails = parse_guardrails(ws.settings.guardrails, tasks)
+    return guardrail_reasons(terms, replay.interval, tasks, rails, replay.request_ids)[0]
 
 
 @dataclass(frozen=True)
