@@ -20,13 +20,10 @@ from tuner.cli import main
 from tuner.evaluation.search_data import SearchSettings, Workspace, split_log
 from tuner.segments import guard, request_feature
 from tuner.segments._export import with_guardrails
+from tuner.segments._export_model import write_export
 from tuner.segments._learned import LearnedWeights, LogArrays, WeightModelConfig
 from tuner.segments._learned import train_weight_model as train
-from tuner.segments._personalise import (
-    LearnedEvaluation,
-    evaluate_learned,
-    write_export,
-)
+from tuner.segments._personalise import LearnedEvaluation, evaluate_learned
 from tuner.segments._replay import per_request_estimate
 
 torch = pytest.importorskip("torch")

@@ -12,7 +12,7 @@ from tuner.cli._common import STORAGE, STUDY, dump, load_existing, storage_url, 
 from tuner.evaluation.loss_study import is_loss_study
 from tuner.evaluation.search_data import SearchSettings, Workspace
 from tuner.picks.picking import pick_weights
-from tuner.segments import refuse_segment_study
+from tuner.segments import WeightModelConfig, refuse_segment_study
 from tuner.segments._cli import compare_dict, compare_text
 from tuner.segments._personalise import PersonaliseOutcome, learned_study_name, personalise
 
@@ -75,7 +75,8 @@ def search_personalise(storage: str, study_name: str, features_text: str | None,
     done = personalise(url, study_name, ws, np.asarray(weights), search.space.pinned,
                        features, overrides, retrain, out, force,
                        lambda m: click.echo(m, err=True),
-                       None if no_progress else _progress(overrides.get("epochs", 300)))
+                       None if no_progress else _progress(
+                           overrides.get("epochs", WeightModelConfig().epochs)))
     _report(study_name, done, as_json)
 
 

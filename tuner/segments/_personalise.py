@@ -18,10 +18,6 @@ weights from the stored JSON without torch.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import secrets
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +27,12 @@ import numpy as np
 import optuna
 
 from simulator.estimators import RequestTerms
-from simulator.fusion import make_fusion
 from simulator.logs import LoggedTraffic
 from simulator.replay import Replay, objective_matrix
 from tuner.evaluation.guardrails import guardrail_reasons, parse_guardrails
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
 from tuner.segments._export import GuardDecision, guard, with_guardrails
+from tuner.segments._export_model import write_export
 from tuner.segments._learned import (
     LearnedWeights,
     LogArrays,
@@ -62,13 +58,10 @@ __all__ = [
     "replay_arrays",
     "store_learned",
     "stored_learned",
-    "write_export",
 ]
 
 ATTR_LEARNED_EXPORT = "fusiontune:learned_export"
 """User attr of ``<study>/learned``: the last export (folder, trial, personalised or not)."""
-MODEL_FILE, SPEC_FILE = "weight_model.pt", "weight_model.json"
-_REPRODUCE_RTOL = 1e-5
 
 
 def learned_study_name(study_name: str) -> str:
@@ -240,88 +233,6 @@ def store_learned(storage: str, study_name: str, learned: LearnedWeights,
     }
     study.add_trial(optuna.trial.create_trial(value=float(est.value[0, m]), user_attrs=attrs))
     return max(t.number for t in study.get_trials(deepcopy=False))
-
-
-def write_export(out: Path, learned: LearnedWeights, evaluation: LearnedEvaluation,
-                 ws: Workspace, global_weights: np.ndarray, check_rows: np.ndarray,
-                 overwrite: bool, about: Mapping[str, Any]) -> Path:
-    """Write the export folder ``out`` atomically (a new folder beside it, renamed).
-
-    Personalised: ``weight_model.pt`` (TorchScript) and ``weight_model.json`` (the model,
-    its features and normalisation, the formula, the tasks), checked to reproduce the
-    trained model's weights on ``check_rows`` ``[R, F]`` (held-out features) before the
-    folder is put in place. Not personalised: ``weight_model.json`` says
-    ``"personalised": false`` with the guard's reason and the default (global) weights.
-
-    Raises:
-        ValueError: ``out`` exists and not ``overwrite``, or an exported file does not
-            reproduce the weights (nothing is left written).
-    """
-    if out.exists() and not overwrite:
-        raise ValueError(f"--out {out} exists; give --force to overwrite it")
-    tasks = ws.score_tasks
-    decision = evaluation.decision
-    extra = {"personalised": decision.personalised, "guard": decision.to_dict(),
-             "default_weights": dict(zip(tasks, map(float, global_weights), strict=True)),
-             "fusion": make_fusion(ws.settings.formula).describe(),
-             "objective": dict(ws.settings.objective), **about}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.{secrets.token_hex(6)}.tmp"
-    os.mkdir(tmp)  # 0777 less the umask, as a plain mkdir
-    try:
-        if decision.personalised:
-            pt, js = learned.export(tmp, extra)
-            _check_reproduces(learned, pt, js, check_rows)
-        else:
-            head = {"format": "fusiontune-weight-model", "version": "1.0",
-                    "features": list(learned.features), "tasks": list(tasks)}
-            (tmp / SPEC_FILE).write_text(json.dumps({**head, **extra}, indent=1) + "\n")
-        _replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
-def _check_reproduces(learned: LearnedWeights, pt: Path, js: Path, x: np.ndarray) -> None:
-    """Refuse an export whose TorchScript or JSON gives other weights than the model."""
-    import warnings
-
-    import torch
-
-    want = learned.weights(x)
-    with warnings.catch_warnings():  # torch marks jit deprecated; servers still read it
-        warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.load(str(pt))
-    with torch.no_grad():
-        got_pt = scripted(torch.from_numpy(np.asarray(x, np.float32))).double().numpy()
-    got_js = weights_from_json(json.loads(js.read_text()), x)
-    for what, got in ((MODEL_FILE, got_pt), (SPEC_FILE, got_js)):
-        if got.shape != want.shape or not np.allclose(got, want, rtol=_REPRODUCE_RTOL,
-                                                      atol=0.0):
-            worst = float(np.max(np.abs(got / want - 1))) if got.shape == want.shape else 1.0
-            raise ValueError(f"the exported {what} does not reproduce the trained model's "
-                             f"weights on {len(x):,} held-out requests (largest relative "
-                             f"difference {worst:.2g} > {_REPRODUCE_RTOL:g}); nothing written")
-
-
-def _replace_folder(new: Path, out: Path) -> None:
-    """Put folder ``new`` at ``out``; an old ``out`` is moved aside first, removed after."""
-    old = None
-    if out.exists() or out.is_symlink():
-        old = out.parent / f".{out.name}.{secrets.token_hex(6)}.old"
-        os.replace(out, old)
-    try:
-        os.replace(new, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
