@@ -37,6 +37,7 @@ from tuner.segments._learned import (
     LearnedWeights,
     LogArrays,
     WeightModelConfig,
+    train_weight_model,
     weights_from_json,
 )
 from tuner.segments._replay import VERSUS_GLOBAL_AND_CONTROL, PersonalisedEstimate, terms_estimate
@@ -318,8 +319,6 @@ def personalise(storage: str, study_name: str, ws: Workspace, global_weights: np
         evaluation = evaluate_learned(ws, learned.weights, features, global_weights)
         number, best_epoch, epochs_run = stored.trial_number, stored.best_epoch, stored.epochs_run
     else:
-        from tuner.segments._learned import train_weight_model
-
         tasks = ws.score_tasks
         learned = train_weight_model(log_arrays(ws, SEARCH, features), global_weights,
                                      features, tasks, config,
