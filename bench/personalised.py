@@ -15,9 +15,15 @@ SNIPS estimate on the held-out split, the guard's paired lift is personalised mi
 global there, and every TRUE value is exact on the truth split (requests neither search
 nor held-out saw). Winner's-curse gap = held-out estimate - truth.
 
+The learned row is ``search personalise``'s steps: the weight model
+(:mod:`tuner.segments._learned`, inputs ``LEARNED_FEATURES``) starts at global CEM's pick,
+trains on the search split, is valued per request on the held-out split and guarded like
+the segments; its truth is exact on the truth split with its weights per request.
+
 Run: ``nice python bench/personalised.py [--worlds marketplace,kuairand] [--seeds 5]
-[--search 20000] [--holdout 20000] [--truth 40000] [--segments 2,4,8]
-[--heterogeneity 0] [--generations 10] [--population 32]``; prints markdown tables.
+[--first-seed 0] [--search 20000] [--holdout 20000] [--truth 40000] [--segments 2,4,8]
+(``""``: none) [--heterogeneity 0] [--generations 10] [--population 32] [--epochs 300]
+[--tau 0.1]``; prints markdown tables.
 """
 
 from __future__ import annotations
