@@ -15,9 +15,15 @@ SNIPS estimate on the held-out split, the guard's paired lift is personalised mi
 global there, and every TRUE value is exact on the truth split (requests neither search
 nor held-out saw). Winner's-curse gap = held-out estimate - truth.
 
+The learned row is ``search personalise``'s steps: the weight model
+(:mod:`tuner.segments._learned`, inputs ``LEARNED_FEATURES``) starts at global CEM's pick,
+trains on the search split, is valued per request on the held-out split and guarded like
+the segments; its truth is exact on the truth split with its weights per request.
+
 Run: ``nice python bench/personalised.py [--worlds marketplace,kuairand] [--seeds 5]
-[--search 20000] [--holdout 20000] [--truth 40000] [--segments 2,4,8]
-[--heterogeneity 0] [--generations 10] [--population 32]``; prints markdown tables.
+[--first-seed 0] [--search 20000] [--holdout 20000] [--truth 40000] [--segments 2,4,8]
+(``""``: none) [--heterogeneity 0] [--generations 10] [--population 32] [--epochs 300]
+[--tau 0.1]``; prints markdown tables.
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ from tuner.segments import (  # noqa: E402
     merge_small,
     request_feature,
 )
+from tuner.segments._learned import WeightModelConfig, train_weight_model  # noqa: E402
+from tuner.segments._personalise import feature_matrix, replay_arrays  # noqa: E402
+from tuner.segments._replay import per_request_estimate  # noqa: E402
 from tuner.space import FusionSpace  # noqa: E402
 from tuner.strategies import CEM, CEMConfig  # noqa: E402
 
@@ -63,6 +72,8 @@ OBJECTIVES = {
     "kuairand": {"click": 1.0, "long_view": 1.0, "like": 10.0, "profile_enter": 10.0},
 }
 FEATURE = {"marketplace": "user_activity", "kuairand": "user_active_degree"}
+LEARNED_FEATURES = {"marketplace": ("user_activity", "user_segment"),
+                    "kuairand": ("user_active_degree", "tab")}
 CELLS = 4_000_000  # fused scores held at once by the exact truth
 
 
@@ -90,6 +101,14 @@ def true_objective(world: BaseWorld, split: Split, rows: np.ndarray, segments: n
                    objective: np.ndarray) -> np.ndarray:
     """``[P]`` exact objective of ``P`` personalised policies ``rows [P, K, S]`` on a split
     whose requests fall in ``segments [R]``."""
+    return true_per_request(world, split, rows, objective, segments)
+
+
+def true_per_request(world: BaseWorld, split: Split, rows: np.ndarray, objective: np.ndarray,
+                     segments: np.ndarray | None = None) -> np.ndarray:
+    """``[P]`` exact objective of ``P`` policies: request ``r`` of policy ``p`` ranked by
+    ``rows[p, segments[r]]`` (``rows [P, K, S]``), or by ``rows[p, r]`` (``[P, R, S]``,
+    weights per request) when ``segments`` is None."""
     reward = world.expected_rewards(split.traffic) @ objective  # [R, N]
     transformed = FUSION.transform(split.scores)  # [R, N, S]
     exam = world.examination
@@ -97,7 +116,7 @@ def true_objective(world: BaseWorld, split: Split, rows: np.ndarray, segments: n
     out = np.zeros(len(rows))
     step = max(1, CELLS // (len(rows) * n))
     for a in range(0, r, step):
-        w = rows[:, segments[a:a + step]]  # [P, c, S]
+        w = rows[:, a:a + step] if segments is None else rows[:, segments[a:a + step]]
         fused = np.einsum("cns,pcs->pcn", transformed[a:a + step], w.astype(np.float32))
         slates = top_k(fused, len(exam))  # [P, c, K]
         got = reward[a:a + step][np.arange(slates.shape[1])[None, :, None], slates]
@@ -154,6 +173,7 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
     out["global"] = {"truth": t_global, "estimate": e_global}
     out["oracle K=1"] = {"truth": true_objective(world, truth, w_oracle[None, None], zero_t,
                                                  col)[0], "estimate": np.nan}
+    out["learned"] = learned(world_name, world, sp, w_global, t_global, col, seed, args)
     for k in args.segments:
         seg0 = Segmentation.from_quantiles(feat, x_s, k)
 
@@ -188,6 +208,34 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
     return out
 
 
+def learned(world_name: str, world: BaseWorld, sp: dict[str, Split], w_global: np.ndarray,
+            t_global: float, col: np.ndarray, seed: int,
+            args: argparse.Namespace) -> dict[str, float]:
+    """The learned weight model from the global pick (``search personalise``'s steps):
+    trained on the search split, its held-out estimate and guard, its truth."""
+    feats = LEARNED_FEATURES[world_name]
+    obj = OBJECTIVES[world_name]
+    tasks = sp["search"].traffic.tasks
+    search = sp["search"].replay()
+    cfg = WeightModelConfig(epochs=args.epochs, tau=args.tau, seed=seed)
+    model = train_weight_model(replay_arrays(search, sp["search"].traffic, obj, feats),
+                               w_global, feats, tasks, cfg, pinned=tasks.index("click"))
+    x_h = feature_matrix(sp["holdout"].traffic, feats)
+    r_h = len(x_h)
+    pe = per_request_estimate(sp["holdout"].replay(), np.stack(
+        [model.weights(x_h), np.tile(w_global, (r_h, 1))]), obj, np.array([[1.0, -1.0]]))
+    decision = guard(pe)
+    truth = sp["truth"]
+    t = true_per_request(world, truth, model.weights(feature_matrix(truth.traffic, feats))[None],
+                         col)[0]
+    return {"truth": t, "estimate": pe.value[0, -1], "segments": 0.0,
+            "exported": float(decision.personalised),
+            "export truth": t if decision.personalised else t_global,
+            "lift low": decision.lift["low"], "lift high": decision.lift["high"],
+            "true lift": t - t_global, "epochs": float(len(model.history)),
+            "best epoch": float(model.best_epoch)}
+
+
 def _fmt(xs: list[float], scale: float = 100.0) -> str:
     a = np.asarray(xs) * scale
     return f"{a.mean():+.2f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.2f}"
@@ -219,9 +267,11 @@ def report(world_name: str, results: list[dict[str, dict[str, float]]],
             cells += ["-", "-", "-"]
         print("| " + " | ".join(cells) + " |")
     for i, r in enumerate(results):
-        print(f"\nseed {i}: segments after merging "
+        fit = r["learned"]
+        print(f"\nseed {args.first_seed + i}: learned model trained {int(fit['epochs'])} "
+              f"epochs (kept {int(fit['best epoch'])}); segments after merging "
               + ", ".join(f"{k}: {int(v['segments'])}" for k, v in r.items()
-                          if "segments" in v)
+                          if "segments" in v and k != "learned")
               + "; held-out lift of personalised over global "
               + ", ".join(f"{k}: [{v['lift low']:+.4f}, {v['lift high']:+.4f}] (true "
                           f"{v['true lift']:+.4f})" for k, v in r.items() if "segments" in v))
@@ -238,12 +288,17 @@ def main() -> None:
     p.add_argument("--heterogeneity", type=float, default=0.0)
     p.add_argument("--generations", type=int, default=10)
     p.add_argument("--population", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=300, help="the learned model's most epochs")
+    p.add_argument("--tau", type=float, default=WeightModelConfig().tau,
+                   help="the learned model's soft-rank temperature")
+    p.add_argument("--first-seed", type=int, default=0)
     args = p.parse_args()
-    args.segments = [int(k) for k in args.segments.split(",")]
+    args.segments = [int(k) for k in args.segments.split(",") if k]
     for world_name in args.worlds.split(","):
         t0 = time.time()
         results = []
-        for s in range(args.seeds):  # the table so far after every seed: a cut run still tells
+        # the table so far after every seed: a cut run still tells
+        for s in range(args.first_seed, args.first_seed + args.seeds):
             results.append(run(world_name, s, args))
             report(world_name, results, args)
             print(f"\n({time.time() - t0:.0f} s)", flush=True)

@@ -161,6 +161,41 @@ class Replay:
             parts.append(self.estimator.policy_terms(feedback, self.policy, fused))
         return self.estimator.finish(RequestTerms.concatenate(parts))
 
+    def request_terms(self, weights: np.ndarray) -> RequestTerms:
+        """Per-request estimator terms of ``P`` policies whose weights vary per request.
+
+        Request ``r`` of policy ``p`` is ranked by ``fuse(scores_r, weights[p, r])``: a
+        personalised policy (a weight model ``w(x_r)``, a segment table) is valued by the
+        same estimator as a constant vector, and a constant one (every row the same) gets
+        the terms of :meth:`terms` (tested).
+
+        Args:
+            weights: ``[P, R, S]`` (or ``[R, S]``: one policy) weights of each request.
+        """
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim == 2:
+            w = w[None]
+        r, s = self.feedback.n_requests, len(self.score_tasks)
+        if w.ndim != 3 or w.shape[1:] != (r, s):
+            raise ValueError(f"per-request weights must be [P, R, S] = [P, {r}, {s}] (one "
+                             f"row per request of the replay, one weight per score task "
+                             f"{list(self.score_tasks)}); got {list(np.shape(weights))}")
+        self.fusion.validate_weights(w.reshape(-1, s), self.score_tasks)
+        transformed: np.ndarray = self.__dict__["_transformed"]
+        parts = []
+        for start, stop, feedback in self.__dict__["_chunks"]:
+            fused = _fuse_per_request(transformed[start:stop], w[:, start:stop],
+                                      feedback.valid)  # [P, c, N]
+            parts.append(self.estimator.policy_terms(feedback, self.policy, fused))
+        return self.estimator.finish(RequestTerms.concatenate(parts))
+
+    def evaluate_per_request(
+        self, weights: np.ndarray, objective: Mapping[str, float] | None = None
+    ) -> PopulationEstimate:
+        """:meth:`evaluate` of policies whose weights vary per request (``[P, R, S]``, see
+        :meth:`request_terms`)."""
+        return self.estimates(self.request_terms(weights), objective)
+
     def evaluate(
         self, weights: np.ndarray, objective: Mapping[str, float] | None = None
     ) -> PopulationEstimate:
@@ -183,3 +218,19 @@ class Replay:
         sums = PopulationSums.of(terms, self.interval, combine, self.request_ids)
         return sums.estimate(self.interval, metric_names(self.feedback.tasks, objective),
                              combine)
+
+
+def _fuse_per_request(transformed: np.ndarray, weights: np.ndarray,
+                      valid: np.ndarray | None) -> np.ndarray:
+    """``[P, R, N]`` fused scores ``sum_s transformed[r, n, s] * weights[p, r, s]`` of a
+    linear formula (every :class:`BaseFusion` is linear after its transform), padding
+    ``-inf`` as :meth:`BaseFusion.fuse` makes it."""
+    import torch  # here: 'fusiontune --help' and history never load it
+
+    x = torch.from_numpy(np.ascontiguousarray(transformed))
+    w = torch.from_numpy(np.ascontiguousarray(weights, dtype=transformed.dtype))
+    fused = torch.einsum("rnt,prt->prn", x, w)
+    if valid is not None:
+        fused.masked_fill_(torch.from_numpy(~np.asarray(valid, dtype=bool))[None],
+                           float("-inf"))
+    return fused.numpy()

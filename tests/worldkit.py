@@ -129,16 +129,19 @@ def objective_of(values: np.ndarray) -> np.ndarray:
 
 
 def make_log(seed: int, n_requests: int, noise: float = SCORE_NOISE,
-             candidates: str | None = None, shown_slots: str | None = None) -> WorldLog:
+             candidates: str | None = None, shown_slots: str | None = None,
+             taste_heterogeneity: float = 0.0) -> WorldLog:
     """The marketplace of ``seed`` with ``n_requests`` logged requests and noisy model scores.
 
     ``scores = clip(p_true * exp(noise * z), 1e-6, 1)``, ``z ~ N(0, 1)`` drawn from a
     stream of its own (``[seed, 7]``), so the world's traffic is untouched by it.
     ``candidates`` and ``shown_slots`` (``"low:high"``) make the log ragged (see
     :class:`~simulator.worlds.MarketplaceConfig`); its padding's scores are 1e-6.
+    ``taste_heterogeneity``: how much users' best weights differ with their activity.
     """
     world = MarketplaceWorld(MarketplaceConfig(n_requests=n_requests, seed=seed,
-                                               candidates=candidates, shown_slots=shown_slots))
+                                               candidates=candidates, shown_slots=shown_slots,
+                                               taste_heterogeneity=taste_heterogeneity))
     traffic = world.generate()
     truth = world.true_probabilities(traffic)  # [R, N, 3]
     z = np.random.default_rng([seed, 7]).standard_normal(truth.shape)

@@ -16,6 +16,7 @@ from tuner.picks.compare import Comparison, compare_picks
 from tuner.picks.picking import pick_weights
 from tuner.segments import ATTR_SEGMENTS, refuse_segment_study
 from tuner.segments._cli import compare_dict, compare_text, personalised_compare
+from tuner.segments._personalise import learned_compare
 
 __all__ = ["search_compare"]
 
@@ -60,13 +61,21 @@ def search_compare(storage: str, study_name: str, top: int, split: str, metric: 
     warn_few_events({f"{p.label}: {metric}": p.estimate.events for p in comparison.picks},
                     "held-out" if split == HOLDOUT else split)
     personal = _personalised(ws, study, search, url, split)
+    learned = learned_compare(ws, url, study_name,
+                              np.asarray(pick_weights(study, search, "strategy")[0]), split)
     if as_json:
-        dump({**comparison.to_dict(), **({"personalised": compare_dict(*personal[:2])}
-                                         if personal is not None else {})})
+        dump({**comparison.to_dict(),
+              **({"personalised": compare_dict(*personal[:2])} if personal is not None
+                 else {}),
+              **({"learned": compare_dict(learned.estimate, learned.decision, "learned")}
+                 if learned is not None else {})})
         return
     click.echo(comparison_text(comparison))
     if personal is not None:
         click.echo("\n" + compare_text(*personal[:2]))
+    if learned is not None:
+        click.echo("\n" + compare_text(learned.estimate, learned.decision, "learned",
+                                        "learned weight model"))
 
 
 def _personalised(ws: Workspace, study: Any, search: Any, url: str, split: str) -> Any:

@@ -105,6 +105,9 @@ SEARCH_COMMANDS = {
     "compare": LazyCommand("tuner.cli._compare:search_compare",
                            "Compare the strategy's pick (CEM's mean), the best trials and "
                            "the control on one split."),
+    "personalise": LazyCommand("tuner.cli._personalise:search_personalise",
+                               "Learn personalised weights w(x) from request features, "
+                               "starting at the pick."),
     "pareto": LazyCommand("tuner.cli._pareto:search_pareto",
                           "Search and print the Pareto front of 2 or 3 metrics, such as "
                           "clicks against likes."),

@@ -19,8 +19,13 @@ from simulator.replay import MIN_EVENTS
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace
 from tuner.picks.export import ExportedWeights
-from tuner.segments._export import GuardDecision, SegmentTable, guard
-from tuner.segments._replay import PersonalisedEstimate, SegmentedReplay
+from tuner.segments._export import GuardDecision, SegmentTable, guard, with_guardrails
+from tuner.segments._personalise import guardrail_breach
+from tuner.segments._replay import (
+    VERSUS_GLOBAL_AND_CONTROL,
+    PersonalisedEstimate,
+    SegmentedReplay,
+)
 from tuner.segments._search import run_segmented, segment_picks, stored_segmentation
 from tuner.segments._segmentation import Segmentation, merge_small, request_feature
 from tuner.study import SearchSpec
@@ -98,19 +103,28 @@ def personalised_compare(ws: Workspace, study: optuna.Study, global_weights: np.
     sr = SegmentedReplay(ws.replay(split), seg.assign_log(ws.parts[split]), seg.n_segments)
     k = seg.n_segments
     policies = [rows, np.tile(global_weights, (k, 1)), np.tile(_control(ws), (k, 1))]
-    contrasts = np.array([[1.0, -1.0, 0.0], [1.0, 0.0, -1.0], [0.0, 1.0, -1.0]])
-    est = sr.personalised(policies, dict(ws.settings.objective), contrasts)
-    decision = guard(est, 0)
+    est = sr.personalised(policies, dict(ws.settings.objective), VERSUS_GLOBAL_AND_CONTROL)
+    if ws.settings.guardrails:  # every request with its segment's row, against control
+        per_request = np.stack([np.tile(_control(ws), (len(sr.segments), 1)),
+                                rows[sr.segments]])
+        broken = guardrail_breach(ws, split, ws.replay(split).request_terms(per_request))
+    else:
+        broken = ""
+    decision = with_guardrails(guard(est, 0), broken)
     return est, decision, SegmentTable(seg, ws.score_tasks, rows, np.asarray(global_weights),
                                        decision)
 
 
-def compare_text(est: PersonalisedEstimate, decision: GuardDecision) -> str:
-    """Per metric: personalised, global and control with intervals, and the paired lifts."""
+def compare_text(est: PersonalisedEstimate, decision: GuardDecision,
+                 name: str = "personalised", title: str = "personalised (per segment)"
+                 ) -> str:
+    """Per metric: ``name`` (the personalised policy), global and control with intervals,
+    and the paired lifts."""
     from tuner.cli._format import table
 
-    names = ["personalised", "global", "control"]
-    lifts = ["pers. - global", "pers. - control", "global - control"]
+    short = "pers." if name == "personalised" else name
+    names = [name, "global", "control"]
+    lifts = [f"{short} - global", f"{short} - control", "global - control"]
     rows = []
     for m, metric in enumerate(est.metrics):
         row: list[object] = [metric]
@@ -120,14 +134,17 @@ def compare_text(est: PersonalisedEstimate, decision: GuardDecision) -> str:
             row.append(f"{est.contrast_value[q, m]:+.4f} [{est.contrast_low[q, m]:+.4f}, "
                        f"{est.contrast_high[q, m]:+.4f}]")
         rows.append(row)
-    return (f"personalised (per segment) vs global vs control on {est.n:,} held-out requests "
+    return (f"{title} vs global vs control on {est.n:,} held-out requests "
             f"(stratified, {100 * est.level:.0f}% delta-method intervals)\n"
             + table(["metric", *names, *lifts], rows) + "\n" + decision.reason)
 
 
-def compare_dict(est: PersonalisedEstimate, decision: GuardDecision) -> dict[str, Any]:
-    names = ("personalised", "global", "control")
-    lifts = ("personalised_minus_global", "personalised_minus_control", "global_minus_control")
+def compare_dict(est: PersonalisedEstimate, decision: GuardDecision,
+                 name: str = "personalised") -> dict[str, Any]:
+    """:func:`compare_text` as JSON: per metric each policy's and each lift's value and
+    interval (keys ``<name>``, ``global``, ``control``, ``<name>_minus_global``...)."""
+    names = (name, "global", "control")
+    lifts = (f"{name}_minus_global", f"{name}_minus_control", "global_minus_control")
     return {"n_requests": est.n, "level": est.level, "guard": decision.to_dict(),
             "metrics": {metric: {
                 **{n: {"value": float(est.value[p, m]), "low": float(est.low[p, m]),

@@ -10,6 +10,7 @@ feature is missing or ``segments.personalised`` is false.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from tuner.picks.export import ExportedWeights
 from tuner.segments._replay import PersonalisedEstimate
 from tuner.segments._segmentation import Segmentation
 
-__all__ = ["SEGMENTS_SCHEMA_VERSION", "GuardDecision", "SegmentTable", "guard"]
+__all__ = ["SEGMENTS_SCHEMA_VERSION", "GuardDecision", "SegmentTable", "guard",
+           "with_guardrails"]
 
 SEGMENTS_SCHEMA_VERSION = "1.1"
 """The weights-file version that added ``segments`` (a minor: 1.0 readers ignore it)."""
@@ -68,6 +70,17 @@ def guard(estimate: PersonalisedEstimate, contrast: int = 0) -> GuardDecision:
               else f"personalised lift over global {span} ({pct}) is not significant: "
                    "exporting the global pick")
     return GuardDecision(ok, lift, estimate.level, reason)
+
+
+def with_guardrails(decision: GuardDecision, broken: str) -> GuardDecision:
+    """``decision``, refused when the personalised policy breaks a guardrail on held-out
+    requests (``broken``: why, from :func:`tuner.evaluation.guardrails.guardrail_reasons`;
+    ``""``: none broken)."""
+    if not broken or not decision.personalised:
+        return decision
+    return dataclasses.replace(decision, personalised=False, reason=(
+        f"personalised policy breaks a guardrail on held-out requests ({broken}): "
+        "exporting the global pick"))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ surrogate of the SNIPS estimate of the objective on a training part of the searc
 and keeps the epoch whose surrogate on a validation part was best (early stopping).
 
 The surrogate replaces the top-``K`` slate by soft ranks: with fused scores ``f`` of a
-request, candidate ``n``'s rank is ``rho_n = sum_{m != n} sigmoid((f_m - f_n) / tau)``
+request, candidate ``n``'s rank is ``rho_n = sum_{m != n} sigmoid((f_m - f_n) / (tau s))``
+(``s`` the standard deviation of the request's fused scores)
 and its exposure ``e_n = sum_k examination[k] * max(0, 1 - |rho_n - k|)`` (exact as
 ``tau -> 0``); then ``V = E * sum w y / sum w x`` with ``w = e / e_0`` over shown
 candidates, ``x`` the logged slot's examination and ``E`` the mean total exposure, as
@@ -17,14 +18,15 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["LearnedWeights", "WeightModelConfig", "train_weight_model"]
+__all__ = ["LearnedWeights", "LogArrays", "WeightModelConfig", "surrogate", "train_weight_model",
+           "weights_from_json"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,9 @@ class WeightModelConfig:
         hidden: width of the one hidden layer.
         epochs: most full-batch Adam steps.
         lr: Adam's learning rate.
-        tau: soft-rank temperature, in units of the fused score.
+        tau: soft-rank temperature, in units of the standard deviation of a
+            request's fused scores (so the surrogate, like the order, ignores a
+            common scale of the weights).
         patience: epochs without a better validation surrogate before stopping.
         val_fraction: share of the search split's requests held for early stopping.
         seed: seed of the initialisation and the train/validation cut.
@@ -128,7 +132,10 @@ def surrogate(model: Any, data: LogArrays, tau: float) -> Any:
     t = torch.from_numpy(data.transformed)
     w = model(torch.from_numpy(data.features))  # [R, S]
     fused = (t * w[:, None, :]).sum(dim=-1)  # [R, N]
-    diff = (fused[:, None, :] - fused[:, :, None]) / tau  # [R, n, m]: f_m - f_n
+    # in units of the request's spread: the order ignores a common scale, so must the
+    # surrogate, or it pays the model for inflating its weights (sharper soft ranks)
+    spread = fused.std(dim=-1, keepdim=True).clamp_min(1e-6)[:, :, None]  # [R, 1, 1]
+    diff = (fused[:, None, :] - fused[:, :, None]) / (tau * spread)  # [R, n, m]: f_m - f_n
     rank = torch.sigmoid(diff).sum(dim=-1) - 0.5  # minus the m == n term
     k = torch.arange(len(data.examination), dtype=torch.float32)
     kernel = torch.clamp(1.0 - (rank[..., None] - k).abs(), min=0.0)  # [R, N, K]
@@ -165,9 +172,52 @@ class LearnedWeights:
         with torch.no_grad():
             return self.model(torch.from_numpy(np.asarray(x, np.float32))).double().numpy()
 
-    def export(self, folder: str | Path) -> tuple[Path, Path]:
+    def spec(self) -> dict[str, Any]:
+        """Every parameter and the formula, as JSON (what a server without torch reads)."""
+        m = self.model
+        return {"format": "fusiontune-weight-model", "version": "1.0",
+                "features": list(self.features), "tasks": list(self.tasks),
+                "formula": "w = exp(log_w0 + head_w @ tanh(body_w @ ((x - mean) / std) + "
+                           "body_b) + head_b), then log w shifted so w[pinned] = w0[pinned]",
+                "pinned": None if m.pinned < 0 else self.tasks[m.pinned],
+                **{name: np.asarray(v.detach()).tolist() for name, v in (
+                    ("mean", m.mean), ("std", m.std), ("log_w0", m.log_w0),
+                    ("body_w", m.body.weight), ("body_b", m.body.bias),
+                    ("head_w", m.head.weight), ("head_b", m.head.bias))}}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> LearnedWeights:
+        """The model :meth:`spec` describes (its parameters exactly; no training record).
+
+        Raises:
+            ValueError: the spec is not a weight model's, or its arrays disagree.
+        """
+        import torch
+
+        if spec.get("format") != "fusiontune-weight-model":
+            raise ValueError("not a fusiontune weight model (format "
+                             f"{spec.get('format')!r}, expected 'fusiontune-weight-model')")
+        a = {k: np.asarray(spec[k], dtype=np.float32) for k in _PARAMS}
+        tasks, features = tuple(spec["tasks"]), tuple(spec["features"])
+        pinned = None if spec["pinned"] is None else tasks.index(spec["pinned"])
+        model = _model(len(features), np.exp(a["log_w0"]), a["mean"], a["std"],
+                       a["body_w"].shape[0], pinned)
+        try:
+            with torch.no_grad():
+                for name, target in (("log_w0", model.log_w0), ("body_w", model.body.weight),
+                                     ("body_b", model.body.bias),
+                                     ("head_w", model.head.weight),
+                                     ("head_b", model.head.bias)):
+                    target.copy_(torch.from_numpy(a[name]))
+        except RuntimeError as err:
+            raise ValueError(f"weight model arrays disagree: {err}") from None
+        model.eval()
+        return cls(model, features, tasks, [], -1)
+
+    def export(self, folder: str | Path, extra: Mapping[str, Any] | None = None
+               ) -> tuple[Path, Path]:
         """Write ``weight_model.pt`` (TorchScript) and ``weight_model.json`` (every parameter,
-        for a server without torch) into ``folder``."""
+        for a server without torch, and ``extra`` keys) into ``folder``."""
         import torch
 
         out = Path(folder)
@@ -180,25 +230,17 @@ class LearnedWeights:
             scripted = torch.jit.trace(self.model, example)
         pt = out / "weight_model.pt"
         scripted.save(str(pt))
-        m = self.model
-        spec = {"format": "fusiontune-weight-model", "version": "1.0",
-                "features": list(self.features), "tasks": list(self.tasks),
-                "formula": "w = exp(log_w0 + head_w @ tanh(body_w @ ((x - mean) / std) + "
-                           "body_b) + head_b), then log w shifted so w[pinned] = w0[pinned]",
-                "pinned": None if m.pinned < 0 else self.tasks[m.pinned],
-                **{name: np.asarray(v.detach()).tolist() for name, v in (
-                    ("mean", m.mean), ("std", m.std), ("log_w0", m.log_w0),
-                    ("body_w", m.body.weight), ("body_b", m.body.bias),
-                    ("head_w", m.head.weight), ("head_b", m.head.bias))}}
         js = out / "weight_model.json"
-        js.write_text(json.dumps(spec, indent=1) + "\n")
+        js.write_text(json.dumps({**self.spec(), **(extra or {})}, indent=1) + "\n")
         return pt, js
+
+
+_PARAMS = ("mean", "std", "log_w0", "body_w", "body_b", "head_w", "head_b")
 
 
 def weights_from_json(spec: dict[str, Any], x: np.ndarray) -> np.ndarray:
     """``[R, S]`` the weights the JSON export gives for features ``x`` ``[R, F]`` (numpy)."""
-    a = {k: np.asarray(spec[k], dtype=np.float64) for k in (
-        "mean", "std", "log_w0", "body_w", "body_b", "head_w", "head_b")}
+    a = {k: np.asarray(spec[k], dtype=np.float64) for k in _PARAMS}
     z = np.tanh(((np.asarray(x, float) - a["mean"]) / a["std"]) @ a["body_w"].T + a["body_b"])
     log_w = a["log_w0"] + z @ a["head_w"].T + a["head_b"]
     if spec["pinned"] is not None:

@@ -20,10 +20,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator.estimators import RequestTerms
 from simulator.intervals import influence, point_values
 from simulator.replay import OBJECTIVE, Replay, objective_matrix
 
-__all__ = ["PersonalisedEstimate", "SegmentedReplay", "sub_replay"]
+__all__ = ["VERSUS_GLOBAL_AND_CONTROL", "PersonalisedEstimate", "SegmentedReplay",
+           "per_request_estimate", "sub_replay", "terms_estimate"]
+
+VERSUS_GLOBAL_AND_CONTROL = np.array([[1.0, -1.0, 0.0], [1.0, 0.0, -1.0], [0.0, 1.0, -1.0]])
+"""Contrasts of the policies (personalised, global, control): personalised - global,
+personalised - control and global - control, each paired on the same requests."""
 
 
 def sub_replay(replay: Replay, requests: np.ndarray) -> Replay:
@@ -136,33 +142,71 @@ class SegmentedReplay:
         if w.ndim != 3 or w.shape[1] != self.n_segments:
             raise ValueError(f"each policy must be [K, S] with K = {self.n_segments}, "
                              f"got {w.shape[1:]}")
-        c = np.zeros((0, len(w))) if contrasts is None else np.atleast_2d(contrasts)
         combine = objective_matrix(self.replay.feedback.tasks, objective)
-        shares = self.shares
-        n_pol, m = len(w), combine.shape[1]
-        value = np.zeros((n_pol, m))
-        var = np.zeros((n_pol, m))
-        c_value = np.zeros((len(c), m))
-        c_var = np.zeros((len(c), m))
-        for s, rep in enumerate(self.replays):
-            if rep is None:
-                continue
-            terms = rep.terms(w[:, s])
-            v = point_values(terms, combine)  # [P, M]
-            infl = influence(terms, combine)  # [P, R_s, M]
-            r_s = infl.shape[1]
-            f = shares[s]
-            value += f * v
-            c_value += f * (c @ v)
-            if r_s > 1:
-                var += f**2 * infl.var(axis=1, ddof=1) / r_s
-                ci = np.einsum("qp,prm->qrm", c, infl)
-                c_var += f**2 * ci.var(axis=1, ddof=1) / r_s
-        from scipy import stats  # here: importing scipy.stats costs ~0.5 s at start
+        strata = [(float(f), rep.terms(w[:, s])) for s, (f, rep) in enumerate(
+            zip(self.shares, self.replays, strict=True)) if rep is not None]
+        return _stratified(strata, combine, self.replay.feedback.tasks, len(w), contrasts,
+                           level, int(self.segments.size))
 
-        z = float(stats.norm.ppf(0.5 + level / 2.0))
-        se, c_se = np.sqrt(var), np.sqrt(c_var)
-        metrics = self.replay.feedback.tasks + (OBJECTIVE,)
-        return PersonalisedEstimate(metrics, value, value - z * se, value + z * se, c_value,
-                                    c_value - z * c_se, c_value + z * c_se, level,
-                                    int(self.segments.size))
+
+def per_request_estimate(
+    replay: Replay,
+    policies: np.ndarray,
+    objective: Mapping[str, float],
+    contrasts: np.ndarray | None = None,
+    level: float = 0.95,
+) -> PersonalisedEstimate:
+    """Estimates of policies whose weights vary per request, with paired contrasts.
+
+    The estimate a :class:`SegmentedReplay` gives with one segment, for weights that may
+    differ on every request (a learned weight model ``w(x_r)``): the replay's own
+    estimator over :meth:`Replay.request_terms`, with delta-method intervals.
+
+    Args:
+        replay: the split's replay.
+        policies: ``[P, R, S]`` the weights of each policy on each request.
+        objective: task -> weight of the business objective.
+        contrasts: ``[Q, P]`` rows asking for ``sum_p c[p] V_p``, paired on the requests.
+        level: confidence level.
+    """
+    return terms_estimate(replay.request_terms(policies), replay.feedback.tasks, objective,
+                          contrasts, level)
+
+
+def terms_estimate(terms: RequestTerms, tasks: tuple[str, ...],
+                   objective: Mapping[str, float], contrasts: np.ndarray | None = None,
+                   level: float = 0.95) -> PersonalisedEstimate:
+    """:func:`per_request_estimate` from request terms already at hand (``tasks``: their
+    task order)."""
+    combine = objective_matrix(tasks, objective)
+    return _stratified([(1.0, terms)], combine, tasks, terms.numerator.shape[0], contrasts,
+                       level, terms.numerator.shape[1])
+
+
+def _stratified(strata: Sequence[tuple[float, RequestTerms]], combine: np.ndarray,
+                tasks: tuple[str, ...], n_policies: int, contrasts: np.ndarray | None,
+                level: float, n: int) -> PersonalisedEstimate:
+    """``V = sum_s f_s V_s`` over strata ``(f_s, terms_s)`` of ``P`` policies, with
+    delta-method intervals of the values and of the paired contrasts."""
+    c = np.zeros((0, n_policies)) if contrasts is None else np.atleast_2d(contrasts)
+    m = combine.shape[1]
+    value = np.zeros((n_policies, m))
+    var = np.zeros((n_policies, m))
+    c_value = np.zeros((len(c), m))
+    c_var = np.zeros((len(c), m))
+    for f, terms in strata:
+        v = point_values(terms, combine)  # [P, M]
+        infl = influence(terms, combine)  # [P, R_s, M]
+        r_s = infl.shape[1]
+        value += f * v
+        c_value += f * (c @ v)
+        if r_s > 1:
+            var += f**2 * infl.var(axis=1, ddof=1) / r_s
+            ci = np.einsum("qp,prm->qrm", c, infl)
+            c_var += f**2 * ci.var(axis=1, ddof=1) / r_s
+    from scipy import stats  # here: importing scipy.stats costs ~0.5 s at start
+
+    z = float(stats.norm.ppf(0.5 + level / 2.0))
+    se, c_se = np.sqrt(var), np.sqrt(c_var)
+    return PersonalisedEstimate(tasks + (OBJECTIVE,), value, value - z * se, value + z * se,
+                                c_value, c_value - z * c_se, c_value + z * c_se, level, n)

@@ -101,8 +101,11 @@ class Segmentation:
         return cls(str(data["feature"]), tuple(float(e) for e in data["edges"]))
 
 
-def request_feature(traffic: LoggedTraffic, feature: str) -> np.ndarray:
+def request_feature(traffic: LoggedTraffic, feature: str, what: str = "--segment-by"
+                    ) -> np.ndarray:
     """``[R]`` float64 value of a request-level feature (one value per request).
+
+    ``what`` names the option or setting in messages.
 
     Raises:
         ValueError: an unknown feature (naming the log's), or one that varies across the
@@ -110,21 +113,21 @@ def request_feature(traffic: LoggedTraffic, feature: str) -> np.ndarray:
     """
     name = feature.removeprefix(FEATURE_PREFIX)
     if name not in traffic.features:
-        raise ValueError(f"--segment-by {feature!r}: the log has no such feature; its "
+        raise ValueError(f"{what} {feature!r}: the log has no such feature; its "
                          f"features: {sorted(traffic.features)}")
     col = np.asarray(traffic.features[name])
     if col.ndim == 2:
         first = col[:, :1]
         if not (col == first).all():
             bad = int(np.flatnonzero((col != first).any(axis=1))[0])
-            raise ValueError(f"--segment-by {feature!r}: the feature differs between the "
-                             f"candidates of request row {bad}; segments need a request-"
-                             "level (user or context) feature")
+            raise ValueError(f"{what} {feature!r}: the feature differs between the "
+                             f"candidates of request row {bad}; weights chosen per request "
+                             "need a request-level (user or context) feature")
         col = col[:, 0]
     try:
         return col.astype(np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"--segment-by {feature!r}: the feature is not numeric") from None
+        raise ValueError(f"{what} {feature!r}: the feature is not numeric") from None
 
 
 def merge_small(segmentation: Segmentation,

@@ -31,6 +31,7 @@ __all__ = [
     "ATTR_CONFIG",
     "ATTR_EXPORTED",
     "ATTR_INIT_MEAN",
+    "ATTR_LEARNED_OF",
     "ATTR_SEED",
     "ATTR_SETTINGS",
     "ATTR_SPACE",
@@ -53,6 +54,9 @@ strategies were stored has none and runs ``"cem"``."""
 ATTR_EXPORTED = "fusiontune:exported"
 """The last ``search export``: weights, pick, trial and its held-out objective with interval,
 so Optuna's dashboard shows the exported answer beside its best (winner's-curse) trial."""
+ATTR_LEARNED_OF = "fusiontune:learned_of"
+"""User attr of the study ``<study>/learned`` that holds the learned weight model of study
+``<study>`` (``tuner.segments``): ``{"study": <study>}``; no fusiontune command runs on it."""
 
 
 def name_metrics(study: optuna.Study, names: Sequence[str]) -> None:

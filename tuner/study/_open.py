@@ -25,6 +25,7 @@ from tuner.space import FusionSpace
 from tuner.storage import ProjectStore, optuna_schema_is_current, read_snapshot
 from tuner.strategies import CEMConfig, CEMSampler, strategy_name
 from tuner.study._attrs import (
+    ATTR_LEARNED_OF,
     ATTR_SETTINGS,
     SearchSpec,
     _check_same,
@@ -111,6 +112,12 @@ def _check_loaded(study: optuna.Study, storage: str, space: FusionSpace | None,
                   config: Any | None, seed: int | None, settings: Mapping[str, Any] | None,
                   init_mean: np.ndarray | None) -> SearchSpec:
     name = study.study_name
+    learned_of = study.user_attrs.get(ATTR_LEARNED_OF)
+    if learned_of is not None:
+        parent = learned_of.get("study")
+        raise ValueError(f"study {name!r} holds the learned weight model of study {parent!r}; "
+                         f"use 'fusiontune search personalise --study {parent}' or 'fusiontune "
+                         f"search compare --study {parent}'")
     pareto = "fusiontune:pareto" in study.user_attrs  # tuner.pareto: one direction a metric
     if not pareto and "fusiontune:space" not in study.user_attrs:
         raise ValueError(f"study {name!r} in {storage} is not a fusiontune study "
