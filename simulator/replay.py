@@ -184,8 +184,8 @@ class Replay:
         transformed: np.ndarray = self.__dict__["_transformed"]
         parts = []
         for start, stop, feedback in self.__dict__["_chunks"]:
-            fused = _fuse_per_request(transformed[start:stop], w[:, start:stop],
-                                      feedback.valid)  # [P, c, N]
+            fused = self.fusion.fuse(transformed[start:stop], w[:, start:stop],
+                                     feedback.valid)  # [P, c, N]
             parts.append(self.estimator.policy_terms(feedback, self.policy, fused))
         return self.estimator.finish(RequestTerms.concatenate(parts))
 
@@ -220,17 +220,3 @@ class Replay:
                              combine)
 
 
-def _fuse_per_request(transformed: np.ndarray, weights: np.ndarray,
-                      valid: np.ndarray | None) -> np.ndarray:
-    """``[P, R, N]`` fused scores ``sum_s transformed[r, n, s] * weights[p, r, s]`` of a
-    linear formula (every :class:`BaseFusion` is linear after its transform), padding
-    ``-inf`` as :meth:`BaseFusion.fuse` makes it."""
-    import torch  # here: 'fusiontune --help' and history never load it
-
-    x = torch.from_numpy(np.ascontiguousarray(transformed))
-    w = torch.from_numpy(np.ascontiguousarray(weights, dtype=transformed.dtype))
-    fused = torch.einsum("rnt,prt->prn", x, w)
-    if valid is not None:
-        fused.masked_fill_(torch.from_numpy(~np.asarray(valid, dtype=bool))[None],
-                           float("-inf"))
-    return fused.numpy()

@@ -75,7 +75,8 @@ class BaseFusion(abc.ABC):
 
         Args:
             transformed: ``[R, N, T]`` output of :meth:`transform` (or :meth:`prepare`).
-            weights: ``[P, T]`` weight vectors.
+            weights: ``[P, T]`` weight vectors, or ``[P, R, T]``: one row per request
+                (personalised policies).
             valid: ``[R, N]`` bool, False on the padding of ragged requests, which gets
                 the score ``-inf`` (no policy shows it); None: every row is a candidate.
 
@@ -87,7 +88,7 @@ class BaseFusion(abc.ABC):
         # torch's einsum is 2x numpy's here, and zero-copy both ways
         x = torch.from_numpy(np.ascontiguousarray(transformed))
         w = torch.from_numpy(np.ascontiguousarray(weights, dtype=transformed.dtype))
-        fused = torch.einsum("rnt,pt->prn", x, w)
+        fused = torch.einsum("rnt,prt->prn" if w.ndim == 3 else "rnt,pt->prn", x, w)
         if valid is not None:
             fused.masked_fill_(torch.from_numpy(~np.asarray(valid, dtype=bool))[None],
                                float("-inf"))
