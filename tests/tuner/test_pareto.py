@@ -23,6 +23,7 @@ from tuner.strategies import (
     ScalarisedCEMConfig,
     simplex_directions,
 )
+from tuner.study import load_search
 
 if TYPE_CHECKING:
     from tests.tuner.conftest import DemoFiles
@@ -182,6 +183,22 @@ def pareto_args(demo: DemoFiles, db: Path, strategy: str, *, rounds: int = 2,
             "--strategy", strategy, "--rounds", str(rounds), "--population", "8",
             "--control", CONTROL, "--no-progress"]
     return [*args, "--scalarisations", "4"] if strategy == "cem" else args
+
+
+def test_pareto_takes_the_estimators_hyperparameters(demo_files: DemoFiles,
+                                                     tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    args = pareto_args(demo_files, db, "nsga2", rounds=1)
+    result = invoke([*args, "--estimator", "clipped_ips", "--estimator-param", "clip=7"])
+    assert result.exit_code == 0, result.output
+    _, stored = load_search(f"sqlite:///{db}", "p")
+    assert stored.settings["estimator"] == "clipped_ips"
+    assert stored.settings["estimator_params"] == {"clip": 7.0}
+    bad = invoke([*pareto_args(demo_files, tmp_path / "q.db", "nsga2", rounds=1),
+                  "--estimator", "snips", "--estimator-param", "clip=7"])
+    assert bad.exit_code != 0 and "clip" in bad.output
+    q = tmp_path / "q.db"
+    assert not q.exists() or "p" not in optuna.get_all_study_names(f"sqlite:///{q}")
 
 
 @pytest.fixture(scope="module")

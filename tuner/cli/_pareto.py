@@ -56,6 +56,11 @@ _PARETO_OPTIONS = ("strategy", "scalarisations", "scalarisation")
               show_default=True,
               help="NSGA-II (Optuna's NSGAIISampler), or one CEM per scalarisation.")
 @study_data_options
+@click.option("--estimator-param", "estimator_param_text", multiple=True,
+              help="Hyperparameter of --estimator, <name>=<number> (new study), e.g. "
+                   "clip=50 for clipped_ips.")
+@click.option("--examination", "examination_text",
+              help="Slot examination curve 1,0.6,0.4 (CSV logs carry none; new study).")
 @click.option("--objective", "objective_text",
               help="<task>=<weight>,... reported by 'search export' (not searched); "
                    "default each metric with weight 1.")
