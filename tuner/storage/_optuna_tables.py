@@ -1,19 +1,73 @@
-"""Two facts about Optuna's own tables, read with one query each instead of an RDBStorage.
+"""Optuna's own tables as fusiontune reads them: light SQLAlchemy Core constructs, and two
+facts read with one query each instead of an RDBStorage.
 
 Opening an Optuna :class:`~optuna.storages.RDBStorage` imports alembic and, unless told
 not to, loads Optuna's migration scripts to compare the database's revision with their
 head: a few tenths of a second that every read-only command paid twice. The study names
 need no storage at all, and a database whose revision is already the head the pinned
 Optuna expects (:data:`OPTUNA_ALEMBIC_HEAD`) needs no comparison.
+
+Optuna's table models (``optuna.storages._rdb.models``) are ORM classes: importing them
+imports ``sqlalchemy.orm`` and maps every class, ~0.1 s before the first row. A reader
+needs only names, so :func:`optuna_table` builds a ``sa.table()`` of the columns listed in
+:data:`OPTUNA_COLUMNS`; the writer (:mod:`tuner.storage._trial_writer`) checks those names
+against the installed Optuna's models, and ``tests/tuner/test_optuna_tables.py`` too.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from tuner.storage._trial_writer import OPTUNA_ALEMBIC_HEAD
+__all__ = [
+    "OPTUNA_ALEMBIC_HEAD",
+    "OPTUNA_COLUMNS",
+    "OPTUNA_SCHEMA_VERSION",
+    "optuna_revision_is_current",
+    "optuna_schema_is_current",
+    "optuna_study_names",
+    "optuna_table",
+]
 
-__all__ = ["optuna_revision_is_current", "optuna_schema_is_current", "optuna_study_names"]
+OPTUNA_SCHEMA_VERSION = 12
+"""``optuna.storages._rdb.models.SCHEMA_VERSION`` the reader and writer were written
+against."""
+OPTUNA_ALEMBIC_HEAD = "v3.2.0.a"
+"""Alembic head of Optuna's RDB schema that goes with it."""
+
+OPTUNA_COLUMNS: dict[str, tuple[str, ...]] = {
+    "studies": ("study_id", "study_name"),
+    "study_directions": ("study_direction_id", "direction", "study_id", "objective"),
+    "study_user_attributes": ("study_user_attribute_id", "study_id", "key", "value_json"),
+    "study_system_attributes": ("study_system_attribute_id", "study_id", "key", "value_json"),
+    "trials": ("trial_id", "number", "study_id", "state", "datetime_start",
+               "datetime_complete"),
+    "trial_params": ("param_id", "trial_id", "param_name", "param_value", "distribution_json"),
+    "trial_values": ("trial_value_id", "trial_id", "objective", "value", "value_type"),
+    "trial_user_attributes": ("trial_user_attribute_id", "trial_id", "key", "value_json"),
+    "trial_system_attributes": ("trial_system_attribute_id", "trial_id", "key", "value_json"),
+    "trial_intermediate_values": ("trial_intermediate_value_id", "trial_id", "step",
+                                  "intermediate_value", "intermediate_value_type"),
+}
+"""Columns of Optuna's tables (schema version 12) that fusiontune reads or writes; the
+first of each is the table's primary key, the order rows are read in."""
+
+_DATETIMES = frozenset({"datetime_start", "datetime_complete"})
+
+
+def optuna_table(name: str) -> sa.TableClause:
+    """One of Optuna's tables with the columns of :data:`OPTUNA_COLUMNS`, for reading.
+
+    The datetime columns are typed (each dialect parses its own form, e.g. SQLite's text,
+    as Optuna's model does); the others come as the driver returns them: enums (a trial's
+    state, a value's type, a direction) as their member's name, which is how SQLAlchemy's
+    ``Enum`` of Optuna's models stores them.
+
+    Example:
+        >>> str(sa.select(optuna_table("studies").c.study_name))
+        'SELECT studies.study_name \\nFROM studies'
+    """
+    return sa.table(name, *(sa.column(c, sa.DateTime()) if c in _DATETIMES else sa.column(c)
+                            for c in OPTUNA_COLUMNS[name]))
 
 
 def _column(conn: sa.Connection, table: str, column: str,

@@ -4,12 +4,15 @@ Opening an Optuna :class:`~optuna.storages.RDBStorage` costs a few tenths of a s
 before the first row is read: it imports alembic and builds its version manager, whatever
 ``skip_compatibility_check`` says. A command that only reads a study (``search history``)
 needs none of it. :func:`read_snapshot` selects the study's rows from Optuna's tables with
-SQLAlchemy Core (the tables are the pinned Optuna's own models, the ones
-:mod:`tuner.storage._trial_writer` writes) and holds them in a :class:`StudySnapshot`, a
-storage that ``optuna.load_study`` accepts and that refuses every write.
+SQLAlchemy Core (light ``sa.table()`` constructs of their columns,
+:func:`~tuner.storage._optuna_tables.optuna_table`, not Optuna's ORM models, whose import
+alone costs ~0.1 s) and holds them in a :class:`StudySnapshot`, a storage that
+``optuna.load_study`` accepts and that refuses every write.
 
 Each :class:`~optuna.trial.FrozenTrial` is built field by field as RDBStorage builds it:
-values and intermediate values from their stored representation, params through their
+values and intermediate values from their stored representation (a value and the name of
+its type: ``FINITE``, ``INF_POS``, ``INF_NEG``, ``NAN``), state and directions from their
+enum member's name, params through their
 distribution's JSON, attrs through ``json.loads``, datetimes from naive UTC to naive local
 time, the trial's own number (which need not be gapless: a run may number its trials
 ``round * population + member``) and id.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import math
 from collections import defaultdict
 from collections.abc import Container, Sequence
 from typing import Any
@@ -27,13 +31,12 @@ from typing import Any
 import sqlalchemy as sa
 from optuna import distributions as optuna_distributions
 from optuna.storages import BaseStorage
-from optuna.storages._rdb import models
 from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.storage._migrate import HEAD, current_revision
-from tuner.storage._optuna_tables import optuna_revision_is_current
+from tuner.storage._optuna_tables import optuna_revision_is_current, optuna_table
 
 __all__ = ["ReadOnlyStudyError", "StudySnapshot", "read_snapshot"]
 
@@ -140,50 +143,69 @@ def _at_heads(conn: sa.Connection) -> bool:
 
 
 def _read(conn: sa.Connection, study_name: str) -> StudySnapshot:
-    studies = models.StudyModel.__table__
+    studies = optuna_table("studies")
     study_id = conn.execute(sa.select(studies.c.study_id)
                             .where(studies.c.study_name == study_name)).scalar()
     if study_id is None:
         raise KeyError(f"no study {study_name!r}")
-    d = models.StudyDirectionModel.__table__
-    directions = [r.direction for r in conn.execute(
+    d = optuna_table("study_directions")
+    directions = [StudyDirection[r.direction] for r in conn.execute(
         sa.select(d.c.direction).where(d.c.study_id == study_id).order_by(d.c.objective))]
-    trials = models.TrialModel.__table__
+    trials = optuna_table("trials")
     rows = list(conn.execute(
         sa.select(trials.c.trial_id, trials.c.number, trials.c.state,
                   trials.c.datetime_start, trials.c.datetime_complete)
         .where(trials.c.study_id == study_id).order_by(trials.c.trial_id)))
 
-    def children(model: Any, *columns: str) -> dict[int, list[Any]]:
+    def children(name: str, *columns: str) -> dict[int, list[Any]]:
         """Rows of a per-trial table for the study's trials, by trial id, in row order."""
-        table = model.__table__
+        table = optuna_table(name)
         query = (sa.select(table.c.trial_id, *(table.c[c] for c in columns))
                  .join(trials, trials.c.trial_id == table.c.trial_id)
                  .where(trials.c.study_id == study_id)
-                 .order_by(table.primary_key.columns.values()[0]))
+                 .order_by(_key(table)))
         out: dict[int, list[Any]] = defaultdict(list)
         for r in conn.execute(query):
             out[r[0]].append(r[1:])
         return out
 
-    values = children(models.TrialValueModel, "objective", "value", "value_type")
-    params = children(models.TrialParamModel, "param_name", "param_value", "distribution_json")
-    user = children(models.TrialUserAttributeModel, "key", "value_json")
-    system = children(models.TrialSystemAttributeModel, "key", "value_json")
-    inter = children(models.TrialIntermediateValueModel, "step", "intermediate_value",
+    values = children("trial_values", "objective", "value", "value_type")
+    params = children("trial_params", "param_name", "param_value", "distribution_json")
+    user = children("trial_user_attributes", "key", "value_json")
+    system = children("trial_system_attributes", "key", "value_json")
+    inter = children("trial_intermediate_values", "step", "intermediate_value",
                      "intermediate_value_type")
     frozen = [_frozen(r, values[r.trial_id], params[r.trial_id], user[r.trial_id],
                       system[r.trial_id], inter[r.trial_id]) for r in rows]
     return StudySnapshot(study_id, study_name, directions,
-                         _study_attrs(conn, models.StudyUserAttributeModel, study_id),
-                         _study_attrs(conn, models.StudySystemAttributeModel, study_id), frozen)
+                         _study_attrs(conn, "study_user_attributes", study_id),
+                         _study_attrs(conn, "study_system_attributes", study_id), frozen)
 
 
-def _study_attrs(conn: sa.Connection, model: Any, study_id: int) -> dict[str, Any]:
-    table = model.__table__
-    query = sa.select(table.c.key, table.c.value_json).where(table.c.study_id == study_id)
-    return {k: json.loads(v) for k, v in conn.execute(query.order_by(table.primary_key
-                                                                     .columns.values()[0]))}
+def _key(table: sa.TableClause) -> sa.ColumnClause[Any]:
+    """The table's primary key: the first of its columns (see ``OPTUNA_COLUMNS``)."""
+    return next(iter(table.c))
+
+
+def _study_attrs(conn: sa.Connection, name: str, study_id: int) -> dict[str, Any]:
+    table = optuna_table(name)
+    query = (sa.select(table.c.key, table.c.value_json).where(table.c.study_id == study_id)
+             .order_by(_key(table)))
+    return {k: json.loads(v) for k, v in conn.execute(query)}
+
+
+_NON_FINITE = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
+
+
+def _stored_value(value: float | None, kind: str) -> float:
+    """A value from its stored representation, as Optuna's ``stored_repr_to_value`` (and
+    ``stored_repr_to_intermediate_value``) read it: infinities and NaN by type alone."""
+    if kind in _NON_FINITE:
+        return _NON_FINITE[kind]
+    if kind != "FINITE" or value is None:
+        raise ValueError(f"unreadable stored value {value!r} of type {kind!r} in Optuna's "
+                         "tables (types: FINITE with a value, INF_POS, INF_NEG, NAN)")
+    return value
 
 
 def _frozen(row: Any, values: list[Any], params: list[Any], user: list[Any],
@@ -192,11 +214,11 @@ def _frozen(row: Any, values: list[Any], params: list[Any], user: list[Any],
     if values:
         value_list = [0.0] * len(values)
         for objective, value, kind in values:
-            value_list[objective] = models.TrialValueModel.stored_repr_to_value(value, kind)
+            value_list[objective] = _stored_value(value, kind)
     dists = {name: optuna_distributions.json_to_distribution(js) for name, _, js in params}
     return FrozenTrial(
         number=row.number,
-        state=row.state,
+        state=TrialState[row.state],
         value=None,
         values=value_list,
         datetime_start=_local(row.datetime_start),
@@ -205,9 +227,7 @@ def _frozen(row: Any, values: list[Any], params: list[Any], user: list[Any],
         distributions=dists,
         user_attrs={k: json.loads(v) for k, v in user},
         system_attrs={k: json.loads(v) for k, v in system},
-        intermediate_values={
-            step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(v, kind)
-            for step, v, kind in inter},
+        intermediate_values={step: _stored_value(v, kind) for step, v, kind in inter},
         trial_id=row.trial_id,
     )
 
