@@ -37,3 +37,25 @@ def test_another_revision_is_left_to_optunas_own_check(tmp_path: Path) -> None:
     assert not optuna_schema_is_current(url)
     with pytest.raises(RuntimeError, match="v9.9.9|schema"):
         optuna.storages.RDBStorage(url, skip_compatibility_check=optuna_schema_is_current(url))
+
+
+def test_the_columns_read_are_optunas_models_columns() -> None:
+    """The reader's light tables (``optuna_table``) name the columns of Optuna's own ORM
+    models: each table exists, its first column is the primary key, and the datetime
+    columns (typed here, so that each dialect parses them) are datetimes there."""
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+
+    from tuner.storage._optuna_tables import OPTUNA_COLUMNS, optuna_table
+
+    tables = models.BaseModel.metadata.tables
+    for name, columns in OPTUNA_COLUMNS.items():
+        assert name in tables, name
+        model = tables[name]
+        assert set(columns) <= set(model.columns.keys()), (name, sorted(model.columns.keys()))
+        assert [c.name for c in model.primary_key.columns] == [columns[0]], name
+        light = optuna_table(name)
+        assert [c.name for c in light.columns] == list(columns)
+        for c in light.columns:
+            assert isinstance(c.type, sa.DateTime) == isinstance(model.c[c.name].type,
+                                                                 sa.DateTime), (name, c.name)

@@ -143,3 +143,38 @@ def test_search_history_opens_no_optuna_storage(tmp_path: Path) -> None:
     rounds = json.loads(out[: out.rindex("]") + 1])
     assert [r["round"] for r in rounds] == [0, 1] and out.rstrip().endswith("NO-ALEMBIC")
     assert (db.stat().st_mtime_ns, db.read_bytes()) == before
+
+
+# what reading a study must not import: the ORM (SQLAlchemy's, Optuna's models, the project
+# tables), the migrations, the modules that write or run rounds, torch and the estimators
+NOT_ON_THE_READ_PATH = ("sqlalchemy.orm", "optuna.storages._rdb.models", "alembic", "torch",
+                        "scipy", "tuner.storage._tables", "tuner.storage._claims",
+                        "tuner.storage._trial_writer", "tuner.study._loop",
+                        "tuner.study._live", "tuner.study._workers", "simulator.estimators",
+                        "simulator.replay")
+
+
+@pytest.mark.parametrize("args", [["--json"], [], ["--trials"], ["--trials", "--json"]],
+                         ids=["json", "rounds", "trials", "trials-json"])
+def test_search_history_imports_nothing_that_writes(tmp_path: Path, args: list[str]) -> None:
+    """``search history`` (all but ``--plot``) imports none of NOT_ON_THE_READ_PATH, and
+    prints the same as in a process where they were all imported first."""
+    db = tmp_path / "h.db"
+    _toy_study(f"sqlite:///{db}", rounds=2)
+    argv = ["fusiontune", "search", "history", "--storage", str(db), "--study", "h", *args]
+    code = ("import sys\n{pre}from tuner.cli import main\n"
+            f"sys.argv = {argv!r}\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            f"print([m for m in {NOT_ON_THE_READ_PATH!r} if m in sys.modules], "
+            "file=sys.stderr)")
+
+    def run(pre: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", code.format(pre=pre)],
+                              capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    light = run("")
+    assert light.stderr.strip().splitlines()[-1] == "[]", light.stderr
+    heavy = run("import sqlalchemy.orm, tuner.storage._tables, tuner.study._loop, "
+                "tuner.cli._search\n")
+    assert light.stdout.strip() and light.stdout == heavy.stdout
