@@ -1,4 +1,6 @@
-"""A study's trials as CEM members: freezing, bulk writing and reading them back.
+"""A study's trials as CEM members: freezing them and reading them back (the loop writes
+them, :func:`tuner.study._loop._add_trials`; this module imports no writer, so that reading
+a study imports none).
 
 Every member is an Optuna trial tagged with user attrs ``round`` and ``member``; a non-finite
 value makes it a FAIL trial with a ``fail_reason``, and a guardrail breach is user attr
