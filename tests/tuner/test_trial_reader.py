@@ -170,7 +170,7 @@ def test_search_history_imports_nothing_that_writes(tmp_path: Path, args: list[s
 
     def run(pre: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-c", code.format(pre=pre)],
-                              capture_output=True, text=True, check=True,
+                              capture_output=True, text=True, check=True, cwd=REPO,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
 
     light = run("")
