@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,6 @@ from typing import Any, TypeVar
 
 import click
 import optuna
-import sqlalchemy
 
 from tuner.storage import (
     SchemaVersionError,
@@ -39,7 +39,17 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-_CAUGHT: tuple[type[BaseException], ...] = (*USER_ERRORS, OSError, sqlalchemy.exc.DBAPIError)
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the database drivers in use: sqlite3's (a SQLite file is read without
+    SQLAlchemy, see :mod:`tuner.storage._rows`) and SQLAlchemy's ``DBAPIError`` once
+    SQLAlchemy is imported (not before: none of its errors can be raised then, and
+    ``search history`` on a SQLite file never imports it)."""
+    sa = sys.modules.get("sqlalchemy")
+    return (sqlite3.Error, *((sa.exc.DBAPIError,) if sa is not None else ()))
+
+
+def _caught() -> tuple[type[BaseException], ...]:
+    return (*USER_ERRORS, OSError, *_database_errors())
 
 
 def user_errors(fn: F) -> F:
@@ -59,7 +69,7 @@ def user_errors(fn: F) -> F:
         optuna.logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
         try:
             return fn(*args, **kwargs)
-        except _CAUGHT as err:
+        except _caught() as err:  # evaluated when raised: SQLAlchemy may be imported by then
             raise click.ClickException(_one_line(err, kwargs.get("storage"))) from None
         except KeyboardInterrupt:
             click.echo("interrupted; completed trials are saved, run again to resume",
@@ -72,7 +82,7 @@ def user_errors(fn: F) -> F:
 def _one_line(err: BaseException, storage: object) -> str:
     """The first line of a user error; an OS error as ``path: reason``, a database error
     with the command's ``--storage``."""
-    if isinstance(err, sqlalchemy.exc.DBAPIError):
+    if isinstance(err, _database_errors()):
         return str(storage_error(storage_url(str(storage or "the database")), err))
     if isinstance(err, OSError) and err.filename:
         return f"{err.filename}: {err.strerror}"

@@ -9,14 +9,15 @@ Optuna expects (:data:`OPTUNA_ALEMBIC_HEAD`) needs no comparison.
 
 Optuna's table models (``optuna.storages._rdb.models``) are ORM classes: importing them
 imports ``sqlalchemy.orm`` and maps every class, ~0.1 s before the first row. A reader
-needs only names, so :func:`optuna_table` builds a ``sa.table()`` of the columns listed in
-:data:`OPTUNA_COLUMNS`; the writer (:mod:`tuner.storage._trial_writer`) checks those names
+needs only names, so it selects the columns listed in :data:`OPTUNA_COLUMNS` with plain
+SQL (:func:`select`) through :func:`~tuner.storage._rows.open_rows` (a SQLite file without
+SQLAlchemy at all); the writer (:mod:`tuner.storage._trial_writer`) checks those names
 against the installed Optuna's models, and ``tests/tuner/test_optuna_tables.py`` too.
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from tuner.storage._rows import Rows, open_rows
 
 __all__ = [
     "OPTUNA_ALEMBIC_HEAD",
@@ -25,7 +26,7 @@ __all__ = [
     "optuna_revision_is_current",
     "optuna_schema_is_current",
     "optuna_study_names",
-    "optuna_table",
+    "select",
 ]
 
 OPTUNA_SCHEMA_VERSION = 12
@@ -51,42 +52,33 @@ OPTUNA_COLUMNS: dict[str, tuple[str, ...]] = {
 """Columns of Optuna's tables (schema version 12) that fusiontune reads or writes; the
 first of each is the table's primary key, the order rows are read in."""
 
-_DATETIMES = frozenset({"datetime_start", "datetime_complete"})
-
-
-def optuna_table(name: str) -> sa.TableClause:
-    """One of Optuna's tables with the columns of :data:`OPTUNA_COLUMNS`, for reading.
-
-    The datetime columns are typed (each dialect parses its own form, e.g. SQLite's text,
-    as Optuna's model does); the others come as the driver returns them: enums (a trial's
-    state, a value's type, a direction) as their member's name, which is how SQLAlchemy's
-    ``Enum`` of Optuna's models stores them.
+def select(table: str, *columns: str) -> str:
+    """``SELECT <columns> FROM <table>`` of one of Optuna's tables, each column checked
+    against :data:`OPTUNA_COLUMNS` (the names a test checks against Optuna's models).
 
     Example:
-        >>> str(sa.select(optuna_table("studies").c.study_name))
-        'SELECT studies.study_name \\nFROM studies'
+        >>> select("studies", "study_id")
+        'SELECT studies.study_id FROM studies'
     """
-    return sa.table(name, *(sa.column(c, sa.DateTime()) if c in _DATETIMES else sa.column(c)
-                            for c in OPTUNA_COLUMNS[name]))
+    unknown = [c for c in columns if c not in OPTUNA_COLUMNS[table]]
+    if unknown:
+        raise KeyError(f"columns {unknown} are not in OPTUNA_COLUMNS[{table!r}]")
+    return f"SELECT {', '.join(f'{table}.{c}' for c in columns)} FROM {table}"
 
 
-def _column(conn: sa.Connection, table: str, column: str,
+def _column(rows: Rows, table: str, column: str,
             order: str | None = None) -> list[str] | None:
     """The values of one column (None: the table does not exist)."""
-    if not sa.inspect(conn).has_table(table):
+    if not rows.has_table(table):
         return None
     query = f"SELECT {column} FROM {table}" + (f" ORDER BY {order}" if order else "")
-    return [str(r[0]) for r in conn.execute(sa.text(query))]
+    return [str(r[0]) for r in rows.rows(query)]
 
 
 def _scalars(url: str, table: str, column: str, order: str | None = None) -> list[str] | None:
     """:func:`_column` on a connection of its own."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return _column(conn, table, column, order)
-    finally:
-        engine.dispose()
+    with open_rows(url) as rows:
+        return _column(rows, table, column, order)
 
 
 def optuna_study_names(url: str) -> list[str]:
@@ -100,6 +92,6 @@ def optuna_schema_is_current(url: str) -> bool:
     return _scalars(url, "alembic_version", "version_num") == [OPTUNA_ALEMBIC_HEAD]
 
 
-def optuna_revision_is_current(conn: sa.Connection) -> bool:
+def optuna_revision_is_current(rows: Rows) -> bool:
     """:func:`optuna_schema_is_current` on an open connection."""
-    return _column(conn, "alembic_version", "version_num") == [OPTUNA_ALEMBIC_HEAD]
+    return _column(rows, "alembic_version", "version_num") == [OPTUNA_ALEMBIC_HEAD]
