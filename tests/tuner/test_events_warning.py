@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from simulator.replay import MIN_EVENTS
 from tests.simulator.toylog import TASKS, make_toy
 from tuner.cli import main
-from tuner.cli._format import events_warnings
+from tuner.cli._report_text import events_warnings
 from tuner.evaluation.scores import ScoreTable
 
 

@@ -37,3 +37,24 @@ def test_another_revision_is_left_to_optunas_own_check(tmp_path: Path) -> None:
     assert not optuna_schema_is_current(url)
     with pytest.raises(RuntimeError, match="v9.9.9|schema"):
         optuna.storages.RDBStorage(url, skip_compatibility_check=optuna_schema_is_current(url))
+
+
+def test_the_columns_read_are_optunas_models_columns() -> None:
+    """The columns the reader selects (``select`` refuses any other) are those of Optuna's
+    own ORM models: each table exists, its first column is the primary key (the order rows
+    are read in), and the columns read as datetimes are datetimes there."""
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+
+    from tuner.storage._optuna_tables import OPTUNA_COLUMNS, select
+
+    tables = models.BaseModel.metadata.tables
+    for name, columns in OPTUNA_COLUMNS.items():
+        assert name in tables, name
+        model = tables[name]
+        assert set(columns) <= set(model.columns.keys()), (name, sorted(model.columns.keys()))
+        assert [c.name for c in model.primary_key.columns] == [columns[0]], name
+    assert isinstance(tables["trials"].c.datetime_start.type, sa.DateTime)
+    assert isinstance(tables["trials"].c.datetime_complete.type, sa.DateTime)
+    with pytest.raises(KeyError, match="not in OPTUNA_COLUMNS"):
+        select("trials", "trial_id", "nope")

@@ -53,17 +53,21 @@ def _rich_study(url: str) -> None:
     study.enqueue_trial({"x": 2.0})
 
 
-def _opened(tmp_path: Path) -> tuple[str, StudySnapshot, optuna.Study]:
-    """The rich study's URL, its snapshot and the study opened on the snapshot."""
-    url = f"sqlite:///{tmp_path / 's.db'}"
+def _opened(tmp_path: Path, scheme: str = "sqlite") -> tuple[str, StudySnapshot, optuna.Study]:
+    """The rich study's URL, its snapshot and the study opened on the snapshot; scheme
+    ``sqlite`` is read through sqlite3, any other (``sqlite+pysqlite``) through
+    SQLAlchemy, as other databases are."""
+    url = f"{scheme}:///{tmp_path / 's.db'}"
     _rich_study(url)
     snapshot = read_snapshot(url, "s")
     assert snapshot is not None
     return url, snapshot, optuna.load_study(study_name="s", storage=snapshot)
 
 
-def test_a_snapshot_holds_what_rdbstorage_reads_field_by_field(tmp_path: Path) -> None:
-    url, snapshot, read = _opened(tmp_path)
+@pytest.mark.parametrize("scheme", ["sqlite", "sqlite+pysqlite"])
+def test_a_snapshot_holds_what_rdbstorage_reads_field_by_field(tmp_path: Path,
+                                                               scheme: str) -> None:
+    url, snapshot, read = _opened(tmp_path, scheme)
     real = optuna.load_study(study_name="s", storage=url)
     assert [t.number for t in read.trials] == [t.number for t in real.trials] == [0, 3, 4, 5, 7]
     assert [t.state for t in read.trials] == [t.state for t in real.trials]
@@ -143,3 +147,40 @@ def test_search_history_opens_no_optuna_storage(tmp_path: Path) -> None:
     rounds = json.loads(out[: out.rindex("]") + 1])
     assert [r["round"] for r in rounds] == [0, 1] and out.rstrip().endswith("NO-ALEMBIC")
     assert (db.stat().st_mtime_ns, db.read_bytes()) == before
+
+
+# what reading a SQLite study must not import: SQLAlchemy (a SQLite file is read through
+# sqlite3), the ORM (Optuna's models, the project tables), the migrations, the modules that
+# write or run rounds, torch and the estimators
+NOT_ON_THE_READ_PATH = (
+    "sqlalchemy", "sqlalchemy.orm", "optuna.storages._rdb.models", "alembic", "torch", "scipy",
+    "tuner.storage._tables", "tuner.storage._claims", "tuner.storage._trial_writer",
+    "tuner.study._loop", "tuner.study._live", "tuner.study._workers", "simulator.estimators",
+    "simulator.replay",
+)
+
+
+@pytest.mark.parametrize("args", [["--json"], [], ["--trials"], ["--trials", "--json"]],
+                         ids=["json", "rounds", "trials", "trials-json"])
+def test_search_history_imports_nothing_that_writes(tmp_path: Path, args: list[str]) -> None:
+    """``search history`` (all but ``--plot``) imports none of NOT_ON_THE_READ_PATH, and
+    prints the same as in a process where they were all imported first."""
+    db = tmp_path / "h.db"
+    _toy_study(f"sqlite:///{db}", rounds=2)
+    argv = ["fusiontune", "search", "history", "--storage", str(db), "--study", "h", *args]
+    code = ("import sys\n{pre}from tuner.cli import main\n"
+            f"sys.argv = {argv!r}\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            f"print([m for m in {NOT_ON_THE_READ_PATH!r} if m in sys.modules], "
+            "file=sys.stderr)")
+
+    def run(pre: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", code.format(pre=pre)],
+                              capture_output=True, text=True, check=True, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    light = run("")
+    assert light.stderr.strip().splitlines()[-1] == "[]", light.stderr
+    heavy = run("import sqlalchemy.orm, tuner.storage._tables, tuner.study._loop, "
+                "tuner.cli._search\n")
+    assert light.stdout.strip() and light.stdout == heavy.stdout

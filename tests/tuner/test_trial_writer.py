@@ -27,7 +27,7 @@ from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 import tuner.storage._trial_writer as writer_mod
-import tuner.study._trials as trials_mod
+import tuner.study._loop as loop_mod
 from tests.tuner import toy_objective as toy
 from tuner.storage import ClaimBoard
 from tuner.storage._trial_writer import (
@@ -213,14 +213,14 @@ def test_schema_is_pinned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def test_run_rounds_writes_a_round_in_one_batch(url: str, monkeypatch: pytest.MonkeyPatch,
                                                 tmp_path: Path) -> None:
     calls: list[int] = []
-    real = trials_mod.add_trials
+    real = loop_mod.add_trials
 
     def counting(rdb: RDBStorage, sid: int, trials: list[FrozenTrial],  # type: ignore[no-untyped-def]
                  numbers: list[int] | None = None):
         calls.append(len(trials))
         return real(rdb, sid, trials, numbers)
 
-    monkeypatch.setattr(trials_mod, "add_trials", counting)
+    monkeypatch.setattr(loop_mod, "add_trials", counting)
     name = f"bulk_{uuid.uuid4().hex[:6]}"
     study = create_or_load_study(url, name, toy.SPACE, toy.CONFIG, seed=toy.SEED)
     run_rounds(study, toy.SEARCH, toy.evaluate, rounds=3, progress=False)
@@ -251,7 +251,7 @@ def test_run_rounds_resumes_after_a_crash_inside_the_write(
             write_trials(conn, sid, trials)
             raise KeyboardInterrupt  # before commit
 
-    monkeypatch.setattr(trials_mod, "add_trials", write_then_die)
+    monkeypatch.setattr(loop_mod, "add_trials", write_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_rounds(study, toy.SEARCH, toy.evaluate, rounds=1, progress=False)
     monkeypatch.undo()

@@ -1,4 +1,9 @@
-"""What the commands share: one-line user errors, storage URLs, study options, weights."""
+"""What the commands share: one-line user errors, storage URLs, opening a study, JSON.
+
+Every ``search`` command imports this module, ``search history`` included, so it imports
+nothing a reader does not need (the options of a new study, whose choices import the
+simulator's estimators, are :mod:`tuner.cli._study_options`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import contextlib
 import functools
 import json
 import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -13,14 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import numpy as np
 import optuna
-import sqlalchemy
 
-from simulator.estimators import ESTIMATORS
-from simulator.fusion import FUSIONS, make_fusion
-from simulator.intervals import INTERVALS
-from tuner.space import FusionSpace
 from tuner.storage import (
     SchemaVersionError,
     StorageError,
@@ -30,7 +30,6 @@ from tuner.storage import (
     storage_error,
 )
 from tuner.study import SearchSpec, jsonable, load_search, read_search
-from tuner.weights_text import parse_task_numbers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +39,17 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-_CAUGHT: tuple[type[BaseException], ...] = (*USER_ERRORS, OSError, sqlalchemy.exc.DBAPIError)
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the database drivers in use: sqlite3's (a SQLite file is read without
+    SQLAlchemy, see :mod:`tuner.storage._rows`) and SQLAlchemy's ``DBAPIError`` once
+    SQLAlchemy is imported (not before: none of its errors can be raised then, and
+    ``search history`` on a SQLite file never imports it)."""
+    sa = sys.modules.get("sqlalchemy")
+    return (sqlite3.Error, *((sa.exc.DBAPIError,) if sa is not None else ()))
+
+
+def _caught() -> tuple[type[BaseException], ...]:
+    return (*USER_ERRORS, OSError, *_database_errors())
 
 
 def user_errors(fn: F) -> F:
@@ -60,7 +69,7 @@ def user_errors(fn: F) -> F:
         optuna.logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
         try:
             return fn(*args, **kwargs)
-        except _CAUGHT as err:
+        except _caught() as err:  # evaluated when raised: SQLAlchemy may be imported by then
             raise click.ClickException(_one_line(err, kwargs.get("storage"))) from None
         except KeyboardInterrupt:
             click.echo("interrupted; completed trials are saved, run again to resume",
@@ -73,7 +82,7 @@ def user_errors(fn: F) -> F:
 def _one_line(err: BaseException, storage: object) -> str:
     """The first line of a user error; an OS error as ``path: reason``, a database error
     with the command's ``--storage``."""
-    if isinstance(err, sqlalchemy.exc.DBAPIError):
+    if isinstance(err, _database_errors()):
         return str(storage_error(storage_url(str(storage or "the database")), err))
     if isinstance(err, OSError) and err.filename:
         return f"{err.filename}: {err.strerror}"
@@ -118,48 +127,6 @@ def stage(what: str, enabled: bool = True) -> Iterator[None]:
     click.echo(f"{what}: done in {time.perf_counter() - tick:.1f} s", err=True)
 
 
-def weights_option(text: str | None, space: FusionSpace, formula: str,
-                    what: str) -> list[float] | None:
-    """Parse ``<task>=<weight>,...`` into one weight per task of ``space``, validated.
-
-    Every task needs a weight; the formula decides the valid values (finite, and
-    ``>= 0`` for the multiplicative one), and the vector rescaled to a pinned weight
-    of 1 must lie in the search box, because CEM starts from it.
-    """
-    if text is None:
-        return None
-    tasks = space.tasks
-    values = parse_task_numbers(text, what, names=tasks, require_all=True, value="weight",
-                                example=f"{tasks[0]}=1")
-    weights = np.array([values[t] for t in tasks])
-    try:
-        make_fusion(formula).validate_weights(weights, tasks)
-        x = space.from_weights(weights)
-    except ValueError as err:
-        raise ValueError(f"{what}: {err}") from None
-    for task, v in zip(space.free_tasks, x, strict=True):
-        if not space.low <= v <= space.high:
-            raise ValueError(
-                f"{what}: weight of task {task!r} is {v:g} relative to the pinned "
-                f"{space.pinned!r}; CEM starts from it, so it must lie in the search box "
-                f"[{space.low:g}, {space.high:g}] (--low, --high)")
-    return weights.tolist()
-
-
-def parse_conditional(text: str | None, tasks: tuple[str, ...]) -> dict[str, str]:
-    conditional: dict[str, str] = {}
-    for term in filter(None, (text or "").split(",")):
-        child, _, parent = term.partition("=")
-        if child.strip() not in tasks or parent.strip() not in tasks:
-            raise ValueError(f"--conditional term {term!r}: both tasks must be score "
-                             f"tasks {list(tasks)}")
-        if child.strip() in conditional:
-            raise ValueError(f"--conditional gives task {child.strip()!r} more than once; "
-                             "give each task once")
-        conditional[child.strip()] = parent.strip()
-    return conditional
-
-
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
     return sqlite_file(url)
@@ -196,51 +163,6 @@ def load_existing(url: str, study_name: str,
     return read_search(url, study_name) if read_only else load_search(url, study_name)
 
 
-
 STORAGE = click.option("--storage", default="fusiontune.db", show_default=True,
                        help="Database URL (sqlite:///f.db, postgresql://...) or a SQLite file.")
 STUDY = click.option("--study", "study_name", required=True, help="Study name.")
-
-
-_STUDY_DATA_OPTIONS = (
-    click.option("--logs", type=click.Path(), help="Logged traffic (new study): a Parquet or "
-                 "CSV file, or a folder of Parquet files (hive partitions too), streamed."),
-    click.option("--scores", type=click.Path(), help="Score table (new study): a Parquet "
-                 "file or a folder of them."),
-    click.option("--estimator", type=click.Choice(sorted(ESTIMATORS)), default="snips",
-                 show_default=True),
-    click.option("--formula", type=click.Choice(sorted(FUSIONS)), default="multiplicative",
-                 show_default=True),
-    click.option("--pinned", help="Task whose weight is fixed at 1 (default: the first)."),
-    click.option("--low", type=float, default=0.0, show_default=True),
-    click.option("--high", type=float, default=4.0, show_default=True),
-    click.option("--conditional", "conditional_text",
-                 help="Score tasks conditional on another, e.g. conversion=click (for dm/dr)."),
-    click.option("--holdout-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-                 default=0.5, show_default=True),
-    click.option("--interval", type=click.Choice(list(INTERVALS)), default="bootstrap",
-                 show_default=True, help="95% intervals: percentile bootstrap over requests, "
-                 "studentized bootstrap (bootstrap-t) or normal (delta method)."),
-)
-
-
-def parse_examination(text: str | None) -> list[float] | None:
-    """``--examination 1,0.6,0.4`` -> ``[1.0, 0.6, 0.4]`` (None when not given)."""
-    if text is None:
-        return None
-    try:
-        values = [float(x) for x in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or not all(0 < x <= 1 for x in values):
-        raise ValueError(f"--examination {text!r}: give one probability in (0, 1] per slot, "
-                         "comma-separated, e.g. 1,0.6,0.4")
-    return values
-
-
-def study_data_options(fn: F) -> F:
-    """``--logs --scores --estimator --formula --pinned --low --high --conditional
-    --holdout-fraction --interval`` of a new study."""
-    for option in reversed(_STUDY_DATA_OPTIONS):
-        fn = option(fn)
-    return fn

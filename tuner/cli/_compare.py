@@ -9,7 +9,8 @@ import click
 import numpy as np
 
 from tuner.cli._common import STORAGE, STUDY, dump, load_existing, storage_url, user_errors
-from tuner.cli._format import table, warn_few_events
+from tuner.cli._format import table
+from tuner.cli._report_text import warn_few_events
 from tuner.evaluation.loss_study import is_loss_study
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace
 from tuner.picks.compare import Comparison, compare_picks

@@ -13,7 +13,8 @@ from simulator.estimators import ESTIMATORS
 from simulator.intervals import INTERVALS
 from simulator.replay import OBJECTIVE
 from tuner.cli._common import dump, user_errors
-from tuner.cli._format import ab_events, ab_table, rounds_table, warn_few_events
+from tuner.cli._format import rounds_table
+from tuner.cli._report_text import ab_events, ab_table, warn_few_events
 from tuner.cli._track import MLFLOW, log_demo
 from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.objective import parse_objective
@@ -123,7 +124,7 @@ def demo(out: Path, seed: int, n_requests: int, rounds: int, population: int,
 def _online_demo(config: DemoConfig, rounds: int, as_json: bool, say: Callable[[str], None],
                  progress: bool) -> None:
     """``demo --online``: the data steps, then live rounds (see :mod:`tuner.demo_online`)."""
-    from tuner.cli._live import history_live, live_text
+    from tuner.cli._history import history_live, live_text
     from tuner.demo_online import OnlineDemoConfig, run_online_demo
     from tuner.study import load_search
 

@@ -1,4 +1,5 @@
-"""``search ask|tell``: CEM rounds over live A/B groups, and their part of ``search history``.
+"""``search ask|tell``: CEM rounds over live A/B groups (their part of ``search history`` is
+:func:`tuner.cli._history.history_live`).
 
 ``search ask`` creates the study on its first call, from the options ``search run`` takes
 (``--groups`` is its population), and writes the next round's groups as JSON and CSV for
@@ -17,7 +18,6 @@ from typing import Any
 
 import click
 import numpy as np
-import optuna
 
 from tuner.cli._common import (
     STORAGE,
@@ -26,17 +26,17 @@ from tuner.cli._common import (
     load_existing,
     stage,
     storage_url,
-    study_data_options,
     study_names,
     user_errors,
 )
 from tuner.cli._format import table
 from tuner.cli._new_study import NewStudy, given_options
+from tuner.cli._study_options import study_data_options
 from tuner.study import SearchSpec, create_or_load_study, load_search, read_spec
-from tuner.study._live import LiveRound, ask_round, live_rounds, pending_round, tell_results
+from tuner.study._live import LiveRound, ask_round, pending_round, tell_results
 from tuner.study._live_rounds import OBJECTIVE_METRIC, GroupResult
 
-__all__ = ["history_live", "live_text", "read_results", "search_ask", "search_tell"]
+__all__ = ["read_results", "search_ask", "search_tell"]
 
 UNIT_COLUMNS = ("users", "requests")
 
@@ -257,42 +257,3 @@ def _number(row: Mapping[str, str | None], col: str, where: str) -> float:
     if not math.isfinite(x):
         raise ValueError(f"{where}, column {col}: {text} is not a finite number")
     return x
-
-
-def history_live(study: optuna.Study) -> dict[str, Any] | None:
-    """The live part of ``search history``: every group's online lift beside its offline
-    estimate, and the proxy's calibration; None for a study without live rounds."""
-    if not any(k.startswith("fusiontune:live:") for k in study.user_attrs):
-        return None
-    rows, cal = live_rounds(study)
-    return {
-        "groups": [{"round": r.round, "group": r.group, "state": r.state, "units": r.units,
-                    "online_lift": None if r.online is None else r.online.value,
-                    "online_low": None if r.online is None else r.online.low,
-                    "online_high": None if r.online is None else r.online.high,
-                    "offline_lift": r.offline_lift, "elite": r.elite} for r in rows],
-        "calibration": {**cal.to_dict(), "verdict": cal.verdict()},
-    }
-
-
-def live_text(live: Mapping[str, Any]) -> str:
-    """``history_live`` for the terminal: a table of groups, then the calibration."""
-    rows = [[g["round"], g["group"], g["state"], g["units"] or "",
-             _pct(g["online_lift"]),
-             "" if g["online_lift"] is None else
-             f"[{_pct(g['online_low'])}, {_pct(g['online_high'])}]",
-             _pct(g["offline_lift"]), "*" if g["elite"] else ""] for g in live["groups"]]
-    c = live["calibration"]
-    lines = [table(["round", "group", "state", "units", "online lift", "95% interval",
-                    "offline lift", "elite"], rows)]
-    if c["n"] >= 3 and c["slope"] is not None and math.isfinite(c["slope"]):
-        lines.append(f"proxy calibration over {c['n']} told groups: correlation "
-                     f"{c['pearson']:.2f}, rank correlation {c['spearman']:.2f}; "
-                     f"{c['verdict']}")
-    else:
-        lines.append(f"proxy calibration: {c['verdict']}")
-    return "\n".join(lines)
-
-
-def _pct(x: Any) -> str:
-    return "" if x is None or not math.isfinite(float(x)) else f"{100 * float(x):+.2f}%"

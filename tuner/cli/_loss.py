@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 # search_config) imports the ranker and torch: it is imported in the functions that use
 # it, so that the commands that do not ('--help', 'search history') start at once.
 
-__all__ = ["export_loss_study", "loss_trial_columns", "objective_for", "open_config_study"]
+__all__ = ["export_loss_study", "objective_for", "open_config_study"]
 
 Evaluate = Callable[[np.ndarray], Any]
 
@@ -138,27 +138,6 @@ def open_config_study(url: str, study_name: str, config_path: str | None, space_
         study = create_or_load_study(url, study_name, space, cem, config.seed,
                                      settings=study_settings(config), init_mean=init)
     return study, read_spec(study), config.rounds
-
-
-def loss_trial_columns(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
-    """``search history --trials`` of a loss-weight study: weights, AUCs, fused result."""
-    loss = sorted({k for r in rows for k in r.get("params", {})})
-    aucs = sorted({k for r in rows for k in r.get("auc", {})})
-    fusion = sorted({k for r in rows for k in r.get("fusion", {})})
-    header = ["number", "state", "round", "value", "ci_low", "ci_high", *loss,
-              *[f"auc:{t}" for t in aucs], *[f"fusion:{t}" for t in fusion]]
-
-    def cell(x: Any) -> Any:
-        return "" if x is None else x
-
-    out = []
-    for r in rows:
-        out.append([cell(r.get(k)) for k in ("number", "state", "round", "value", "ci_low",
-                                             "ci_high")]
-                   + [cell(r.get("params", {}).get(p)) for p in loss]
-                   + [cell(r.get("auc", {}).get(t)) for t in aucs]
-                   + [cell(r.get("fusion", {}).get(t)) for t in fusion])
-    return header, out
 
 
 def export_loss_study(study: optuna.Study, search: SearchSpec, pick: str,

@@ -91,7 +91,7 @@ SEARCH_COMMANDS = {
                        "--logs, --scores and --objective."),
     "worker": LazyCommand("tuner.cli._search:search_worker",
                           "Evaluate claimed chunks of a study's generations until its target."),
-    "history": LazyCommand("tuner.cli._search:search_history",
+    "history": LazyCommand("tuner.cli._history:search_history",
                            "Show the rounds (or trials) of a study; --plot draws them."),
     "export": LazyCommand("tuner.cli._search:search_export",
                           "Export a weight vector, judged on the held-out split, as JSON for "

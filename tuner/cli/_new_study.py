@@ -20,7 +20,7 @@ import click
 import numpy as np
 
 from simulator.fusion import make_fusion
-from tuner.cli._common import parse_conditional, parse_examination, weights_option
+from tuner.cli._study_options import parse_conditional, parse_examination, weights_option
 from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.objective import parse_objective
 from tuner.evaluation.search_data import (

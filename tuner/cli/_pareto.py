@@ -15,12 +15,12 @@ from tuner.cli._common import (
     dump,
     load_existing,
     storage_url,
-    study_data_options,
     study_names,
     user_errors,
 )
 from tuner.cli._format import table
 from tuner.cli._new_study import NEW_STUDY_OPTIONS, NewStudy
+from tuner.cli._study_options import study_data_options
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import SearchSettings, Workspace
 from tuner.pareto import (

@@ -1,4 +1,4 @@
-"""``search run|worker|history|export``: a search stored in a database (the ``search``
+"""``search run|worker|export``: a search stored in a database (the ``search``
 group itself is :func:`tuner.cli._main.search`)."""
 
 from __future__ import annotations
@@ -23,18 +23,14 @@ from tuner.cli._common import (
     load_existing,
     stage,
     storage_url,
-    study_data_options,
     study_names,
     user_errors,
 )
-from tuner.cli._format import ab_events, ab_table, rounds_table, table, warn_few_events
-from tuner.cli._loss import (
-    export_loss_study,
-    loss_trial_columns,
-    objective_for,
-    open_config_study,
-)
+from tuner.cli._format import loss_trial_columns, rounds_table, table
+from tuner.cli._loss import export_loss_study, objective_for, open_config_study
 from tuner.cli._new_study import NewStudy, given_options
+from tuner.cli._report_text import ab_events, ab_table, warn_few_events
+from tuner.cli._study_options import study_data_options
 from tuner.cli._track import MLFLOW, log_search
 from tuner.evaluation.loss_study import SPACES, is_loss_study
 from tuner.evaluation.objective import FusionObjective
@@ -408,69 +404,6 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
     else:
         click.echo(f"worker {report.worker}: {report.evaluated} trials in {report.chunks} "
                    f"chunks; study has {report.rounds_done} complete rounds")
-
-
-@click.command("history")
-@STORAGE
-@STUDY
-@click.option("--trials", "show_trials", is_flag=True, help="List every trial, not rounds.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write objective.png and weights.png (per round) into this folder.")
-@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Of the convergence rule whose stopping round is marked (see search run "
-                   "--until converged).")
-@user_errors
-def search_history(storage: str, study_name: str, show_trials: bool, as_json: bool,
-                   plot_dir: Path | None, patience: int = 3) -> None:
-    """Show the rounds (or trials) of a study; --plot draws them."""
-    study, search_ = load_existing(storage_url(storage), study_name, read_only=True)
-    space, raw = search_.space, search_.settings
-    if plot_dir is not None:
-        from tuner.plots import pick_estimates, plot_history
-
-        rounds_ = history(study, search_)
-        picks = None if is_loss_study(raw) or not rounds_ else pick_estimates(raw, rounds_, space)
-        paths = plot_history(rounds_, plot_dir, study_name, space.prefix, space, picks)
-        if is_loss_study(raw):
-            from tuner.plots import plot_loss_trials
-
-            paths.append(plot_loss_trials(trials_table(study), plot_dir, study_name))
-        for path in paths:
-            click.echo(f"wrote {path}", err=True)
-    if show_trials:
-        rows = trials_table(study)
-        if as_json:
-            dump(rows)
-            return
-        if is_loss_study(raw):
-            click.echo(table(*loss_trial_columns(rows)))
-            return
-        keys = ["number", "state", "round", "member", "value", "ci_low", "ci_high", "events"]
-        click.echo(table([*keys, *space.param_names],
-                         [[r.get(k, "") if r.get(k) is not None else "" for k in keys]
-                          + [r.get("params", {}).get(p, "") for p in space.param_names]
-                          for r in rows]))
-        return
-    rounds = history(study, search_)
-    from tuner.cli._live import history_live, live_text
-
-    live = history_live(study)  # a study with live rounds: their groups and calibration
-    if as_json:
-        dump([r.to_dict() for r in rounds] if live is None
-             else {"rounds": [r.to_dict() for r in rounds], **live})
-        return
-    if not rounds:
-        click.echo(f"study {study_name!r} has no trials yet")
-        return
-    click.echo(rounds_table(rounds, space.prefix))
-    if live is not None:
-        click.echo(live_text(live))
-    done = completed_rounds(study, search_.population)
-    stop = ConvergenceRule(patience).stop(rounds[:done])
-    click.echo(f"search run --until converged --patience {patience} would " + (
-        f"stop after round {stop.round}: {stop.reason()}" if stop is not None
-        else "not have stopped yet"))
 
 
 @click.command("export")

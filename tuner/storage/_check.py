@@ -11,9 +11,10 @@ exception raised later (a read-only database found on the first write).
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
-import sqlalchemy as sa
+from tuner.storage._rows import open_rows, plain_sqlite_file
 
 __all__ = ["StorageError", "check_storage", "sqlite_file", "storage_error"]
 
@@ -26,6 +27,11 @@ class StorageError(ValueError):
 
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    plain = plain_sqlite_file(url)
+    if plain is not None:
+        return plain
+    import sqlalchemy as sa  # here: a plain sqlite:/// URL (search history) needs no SQLAlchemy
+
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
@@ -103,6 +109,11 @@ def check_storage(url: str, create: bool = True) -> None:
         ...
         tuner.storage._check.StorageError: storage sqlite:///no/s.db: directory no does not exist
     """
+    if not create and plain_sqlite_file(url) is not None:
+        _check_sqlite_file(url)
+        return
+    import sqlalchemy as sa  # here, as in sqlite_file
+
     try:
         engine = sa.create_engine(url)
     except sa.exc.ArgumentError as err:
@@ -123,3 +134,19 @@ def check_storage(url: str, create: bool = True) -> None:
         raise storage_error(url, err) from None
     finally:
         engine.dispose()
+
+
+def _check_sqlite_file(url: str) -> None:
+    """:func:`check_storage` of an existing plain SQLite file, through sqlite3."""
+    path = plain_sqlite_file(url)
+    assert path is not None
+    problem = _path_problem(path, create=False)
+    if problem is not None:
+        raise StorageError(f"storage {url}: {problem}")
+    if not path.exists():
+        return
+    try:
+        with open_rows(url) as rows:
+            rows.rows("PRAGMA schema_version")  # reads the header: a non-database fails here
+    except (sqlite3.Error, PermissionError) as err:
+        raise storage_error(url, err) from None

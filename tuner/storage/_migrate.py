@@ -16,9 +16,10 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
+from tuner.storage._rows import Rows, sqlalchemy_rows
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
@@ -68,12 +69,18 @@ def current_revision(conn: sa.Connection) -> str | None:
 
     One query on alembic's version table, without importing alembic.
     """
-    if not sa.inspect(conn).has_table(VERSION_TABLE):
+    return stored_revision(sqlalchemy_rows(conn))
+
+
+def stored_revision(rows: Rows) -> str | None:
+    """:func:`current_revision` of a connection opened by :func:`~tuner.storage._rows.open_rows`
+    (a SQLite file read without SQLAlchemy)."""
+    if not rows.has_table(VERSION_TABLE):
         return None
-    rows = [r[0] for r in conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))]
-    if len(rows) > 1:
-        raise _newer(", ".join(sorted(rows)))  # branched heads: no revision of ours
-    return rows[0] if rows else None
+    found = [r[0] for r in rows.rows(f"SELECT version_num FROM {VERSION_TABLE}")]
+    if len(found) > 1:
+        raise _newer(", ".join(sorted(found)))  # branched heads: no revision of ours
+    return found[0] if found else None
 
 
 def _newer(rev: object) -> SchemaVersionError:
@@ -103,6 +110,8 @@ def migrate(engine: sa.Engine, target: str = "head", downgrade: bool = False) ->
         SchemaVersionError: the database's revision is unknown to (newer than) this code;
             nothing is written then.
     """
+    import sqlalchemy as sa  # here: reading a revision (search history) needs no SQLAlchemy
+
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})

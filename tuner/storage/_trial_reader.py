@@ -4,14 +4,19 @@ Opening an Optuna :class:`~optuna.storages.RDBStorage` costs a few tenths of a s
 before the first row is read: it imports alembic and builds its version manager, whatever
 ``skip_compatibility_check`` says. A command that only reads a study (``search history``)
 needs none of it. :func:`read_snapshot` selects the study's rows from Optuna's tables with
-SQLAlchemy Core (the tables are the pinned Optuna's own models, the ones
-:mod:`tuner.storage._trial_writer` writes) and holds them in a :class:`StudySnapshot`, a
-storage that ``optuna.load_study`` accepts and that refuses every write.
+plain SQL (:func:`~tuner.storage._optuna_tables.select` of their columns, not Optuna's ORM
+models, whose import alone costs ~0.1 s), through the standard library's sqlite3 for a
+SQLite file (:func:`~tuner.storage._rows.open_rows`: no SQLAlchemy import, ~0.14 s more),
+and holds them in a :class:`StudySnapshot`, a storage that ``optuna.load_study`` accepts
+and that refuses every write.
 
 Each :class:`~optuna.trial.FrozenTrial` is built field by field as RDBStorage builds it:
-values and intermediate values from their stored representation, params through their
+values and intermediate values from their stored representation (a value and the name of
+its type: ``FINITE``, ``INF_POS``, ``INF_NEG``, ``NAN``), state and directions from their
+enum member's name, params through their
 distribution's JSON, attrs through ``json.loads``, datetimes from naive UTC to naive local
-time, the trial's own number (which need not be gapless: a run may number its trials
+time (SQLite's text form parsed as SQLAlchemy's SQLite dialect parses it), the trial's own
+number (which need not be gapless: a run may number its trials
 ``round * population + member``) and id.
 """
 
@@ -20,20 +25,20 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import math
 from collections import defaultdict
 from collections.abc import Container, Sequence
 from typing import Any
 
-import sqlalchemy as sa
 from optuna import distributions as optuna_distributions
 from optuna.storages import BaseStorage
-from optuna.storages._rdb import models
 from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.storage._migrate import HEAD, current_revision
-from tuner.storage._optuna_tables import optuna_revision_is_current
+from tuner.storage._migrate import HEAD, stored_revision
+from tuner.storage._optuna_tables import OPTUNA_COLUMNS, optuna_revision_is_current, select
+from tuner.storage._rows import Rows, open_rows
 
 __all__ = ["ReadOnlyStudyError", "StudySnapshot", "read_snapshot"]
 
@@ -125,65 +130,76 @@ def read_snapshot(url: str, study_name: str) -> StudySnapshot | None:
     Raises:
         KeyError: no study of that name.
     """
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            if not _at_heads(conn):
-                return None
-            return _read(conn, study_name)
-    finally:
-        engine.dispose()
+    with open_rows(url) as rows:
+        if not _at_heads(rows):
+            return None
+        return _read(rows, study_name)
 
 
-def _at_heads(conn: sa.Connection) -> bool:
-    return optuna_revision_is_current(conn) and current_revision(conn) in (None, HEAD)
+def _at_heads(rows: Rows) -> bool:
+    return optuna_revision_is_current(rows) and stored_revision(rows) in (None, HEAD)
 
 
-def _read(conn: sa.Connection, study_name: str) -> StudySnapshot:
-    studies = models.StudyModel.__table__
-    study_id = conn.execute(sa.select(studies.c.study_id)
-                            .where(studies.c.study_name == study_name)).scalar()
-    if study_id is None:
+def _read(rows: Rows, study_name: str) -> StudySnapshot:
+    found = rows.rows(select("studies", "study_id") + " WHERE study_name = :name",
+                      {"name": study_name})
+    if not found:
         raise KeyError(f"no study {study_name!r}")
-    d = models.StudyDirectionModel.__table__
-    directions = [r.direction for r in conn.execute(
-        sa.select(d.c.direction).where(d.c.study_id == study_id).order_by(d.c.objective))]
-    trials = models.TrialModel.__table__
-    rows = list(conn.execute(
-        sa.select(trials.c.trial_id, trials.c.number, trials.c.state,
-                  trials.c.datetime_start, trials.c.datetime_complete)
-        .where(trials.c.study_id == study_id).order_by(trials.c.trial_id)))
+    study_id = found[0][0]
+    sid = {"sid": study_id}
+    directions = [StudyDirection[d] for d, in rows.rows(
+        select("study_directions", "direction") + " WHERE study_id = :sid ORDER BY objective",
+        sid)]
+    trials = rows.rows(select("trials", "trial_id", "number", "state", "datetime_start",
+                              "datetime_complete")
+                       + " WHERE study_id = :sid ORDER BY trial_id", sid)
 
-    def children(model: Any, *columns: str) -> dict[int, list[Any]]:
+    def children(table: str, *columns: str) -> dict[int, list[Any]]:
         """Rows of a per-trial table for the study's trials, by trial id, in row order."""
-        table = model.__table__
-        query = (sa.select(table.c.trial_id, *(table.c[c] for c in columns))
-                 .join(trials, trials.c.trial_id == table.c.trial_id)
-                 .where(trials.c.study_id == study_id)
-                 .order_by(table.primary_key.columns.values()[0]))
+        query = (select(table, "trial_id", *columns)
+                 + f" JOIN trials ON trials.trial_id = {table}.trial_id"
+                 + f" WHERE trials.study_id = :sid ORDER BY {table}.{_key(table)}")
         out: dict[int, list[Any]] = defaultdict(list)
-        for r in conn.execute(query):
+        for r in rows.rows(query, sid):
             out[r[0]].append(r[1:])
         return out
 
-    values = children(models.TrialValueModel, "objective", "value", "value_type")
-    params = children(models.TrialParamModel, "param_name", "param_value", "distribution_json")
-    user = children(models.TrialUserAttributeModel, "key", "value_json")
-    system = children(models.TrialSystemAttributeModel, "key", "value_json")
-    inter = children(models.TrialIntermediateValueModel, "step", "intermediate_value",
+    values = children("trial_values", "objective", "value", "value_type")
+    params = children("trial_params", "param_name", "param_value", "distribution_json")
+    user = children("trial_user_attributes", "key", "value_json")
+    system = children("trial_system_attributes", "key", "value_json")
+    inter = children("trial_intermediate_values", "step", "intermediate_value",
                      "intermediate_value_type")
-    frozen = [_frozen(r, values[r.trial_id], params[r.trial_id], user[r.trial_id],
-                      system[r.trial_id], inter[r.trial_id]) for r in rows]
+    frozen = [_frozen(r, values[r[0]], params[r[0]], user[r[0]], system[r[0]], inter[r[0]])
+              for r in trials]
     return StudySnapshot(study_id, study_name, directions,
-                         _study_attrs(conn, models.StudyUserAttributeModel, study_id),
-                         _study_attrs(conn, models.StudySystemAttributeModel, study_id), frozen)
+                         _study_attrs(rows, "study_user_attributes", study_id),
+                         _study_attrs(rows, "study_system_attributes", study_id), frozen)
 
 
-def _study_attrs(conn: sa.Connection, model: Any, study_id: int) -> dict[str, Any]:
-    table = model.__table__
-    query = sa.select(table.c.key, table.c.value_json).where(table.c.study_id == study_id)
-    return {k: json.loads(v) for k, v in conn.execute(query.order_by(table.primary_key
-                                                                     .columns.values()[0]))}
+def _key(table: str) -> str:
+    """The table's primary key: the first of its columns (see ``OPTUNA_COLUMNS``)."""
+    return OPTUNA_COLUMNS[table][0]
+
+
+def _study_attrs(rows: Rows, table: str, study_id: int) -> dict[str, Any]:
+    query = (select(table, "key", "value_json")
+             + f" WHERE study_id = :sid ORDER BY {table}.{_key(table)}")
+    return {k: json.loads(v) for k, v in rows.rows(query, {"sid": study_id})}
+
+
+_NON_FINITE = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
+
+
+def _stored_value(value: float | None, kind: str) -> float:
+    """A value from its stored representation, as Optuna's ``stored_repr_to_value`` (and
+    ``stored_repr_to_intermediate_value``) read it: infinities and NaN by type alone."""
+    if kind in _NON_FINITE:
+        return _NON_FINITE[kind]
+    if kind != "FINITE" or value is None:
+        raise ValueError(f"unreadable stored value {value!r} of type {kind!r} in Optuna's "
+                         "tables (types: FINITE with a value, INF_POS, INF_NEG, NAN)")
+    return value
 
 
 def _frozen(row: Any, values: list[Any], params: list[Any], user: list[Any],
@@ -192,26 +208,28 @@ def _frozen(row: Any, values: list[Any], params: list[Any], user: list[Any],
     if values:
         value_list = [0.0] * len(values)
         for objective, value, kind in values:
-            value_list[objective] = models.TrialValueModel.stored_repr_to_value(value, kind)
+            value_list[objective] = _stored_value(value, kind)
     dists = {name: optuna_distributions.json_to_distribution(js) for name, _, js in params}
+    trial_id, number, state, start, complete = row
     return FrozenTrial(
-        number=row.number,
-        state=row.state,
+        number=number,
+        state=TrialState[state],
         value=None,
         values=value_list,
-        datetime_start=_local(row.datetime_start),
-        datetime_complete=_local(row.datetime_complete),
+        datetime_start=_local(start),
+        datetime_complete=_local(complete),
         params={name: dists[name].to_external_repr(v) for name, v, _ in params},
         distributions=dists,
         user_attrs={k: json.loads(v) for k, v in user},
         system_attrs={k: json.loads(v) for k, v in system},
-        intermediate_values={
-            step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(v, kind)
-            for step, v, kind in inter},
-        trial_id=row.trial_id,
+        intermediate_values={step: _stored_value(v, kind) for step, v, kind in inter},
+        trial_id=trial_id,
     )
 
 
-def _local(d: datetime.datetime | None) -> datetime.datetime | None:
-    """Naive UTC as stored -> naive local time, as Optuna's trial model reads it."""
+def _local(d: datetime.datetime | str | None) -> datetime.datetime | None:
+    """Naive UTC as stored -> naive local time, as Optuna's trial model reads it (SQLite
+    stores text, ``2026-11-30 12:00:00.250000``; other databases give a datetime)."""
+    if isinstance(d, str):
+        d = datetime.datetime.fromisoformat(d)
     return None if d is None else d.replace(tzinfo=datetime.UTC).astimezone().replace(tzinfo=None)

@@ -51,6 +51,12 @@ from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.storage._optuna_tables import (
+    OPTUNA_ALEMBIC_HEAD,
+    OPTUNA_COLUMNS,
+    OPTUNA_SCHEMA_VERSION,
+)
+
 __all__ = [
     "TrialNumberTaken",
     "OPTUNA_ALEMBIC_HEAD",
@@ -64,38 +70,10 @@ __all__ = [
     "write_trials",
 ]
 
-OPTUNA_SCHEMA_VERSION = 12
-"""``optuna.storages._rdb.models.SCHEMA_VERSION`` this writer was written against."""
-OPTUNA_ALEMBIC_HEAD = "v3.2.0.a"
-"""Alembic head of Optuna's RDB schema that goes with it."""
-
-# column names of every table written, as in Optuna's schema version 12
-_COLUMNS: dict[str, frozenset[str]] = {
-    "studies": frozenset({"study_id", "study_name"}),
-    "study_directions": frozenset({"study_direction_id", "direction", "study_id", "objective"}),
-    "trials": frozenset(
-        {"trial_id", "number", "study_id", "state", "datetime_start", "datetime_complete"}
-    ),
-    "trial_params": frozenset(
-        {"param_id", "trial_id", "param_name", "param_value", "distribution_json"}
-    ),
-    "trial_values": frozenset({"trial_value_id", "trial_id", "objective", "value", "value_type"}),
-    "trial_user_attributes": frozenset(
-        {"trial_user_attribute_id", "trial_id", "key", "value_json"}
-    ),
-    "trial_system_attributes": frozenset(
-        {"trial_system_attribute_id", "trial_id", "key", "value_json"}
-    ),
-    "trial_intermediate_values": frozenset(
-        {
-            "trial_intermediate_value_id",
-            "trial_id",
-            "step",
-            "intermediate_value",
-            "intermediate_value_type",
-        }
-    ),
-}
+# the tables written (their columns: OPTUNA_COLUMNS, checked against Optuna's models)
+_WRITTEN = ("studies", "study_directions", "trials", "trial_params", "trial_values",
+            "trial_user_attributes", "trial_system_attributes", "trial_intermediate_values")
+_COLUMNS: dict[str, frozenset[str]] = {name: frozenset(OPTUNA_COLUMNS[name]) for name in _WRITTEN}
 
 _STUDIES = models.StudyModel.__table__
 _DIRECTIONS = models.StudyDirectionModel.__table__

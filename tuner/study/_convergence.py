@@ -22,12 +22,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import optuna
 
 from tuner.study._attrs import SearchSpec
 from tuner.study._history import RoundSummary, completed_rounds, history
-from tuner.study._loop import Evaluate, run_rounds
+
+if TYPE_CHECKING:
+    from tuner.study._loop import Evaluate
 
 __all__ = ["ConvergenceRule", "Stop", "run_until_converged"]
 
@@ -112,6 +115,9 @@ def run_until_converged(study: optuna.Study, search: SearchSpec, evaluate: Evalu
         The summaries of the rounds this call completed, and the rule's stop (None when
         the cap came first).
     """
+    # here, not at the top: search history reads the rule and runs no rounds
+    from tuner.study._loop import run_rounds
+
     out: list[RoundSummary] = []
     while True:
         done = completed_rounds(study, search.population)

@@ -10,7 +10,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,6 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.space import FusionSpace
-from tuner.storage import ProjectStore, RoundRecord
 from tuner.strategies import BaseStrategy
 from tuner.study._attrs import SearchSpec, jsonable
 from tuner.study._trials import (
@@ -161,24 +160,6 @@ def _summary(
 
 def _float_or_nan(x: Any) -> float:
     return math.nan if x is None else float(x)
-
-
-def _round_record(study_name: str, s: RoundSummary) -> RoundRecord:
-    return RoundRecord(study_name, s.round, s.n_trials, s.best_value, s.best_low, s.best_high,
-                       s.best_trial, s.mean, s.sigma, datetime.now(UTC))
-
-
-def _record(store: ProjectStore, study_name: str, s: RoundSummary) -> None:
-    store.record_round(_round_record(study_name, s))
-
-
-def _record_once(store: ProjectStore, study_name: str, g: int, members: Sequence[FrozenTrial],
-                 strategy: BaseStrategy, space: FusionSpace) -> bool:
-    """Record round ``g`` (told next to ``strategy``) unless recorded; True if this call
-    did."""
-    s = _summary(g, members, strategy, space)
-    return store.record_round_once(_round_record(study_name, s))
-
 
 
 def _iso(d: datetime | None) -> str | None:

@@ -31,7 +31,6 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from tuner.storage import ProjectStore
 from tuner.strategies import BaseStrategy
 from tuner.study._attrs import SearchSpec, jsonable
-from tuner.study._history import _record_once
 from tuner.study._live_rounds import (
     Calibration,
     GroupResult,
@@ -44,6 +43,7 @@ from tuner.study._live_rounds import (
     select_groups,
 )
 from tuner.study._open import _STUDY_URLS
+from tuner.study._round_records import record_round_once
 from tuner.study._trials import TrialResult, _arrays, _generations, _members
 
 __all__ = [
@@ -408,8 +408,8 @@ def _summarise_complete(study: optuna.Study, search: SearchSpec,
         st = store if store is not None else (ProjectStore(url) if url else None)
         if st is not None:
             try:
-                _record_once(st, study.study_name, g, members,
-                             _strategy_before(study, search, g), search.space)
+                record_round_once(st, study.study_name, g, members,
+                                  _strategy_before(study, search, g), search.space)
             finally:
                 if store is None:
                     st.close()

@@ -16,10 +16,11 @@ from datetime import datetime
 
 import numpy as np
 import optuna
+from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from tuner.storage import ProjectStore
+from tuner.storage import ProjectStore, TrialNumberTaken, add_trials
 from tuner.strategies import BaseStrategy
 from tuner.study._attrs import (
     ATTR_CONFIG,
@@ -30,12 +31,12 @@ from tuner.study._attrs import (
     SearchSpec,
     _check_same,
 )
-from tuner.study._history import RoundSummary, _record, _summary
+from tuner.study._history import RoundSummary, _summary
 from tuner.study._live import check_no_open_live_round
 from tuner.study._open import _STUDY_URLS
+from tuner.study._round_records import record_round
 from tuner.study._trials import (
     TrialResult,
-    _add_trials,
     _arrays,
     _check_kept,
     _fail_running,
@@ -126,7 +127,7 @@ def _run(study: optuna.Study, search: SearchSpec, evaluate: Evaluate, rounds: in
             current = {t.user_attrs["member"]: t for t in members}
             break
         if g_done not in recorded and store is not None:
-            _record(store, study.study_name, _summary(g_done, members, strategy, space))
+            record_round(store, study.study_name, _summary(g_done, members, strategy, space))
         advance(strategy, g_done, *_arrays(space, members))
         g = g_done + 1
     n_new = rounds if rounds is not None else max(0, int(until or 0) - g)
@@ -155,7 +156,7 @@ def _run(study: optuna.Study, search: SearchSpec, evaluate: Evaluate, rounds: in
             summary = _summary(g, members, strategy, space)
             strategy.tell(g, *_arrays(space, members))
             if store is not None:
-                _record(store, study.study_name, summary)
+                record_round(store, study.study_name, summary)
             out.append(summary)
             if on_round is not None:
                 on_round(summary)
@@ -219,3 +220,26 @@ def _default_store(study: optuna.Study) -> ProjectStore | None:
         )
         return None
     return ProjectStore(url)
+
+
+def _add_trials(
+    study: optuna.Study, trials: Sequence[FrozenTrial], numbers: Sequence[int] | None = None
+) -> None:
+    """Write ``trials`` into ``study`` in one transaction (:mod:`tuner.storage._trial_writer`),
+    numbered ``numbers`` if given and free, else by arrival (a study that also holds trials
+    other than its members, e.g. one left RUNNING by a killed ``study.ask``).
+
+    A study not in an RDB, or whose ``add_trial`` was replaced on the instance (a wrapper,
+    a test double), gets them one ``add_trial`` at a time instead (numbered by arrival).
+    """
+    storage = getattr(study, "_storage", None)
+    rdb = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+    if not isinstance(rdb, RDBStorage) or "add_trial" in vars(study):
+        for trial in trials:
+            study.add_trial(trial)
+        return
+    study_id = rdb.get_study_id_from_name(study.study_name)
+    try:
+        add_trials(rdb, study_id, trials, numbers)
+    except TrialNumberTaken:
+        add_trials(rdb, study_id, trials, None)

@@ -22,7 +22,7 @@ from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 
 from tuner.space import FusionSpace
-from tuner.storage import ProjectStore, optuna_schema_is_current, read_snapshot
+from tuner.storage import optuna_schema_is_current, read_snapshot
 from tuner.strategies import CEMConfig, CEMSampler, strategy_name
 from tuner.study._attrs import (
     ATTR_LEARNED_OF,
@@ -77,6 +77,9 @@ def create_or_load_study(
             ``create`` is False, the study was not made by fusiontune, or a new study lacks
             space/config/seed.
     """
+    # here, not at the top: read_search (search history) must not import the ORM
+    from tuner.storage import ProjectStore
+
     ProjectStore(storage).ensure_schema()  # first: a bad URL is a one-line StorageError
     # Optuna's schema check (its migration scripts) only where the revision is not the head
     rdb = RDBStorage(storage, skip_compatibility_check=optuna_schema_is_current(storage))

@@ -1,4 +1,6 @@
-"""A study's trials as CEM members: freezing, bulk writing and reading them back.
+"""A study's trials as CEM members: freezing them and reading them back (the loop writes
+them, :func:`tuner.study._loop._add_trials`; this module imports no writer, so that reading
+a study imports none).
 
 Every member is an Optuna trial tagged with user attrs ``round`` and ``member``; a non-finite
 value makes it a FAIL trial with a ``fail_reason``, and a guardrail breach is user attr
@@ -16,11 +18,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import optuna
-from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from tuner.space import FusionSpace
-from tuner.storage import TrialNumberTaken, add_trials
 
 __all__ = [
     "FAIL_REASON",
@@ -236,29 +236,6 @@ def member_numbers(g: int, members: Sequence[int], population: int) -> list[int]
     """Trial numbers of ``members`` of round ``g``: ``g * population + member``, so a study's
     trials are numbered the same however many workers wrote them, in whatever order."""
     return [g * population + int(m) for m in members]
-
-
-def _add_trials(
-    study: optuna.Study, trials: Sequence[FrozenTrial], numbers: Sequence[int] | None = None
-) -> None:
-    """Write ``trials`` into ``study`` in one transaction (:mod:`tuner.storage._trial_writer`),
-    numbered ``numbers`` if given and free, else by arrival (a study that also holds trials
-    other than its members, e.g. one left RUNNING by a killed ``study.ask``).
-
-    A study not in an RDB, or whose ``add_trial`` was replaced on the instance (a wrapper,
-    a test double), gets them one ``add_trial`` at a time instead (numbered by arrival).
-    """
-    storage = getattr(study, "_storage", None)
-    rdb = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
-    if not isinstance(rdb, RDBStorage) or "add_trial" in vars(study):
-        for trial in trials:
-            study.add_trial(trial)
-        return
-    study_id = rdb.get_study_id_from_name(study.study_name)
-    try:
-        add_trials(rdb, study_id, trials, numbers)
-    except TrialNumberTaken:
-        add_trials(rdb, study_id, trials, None)
 
 
 def _check_kept(

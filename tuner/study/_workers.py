@@ -42,10 +42,10 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.storage import ClaimBoard, ProjectStore, TrialNumberTaken
-from tuner.study._history import _record_once
 from tuner.study._live import check_no_open_live_round
 from tuner.study._loop import advance
 from tuner.study._open import load_search
+from tuner.study._round_records import record_round_once
 from tuner.study._trials import (
     TrialResult,
     _arrays,
@@ -193,7 +193,8 @@ def run_worker(
         if not complete:
             partial = [t.user_attrs["member"] for t in members]
             break
-        if g not in recorded and _record_once(store, study_name, g, members, strategy, space):
+        if g not in recorded and record_round_once(store, study_name, g, members, strategy,
+                                                   space):
             refits.append(g)
             emit({"event": "refit", "round": g, "worker": me})
         advance(strategy, g, *_arrays(space, members))
@@ -240,7 +241,7 @@ def run_worker(
                     f"round {g} of study {study_name!r}: every claim is done but its trials "
                     "are incomplete; was a trial deleted?"
                 )
-            if _record_once(store, study_name, g, by_round[g], strategy, space):
+            if record_round_once(store, study_name, g, by_round[g], strategy, space):
                 refits.append(g)
                 emit({"event": "refit", "round": g, "worker": me})
             advance(strategy, g, *_arrays(space, by_round[g]))
