@@ -240,6 +240,15 @@ def test_two_processes_tell_different_groups_on_postgres(pg_url: str, tmp_path: 
         sorted((t.user_attrs["group"], t.value) for t in study.trials)
 
 
+def test_ask_refuses_screened_without_prescreen_and_writes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "live.db"
+    result = CliRunner().invoke(main, ["search", "ask", "--storage", str(db), "--study", "live",
+                                       "--screened", "2", "--out", str(tmp_path / "r.json")])
+    assert result.exit_code == 1
+    assert "--screened 2 chooses among pre-screened draws; give --prescreen N" in result.output
+    assert not db.exists() and not (tmp_path / "r.json").exists()
+
+
 @pytest.mark.slow
 def test_cli_round_trip_on_demo_files(demo_files: Any, tmp_path: Path) -> None:
     db = tmp_path / "live.db"

@@ -79,6 +79,9 @@ def search_ask(ctx: click.Context, storage: str, study_name: str, groups: int | 
     Asking again before the round is told returns the same groups. A new
     study needs --logs, --scores and --objective, like 'search run'.
     """
+    if screened is not None and not prescreen:
+        raise ValueError(f"--screened {screened} chooses among pre-screened draws; give "
+                         "--prescreen N too, or drop --screened")
     url = storage_url(storage)
     given = [g for g in given_options(ctx) if g != "population"]
     options = NewStudy.from_params({**study, "population": groups or 8})
