@@ -66,3 +66,33 @@ def test_surrogate_tends_to_the_replay_estimate_as_tau_falls() -> None:
     with torch.no_grad():
         smooth = float(surrogate(untrained.model, data, 1e-4))
     assert smooth == pytest.approx(exact, rel=1e-3)
+
+
+def test_chunked_surrogate_is_the_whole_one() -> None:
+    data = _arrays(make_log(3, 500))
+    model = train_weight_model(data, BASE, ("a", "s"), TASKS,
+                               WeightModelConfig(epochs=1, patience=1)).model
+    with torch.no_grad():
+        whole = float(surrogate(model, data, 0.1))
+        for chunk in (1, 7, 128, 499, 500, 10_000):
+            assert float(surrogate(model, data, 0.1, chunk)) == pytest.approx(whole, rel=1e-5)
+
+
+def test_one_batch_of_every_request_is_full_batch_training() -> None:
+    data = _arrays(make_log(4, 400))
+    cfg = WeightModelConfig(epochs=5, patience=5)
+    full = train_weight_model(data, BASE, ("a", "s"), TASKS, cfg)
+    one = train_weight_model(data, BASE, ("a", "s"), TASKS,
+                             WeightModelConfig(epochs=5, patience=5, batch_requests=300))
+    assert [h[2] for h in one.history] == [h[2] for h in full.history]
+    np.testing.assert_array_equal(one.weights(data.features), full.weights(data.features))
+
+
+def test_auto_batch_is_full_batch_on_small_logs_only() -> None:
+    from tuner.segments._learned import BATCH_ENTRIES, auto_batch
+
+    assert auto_batch(20_000, 20) is None
+    assert auto_batch(2_000_000, 20) == BATCH_ENTRIES // 400
+    assert auto_batch(10 ** 9, 500) == 256  # never below 256 requests a step
+    with pytest.raises(ValueError, match="batch_requests must be >= 1"):
+        WeightModelConfig(batch_requests=0)

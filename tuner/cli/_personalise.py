@@ -32,7 +32,7 @@ __all__ = ["search_personalise"]
 @click.option("--seed", type=int, default=None, help="Seed of the initialisation and the "
               "train/validation cut  [default: 0]")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Most full-batch Adam steps  [default: 300]")
+              help="Most epochs (passes over the training requests)  [default: 300]")
 @click.option("--tau", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Soft-rank temperature, in fused-score units  [default: 0.1]")
 @click.option("--hidden", type=click.IntRange(min=1), default=None,
@@ -43,6 +43,9 @@ __all__ = ["search_personalise"]
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=None, help="Share of the search split held for early stopping  "
                                  "[default: 0.25]")
+@click.option("--batch-requests", type=click.IntRange(min=1), default=None,
+              help="Requests an Adam step reads  [default: all of them up to 2**24 soft-rank "
+                   "entries (20,000 requests of 20 candidates), else ~2**22 entries a batch]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--no-progress", is_flag=True, help="No training progress on stderr.")
 @user_errors

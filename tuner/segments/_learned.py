@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LearnedWeights", "LogArrays", "WeightModelConfig", "surrogate", "train_weight_model",
-           "weights_from_json"]
+__all__ = ["LearnedWeights", "LogArrays", "WeightModelConfig", "auto_batch", "surrogate",
+           "train_weight_model", "weights_from_json"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class WeightModelConfig:
 
     Args:
         hidden: width of the one hidden layer.
-        epochs: most full-batch Adam steps.
+        epochs: most epochs (one Adam step each with a full batch).
         lr: Adam's learning rate.
         tau: soft-rank temperature, in units of the standard deviation of a
             request's fused scores (so the surrogate, like the order, ignores a
@@ -43,6 +43,10 @@ class WeightModelConfig:
         patience: epochs without a better validation surrogate before stopping.
         val_fraction: share of the search split's requests held for early stopping.
         seed: seed of the initialisation and the train/validation cut.
+        batch_requests: requests an Adam step reads (an epoch is then one pass over the
+            training requests in seeded random batches); None: :func:`auto_batch` (full
+            batch up to ``2**24`` soft-rank entries, the 20,000-request logs it was
+            measured on). The validation surrogate is summed in chunks of the same size.
     """
 
     hidden: int = 16
@@ -52,11 +56,15 @@ class WeightModelConfig:
     patience: int = 30
     val_fraction: float = 0.25
     seed: int = 0
+    batch_requests: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("hidden", "epochs", "patience"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"WeightModelConfig.{name} must be >= 1")
+        if self.batch_requests is not None and int(self.batch_requests) < 1:
+            raise ValueError("WeightModelConfig.batch_requests must be >= 1 (or None: "
+                             f"chosen by the log's size), got {self.batch_requests}")
         if not (self.lr > 0 and self.tau > 0 and 0 < self.val_fraction < 1):
             raise ValueError("WeightModelConfig needs lr > 0, tau > 0, 0 < val_fraction < 1")
 
@@ -125,8 +133,9 @@ def _model(n_features: int, base: np.ndarray, mean: np.ndarray, std: np.ndarray,
     return WeightModel()
 
 
-def surrogate(model: Any, data: LogArrays, tau: float) -> Any:
-    """The smooth SNIPS estimate of the objective of ``model`` on ``data`` (a tensor)."""
+def _surrogate_sums(model: Any, data: LogArrays, tau: float) -> tuple[Any, Any, Any]:
+    """The smooth SNIPS estimate's three sums on ``data``: total exposure, importance-
+    weighted reward and importance-weighted examination (tensors)."""
     import torch
 
     t = torch.from_numpy(data.transformed)
@@ -144,7 +153,38 @@ def surrogate(model: Any, data: LogArrays, tau: float) -> Any:
         np.where(data.shown > 0, data.logging_exposure, 1.0).astype(np.float32))
     num = (iw * torch.from_numpy(data.reward)).sum()
     den = (iw * torch.from_numpy(data.slot_examination)).sum()
-    return exposure.sum(dim=-1).mean() * num / den
+    return exposure.sum(dim=-1).sum(), num, den
+
+
+def surrogate(model: Any, data: LogArrays, tau: float, chunk: int | None = None) -> Any:
+    """The smooth SNIPS estimate of the objective of ``model`` on ``data`` (a tensor).
+
+    Args:
+        chunk: requests a pass holds at once (their ``[chunk, N, N]`` soft ranks); None:
+            all of them. The sums are added over chunks, so the value is the same up to
+            float32 summation.
+    """
+    r = data.reward.shape[0]
+    step = r if chunk is None else max(1, int(chunk))
+    total = num = den = 0.0
+    for a in range(0, r, step):
+        part = data if step >= r else data.take(np.arange(a, min(r, a + step)))
+        e, n, d = _surrogate_sums(model, part, tau)
+        total, num, den = total + e, num + n, den + d
+    return total / r * num / den
+
+
+def auto_batch(n_requests: int, n_candidates: int) -> int | None:
+    """The mini-batch (requests) of :func:`train_weight_model` when the config sets none:
+    None (full batch) while the split's soft ranks ``[R, N, N]`` hold at most
+    :data:`FULL_BATCH_ENTRIES` entries, else about :data:`BATCH_ENTRIES` entries a batch."""
+    if n_requests * n_candidates ** 2 <= FULL_BATCH_ENTRIES:
+        return None
+    return max(256, BATCH_ENTRIES // max(1, n_candidates ** 2))
+
+
+FULL_BATCH_ENTRIES = 2 ** 24  # 20,000 requests x 20 candidates: 8M entries, full batch
+BATCH_ENTRIES = 2 ** 22  # ~10,000 requests of 20 candidates a step
 
 
 @dataclass
@@ -278,23 +318,38 @@ def train_weight_model(data: LogArrays, base: np.ndarray, features: tuple[str, .
     model = _model(data.features.shape[1], np.asarray(base, float), mean, std,
                    config.hidden, pinned)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    n_train, n_cand = train.reward.shape
+    batch = (config.batch_requests if config.batch_requests is not None
+             else auto_batch(n_train, n_cand))
+    order = np.random.default_rng([config.seed, 5])
     best_val, best_state, best_epoch = -np.inf, None, 0
     history = []
     for epoch in range(config.epochs):
         with torch.no_grad():
-            v = float(surrogate(model, val, config.tau))
+            v = float(surrogate(model, val, config.tau, batch))
         if v > best_val:
             best_val, best_epoch = v, epoch
             best_state = {k: t.clone() for k, t in model.state_dict().items()}
         elif epoch - best_epoch >= config.patience:
             break
-        opt.zero_grad()
-        loss = -surrogate(model, train, config.tau)
-        loss.backward()
-        opt.step()
-        history.append((epoch, -float(loss.detach()), v))
+        batches: list[np.ndarray | None]
+        if batch is None or batch >= n_train:
+            batches = [None]
+        else:
+            perm = order.permutation(n_train)
+            batches = [np.sort(perm[a:a + batch]) for a in range(0, n_train, batch)]
+        seen = 0.0
+        for idx in batches:
+            part = train if idx is None else train.take(idx)
+            opt.zero_grad()
+            loss = -surrogate(model, part, config.tau)
+            loss.backward()
+            opt.step()
+            seen += -float(loss.detach()) * part.reward.shape[0]
+        train_value = seen / n_train  # the epoch's mean batch surrogate
+        history.append((epoch, train_value, v))
         if progress is not None:
-            progress(epoch, -float(loss.detach()), v)
+            progress(epoch, train_value, v)
     assert best_state is not None
     model.load_state_dict(best_state)
     model.eval()
