@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.estimators import SNIPS, SlateFeedback  # noqa: E402
+from simulator.estimators import SNIPS, GatedDR, SlateFeedback  # noqa: E402
 from simulator.fusion import MultiplicativeFusion  # noqa: E402
 from simulator.intervals import NormalInterval  # noqa: E402
 from simulator.logs import LoggedTraffic  # noqa: E402
@@ -152,17 +152,25 @@ def dense_best(s: Setup, seed: int) -> float:
     return float(s.true_objective(W[keep]).max())
 
 
-def make_replay(s: Setup, part: LoggedTraffic) -> Replay:
-    """SNIPS replay of one split of the log (its request ids are rows of the log)."""
+PROXIES = {"snips": SNIPS, "gated_dr": GatedDR}
+
+
+def make_replay(s: Setup, part: LoggedTraffic, proxy: str = "snips") -> Replay:
+    """The ``proxy`` estimator's replay of one split of the log (its request ids are rows
+    of the log)."""
     scores = s.log_scores[part.request_ids]
     fb = SlateFeedback.from_traffic(part, s.world.tasks, reward_model=scores)
-    return Replay(fb, scores, s.world.tasks, FUSION, TopKPolicy(part.slate_size), SNIPS(),
-                  NormalInterval())
+    return Replay(fb, scores, s.world.tasks, FUSION, TopKPolicy(part.slate_size),
+                  PROXIES[proxy](), NormalInterval())
 
 
-def offline_estimates(replay: Replay, objective: dict[str, float], W: np.ndarray) -> np.ndarray:
-    result = replay.evaluate(W, objective)
-    return np.asarray(result.value[:, result.metrics.index(OBJECTIVE)])
+def offline_estimates(replay: Replay, objective: dict[str, float], W: np.ndarray,
+                      control: np.ndarray) -> tuple[float, np.ndarray]:
+    """The objective of ``control [T]`` and of ``W [P, T]``, estimated in one pass (a
+    pooled proxy such as ``gated_dr`` values every vector within its population)."""
+    result = replay.evaluate(np.vstack([control[None], W]), objective)
+    values = np.asarray(result.value[:, result.metrics.index(OBJECTIVE)])
+    return float(values[0]), values[1:]
 
 
 @dataclass
@@ -191,21 +199,23 @@ def run_arm(arm: str, s: Setup, replay: Replay, holdout: Replay, args: argparse.
     groups = OnlineGroups(args.users, args.requests_per_user)
     run = ArmRun([])
     true_control = float(s.wide_true_objective(s.control)[0])
-    off_control = float(offline_estimates(replay, s.objective, s.control[None])[0])
     for g in range(args.rounds):
         if arm == "offline":
             X = cem.ask(g)
-            values = offline_estimates(replay, s.objective, s.space.matrix_to_weights(X))
+            _, values = offline_estimates(replay, s.objective, s.space.matrix_to_weights(X),
+                                          s.control)
         else:
             if arm in ("prescreen", "mixed"):
                 cand = draw_candidates(cem, s.space, g, args.prescreen)
-                est = offline_estimates(replay, s.objective, s.space.matrix_to_weights(cand))
+                off_control, est = offline_estimates(
+                    replay, s.objective, s.space.matrix_to_weights(cand), s.control)
                 screened = m if arm == "prescreen" else default_screened(m)
                 chosen = select_groups(est, np.ones(len(est), bool), m, screened)
                 X, off = cand[chosen], est[chosen]
             else:
                 X = cem.ask(g)
-                off = offline_estimates(replay, s.objective, s.space.matrix_to_weights(X))
+                off_control, off = offline_estimates(
+                    replay, s.objective, s.space.matrix_to_weights(X), s.control)
             W = np.vstack([s.control[None], s.space.matrix_to_weights(X)])
             got = run_groups(s.world, s.pool, s.pool_scores, FUSION, W, groups,
                              seed=seed * 1000 + g * 10 + ARMS.index(arm), objective=s.objective)
@@ -248,6 +258,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--users", type=int, default=1000)
     p.add_argument("--requests-per-user", type=int, default=10)
     p.add_argument("--log-requests", type=int, default=20000)
+    p.add_argument("--proxy", choices=sorted(PROXIES), default="snips",
+                   help="the offline estimator that pre-screens (and is calibrated)")
     p.add_argument("--eval-requests", type=int, default=10000)
     return p.parse_args()
 
@@ -260,7 +272,7 @@ def main() -> None:
     pool = (args.groups + 1) * args.users * args.requests_per_user
     print(f"# online rounds: {args.seeds} seeds, {args.rounds} rounds of {args.groups} groups "
           f"of {args.users} users x {args.requests_per_user} requests (+ control), "
-          f"prescreen {args.prescreen}, log {args.log_requests} requests, "
+          f"prescreen {args.prescreen} by {args.proxy}, log {args.log_requests} requests, "
           f"truth on {args.eval_requests}\n")
     for name in args.worlds.split(","):
         fit = None
@@ -285,7 +297,8 @@ def main() -> None:
         for seed in range(args.seed_start, args.seed_start + args.seeds):
             s = make_setup(name, seed, args.log_requests, pool, args.eval_requests, fit)
             halves = split_log(s.log, {SEARCH: 0.5, HOLDOUT: 0.5}, seed=seed)
-            replay, holdout = (make_replay(s, halves[k]) for k in (SEARCH, HOLDOUT))
+            replay = make_replay(s, halves[SEARCH], args.proxy)
+            holdout = make_replay(s, halves[HOLDOUT])
             runs = {a: run_arm(a, s, replay, holdout, args, seed) for a in arms}
             control = float(s.true_objective(s.control)[0])
             best = max(dense_best(s, seed), *(max(r.picks) for r in runs.values()))

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -249,6 +250,41 @@ def test_ask_refuses_screened_without_prescreen_and_writes_nothing(tmp_path: Pat
     assert not db.exists() and not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--screen-estimator", "snips"], "--screen-estimator snips estimates pre-screened draws"),
+    (["--prescreen", "16", "--screen-estimator", "nope"],
+     "--screen-estimator 'nope' is unknown; valid: "),
+])
+def test_ask_refuses_a_bad_screen_estimator_and_writes_nothing(tmp_path: Path, args: list[str],
+                                                               message: str) -> None:
+    db = tmp_path / "live.db"
+    result = CliRunner().invoke(main, ["search", "ask", "--storage", str(db), "--study", "live",
+                                       *args, "--out", str(tmp_path / "r.json")])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not db.exists() and not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.slow
+def test_prescreening_estimates_with_the_screen_estimator(demo_files: Any) -> None:
+    from simulator.estimators import SNIPS, GatedDR
+    from tuner.cli._live import _offline_objective
+    from tuner.evaluation.search_data import SEARCH, SearchSettings, Workspace
+
+    settings = SearchSettings(logs=str(demo_files.logs), scores=str(demo_files.scores),
+                              objective={"click": 1.0, "conversion": 10.0, "like": 5.0})
+    search = SimpleNamespace(settings=settings.to_dict())
+    ws = Workspace(settings)
+    W = np.array([[1.0, 1.0, 1.0], [1.0, 3.0, 0.5], [1.0, 0.2, 2.0], [1.0, 1.5, 1.5]])
+    for prescreen, given, name, estimator in ((16, None, "gated_dr", GatedDR()),
+                                              (16, "snips", "snips", SNIPS()),
+                                              (0, None, "snips", SNIPS())):
+        objective, used = _offline_objective(search, prescreen, given)  # type: ignore[arg-type]
+        assert used == name
+        want = ws.replay_as(SEARCH, estimator).evaluate(W, settings.objective)
+        np.testing.assert_allclose([r.value for r in objective(W)], want.value[:, -1],
+                                   rtol=1e-12)
+
+
 @pytest.mark.slow
 def test_cli_round_trip_on_demo_files(demo_files: Any, tmp_path: Path) -> None:
     db = tmp_path / "live.db"
@@ -259,6 +295,7 @@ def test_cli_round_trip_on_demo_files(demo_files: Any, tmp_path: Path) -> None:
     first = runner.invoke(main, [*ask, *new, "--prescreen", "16", "--json",
                                  "--out", str(tmp_path / "r0.json")], catch_exceptions=False)
     assert first.exit_code == 0, first.output
+    assert json.loads((tmp_path / "r0.json").read_text())["offline_estimator"] == "gated_dr"
     again = runner.invoke(main, [*ask, "--json", "--out", str(tmp_path / "r0b.json")],
                           catch_exceptions=False)
     assert again.exit_code == 0, again.output

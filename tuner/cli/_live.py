@@ -34,7 +34,7 @@ from tuner.cli._new_study import NewStudy, given_options
 from tuner.cli._study_options import study_data_options
 from tuner.study import SearchSpec, create_or_load_study, load_search, read_spec
 from tuner.study._live import LiveRound, ask_round, pending_round, tell_results
-from tuner.study._live_rounds import OBJECTIVE_METRIC, GroupResult
+from tuner.study._live_rounds import OBJECTIVE_METRIC, SCREEN_ESTIMATOR, GroupResult
 
 __all__ = ["read_results", "search_ask", "search_tell"]
 
@@ -53,6 +53,11 @@ UNIT_COLUMNS = ("users", "requests")
               help="With --prescreen: how many groups are their block's best offline; the "
                    "others are CEM's plain draws, so a biased proxy cannot hold the search "
                    "[default: half of --groups].")
+@click.option("--screen-estimator", default=None, metavar="NAME",
+              help="With --prescreen: the offline estimator that screens the draws and values "
+                   f"the round's groups [default: {SCREEN_ESTIMATOR}, the best-ordering "
+                   "estimate measured, or the study's --estimator where the score table "
+                   "lacks a label task].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON file of the round's groups; a CSV of the same name beside it "
                    "[default: <study>-round<N>.json].")
@@ -72,8 +77,8 @@ UNIT_COLUMNS = ("users", "requests")
 @click.pass_context
 @user_errors
 def search_ask(ctx: click.Context, storage: str, study_name: str, groups: int | None,
-               prescreen: int, screened: int | None, out: Path | None, as_json: bool,
-               **study: Any) -> None:
+               prescreen: int, screened: int | None, screen_estimator: str | None,
+               out: Path | None, as_json: bool, **study: Any) -> None:
     """Write the next live round's groups (and the control) for an experiment platform.
 
     Asking again before the round is told returns the same groups. A new
@@ -82,6 +87,15 @@ def search_ask(ctx: click.Context, storage: str, study_name: str, groups: int | 
     if screened is not None and not prescreen:
         raise ValueError(f"--screened {screened} chooses among pre-screened draws; give "
                          "--prescreen N too, or drop --screened")
+    if screen_estimator is not None and not prescreen:
+        raise ValueError(f"--screen-estimator {screen_estimator} estimates pre-screened draws; "
+                         "give --prescreen N too, or drop --screen-estimator")
+    if screen_estimator is not None:
+        from simulator.estimators import ESTIMATORS
+
+        if screen_estimator not in ESTIMATORS:
+            raise ValueError(f"--screen-estimator {screen_estimator!r} is unknown; valid: "
+                             f"{', '.join(sorted(ESTIMATORS))}")
     url = storage_url(storage)
     given = [g for g in given_options(ctx) if g != "population"]
     options = NewStudy.from_params({**study, "population": groups or 8})
@@ -103,11 +117,12 @@ def search_ask(ctx: click.Context, storage: str, study_name: str, groups: int | 
                                       init_mean=None if init is None else space.from_weights(init))
         search_ = read_spec(study_)
     # a round already asked is returned as stored: no need to read the logs again
-    offline = _offline_objective(search_) if pending_round(study_) is None else None
+    offline, used = (_offline_objective(search_, prescreen, screen_estimator)
+                     if pending_round(study_) is None else (None, None))
     if screened is not None and screened > search_.population:
         raise ValueError(f"--screened {screened} is above the study's {search_.population} "
                          f"groups a round; give 0 to {search_.population}")
-    round_ = ask_round(study_, search_, prescreen, offline, screened)
+    round_ = ask_round(study_, search_, prescreen, offline, screened, used)
     if round_.reused:
         click.echo(f"round {round_.round} is waiting for results; these are its groups "
                    "(asked before)", err=True)
@@ -128,16 +143,31 @@ def _num(x: Any) -> float:
     return math.nan if x is None else float(x)
 
 
-def _offline_objective(search: SearchSpec) -> Any:
-    """The replay objective on the study's search split, or None for a study without logs."""
+def _offline_objective(search: SearchSpec, prescreen: int, screen_estimator: str | None
+                       ) -> tuple[Any, str | None]:
+    """The replay objective on the study's search split, and the estimator's name, or
+    ``(None, None)`` for a study without logs. A pre-screened round is estimated by
+    ``screen_estimator`` (default :data:`SCREEN_ESTIMATOR`, the study's own where the score
+    table lacks a label task it needs), any other by the study's estimator."""
+    from simulator.estimators import make_estimator
     from tuner.evaluation.objective import FusionObjective
     from tuner.evaluation.search_data import SearchSettings, Workspace
 
     if not search.settings.get("logs"):
-        return None
+        return None, None
+    own = str(search.settings.get("estimator", "snips"))
     with stage("reading the study's logs and scores"):
         ws = Workspace(SearchSettings.from_dict(search.settings))
-        return FusionObjective.for_workspace(ws)
+    name = (screen_estimator or SCREEN_ESTIMATOR) if prescreen else own
+    if name == own:
+        return FusionObjective.for_workspace(ws), own
+    missing = [t for t in ws.tasks if t not in ws.score_tasks]
+    if missing and screen_estimator is None:
+        click.echo(f"pre-screening with the study's estimator {own!r}: {SCREEN_ESTIMATOR} "
+                   f"needs a score for every label task and the score table lacks {missing}",
+                   err=True)
+        return FusionObjective.for_workspace(ws), own
+    return FusionObjective.for_workspace(ws, estimator=make_estimator(name, {})), name
 
 
 def _write_round(round_: LiveRound, out: Path) -> None:

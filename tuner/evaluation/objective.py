@@ -28,6 +28,7 @@ from tuner.study import TrialResult
 from tuner.weights_text import Numbers, parse_task_numbers
 
 if TYPE_CHECKING:
+    from simulator.estimators import BaseEstimator
     from tuner.evaluation.streamed import StreamedWorkspace
 
 __all__ = ["OBJECTIVE_WEIGHTS", "FusionObjective", "parse_objective"]
@@ -88,15 +89,27 @@ class FusionObjective:
             raise ValueError("guardrails are judged against control: give control weights")
 
     @classmethod
-    def for_workspace(cls, ws: Workspace | StreamedWorkspace, part: str = SEARCH
-                      ) -> FusionObjective:
-        """The objective a study's settings define, on one split of its log."""
+    def for_workspace(cls, ws: Workspace | StreamedWorkspace, part: str = SEARCH,
+                      estimator: BaseEstimator | None = None) -> FusionObjective:
+        """The objective a study's settings define, on one split of its log.
+
+        Args:
+            estimator: estimate with this instead of the study's estimator (a log held
+                whole only), e.g. the ordering estimate that pre-screens a live round.
+        """
         s = ws.settings
         guardrails = parse_guardrails(s.guardrails, ws.tasks)
         control = None if s.control is None else np.asarray(s.control, dtype=float)
         if guardrails and control is None:
             control = np.ones(len(ws.score_tasks))
-        return cls(ws.replay(part), dict(s.objective), guardrails, control)
+        if estimator is None:
+            replay: Replay | StreamedReplay = ws.replay(part)
+        elif isinstance(ws, Workspace):
+            replay = ws.replay_as(part, estimator)
+        else:
+            raise ValueError(f"estimator {estimator.name!r} instead of the study's needs the "
+                             "log held whole, not streamed")
+        return cls(replay, dict(s.objective), guardrails, control)
 
     def __call__(self, weights: np.ndarray) -> Sequence[TrialResult]:
         result, reasons = self.population(weights)

@@ -98,11 +98,12 @@ class LiveRound:
     prescreen: int
     selection: str
     reused: bool = False
+    offline_estimator: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable({
             "round": self.round, "formula": self.formula, "prescreen": self.prescreen,
-            "selection": self.selection,
+            "selection": self.selection, "offline_estimator": self.offline_estimator,
             "groups": [{"group": g.group, "control": g.member is None, "weights": g.weights,
                         "formula": self.formula, "offline": g.offline or None}
                        for g in self.groups]})
@@ -176,7 +177,8 @@ def _control_weights(search: SearchSpec) -> np.ndarray:
 
 
 def ask_round(study: optuna.Study, search: SearchSpec, prescreen: int = 0,
-              offline: Evaluate | None = None, screened: int | None = None) -> LiveRound:
+              offline: Evaluate | None = None, screened: int | None = None,
+              estimator: str | None = None) -> LiveRound:
     """The next live round of ``study``, recorded as WAITING trials; idempotent.
 
     If a live round is asked and not fully told, that round is returned (its missing
@@ -193,6 +195,8 @@ def ask_round(study: optuna.Study, search: SearchSpec, prescreen: int = 0,
         screened: with ``prescreen``, how many of the groups are their block's best by
             offline estimate; the others are the blocks' first draws, CEM's plain samples
             (default :func:`~tuner.study._live_rounds.default_screened`: half).
+        estimator: the name of the estimator behind ``offline`` (recorded with the round;
+            default: the study's).
 
     Raises:
         ValueError: an offline round is half done, ``prescreen`` without ``offline`` or
@@ -230,6 +234,8 @@ def ask_round(study: optuna.Study, search: SearchSpec, prescreen: int = 0,
     else:
         chosen, screened = np.arange(m), 0
     rec = _record(search, g, X, chosen, control, estimates, prescreen, screened)
+    if estimates:
+        rec["offline_estimator"] = estimator or str(search.settings.get("estimator", "snips"))
     study.set_user_attr(f"{ATTR_LIVE}{g}", rec)
     _write_missing(study, search, g, rec)
     return _as_round(g, rec)
@@ -277,7 +283,7 @@ def _as_round(g: int, rec: Mapping[str, Any], reused: bool = False) -> LiveRound
                         dict(rec["offline"].get(i, {})))
               for m, i in enumerate(ids)]
     return LiveRound(g, groups, str(rec["formula"]), int(rec["prescreen"]),
-                     str(rec["selection"]), reused)
+                     str(rec["selection"]), reused, rec.get("offline_estimator"))
 
 
 def _strategy_before(study: optuna.Study, search: SearchSpec, g: int) -> BaseStrategy:

@@ -24,6 +24,7 @@ __all__ = [
     "Calibration",
     "GroupResult",
     "Lift",
+    "SCREEN_ESTIMATOR",
     "calibrate",
     "default_screened",
     "draw_candidates",
@@ -31,6 +32,13 @@ __all__ = [
     "objective_of",
     "select_groups",
 ]
+
+
+SCREEN_ESTIMATOR = "gated_dr"
+"""The estimator that pre-screens a live round's draws by default: of those measured, the
+one whose order of a population is closest to the truth on small logs
+(``bench/ordering_quality.py``), and the one with which pre-screened rounds reach the best
+fastest (``bench/online_rounds.py --proxy``)."""
 
 
 def draw_candidates(strategy: BaseStrategy, space: FusionSpace, generation: int,
