@@ -23,11 +23,15 @@ Arms, each ``--rounds`` rounds of ``--groups`` groups (plus the control):
   first (plain) draw, ``search ask``'s default (:func:`default_screened`);
 - ``offline``: CEM on the log alone (population ``--offline-population``), its pick served
   once (its true value is reported after as many rounds).
-The pick of every arm is CEM's mean (what ``search export`` exports). The best true value is
-a dense grid search on the evaluation requests (screened on a subsample, then exact).
+``--proxy`` is the offline estimator that pre-screens (``gated_dr``, ``search ask``'s
+default, or ``snips``). The pick of every arm is CEM's mean; its export is what ``search
+export`` exports by default (the mean when the one-sided 95% lower bound of its paired ``cdr``
+lift over the control on the log's held-out half is above 0, else the control). The best
+true value is a dense grid search on the evaluation requests (screened on a subsample, then
+exact).
 
 Run: ``nice python bench/online_rounds.py [--seeds 5] [--seed-start 0] [--arms ...]
-[--worlds marketplace,kuairand]``
+[--worlds marketplace,kuairand] [--proxy gated_dr]``
 (about 10 minutes on a busy 2-core machine with the defaults).
 """
 
@@ -45,14 +49,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.estimators import SNIPS, GatedDR, SlateFeedback  # noqa: E402
+from simulator.estimators import SNIPS, BaseEstimator, GatedDR, SlateFeedback  # noqa: E402
 from simulator.fusion import MultiplicativeFusion  # noqa: E402
 from simulator.intervals import NormalInterval  # noqa: E402
 from simulator.logs import LoggedTraffic  # noqa: E402
 from simulator.online import OnlineGroups, run_groups, true_values  # noqa: E402
 from simulator.policies import TopKPolicy  # noqa: E402
 from simulator.replay import OBJECTIVE, Replay  # noqa: E402
-from simulator.report import ab_report  # noqa: E402
 from simulator.worlds import (  # noqa: E402
     BaseWorld,
     KuaiRandConfig,
@@ -61,6 +64,7 @@ from simulator.worlds import (  # noqa: E402
     MarketplaceWorld,
 )
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, split_log  # noqa: E402
+from tuner.picks.control_test import cdr, one_sided_test  # noqa: E402
 from tuner.space import FusionSpace  # noqa: E402
 from tuner.strategies import CEM, CEMConfig  # noqa: E402
 from tuner.study._live_rounds import (  # noqa: E402
@@ -153,15 +157,16 @@ def dense_best(s: Setup, seed: int) -> float:
 
 
 PROXIES = {"snips": SNIPS, "gated_dr": GatedDR}
+"""The offline estimators a run may pre-screen with (``--proxy``)."""
 
 
-def make_replay(s: Setup, part: LoggedTraffic, proxy: str = "snips") -> Replay:
-    """The ``proxy`` estimator's replay of one split of the log (its request ids are rows
-    of the log)."""
+def make_replay(s: Setup, part: LoggedTraffic, estimator: BaseEstimator) -> Replay:
+    """The ``estimator``'s replay of one split of the log (its request ids are rows of the
+    log)."""
     scores = s.log_scores[part.request_ids]
     fb = SlateFeedback.from_traffic(part, s.world.tasks, reward_model=scores)
-    return Replay(fb, scores, s.world.tasks, FUSION, TopKPolicy(part.slate_size),
-                  PROXIES[proxy](), NormalInterval())
+    return Replay(fb, scores, s.world.tasks, FUSION, TopKPolicy(part.slate_size), estimator,
+                  NormalInterval())
 
 
 def offline_estimates(replay: Replay, objective: dict[str, float], W: np.ndarray,
@@ -184,12 +189,12 @@ class ArmRun:
 
 
 def exported(s: Setup, holdout: Replay, x: np.ndarray) -> np.ndarray:
-    """What ``search export`` exports: the pick ``x [dim]`` if its held-out lift over the
-    control is significantly above 0 (the lower end of the paired 95% interval), else the
-    control. Returns full weights ``[T]``."""
+    """What ``search export`` exports by default: the pick ``x [dim]`` if the one-sided 95%
+    lower bound of its paired ``cdr`` lift over the control on the held-out half is above
+    0 (:func:`tuner.picks.control_test.one_sided_test`; ``holdout`` a ``cdr`` replay), else
+    the control. Returns full weights ``[T]``."""
     w = s.space.matrix_to_weights(x[None])[0]
-    report = ab_report(holdout, s.control, w, s.objective)
-    return w if report.row(OBJECTIVE).lift.low > 0 else s.control
+    return w if one_sided_test(holdout, w, s.control, s.objective).passed else s.control
 
 
 def run_arm(arm: str, s: Setup, replay: Replay, holdout: Replay, args: argparse.Namespace,
@@ -258,7 +263,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--users", type=int, default=1000)
     p.add_argument("--requests-per-user", type=int, default=10)
     p.add_argument("--log-requests", type=int, default=20000)
-    p.add_argument("--proxy", choices=sorted(PROXIES), default="snips",
+    p.add_argument("--proxy", choices=sorted(PROXIES), default="gated_dr",
                    help="the offline estimator that pre-screens (and is calibrated)")
     p.add_argument("--eval-requests", type=int, default=10000)
     return p.parse_args()
@@ -297,8 +302,8 @@ def main() -> None:
         for seed in range(args.seed_start, args.seed_start + args.seeds):
             s = make_setup(name, seed, args.log_requests, pool, args.eval_requests, fit)
             halves = split_log(s.log, {SEARCH: 0.5, HOLDOUT: 0.5}, seed=seed)
-            replay = make_replay(s, halves[SEARCH], args.proxy)
-            holdout = make_replay(s, halves[HOLDOUT])
+            replay = make_replay(s, halves[SEARCH], PROXIES[args.proxy]())
+            holdout = make_replay(s, halves[HOLDOUT], cdr())
             runs = {a: run_arm(a, s, replay, holdout, args, seed) for a in arms}
             control = float(s.true_objective(s.control)[0])
             best = max(dense_best(s, seed), *(max(r.picks) for r in runs.values()))
@@ -327,8 +332,8 @@ def main() -> None:
             cells = [f"{100 * R[:, i].mean():.2f}% [{100 * R[:, i].min():.2f}, "
                      f"{100 * R[:, i].max():.2f}]" for i in range(args.rounds)]
             print(f"| {a} | " + " | ".join(cells) + " |")
-        print("\nRegret of the export (the mean if its held-out lift over control is "
-              "significant, else the control):\n")
+        print("\nRegret of the export (the mean if the one-sided 95% lower bound of its "
+              "held-out cdr lift over control is above 0, else the control):\n")
         print(header)
         print("|" + "---|" * (args.rounds + 1))
         for a in arms:
