@@ -83,6 +83,7 @@ OBJECTIVES = {
 FUSION = MultiplicativeFusion()
 SCORE_NOISE = 0.3
 ARMS = ("online", "prescreen", "mixed", "offline")
+SCREENING = ("prescreen", "mixed")
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def run_arm(arm: str, s: Setup, replay: Replay, holdout: Replay, args: argparse.
             _, values = offline_estimates(replay, s.objective, s.space.matrix_to_weights(X),
                                           s.control)
         else:
-            if arm in ("prescreen", "mixed"):
+            if arm in SCREENING:
                 cand = draw_candidates(cem, s.space, g, args.prescreen)
                 off_control, est = offline_estimates(
                     replay, s.objective, s.space.matrix_to_weights(cand), s.control)
@@ -302,9 +303,15 @@ def main() -> None:
         for seed in range(args.seed_start, args.seed_start + args.seeds):
             s = make_setup(name, seed, args.log_requests, pool, args.eval_requests, fit)
             halves = split_log(s.log, {SEARCH: 0.5, HOLDOUT: 0.5}, seed=seed)
-            replay = make_replay(s, halves[SEARCH], PROXIES[args.proxy]())
+            # the screening arms estimate with --proxy (search ask --prescreen's default
+            # gated_dr); the others, as search ask without --prescreen and search run do,
+            # with the study's estimator, SNIPS here
+            replays = {"snips": make_replay(s, halves[SEARCH], SNIPS())}
+            if args.proxy != "snips":
+                replays[args.proxy] = make_replay(s, halves[SEARCH], PROXIES[args.proxy]())
             holdout = make_replay(s, halves[HOLDOUT], cdr())
-            runs = {a: run_arm(a, s, replay, holdout, args, seed) for a in arms}
+            runs = {a: run_arm(a, s, replays[args.proxy if a in SCREENING else "snips"],
+                               holdout, args, seed) for a in arms}
             control = float(s.true_objective(s.control)[0])
             best = max(dense_best(s, seed), *(max(r.picks) for r in runs.values()))
             for a, r in runs.items():
