@@ -221,6 +221,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         objective = _objective(ws, search_, study_name, engine, dask_workers, scheduler,
                                not no_progress, clock)
         on_round = (lambda s: dump_line(s.to_dict())) if as_jsonl else None
+        import ranker.progress  # noqa: F401  (torch: imported here, not in the rounds' time)
+
         try:
             with clock.rounds():
                 summaries = _rounds_here(study_, search_, clock.timed(objective), target,
