@@ -123,7 +123,9 @@ from tuner.study import (
 @click.option("--segment-min-events", type=click.FloatRange(min=0), default=None,
               help="With --segment-by: fewest expected objective events a segment may rest "
               "on before it is merged with a neighbour  [default: 100, MIN_EVENTS]")
-@click.option("--json", "as_json", is_flag=True, help="Print round summaries as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: the round summaries and where the time went "
+                   "({\"rounds\": [...], \"timing\": {...}}).")
 @click.option("--jsonl", "as_jsonl", is_flag=True,
               help="Stream one JSON object per completed round on stdout as it completes "
                    "(with --workers: once the workers finish).")
