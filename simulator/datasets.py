@@ -175,7 +175,8 @@ class ParquetDataset:
         import pyarrow.parquet as pq
 
         with pq.ParquetFile(file) as handle:
-            yield from handle.iter_batches(batch_size=self.batch_rows, columns=columns)
+            yield from handle.iter_batches(batch_size=self.batch_rows, columns=columns,
+                                           use_threads=False)
 
     def cursor(self, file: int, columns: list[str] | None = None) -> RequestCursor:
         """A forward-only reader of file ``file``'s rows by request-id range (see

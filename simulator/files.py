@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_folder", "atomic_write", "replace_folder"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -> Path:
@@ -50,6 +51,61 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_folder(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a new folder beside ``path``, fsync its files, rename it into
+    place (an existing ``path``, file or folder, is replaced only then).
+
+    A failed ``write`` leaves nothing new under either name and ``path`` as it was. The
+    folder's mode is a plain ``mkdir``'s (``0777`` less the umask).
+
+    Args:
+        path: the folder to (over)write; its parent must exist.
+        write: writes the folder's content under the folder it is given.
+
+    Example:
+        >>> import tempfile
+        >>> top = Path(tempfile.mkdtemp())
+        >>> out = atomic_folder(top / "d", lambda tmp: (tmp / "a.txt").write_text("hi"))
+        >>> sorted(p.name for p in out.iterdir())
+        ['a.txt']
+    """
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    os.mkdir(tmp)
+    try:
+        write(tmp)
+        for file in (f for f in tmp.rglob("*") if f.is_file()):
+            fd = os.open(file, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        replace_folder(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def replace_folder(new: Path, out: Path) -> None:
+    """Put folder ``new`` at ``out``; an old ``out`` is moved aside first, removed after."""
+    old = None
+    if out.exists() or out.is_symlink():
+        old = out.parent / f".{out.name}.{secrets.token_hex(6)}.old"
+        os.replace(out, old)
+    try:
+        os.replace(new, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
 
 
 def _create_beside(path: Path) -> str:

@@ -69,6 +69,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,9 @@ from simulator.files import atomic_write
 __all__ = ["BINARY", "CONTINUOUS", "FEATURE_PREFIX", "LABEL_KINDS", "LogValidationError",
            "LoggedTraffic", "log_metadata", "read_log_metadata"]
 
+_CHECKED: ContextVar[bool] = ContextVar("fusiontune_log_checked", default=False)
+"""True while :meth:`LoggedTraffic.from_columns` builds columns that already passed
+:func:`check_traffic` (``checked=True``): the checks are not run a second time."""
 _METADATA_KEY = b"fusiontune.examination"
 _KINDS_KEY = b"fusiontune.label_kinds"
 _SLOTS_KEY = b"fusiontune.slots"
@@ -165,7 +169,8 @@ class LoggedTraffic:
             slots = (len(self.examination) if self.examination is not None
                      else int(np.max(self.positions, initial=-1)) + 1)
             object.__setattr__(self, "slots", max(slots, 1))
-        check_traffic(self)
+        if not _CHECKED.get():
+            check_traffic(self)
         object.__setattr__(self, "label_kinds", full_kinds(self.labels, self.label_kinds))
 
     # ------------------------------------------------------------------ shape
@@ -411,6 +416,7 @@ class LoggedTraffic:
         examination: np.ndarray | None = None,
         source: str = "log",
         label_kinds: Mapping[str, str] | None = None,
+        checked: bool = False,
     ) -> LoggedTraffic:
         """Validate long-format columns and build the dense container.
 
@@ -422,6 +428,10 @@ class LoggedTraffic:
             source: what the columns came from (a file name), for messages.
             label_kinds: task -> :data:`BINARY` or :data:`CONTINUOUS`; tasks not
                 named are binary.
+            checked: the same columns (same examination and kinds) already passed these
+                checks, e.g. on an earlier pass over an unchanged file: the value checks
+                of :func:`check_traffic` are skipped (the columns are still read, grouped
+                and laid out as always, so the container is the same).
 
         Raises:
             LogValidationError: naming ``source``, the column and the first bad row.
@@ -429,12 +439,15 @@ class LoggedTraffic:
         cols = read_columns(columns, source)
         requests = group_requests(cols, source)
         arrays = dense_arrays(cols, requests, examination)
+        token = _CHECKED.set(checked)
         try:
             return cls(**arrays, label_kinds=dict(label_kinds or {}),
                        examination=None if examination is None
                        else np.asarray(examination, dtype=np.float64))
         except LogValidationError as err:
             raise err.located(source, requests.rows) from None
+        finally:
+            _CHECKED.reset(token)
 
     # ------------------------------------------------------------------- I/O
     def write(self, path: str | os.PathLike[str]) -> Path:

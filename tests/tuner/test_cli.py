@@ -371,7 +371,7 @@ def test_every_strategy_runs_and_resumes_from_the_cli(demo_files: DemoFiles,
     more = invoke(["search", "run", "--storage", str(db), "--study", "s", "--rounds", "3",
                    "--no-progress", "--json"])
     assert more.exit_code == 0, more.output
-    assert [r["round"] for r in json.loads(more.stdout)] == [2]
+    assert [r["round"] for r in json.loads(more.stdout)["rounds"]] == [2]
     whole = tmp_path / "whole.db"
     assert invoke([*demo_files.new_study_args(whole, rounds=3, population=6),
                    "--strategy", "tpe"]).exit_code == 0

@@ -150,8 +150,8 @@ def test_search_json_commands_print_only_json(demo_files: DemoFiles, tmp_path: P
     assert "reading and checking the logs and scores of study 's': done in" in resumed.stderr
     workers = _run([*base, "--rounds", "4", "--workers", "1", "--jsonl"])
     assert [r["round"] for r in _json_lines(workers.stdout)] == [3]
-    assert [r["round"] for r in json.loads(_run([*base, "--rounds", "5", "--json"]).stdout)] \
-        == [4]
+    assert [r["round"] for r in json.loads(
+        _run([*base, "--rounds", "5", "--json"]).stdout)["rounds"]] == [4]
     study = ["--storage", db, "--study", "s"]
     for args in (["search", "history", *study, "--json"],
                  ["search", "history", *study, "--trials", "--json"],

@@ -65,3 +65,16 @@ def test_search_run_engine_dask_writes_the_trials_of_the_embedded_run(tmp_path: 
         study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
         values.append([t.value for t in study.trials])
     np.testing.assert_allclose(values[1], values[0], rtol=1e-9)
+
+
+def test_search_run_engine_dask_reports_read_start_replay_and_database(tmp_path: Path) -> None:
+    from tests.tuner.test_streamed_cli import run_timed
+
+    logs, scores = write_files(tmp_path, 3)
+    db = tmp_path / "s.db"
+    timing = run_timed(logs, scores, db, "--engine", "dask", "--dask-workers", "2")
+    for part in ("read_s", "engine_start_s", "replay_s", "database_s"):
+        assert timing[part] > 0, timing
+    # an existing study on Dask: its files indexed again in the driver (read)
+    again = run_timed(logs, scores, db, "--engine", "dask", "--dask-workers", "1", rounds=4)
+    assert again["read_s"] > 0 and again["engine_start_s"] > 0, again

@@ -127,3 +127,128 @@ def test_logs_with_a_kuairand_split_or_config_is_refused(tmp_path: Path) -> None
     code, _, output = _score("--checkpoint", str(tmp_path / "ranker.pt"), "--logs", str(logs),
                              "--split", "valid", "--out", str(tmp_path / "s.parquet"))
     assert code == 1 and "--config and --split choose KuaiRand data" in output, output
+
+
+# --- a partitioned score dataset ---------------------------------------------------------------
+
+
+def _hive(logs: Path) -> list[Path]:
+    """Move the log's files into date partitions (``date=2026-11-2<i>/part-0.parquet``)."""
+    moved = []
+    for i, file in enumerate(sorted(logs.glob("*.parquet"))):
+        target = logs / f"date=2026-11-2{i}" / "part-0.parquet"
+        target.parent.mkdir()
+        file.rename(target)
+        moved.append(target.relative_to(logs))
+    return moved
+
+
+def _relative(folder: Path) -> list[Path]:
+    return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_folder_log_gives_one_score_file_per_log_file_at_its_path(tmp_path: Path) -> None:
+    logs, _ = _world(tmp_path)
+    layout = _hive(logs)
+    ckpt = str(tmp_path / "ranker.pt")
+    out = tmp_path / "scored"
+    code, stdout, output = _score("--checkpoint", ckpt, "--logs", str(logs), "--out", str(out),
+                                  "--chunk-rows", "900", "--json")
+    assert code == 0, output
+    report = json.loads(stdout)
+    assert report["partitioned"] is True
+    assert _relative(out) == sorted(layout)  # the log's layout, hive folders included
+    single = tmp_path / "scores.parquet"
+    code, stdout, output = _score("--checkpoint", ckpt, "--logs", str(logs), "--out",
+                                  str(single), "--chunk-rows", "900", "--json")
+    assert code == 0 and json.loads(stdout)["partitioned"] is False, output
+    one = pq.read_table(single)
+    parts = []
+    for rel in layout:  # each file: its log file's rows in their order
+        log_file, score_file = pq.read_table(logs / rel), pq.read_table(out / rel)
+        assert score_file.column_names == one.column_names
+        assert score_file.schema.metadata == one.schema.metadata
+        for c in ("request_id", "item_id"):
+            assert np.array_equal(score_file[c].to_numpy(), log_file[c].to_numpy())
+        parts.append(score_file)
+    joined = pa.concat_tables(parts)
+    assert joined.num_rows == one.num_rows == report["rows"]
+    for c in one.column_names:  # row for row the single table, to the last bit
+        assert np.array_equal(joined[c].to_numpy(), one[c].to_numpy()), c
+
+
+def _search(logs: Path, scores: Path, db: Path) -> list[tuple[float, float, float]]:
+    result = CliRunner().invoke(main, [
+        "search", "run", "--storage", str(db), "--study", "s", "--logs", str(logs),
+        "--scores", str(scores), "--objective", "click=1,conversion=10,like=5", "--rounds", "2",
+        "--population", "6", "--no-progress"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    import optuna
+
+    trials = optuna.load_study(study_name="s", storage=f"sqlite:///{db}").trials
+    return [(t.value, t.user_attrs["ci_low"], t.user_attrs["ci_high"]) for t in trials]
+
+
+def test_search_run_on_the_partitioned_scores_gives_the_trials_of_the_single_table(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    logs, _ = _world(tmp_path)
+    _hive(logs)
+    ckpt = str(tmp_path / "ranker.pt")
+    for out in ("scored", "scores.parquet"):
+        code, _, output = _score("--checkpoint", ckpt, "--logs", str(logs), "--out",
+                                 str(tmp_path / out))
+        assert code == 0, output
+    want = _search(logs, tmp_path / "scores.parquet", tmp_path / "single.db")
+
+    def no_matching(*args: object) -> None:
+        raise AssertionError("the partitioned scores were matched, not aligned")
+
+    from tuner.evaluation.chunk_scores import ScoreCursors
+
+    monkeypatch.setattr(ScoreCursors, "_match", no_matching)  # the fast path only
+    got = _search(logs, tmp_path / "scored", tmp_path / "parts.db")
+    assert len(got) == len(want) == 12
+    np.testing.assert_allclose(np.array(got), np.array(want), rtol=1e-9, atol=0.0)
+
+
+def test_a_partitioned_write_refused_half_way_leaves_out_as_it_was(tmp_path: Path) -> None:
+    logs, _ = _world(tmp_path)
+    ckpt = str(tmp_path / "ranker.pt")
+    last = logs / "part-0002.parquet"
+    t = pq.read_table(last)
+    labels = t["label_click"].to_numpy().copy()
+    labels[-1] = 2.0  # the last row of the last file: two score files are whole by then
+    pq.write_table(t.set_column(t.schema.get_field_index("label_click"), "label_click",
+                                pa.array(labels)), last)
+    out = tmp_path / "scored"
+    code, _, output = _score("--checkpoint", ckpt, "--logs", str(logs), "--out", str(out),
+                             "--chunk-rows", "900")
+    assert code == 1 and "part-0002.parquet" in output and "label_click" in output, output
+    _no_table(tmp_path, out)
+    out.mkdir()  # an older --out, overwritten with --force: kept as it was on a failure
+    (out / "old.parquet").write_text("old")
+    code, _, output = _score("--checkpoint", ckpt, "--logs", str(logs), "--out", str(out),
+                             "--force")
+    assert code == 1, output
+    assert _relative(out) == [Path("old.parquet")]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_existing_out_is_refused_without_force(tmp_path: Path) -> None:
+    logs, _ = _world(tmp_path, 60)
+    ckpt = str(tmp_path / "ranker.pt")
+    out = tmp_path / "scored"
+    out.mkdir()
+    (out / "keep.txt").write_text("keep")
+    code, _, output = _score("--checkpoint", ckpt, "--logs", str(logs), "--out", str(out))
+    assert code == 1, output
+    assert output.strip() == f"Error: --out {out} exists; give --force to overwrite it"
+    assert _relative(out) == [Path("keep.txt")]
+    code, _, output = _score("--checkpoint", ckpt, "--logs", str(logs), "--out", str(out),
+                             "--force")
+    assert code == 0, output
+    assert _relative(out) == _relative(logs)
+    inside = logs / "scores"
+    code, _, output = _score("--checkpoint", ckpt, "--logs", str(logs), "--out", str(inside))
+    assert code == 1 and "lies inside the log folder" in output, output
+    assert not inside.exists()

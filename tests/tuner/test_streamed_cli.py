@@ -97,3 +97,44 @@ def test_a_pareto_search_refuses_a_streamed_log_with_a_message(tmp_path: Path) -
     assert "is streamed (a folder, or --stream): this command needs the whole log" in \
         result.output
     assert _trials(db) == 0
+
+
+PARTS = ("read_s", "engine_start_s", "replay_s", "database_s", "workers_s", "other_s")
+
+
+def run_timed(logs: Path, scores: Path, db: Path, *extra: str, rounds: int = 2
+              ) -> dict[str, float]:
+    """``search run --json`` with its stage lines on; the ``timing`` it reports, checked:
+    every part present and non-negative, the parts at most the wall time, and the same
+    figures on the stderr line."""
+    import json
+
+    result = CliRunner().invoke(main, [
+        "search", "run", "--storage", str(db), "--study", "s", "--logs", str(logs),
+        "--scores", str(scores), "--objective", OBJECTIVE, "--rounds", str(rounds),
+        "--population", "4", "--json", *extra], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [r["round"] for r in report["rounds"]] == [rounds - 2, rounds - 1]
+    timing = report["timing"]
+    assert sorted(timing) == sorted((*PARTS, "wall_s")), timing
+    assert all(timing[k] >= 0 for k in (*PARTS, "wall_s")), timing
+    assert sum(timing[k] for k in PARTS) <= timing["wall_s"] + 0.01, timing  # 3-decimal rounding
+    line = re.search(r"^time: (\d+\.\d) s wall = .*(\d+\.\d) s replay \+ (\d+\.\d) s database",
+                     result.stderr, re.M)
+    assert line is not None, result.stderr
+    assert float(line[1]) == pytest.approx(timing["wall_s"], abs=0.051)
+    assert float(line[3]) == pytest.approx(timing["database_s"], abs=0.051)
+    return timing  # type: ignore[no-any-return]
+
+
+def test_search_run_reports_its_wall_time_split_into_read_replay_and_database(
+        tmp_path: Path) -> None:
+    logs, scores = write_files(tmp_path, 3)
+    db = tmp_path / "s.db"
+    new = run_timed(logs, scores, db)
+    assert new["read_s"] > 0 and new["replay_s"] > 0 and new["database_s"] > 0, new
+    assert new["engine_start_s"] == 0 and new["workers_s"] == 0, new
+    # an existing study: its files opened again (read), two more rounds
+    more = run_timed(logs, scores, db, rounds=4)
+    assert more["read_s"] > 0 and more["replay_s"] > 0 and more["database_s"] > 0, more

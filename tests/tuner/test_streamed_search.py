@@ -167,3 +167,44 @@ def test_a_pass_in_request_order_reads_each_score_file_once_without_matching_row
     assert len(cursors) == 2 and all(c.restarts == 0 for c in cursors)
     # the files passed were let go: only the last one's cursor (and its batch) is held
     assert all(list(c._cursors) == [2] and c._closed == {0, 1} for c in cursors)
+
+
+def test_later_passes_skip_the_value_checks_until_a_file_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search's generations after the first do not check the same rows again (the
+    numbers stay bit-identical), and a file changed between passes is checked again."""
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import simulator.logs
+    from simulator.logs import LogValidationError
+
+    logs, scores = write_files(tmp_path, 3)
+    replay = StreamedWorkspace(_settings(logs, scores), chunk_rows=4000).replay("search")
+    calls: list[int] = []
+    real = simulator.logs.check_traffic
+
+    def counted(traffic: object) -> None:
+        calls.append(1)
+        real(traffic)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(simulator.logs, "check_traffic", counted)
+    first = replay.evaluate(WEIGHTS, OBJECTIVE)
+    assert calls  # the first pass checks every chunk it builds
+    calls.clear()
+    second = replay.evaluate(WEIGHTS, OBJECTIVE)
+    assert not calls  # the same files again: not checked again
+    for f in FIELDS:
+        assert np.array_equal(getattr(second, f), getattr(first, f)), f
+    last = logs / "part-0002.parquet"  # changed between passes: checked, and refused
+    t = pq.read_table(last)
+    labels = t["label_click"].to_numpy().copy()
+    labels[-1] = 2.0
+    stat = os.stat(last)
+    pq.write_table(t.set_column(t.schema.get_field_index("label_click"), "label_click",
+                                pa.array(labels)), last)
+    os.utime(last, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    with pytest.raises(LogValidationError, match="part-0002.parquet.*task 'click' is binary"):
+        replay.evaluate(WEIGHTS, OBJECTIVE)

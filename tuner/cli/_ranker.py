@@ -255,13 +255,16 @@ def evaluate_cmd(config_path: Path | None, checkpoint: Path, split: str, as_json
                    "KuaiRand split, streamed in chunks of whole requests.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=200_000, show_default=True,
               help="With --logs: log rows scored at a time (sets the memory used).")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="Score table to write (Parquet).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Score table to write (Parquet); with --logs a folder of them (one per "
+                   "log file, same paths) unless the log is one file or --out ends in "
+                   ".parquet.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @_JSON
 @_PROGRESS
 @user_errors
 def score_cmd(config_path: Path | None, checkpoint: Path, split: str, logs: Path | None,
-              chunk_rows: int, out: Path, as_json: bool, progress: bool) -> None:
+              chunk_rows: int, out: Path, force: bool, as_json: bool, progress: bool) -> None:
     """Write a score table for a split: row_id, user_id, video_id, time_ms, p_<task>...
 
     ``row_id`` is the row's index in the split (sorted by time). For an
@@ -269,13 +272,20 @@ def score_cmd(config_path: Path | None, checkpoint: Path, split: str, logs: Path
 
     With --logs, score every candidate of a log as if shown in the top slot instead:
     request_id, item_id, p_<task>..., the log's rows in its order, read and written a
-    chunk at a time (a log of any size), the table renamed into place only when whole.
+    chunk at a time (a log of any size). A folder log gives a folder of score files, one
+    per log file at the same relative path (hive partitions included), unless --out ends
+    in .parquet; --out is renamed into place only when every file is whole.
     """
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: folder {out.parent} does not exist")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise ValueError(f"--out {out} exists; give --force to overwrite it")
     if logs is not None:
         _score_logs(checkpoint, config_path, split, logs, chunk_rows, out, as_json, progress)
         return
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; a split's score table needs a file name "
+                         "such as scores.parquet")
     from ranker import predict
 
     model, meta, config = _open(checkpoint, config_path)
@@ -308,12 +318,19 @@ def _score_logs(checkpoint: Path, config_path: Path | None, split: str, logs: Pa
     from click.core import ParameterSource
 
     from ranker import load_checkpoint
-    from tuner.evaluation.ranker_scoring import score_dataset
+    from simulator.datasets import ParquetDataset
+    from tuner.evaluation.ranker_scoring import partitioned_output, score_dataset
 
     given = click.get_current_context().get_parameter_source("split")
     if config_path is not None or given is ParameterSource.COMMANDLINE:
         raise ValueError("--logs scores a log with the checkpoint alone: --config and --split "
                          "choose KuaiRand data and cannot be given with it")
+    if logs.is_dir() and out.resolve().is_relative_to(logs.resolve()):
+        raise ValueError(f"--out {out} lies inside the log folder {logs}: its score files "
+                         "would be read as log files; write them beside it")
+    if out.is_dir() and not partitioned_output(logs, out):
+        raise ValueError(f"--out {out} is a folder; one score table (a file log, or --out "
+                         "ending in .parquet) needs a file name such as scores.parquet")
     model, meta = load_checkpoint(checkpoint)
     with stage(f"scoring the candidates of {logs} in chunks of {chunk_rows:,} rows", progress):
         rows = score_dataset(model, logs, out, chunk_rows, {
@@ -321,6 +338,10 @@ def _score_logs(checkpoint: Path, config_path: Path | None, split: str, logs: Pa
     tasks = [t.name for t in model.tasks]
     if as_json:
         dump({"out": str(out), "checkpoint": str(checkpoint), "fingerprint": meta["fingerprint"],
-              "logs": str(logs), "rows": rows, "tasks": tasks})
+              "logs": str(logs), "rows": rows, "tasks": tasks,
+              "partitioned": partitioned_output(logs, out)})
         return
-    click.echo(f"wrote {rows:,} rows x {len(tasks)} tasks (the candidates of {logs}) to {out}")
+    files = (f"{len(ParquetDataset(logs).files)} files under " if partitioned_output(logs, out)
+             else "")
+    click.echo(f"wrote {rows:,} rows x {len(tasks)} tasks (the candidates of {logs}) to "
+               f"{files}{out}")

@@ -30,6 +30,7 @@ from tuner.cli._format import loss_trial_columns, rounds_table, table
 from tuner.cli._loss import export_loss_study, objective_for, open_config_study
 from tuner.cli._new_study import NewStudy, given_options
 from tuner.cli._report_text import ab_events, ab_table, warn_few_events
+from tuner.cli._run_clock import RunClock
 from tuner.cli._study_options import study_data_options
 from tuner.cli._track import MLFLOW, log_search
 from tuner.evaluation.loss_study import SPACES, is_loss_study
@@ -122,7 +123,9 @@ from tuner.study import (
 @click.option("--segment-min-events", type=click.FloatRange(min=0), default=None,
               help="With --segment-by: fewest expected objective events a segment may rest "
               "on before it is merged with a neighbour  [default: 100, MIN_EVENTS]")
-@click.option("--json", "as_json", is_flag=True, help="Print round summaries as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: the round summaries and where the time went "
+                   "({\"rounds\": [...], \"timing\": {...}}).")
 @click.option("--jsonl", "as_jsonl", is_flag=True,
               help="Stream one JSON object per completed round on stdout as it completes "
                    "(with --workers: once the workers finish).")
@@ -158,11 +161,13 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
     if as_json and as_jsonl:
         raise ValueError("give one of --json (all rounds at the end) and --jsonl (a line "
                          "per round as it completes)")
+    clock = RunClock()
     url = storage_url(storage)
-    names = study_names(url)
     given = given_options(ctx)
     options = NewStudy.from_params(study)
-    stored = load_search(url, study_name) if study_name in names else None
+    with clock.part("database"):
+        names = study_names(url)
+        stored = load_search(url, study_name) if study_name in names else None
     raw = stored[1].settings if stored is not None else {}
     ws: Workspace | None = None
     if config_path is not None or space_name is not None or is_loss_study(raw):
@@ -170,8 +175,9 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
             listed = ", ".join("--" + g.removesuffix("_text").replace("_", "-") for g in given)
             raise ValueError(f"{listed}: a search file study takes its settings from the "
                              "file (--config), not from options")
-        study_, search_, file_rounds = open_config_study(
-            url, study_name, config_path, space_name, lambda m: click.echo(m, err=True))
+        with clock.part("read"):  # the search file's data read and checked, its study made
+            study_, search_, file_rounds = open_config_study(
+                url, study_name, config_path, space_name, lambda m: click.echo(m, err=True))
         default_rounds = file_rounds
     elif stored is not None:
         study_, search_ = stored
@@ -185,53 +191,70 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
                              f"{' '.join(options.missing())}")
         config = options.strategy_config()
         with stage(f"reading and checking {options.logs} and {options.scores}",
-                   not no_progress):
+                   not no_progress), clock.part("read"):
             settings, space, ws = options.build()  # refuses bad inputs before the study exists
         init = np.asarray(settings.control) if settings.control is not None else None
-        study_ = create_or_load_study(url, study_name, space, config, options.seed,
-                                      settings=settings.to_dict(),
-                                      init_mean=None if init is None else space.from_weights(init))
-        search_ = read_spec(study_)
+        with clock.part("database"):
+            study_ = create_or_load_study(
+                url, study_name, space, config, options.seed, settings=settings.to_dict(),
+                init_mean=None if init is None else space.from_weights(init))
+            search_ = read_spec(study_)
         default_rounds = 5
     check_single_objective(study_)
     refuse_segment_study(study_, "run")
     target = _target(study_, rounds, default_rounds)
-    set_target_rounds(study_, target)
-    done = completed_rounds(study_, search_.population)
+    with clock.part("database"):
+        set_target_rounds(study_, target)
+        done = completed_rounds(study_, search_.population)
     if workers is not None and engine == "dask":
         raise ValueError("--engine dask runs the rounds on Dask workers; drop --workers")
     if workers is not None and until == "converged":
         raise ValueError("--until converged runs the rounds in this process; drop --workers")
     if workers is not None:
         n_chunk = chunk or max(1, -(-search_.population // workers))
-        _spawn_workers(url, study_name, workers, n_chunk, target)
-        summaries = history(study_, search_)[done:target]
+        with clock.rounds(in_process=False):
+            _spawn_workers(url, study_name, workers, n_chunk, target)
+        with clock.part("database"):
+            summaries = history(study_, search_)[done:target]
         if as_jsonl:
             for s in summaries:
                 dump_line(s.to_dict())
     else:
         objective = _objective(ws, search_, study_name, engine, dask_workers, scheduler,
-                               not no_progress)
+                               not no_progress, clock)
         on_round = (lambda s: dump_line(s.to_dict())) if as_jsonl else None
+        import ranker.progress  # noqa: F401  (torch: imported here, not in the rounds' time)
+
         try:
-            if until == "converged":
-                summaries, stop = run_until_converged(
-                    study_, search_, objective, target, ConvergenceRule(patience),
-                    not no_progress, on_round=on_round)
-                click.echo(f"converged after round {stop.round}: {stop.reason()}; stopped "
-                           "there" if stop is not None else
-                           f"not converged by the cap of --rounds {target}", err=True)
-            else:
-                summaries = run_rounds(study_, search_, objective, until=target,
-                                       progress=not no_progress, on_round=on_round)
+            with clock.rounds():
+                summaries = _rounds_here(study_, search_, clock.timed(objective), target,
+                                         patience if until == "converged" else None,
+                                         not no_progress, on_round)
         finally:  # a Dask engine's cluster
             getattr(getattr(objective, "replay", None), "close", lambda: None)()
-    _report_run(study_, search_, summaries, done, target, url, as_json, as_jsonl)
+    _report_run(study_, search_, summaries, done, target, url, as_json, as_jsonl, clock,
+                not no_progress)
     if segment_by is not None or ATTR_SEGMENTS in study_.user_attrs:
         _run_segments(url, study_, search_, (segment_by, n_segments, segment_min_events),
                       target, workers, not no_progress)
     log_search(mlflow_uri, "search run", url, study_, search_,
                extra={"target_rounds": target, "workers": workers})
+
+
+def _rounds_here(study: Any, search: SearchSpec, objective: Callable[[np.ndarray], Any],
+                 target: int, patience: int | None, progress: bool,
+                 on_round: Callable[[Any], None] | None) -> list[Any]:
+    """The rounds in this process, to ``target`` (with ``patience``: until converged)."""
+    if patience is None:
+        return run_rounds(study, search, objective, until=target, progress=progress,
+                          on_round=on_round)
+    summaries, stop = run_until_converged(study, search, objective, target,
+                                          ConvergenceRule(patience), progress,
+                                          on_round=on_round)
+    click.echo(f"converged after round {stop.round}: {stop.reason()}; stopped there"
+               if stop is not None else f"not converged by the cap of --rounds {target}",
+               err=True)
+    return summaries  # type: ignore[no-any-return]
 
 
 def _run_segments(url: str, study: Any, search: SearchSpec,
@@ -246,21 +269,29 @@ def _run_segments(url: str, study: Any, search: SearchSpec,
                  lambda m: click.echo(m, err=True), min_events)
 
 
-def _objective(ws: Workspace | None, search: SearchSpec, study_name: str, engine: str,
-               dask_workers: int, scheduler: str | None, progress: bool
+def _objective(ws: Workspace | Any | None, search: SearchSpec, study_name: str, engine: str,
+               dask_workers: int, scheduler: str | None, progress: bool, clock: RunClock
                ) -> Callable[[np.ndarray], Any]:
     """The objective ``search run`` evaluates: on Dask (``--engine dask``), on the workspace
-    just checked (a new study), or the study's own."""
+    just checked (a new study), or the study's own; reading and the engine's start timed
+    on ``clock``."""
     if engine == "dask":
-        from tuner.evaluation.dask_engine import dask_objective
+        from tuner.evaluation.dask_engine import dask_objective, start_client
+        from tuner.evaluation.streamed import StreamedWorkspace
 
+        if not isinstance(ws, StreamedWorkspace):  # an existing study, or one held in memory
+            with stage(f"reading the logs and scores of study {study_name!r}", progress), \
+                    clock.part("read"):
+                ws = StreamedWorkspace(SearchSettings.from_dict(search.settings))
+                _ = ws.score_index
         with stage(f"starting Dask ({scheduler or f'{dask_workers} local workers'})",
-                   progress):
-            return dask_objective(search.settings, dask_workers, scheduler)
+                   progress), clock.part("engine_start"):
+            client = start_client(dask_workers, scheduler)
+        return dask_objective(search.settings, workspace=ws, client=client)
     if ws is not None:
         return FusionObjective.for_workspace(ws)
     with stage(f"reading and checking the logs and scores of study {study_name!r}",
-               progress and not is_loss_study(search.settings)):
+               progress and not is_loss_study(search.settings)), clock.part("read"):
         return objective_for(search.settings, progress=progress)
 
 
@@ -274,15 +305,19 @@ def _target(study: Any, rounds: int | None, default: int) -> int:
 
 
 def _report_run(study: Any, search: SearchSpec, summaries: list[Any], done: int, target: int,
-                url: str, as_json: bool, as_jsonl: bool = False) -> None:
+                url: str, as_json: bool, as_jsonl: bool, clock: RunClock,
+                progress: bool) -> None:
     """What ``search run`` prints: the rounds (or JSON, or nothing more after JSON lines),
-    and the few-events warning."""
+    the few-events warning and where the time went (stderr; in the JSON as ``timing``)."""
     # the objective of the last round's best trial, as the rounds table reports it
     events = {f"objective of round {s.round}'s best trial {s.best_trial}": s.best_events
               for s in summaries[-1:]}
+    timing = clock.stop()
+    if progress:
+        click.echo(clock.line(), err=True)
     if as_json or as_jsonl:
         if as_json:
-            dump([s.to_dict() for s in summaries])
+            dump({"rounds": [s.to_dict() for s in summaries], "timing": timing})
         warn_few_events(events, "search")
         return
     if done >= target and not summaries:

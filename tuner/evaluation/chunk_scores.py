@@ -94,7 +94,7 @@ class ScoreCursors:
                 np.concatenate(files), np.concatenate(rows))
 
     def align(self, request_ids: np.ndarray, item_ids: np.ndarray, log_file: Path,
-              log_row: int) -> np.ndarray:
+              log_row: int, checked: bool = False) -> np.ndarray:
         """``[rows, S]`` float64 the scores of a log chunk's rows, in their order.
 
         Args:
@@ -102,6 +102,9 @@ class ScoreCursors:
             item_ids: ``[rows]`` its ``item_id`` column.
             log_file: the log file the chunk comes from, for messages.
             log_row: the file row of the chunk's first row.
+            checked: these score rows already passed the probability check (an earlier
+                pass over unchanged files): it is not run again. The rows are matched
+                to the log's as always.
 
         Raises:
             ScoreTableError: a logged candidate without a score, a scored candidate the
@@ -124,8 +127,8 @@ class ScoreCursors:
         out = np.empty((len(request_ids), len(self.tasks)), dtype=np.float64)
         for j, t in enumerate(self.tasks):
             v = cols[PREFIX + t]
-            bad = ~((v > 0) & (v <= 1))
-            if bad.any():
+            bad = None if checked else ~((v > 0) & (v <= 1))
+            if bad is not None and bad.any():
                 k = int(np.flatnonzero(bad)[0])
                 raise ScoreTableError(
                     f"score table {self.scores.files[files[k]]}: column 'p_{t}' row "

@@ -29,7 +29,7 @@ from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import SEARCH, SearchSettings
 from tuner.evaluation.streamed import PartChunks, StreamedWorkspace
 
-__all__ = ["ShardedReplay", "dask_objective", "start_client"]
+__all__ = ["ShardedReplay", "dask_objective", "close_client", "start_client"]
 
 
 def start_client(workers: int = 2, scheduler: str | None = None) -> Any:
@@ -98,10 +98,7 @@ class ShardedReplay(StreamedReplay):
 
     def close(self) -> None:
         """Close the client (and the local cluster it started)."""
-        cluster = getattr(self.client, "cluster", None)
-        self.client.close()
-        if cluster is not None:
-            cluster.close()
+        close_client(self.client)
 
 
 def sharded_replay(ws: StreamedWorkspace, client: Any, part: str = SEARCH) -> ShardedReplay:
@@ -113,13 +110,18 @@ def sharded_replay(ws: StreamedWorkspace, client: Any, part: str = SEARCH) -> Sh
 
 
 def dask_objective(settings: Mapping[str, Any], workers: int = 2,
-                   scheduler: str | None = None) -> FusionObjective:
+                   scheduler: str | None = None, workspace: StreamedWorkspace | None = None,
+                   client: Any = None) -> FusionObjective:
     """The study's objective with its generations evaluated on Dask.
 
     Args:
         settings: the study's stored search settings.
         workers: worker processes of the local cluster (without ``scheduler``).
         scheduler: address of an existing scheduler to join.
+        workspace: the study's streamed workspace, if already open (and checked): its
+            score index is not read again.
+        client: a client already started (:func:`start_client`); ``workers`` and
+            ``scheduler`` then do nothing.
 
     Raises:
         ValueError: a loss-weight study, or an estimator that cannot be streamed.
@@ -127,7 +129,21 @@ def dask_objective(settings: Mapping[str, Any], workers: int = 2,
     if is_loss_study(settings):
         raise ValueError("--engine dask evaluates fusion-weight studies; a loss-weight "
                          "study retrains the ranker in this process")
-    ws = StreamedWorkspace(SearchSettings.from_dict(settings))
-    replay = sharded_replay(ws, start_client(workers, scheduler))
-    base = FusionObjective.for_workspace(ws)
+    ws = workspace if workspace is not None else StreamedWorkspace(
+        SearchSettings.from_dict(settings))
+    client = client if client is not None else start_client(workers, scheduler)
+    try:
+        replay = sharded_replay(ws, client)
+        base = FusionObjective.for_workspace(ws)
+    except BaseException:
+        close_client(client)
+        raise
     return FusionObjective(replay, base.objective, base.guardrails, base.control)
+
+
+def close_client(client: Any) -> None:
+    """Close ``client`` and the local cluster it started, if any."""
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()

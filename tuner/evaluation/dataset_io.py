@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator, Mapping
+import os
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ from tuner.evaluation.chunk_scores import ScoreCursors
 from tuner.evaluation.scores import ScoreTable
 
 __all__ = ["LogChunk", "dataset_meta", "dataset_tasks", "log_chunks", "read_whole"]
+
+_PASSED: set[tuple[Hashable, str, tuple[int, int]]] = set()
+"""``(pass key, log file, its (size, mtime_ns))`` of the log files that a pass of
+:func:`log_chunks` read to their end without a fault, in this process: a later pass with
+the same key over the unchanged file (and unchanged score files) skips the value checks."""
 
 
 def dataset_tasks(logs: str, scores: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -107,7 +113,7 @@ def log_chunks(logs: str, scores: str, score_index: DatasetIndex,
                examination: np.ndarray | None, label_kinds: Mapping[str, str],
                chunk_rows: int, files: list[int] | None = None,
                select: Callable[[np.ndarray], np.ndarray] | None = None,
-               features: bool = True) -> Iterator[LogChunk]:
+               features: bool = True, memo: Hashable | None = None) -> Iterator[LogChunk]:
     """Each chunk of whole requests of the log (validated) with its scores.
 
     ``select`` maps request ids to a mask (elementwise: it is asked once a request): only
@@ -116,6 +122,14 @@ def log_chunks(logs: str, scores: str, score_index: DatasetIndex,
     ScoreCursors`); every logged candidate of a chunk, chosen or not, must have a score.
     Without ``features`` the ``feature_<name>`` columns are not read (a replay needs none).
     Both datasets are read in record batches of ``chunk_rows`` rows.
+
+    ``memo`` names what ``select`` chooses (e.g. the split), for passes repeated over the
+    same files (a search's generations): once a pass with that ``memo`` has read a log file
+    to its end without a fault, later ones skip the value checks of its rows (the log's
+    :func:`~simulator._log_checks.check_traffic`, the scores' range) while the file and the
+    score files are unchanged (size, mtime) and the curve and label kinds are the same.
+    The chunks are built exactly as before; the layout and the alignment of the scores are
+    checked on every pass.
 
     Raises:
         LogValidationError: the log's own checks, naming the file and row.
@@ -126,7 +140,17 @@ def log_chunks(logs: str, scores: str, score_index: DatasetIndex,
     cursors = ScoreCursors(ParquetDataset(scores, batch_rows=chunk_rows), score_index)
     names = None if features else [n for n in log_ds.schema().names
                                    if not n.startswith(FEATURE_PREFIX)]
+    key = None if memo is None else (
+        memo, features, None if examination is None else tuple(np.asarray(examination).tolist()),
+        tuple(sorted(label_kinds.items())), tuple(_stamp(f) for f in cursors.scores.files))
+    current: tuple[Hashable, str, tuple[int, int]] | None = None
+    checked = False
     for columns, file, start in log_ds.located_chunks(chunk_rows, names, files):
+        if key is not None and (current is None or current[1] != str(file)):
+            if current is not None:  # the previous file was read to its end
+                _PASSED.add(current)
+            current = (key, str(file), _stamp(file))
+            checked = current in _PASSED
         source = f"{file} (from row {start})"
         ids = np.asarray(columns["request_id"])
         chosen, keep = columns, None
@@ -140,11 +164,21 @@ def log_chunks(logs: str, scores: str, score_index: DatasetIndex,
             chosen = {n: v.take(keep) for n, v in columns.items()}
             source = f"{source}, some requests"
         # the log's own checks first (a missing item_id column is named there)
-        traffic = LoggedTraffic.from_columns(chosen, examination, source, label_kinds)
-        flat = cursors.align(ids, np.asarray(columns["item_id"]), file, start)  # [rows, S]
+        traffic = LoggedTraffic.from_columns(chosen, examination, source, label_kinds,
+                                             checked=checked)
+        flat = cursors.align(ids, np.asarray(columns["item_id"]), file, start,
+                             checked=checked)  # [rows, S]
         if keep is not None:
             flat = flat.take(keep, axis=0)
         yield LogChunk(traffic, source, _dense(traffic, flat), cursors.tasks)
+    if current is not None:
+        _PASSED.add(current)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """``(size, mtime_ns)`` of a file: what tells a later pass that it is unchanged."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
 
 
 def _dense(traffic: LoggedTraffic, flat: np.ndarray) -> np.ndarray:

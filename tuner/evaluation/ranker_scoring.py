@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,13 +25,13 @@ from ranker import (
     predict,
 )
 from simulator.datasets import ParquetDataset
-from simulator.files import atomic_write
+from simulator.files import atomic_folder, atomic_write
 from simulator.logs import FEATURE_PREFIX, LoggedTraffic
 from tuner.evaluation.dataset_io import dataset_meta
 from tuner.evaluation.scores import ScoreTable
 
-__all__ = ["candidate_features", "default_feature_specs", "ranker_rows", "score_dataset",
-           "score_traffic"]
+__all__ = ["candidate_features", "default_feature_specs", "partitioned_output", "ranker_rows",
+           "score_dataset", "score_traffic"]
 
 POSITION = "position"
 
@@ -107,23 +108,34 @@ def score_traffic(model: MultiTaskModel, traffic: LoggedTraffic) -> ScoreTable:
                       {t.name: padded(probs[t.name]) for t in model.tasks})
 
 
+def partitioned_output(logs: str | os.PathLike[str], out: str | os.PathLike[str]) -> bool:
+    """Whether :func:`score_dataset` writes a folder of score files (one per log file) at
+    ``out``: when the log is a folder and ``out`` does not end in ``.parquet``."""
+    return Path(logs).is_dir() and Path(out).suffix != ".parquet"
+
+
 def score_dataset(model: MultiTaskModel, logs: str | os.PathLike[str], out: str | os.PathLike[str],
                   chunk_rows: int = 200_000, metadata: Mapping[str, str] | None = None) -> int:
-    """Score every candidate of a log file or folder into one Parquet score table, a chunk
-    of whole requests at a time (:func:`score_traffic` on each), so memory is set by
-    ``chunk_rows``, not by the log.
+    """Score every candidate of a log file or folder, a chunk of whole requests at a time
+    (:func:`score_traffic` on each), so memory is set by ``chunk_rows``, not by the log.
 
-    The table's rows (``request_id, item_id, p_<task>...``, one row group a chunk) are the
-    log's rows in its order, file by file, which a streamed replay aligns without
-    matching. It is written to a temporary file renamed into place at the end: a log
-    refused half-way leaves nothing at ``out``.
+    A folder log (hive partitions included) gives a partitioned score dataset: one score
+    file per log file at the same path relative to the log folder, under the folder
+    ``out`` (``logs/date=2026-11-30/part-0.parquet`` -> ``out/date=2026-11-30/part-0.parquet``),
+    which a streamed replay reads file against file. A single-file log, or an ``out``
+    ending in ``.parquet``, gives one score table. Each file's rows (``request_id,
+    item_id, p_<task>...``, one row group a chunk) are its log file's rows in their order,
+    which a streamed replay aligns without matching. Everything is written under a
+    temporary name beside ``out`` (a file or a folder) renamed into place only when every
+    file is whole: a log refused half-way leaves ``out`` as it was (an existing ``out`` is
+    replaced).
 
     Args:
         model: the ranker.
         logs: a log file or folder (:class:`~simulator.datasets.ParquetDataset`).
-        out: the score table to write.
+        out: the score table or folder to write (:func:`partitioned_output` says which).
         chunk_rows: log rows scored at a time.
-        metadata: extra schema metadata of the table (e.g. the checkpoint's fingerprint).
+        metadata: extra schema metadata of every file (e.g. the checkpoint's fingerprint).
 
     Returns:
         The rows written.
@@ -153,19 +165,33 @@ def score_dataset(model: MultiTaskModel, logs: str | os.PathLike[str], out: str 
                        metadata={k: str(v) for k, v in (metadata or {}).items()})
     written = 0
 
-    def write(tmp: str) -> None:
+    def write_files(writer: Any, files: list[int]) -> None:
         nonlocal written
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for columns, source in dataset.chunks(chunk_rows):
-                traffic = LoggedTraffic.from_columns(columns, examination, source, kinds)
-                table = score_traffic(model, traffic)
-                cells = (np.ones(traffic.item_ids.shape, dtype=bool) if traffic.valid is None
-                         else traffic.valid)  # row-major: the log's rows in their order
-                cols = {"request_id": np.repeat(traffic.request_ids, cells.sum(axis=1)),
-                        "item_id": traffic.item_ids[cells]}
-                cols.update({f"p_{t}": table.scores[t][cells] for t in tasks})
-                writer.write_table(pa.table(cols, schema=schema))
-                written += len(cols["item_id"])
+        for columns, source in dataset.chunks(chunk_rows, files=files):
+            traffic = LoggedTraffic.from_columns(columns, examination, source, kinds)
+            table = score_traffic(model, traffic)
+            cells = (np.ones(traffic.item_ids.shape, dtype=bool) if traffic.valid is None
+                     else traffic.valid)  # row-major: the log's rows in their order
+            cols = {"request_id": np.repeat(traffic.request_ids, cells.sum(axis=1)),
+                    "item_id": traffic.item_ids[cells]}
+            cols.update({f"p_{t}": table.scores[t][cells] for t in tasks})
+            writer.write_table(pa.table(cols, schema=schema))
+            written += len(cols["item_id"])
 
-    atomic_write(Path(out), write)
+    def write_one(tmp: str) -> None:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            write_files(writer, list(range(len(dataset.files))))
+
+    def write_folder(tmp: Path) -> None:
+        root = Path(logs)
+        for i, file in enumerate(dataset.files):
+            path = tmp / os.path.relpath(file, root)  # hive folders kept
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with pq.ParquetWriter(path, schema) as writer:  # an empty log file: no rows
+                write_files(writer, [i])
+
+    if partitioned_output(logs, out):
+        atomic_folder(out, write_folder)
+    else:
+        atomic_write(Path(out), write_one)
     return written

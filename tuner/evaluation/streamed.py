@@ -89,9 +89,12 @@ class PartChunks:
         """Each chunk of the log (validated) with its scores (only the rows ``select``
         keeps; the feature columns only with ``features``, see
         :func:`~tuner.evaluation.dataset_io.log_chunks`)."""
+        memo = None if select is None else (  # what the split chooses: the same every pass
+            self.part, tuple(self.settings.splits.items()), self.settings.split_seed)
         return log_chunks(self.settings.logs, self.settings.scores, self.score_index,
                           self.examination, self.label_kinds, self.chunk_rows,
-                          None if self.files is None else list(self.files), select, features)
+                          None if self.files is None else list(self.files), select, features,
+                          memo)
 
 
 class StreamedWorkspace:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from simulator.files import replace_folder
 from simulator.fusion import make_fusion
 from tuner.evaluation.search_data import Workspace
 from tuner.segments._learned import LearnedWeights, weights_from_json
@@ -66,7 +67,7 @@ def write_export(out: Path, learned: LearnedWeights, evaluation: LearnedEvaluati
             head = {"format": "fusiontune-weight-model", "version": "1.0",
                     "features": list(learned.features), "tasks": list(tasks)}
             (tmp / SPEC_FILE).write_text(json.dumps({**head, **extra}, indent=1) + "\n")
-        _replace_folder(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -93,22 +94,3 @@ def _check_reproduces(learned: LearnedWeights, pt: Path, js: Path, x: np.ndarray
             raise ValueError(f"the exported {what} does not reproduce the trained model's "
                              f"weights on {len(x):,} held-out requests (largest relative "
                              f"difference {worst:.2g} > {_REPRODUCE_RTOL:g}); nothing written")
-
-
-def _replace_folder(new: Path, out: Path) -> None:
-    """Put folder ``new`` at ``out``; an old ``out`` is moved aside first, removed after."""
-    old = None
-    if out.exists() or out.is_symlink():
-        old = out.parent / f".{out.name}.{secrets.token_hex(6)}.old"
-        os.replace(out, old)
-    try:
-        os.replace(new, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out)
-        raise
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
