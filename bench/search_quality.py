@@ -13,7 +13,11 @@ the last), forced and exported.
 Each world seed logs ``2 x`` a search size of requests (KuaiRand-fitted world, needing
 ``../shared/data/kuairand-pure``, or the marketplace), split in half (search, held-out) as
 the demo does; model scores are the true probabilities times log-normal noise 0.3 (as
-``bench/estimator_quality.py``); every evaluation is SNIPS on the search half. Objective:
+``bench/estimator_quality.py``); every evaluation is SNIPS on the search half, or with
+``--search-estimator snips,gated_dr`` also ``gated_dr`` (each generation pooled, as
+``fusiontune search run --estimator gated_dr`` does), side by side on the same logs, seeds,
+budgets and optimum (methods tagged ``@gated_dr``; SNIPS's keep their old names, so older
+per-seed lines pool with new ones). Objective:
 KuaiRand ``click + 2 long_view + 20 like + 20 profile_enter``, marketplace ``click + 10
 conversion + 5 like``. Control: the world's logging weights (CEM's start).
 
@@ -82,6 +86,9 @@ POPULATION = 32
 SCREEN_REQUESTS = 5_000
 REFINE_REQUESTS = 40_000
 LAST = 5  # candidates of the validated pick: the means after the last LAST rounds
+ESTIMATOR_TAG = {"snips": "", "gated_dr": "@gated_dr"}
+"""``--search-estimator`` names and the tag each adds to a method's name (SNIPS adds none,
+so the per-seed lines of runs before the option pool with today's)."""
 
 
 PICKS = ("mean", "mean, export", "mean, one-sided export", "last rounds",
@@ -170,7 +177,11 @@ def run_strategy(name: str, space: FusionSpace, search: Replay, holdout: Replay,
     """Search on ``search`` by ask/tell; per budget and pick (``PICKS``, plus ``"best
     trial"``), the weights ``[T]`` and the lift over control reported for them (the best
     trial's: its search-split estimate; a control export: 0). ``calibrated``: the search
-    split's ``gated_dr`` replay and the held-out split's ``cdr`` replay."""
+    split's ``gated_dr`` replay and the held-out split's ``cdr`` replay.
+
+    ``search``'s estimator is what every evaluation of the search is (SNIPS, or
+    ``gated_dr``: each generation's 32 vectors pooled together, as ``fusiontune search
+    run --estimator gated_dr`` does); the held-out figures are the same either way."""
     search_gated, holdout_cdr = calibrated
     base, _, text = name.partition("{")
     hyper = dict(kv.split("=") for kv in text.rstrip("}").split(";") if kv)
@@ -227,8 +238,16 @@ def run_strategy(name: str, space: FusionSpace, search: Replay, holdout: Replay,
     return out
 
 
+def _say(text: str) -> None:
+    """A progress line on stderr, timestamped (UTC), for watching a long run."""
+    print(f"[{time.strftime('%H:%M:%S', time.gmtime())}] {text}", file=sys.stderr, flush=True)
+
+
 def one(world: str, size: int, seed: int, search_seeds: list[int], strategies: list[str],
-        budgets: list[int], grid: int, fit: object) -> list[Run]:
+        budgets: list[int], grid: int, fit: object,
+        search_estimators: tuple[str, ...] = ("snips",)) -> list[Run]:
+    """Every (search seed, strategy, search estimator) run on one world seed's log, scored
+    against one optimum (its dense grid and refinement are shared by all of them)."""
     objective = OBJECTIVES[world]
     log = make_log(world, seed, 2 * size, fit)
     parts = split_log(log.traffic, {SEARCH: 0.5, HOLDOUT: 0.5}, seed=seed)
@@ -237,13 +256,21 @@ def one(world: str, size: int, seed: int, search_seeds: list[int], strategies: l
     control = np.asarray(log.logging_weights, dtype=float)
     calibrated = (_replay(_sub(log, parts[SEARCH]), gated_dr()),
                   _replay(_sub(log, parts[HOLDOUT]), cdr()))
+    searches = {"snips": search, "gated_dr": calibrated[0]}
     truth = Truth(log, objective)
     t_control = float(truth(control)[0])
-    runs = [(s, name, run_strategy(name, space, search, holdout, objective, control, budgets,
-                                   s, calibrated)) for s in search_seeds for name in strategies]
+    runs = []
+    for s in search_seeds:
+        for name in strategies:
+            for est in search_estimators:
+                runs.append((s, name + ESTIMATOR_TAG[est], run_strategy(
+                    name, space, searches[est], holdout, objective, control, budgets, s,
+                    calibrated)))
+                _say(f"{world} {size} seed {seed}: {name} on {est}, search seed {s} done")
     vectors = [w for _, _, r in runs for b in budgets for w, _ in r[b].values()]
     values = iter(truth(np.stack(vectors)))
     true = [[{k: float(next(values)) for k in r[b]} for b in budgets] for _, _, r in runs]
+    _say(f"{world} {size} seed {seed}: searches done; the optimum (grid {grid}^{space.dim})")
     t_opt = max(optimum(log, space, truth, objective, seed, grid),
                 *(v for per in true for d in per for v in d.values()))
     lift = t_opt - t_control
@@ -331,7 +358,14 @@ def main() -> None:
                    help="registered names, each optionally with settings: "
                    "'cem{sigma_floor=0.1;elite_fraction=0.5}'")
     p.add_argument("--grid", type=int, default=13, help="dense grid points per axis")
+    p.add_argument("--search-estimator", default="snips",
+                   help="what every evaluation of the search is, a list run side by side "
+                   f"on the same logs and seeds: {','.join(ESTIMATOR_TAG)}")
     args = p.parse_args()
+    search_estimators = tuple(args.search_estimator.split(","))
+    unknown = [e for e in search_estimators if e not in ESTIMATOR_TAG]
+    if unknown:
+        p.error(f"--search-estimator {unknown} unknown; valid: {list(ESTIMATOR_TAG)}")
     budgets = [int(b) for b in args.budgets.split(",")]
     bad = [b for b in budgets if b % POPULATION]
     if bad:
@@ -351,7 +385,8 @@ def main() -> None:
             for seed in _seeds(args.seeds):
                 tick = time.perf_counter()
                 new = one(world, size, seed, _seeds(args.search_seeds),
-                          args.strategies.split(","), budgets, args.grid, fit)
+                          args.strategies.split(","), budgets, args.grid, fit,
+                          search_estimators)
                 runs.extend(new)
                 summary = "; ".join(f"{r.method}/{r.search_seed} " + ",".join(
                     f"{r.regret[b]:.1f}" for b in budgets) for r in new)

@@ -190,6 +190,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
                              f"{existing}); to create it give --config, or "
                              f"{' '.join(options.missing())}")
         config = options.strategy_config()
+        check_chunks(options.estimator, chunk, options.population, workers)  # before writing
         with stage(f"reading and checking {options.logs} and {options.scores}",
                    not no_progress), clock.part("read"):
             settings, space, ws = options.build()  # refuses bad inputs before the study exists
@@ -212,6 +213,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         raise ValueError("--until converged runs the rounds in this process; drop --workers")
     if workers is not None:
         n_chunk = chunk or max(1, -(-search_.population // workers))
+        check_chunks(_fusion_estimator(search_.settings), n_chunk, search_.population, workers)
         with clock.rounds(in_process=False):
             _spawn_workers(url, study_name, workers, n_chunk, target)
         with clock.part("database"):
@@ -343,6 +345,40 @@ def _export_segments(ws: Workspace, study: Any, exported: Any, url: str, out: Pa
         click.echo(f"wrote {out} (segment table, schema 1.1)")
 
 
+def _fusion_estimator(settings: dict[str, Any]) -> str | None:
+    """The estimator of a fusion study's settings (None for a loss-weight study, whose
+    trials each run a search of their own)."""
+    return None if is_loss_study(settings) else settings.get("estimator")
+
+
+def check_chunks(estimator: str | None, chunk: int | None, population: int,
+                 workers: int | None = 1) -> None:
+    """Refuse workers that would evaluate a pooling estimator's generation in pieces.
+
+    ``chunk``: members a worker claims (None: ``population / workers``, rounded up, as
+    ``search run --workers`` hands out); ``workers``: None where no worker runs.
+
+    An estimator with its own ``finish`` (``pooled_dr``, ``gated_dr``) pools each vector's
+    estimate over the vectors evaluated with it, so a trial's value depends on its chunk:
+    chunks smaller than the generation would store other values than one process does.
+
+    Raises:
+        ValueError: such an estimator with ``chunk < population``, saying what works.
+    """
+    from simulator.estimators import ESTIMATORS, BaseEstimator
+
+    if workers is None:
+        return
+    chunk = chunk or -(-population // workers)
+    cls = ESTIMATORS.get(estimator or "")
+    if cls is None or cls.finish is BaseEstimator.finish or chunk >= population:
+        return
+    raise ValueError(f"estimator {estimator!r} pools each vector's estimate over the vectors "
+                     f"evaluated with it, so chunks of {chunk} of a generation's {population} "
+                     "would store other values than one process; run without --workers, or "
+                     f"give --chunk {population}")
+
+
 def _spawn_workers(url: str, study_name: str, n: int, chunk: int, target: int) -> None:
     """Run ``n`` ``search worker`` processes to the study's target and wait for them.
 
@@ -423,6 +459,8 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
 
     url = storage_url(storage)
     _, search_ = load_existing(url, study_name)
+    if evaluate_spec is None:
+        check_chunks(_fusion_estimator(search_.settings), chunk, search_.population)
     evaluate = (_import_evaluate(evaluate_spec) if evaluate_spec is not None
                 else objective_for(search_.settings))
     config = WorkerConfig(chunk=chunk, heartbeat_interval=heartbeat, stale_after=stale_after)
