@@ -212,7 +212,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
     if workers is not None and until == "converged":
         raise ValueError("--until converged runs the rounds in this process; drop --workers")
     if workers is not None:
-        n_chunk = chunk or max(1, -(-search_.population // workers))
+        n_chunk = _worker_chunk(chunk, search_.population, workers)
         check_chunks(_fusion_estimator(search_.settings), n_chunk, search_.population, workers)
         with clock.rounds(in_process=False):
             _spawn_workers(url, study_name, workers, n_chunk, target)
@@ -351,6 +351,12 @@ def _fusion_estimator(settings: dict[str, Any]) -> str | None:
     return None if is_loss_study(settings) else settings.get("estimator")
 
 
+def _worker_chunk(chunk: int | None, population: int, workers: int) -> int:
+    """Members a worker claims at a time: ``chunk``, or the population split evenly over
+    ``workers`` (rounded up)."""
+    return chunk or max(1, -(-population // workers))
+
+
 def check_chunks(estimator: str | None, chunk: int | None, population: int,
                  workers: int | None = 1) -> None:
     """Refuse workers that would evaluate a pooling estimator's generation in pieces.
@@ -369,7 +375,7 @@ def check_chunks(estimator: str | None, chunk: int | None, population: int,
 
     if workers is None:
         return
-    chunk = chunk or -(-population // workers)
+    chunk = _worker_chunk(chunk, population, workers)
     cls = ESTIMATORS.get(estimator or "")
     if cls is None or cls.finish is BaseEstimator.finish or chunk >= population:
         return
