@@ -43,9 +43,11 @@ Printed per (world, requests, method), mean and standard deviation over logs:
   seconds, on the first log of each size.
 
 Run: ``python bench/ordering_quality.py [--worlds kuairand marketplace] [--sizes 5000
-20000 80000] [--logs 8] [--logs-large 8] [--progress]`` (``--logs-large`` logs at sizes
-above 40,000; ``--progress`` prints the tables after every log; the KuaiRand world
-needs ``../shared/data/kuairand-pure``).
+20000 80000] [--logs 8] [--logs-large 8] [--vectors 100] [--seed0 5000] [--progress]``
+(``--logs-large`` logs at sizes above 40,000; ``--vectors`` weight vectors per log:
+fewer make coverage over many logs affordable, since a log's vectors share its noise
+and the log is the unit; ``--progress`` prints the tables after every log; the
+KuaiRand world needs ``../shared/data/kuairand-pure``).
 """
 
 from __future__ import annotations
@@ -138,11 +140,11 @@ def population_terms(log: eq.Log, weights: np.ndarray, feedback: SlateFeedback
     return terms, truth / feedback.n_requests, times
 
 
-def run_log(world: str, seed: int, requests: int, fit: object, timing: bool
-            ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+def run_log(world: str, seed: int, requests: int, fit: object, timing: bool,
+            vectors: int = 100) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Tau per metric, regret and coverage of every method on one log; timings."""
     log = eq.make_log(world, seed, requests, fit)
-    weights = eq.weight_sets(log, seed, 0, 0, 100)["tau"]
+    weights = eq.weight_sets(log, seed, 0, 0, vectors)["tau"]
     tasks = log.world.tasks
     objective = eq.OBJECTIVES[world]
     combine = objective_matrix(tasks, objective)
@@ -189,11 +191,17 @@ def main() -> None:
     parser.add_argument("--logs-large", type=int, default=8,
                         help="logs at sizes above 40,000 requests")
     parser.add_argument("--seed0", type=int, default=5000)
+    parser.add_argument("--vectors", type=int, default=100,
+                        help="weight vectors per log (fewer: cheaper coverage over many logs)")
     parser.add_argument("--progress", action="store_true",
                         help="print the tables so far after every log (long runs)")
     args = parser.parse_args()
     fit = eq.load_response_model() if "kuairand" in args.worlds else None
-    print(f"# Ordering quality: 100 uniform vectors per log; seeds from {args.seed0}")
+    if args.vectors < 3:
+        parser.error(f"--vectors must be at least 3 (the pooled estimators pool over the "
+                     f"population), got {args.vectors}")
+    print(f"# Ordering quality: {args.vectors} uniform vectors per log; seeds from "
+          f"{args.seed0}")
     for world in args.worlds:
         for size in args.sizes:
             n_logs = args.logs if size <= 40_000 else args.logs_large
@@ -201,7 +209,8 @@ def main() -> None:
             rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
             times: dict[str, float] = {}
             for i in range(n_logs):
-                out, t = run_log(world, args.seed0 + i, size, fit, timing=i == 0)
+                out, t = run_log(world, args.seed0 + i, size, fit, timing=i == 0,
+                                 vectors=args.vectors)
                 times.update(t)
                 for name, row in out.items():
                     for key, x in row.items():
@@ -234,7 +243,7 @@ def report(world: str, size: int, n_logs: int, rows: dict[str, dict[str, list[fl
         print(f"| {name} | " + " | ".join(cell(row, k) for k in taus)
               + f" | {np.mean(reg):.1f} ± {np.std(reg, ddof=1):.1f} | {bias} |")
     covers = [k for k in keys if k.startswith("cover")]
-    print("\n95% percentile-bootstrap coverage of the true value: share of the 100 vectors, "
+    print("\n95% percentile-bootstrap coverage of the true value: share of the log's vectors, "
           "mean over logs ± 2 standard errors over logs (a log's vectors share its noise, "
           "so the log is the unit), lowest log in brackets\n")
     print("| estimator | " + " | ".join(covers) + " |")
