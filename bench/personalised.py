@@ -29,8 +29,10 @@ Run: ``nice python bench/personalised.py [--worlds marketplace,kuairand] [--seed
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,7 @@ from simulator.intervals import NormalInterval  # noqa: E402
 from simulator.logs import LoggedTraffic  # noqa: E402
 from simulator.policies import TopKPolicy, top_k  # noqa: E402
 from simulator.replay import MIN_EVENTS, Replay  # noqa: E402
+from simulator.streaming import ReplayChunk, StreamedReplay  # noqa: E402
 from simulator.worlds import (  # noqa: E402
     BaseWorld,
     KuaiRandConfig,
@@ -59,7 +62,11 @@ from tuner.segments import (  # noqa: E402
     merge_small,
     request_feature,
 )
-from tuner.segments._learned import WeightModelConfig, train_weight_model  # noqa: E402
+from tuner.segments._learned import (  # noqa: E402
+    LogArrays,
+    WeightModelConfig,
+    train_weight_model,
+)
 from tuner.segments._personalise import feature_matrix, replay_arrays  # noqa: E402
 from tuner.segments._replay import per_request_estimate  # noqa: E402
 from tuner.space import FusionSpace  # noqa: E402
@@ -134,29 +141,171 @@ def cem(space: FusionSpace, value: object, init: np.ndarray, gens: int, pop: int
     return space.matrix_to_weights(strategy.pick()[None])[0]
 
 
-def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+Value = Callable[[np.ndarray], np.ndarray]
+"""``W [M, S] -> [M]``: the search split's estimate of the objective of each vector."""
+
+
+def _value(replay: Replay | StreamedReplay, obj: dict[str, float]) -> Value:
+    return lambda W: replay.evaluate(W, obj).value[:, -1]
+
+
+class InMemorySearch:
+    """The search split held whole: one :class:`Replay` (the 20,000-request runs)."""
+
+    def __init__(self, split: Split, obj: dict[str, float], feature: str) -> None:
+        self.split, self.obj = split, obj
+        self.replay = split.replay()
+        self.x = request_feature(split.traffic, feature)
+
+    def value(self, W: np.ndarray) -> np.ndarray:
+        return self.replay.evaluate(W, self.obj).value[:, -1]
+
+    def segments(self, assign: np.ndarray, k: int) -> list[Value]:
+        sr = SegmentedReplay(self.replay, assign, k)
+        return [_value(sr.segment(s), self.obj) for s in range(k)]
+
+    def events(self, assign: np.ndarray, k: int, control: np.ndarray) -> np.ndarray:
+        return SegmentedReplay(self.replay, assign, k).expected_events(control, self.obj)
+
+    def arrays(self, feats: tuple[str, ...]) -> LogArrays:
+        return replay_arrays(self.replay, self.split.traffic, self.obj, feats)
+
+
+class StreamedSearch:
+    """The search split as chunks of whole requests (``--chunk``): every evaluation is a
+    :class:`~simulator.streaming.StreamedReplay` pass, so the population's memory is one
+    chunk's, as a streamed study's; a segment's pass reads its own requests of each chunk.
+    The weight model's float32 arrays (:class:`LogArrays`) are kept beside the chunks."""
+
+    def __init__(self, chunks: list[ReplayChunk], x: np.ndarray, arrays: list[LogArrays],
+                 tasks: tuple[str, ...], slate: int, obj: dict[str, float]) -> None:
+        self.chunks, self.x, self._arrays, self.obj = chunks, x, arrays, obj
+        self.tasks, self.slate = tasks, slate
+        self.bounds = np.cumsum([0] + [len(c.request_ids) for c in chunks])
+
+    def _replay(self, chunks: Callable[[], Iterator[ReplayChunk]]) -> StreamedReplay:
+        return StreamedReplay(chunks, self.tasks, self.tasks, FUSION, TopKPolicy(self.slate),
+                              SNIPS(), NormalInterval())
+
+    def value(self, W: np.ndarray) -> np.ndarray:
+        return self._replay(lambda: iter(self.chunks)).evaluate(W, self.obj).value[:, -1]
+
+    def _segment(self, assign: np.ndarray, s: int) -> StreamedReplay:
+        rows = [np.flatnonzero(assign[a:b] == s) for a, b in zip(self.bounds[:-1],
+                                                                 self.bounds[1:], strict=True)]
+
+        def chunks() -> Iterator[ReplayChunk]:
+            for c, idx in zip(self.chunks, rows, strict=True):
+                if idx.size:
+                    yield ReplayChunk(c.request_ids[idx], c.feedback.take(idx), c.scores[idx])
+
+        return self._replay(chunks)
+
+    def segments(self, assign: np.ndarray, k: int) -> list[Value]:
+        return [_value(self._segment(assign, s), self.obj) for s in range(k)]
+
+    def events(self, assign: np.ndarray, k: int, control: np.ndarray) -> np.ndarray:
+        out = np.zeros(k)
+        for s in range(k):
+            if (assign == s).any():
+                events = self._segment(assign, s).evaluate(control[None], self.obj).events
+                assert events is not None  # SNIPS has importance weights
+                out[s] = events[0, -1]
+        return out
+
+    def arrays(self, feats: tuple[str, ...]) -> LogArrays:
+        def cat(field: str) -> np.ndarray:
+            return np.concatenate([getattr(x, field) for x in self._arrays])
+
+        return LogArrays(transformed=cat("transformed"), reward=cat("reward"),
+                         shown=cat("shown"), logging_exposure=cat("logging_exposure"),
+                         slot_examination=cat("slot_examination"),
+                         examination=self._arrays[0].examination, features=cat("features"))
+
+
+def _noisy(truth_p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Model scores: the true probabilities times log-normal noise (``SCORE_NOISE``)."""
+    return np.clip(truth_p * np.exp(SCORE_NOISE * rng.standard_normal(truth_p.shape)),
+                   1e-6, 1.0)
+
+
+def in_memory(world: BaseWorld, world_name: str, seed: int, args: argparse.Namespace
+              ) -> tuple[InMemorySearch, Split, Split]:
+    """One log of ``search + holdout + truth`` requests, split at random (the 20,000 runs)."""
     n = args.search + args.holdout + args.truth
-    world = make_world(world_name, seed, n, args.heterogeneity)
     traffic = world.generate()
     truth_p = world.true_probabilities(traffic)  # type: ignore[attr-defined]
-    z = np.random.default_rng([seed, 7]).standard_normal(truth_p.shape)
-    scores = np.clip(truth_p * np.exp(SCORE_NOISE * z), 1e-6, 1.0)
+    scores = _noisy(truth_p, np.random.default_rng([seed, 7]))
     parts = split_log(traffic, {"search": args.search / n, "holdout": args.holdout / n,
                                 "truth": args.truth / n}, seed)
     sp = {k: Split(v, scores[v.request_ids]) for k, v in parts.items()}
-    tasks = traffic.tasks
+    return (InMemorySearch(sp["search"], OBJECTIVES[world_name], FEATURE[world_name]),
+            sp["holdout"], sp["truth"])
+
+
+def chunked(world: BaseWorld, world_name: str, seed: int, args: argparse.Namespace
+            ) -> tuple[StreamedSearch, Split, Split]:
+    """Three independent streams of chunks (``world.generate_chunk``): the search split
+    kept as replay chunks (float32 scores), the held-out and truth splits whole."""
+    obj, feats = OBJECTIVES[world_name], LEARNED_FEATURES[world_name]
+
+    def stream(stream_id: int, n: int, first_id: int) -> Iterator[tuple[LoggedTraffic,
+                                                                         np.ndarray]]:
+        for a in range(0, n, args.chunk):
+            part = world.generate_chunk(min(args.chunk, n - a), first_id + a, seed=stream_id)
+            truth_p = world.true_probabilities(part)  # type: ignore[attr-defined]
+            rng = np.random.default_rng([seed, 7, stream_id, a])
+            yield part, _noisy(truth_p, rng).astype(np.float32)
+
+    t0 = time.time()
+    chunks, xs, arrays = [], [], []
+    for part, scores in stream(1, args.search, 0):
+        split = Split(part, scores)
+        rep = split.replay()
+        # SNIPS reads neither every slot's propensities nor the prefix ones: not kept
+        slim = dataclasses.replace(rep.feedback, pscores=None, prefix_pscore=None)
+        chunks.append(ReplayChunk(part.request_ids, slim, scores))
+        xs.append(request_feature(part, FEATURE[world_name]))
+        arrays.append(replay_arrays(rep, part, obj, feats))
+        print(f"  search split: {sum(len(c.request_ids) for c in chunks):,} of "
+              f"{args.search:,} requests ({time.time() - t0:.0f} s)", file=sys.stderr,
+              flush=True)
+    search = StreamedSearch(chunks, np.concatenate(xs), arrays, world.tasks,
+                            chunks[0].feedback.examination.shape[0], obj)
+
+    def whole(stream_id: int, n: int, first_id: int) -> Split:
+        got = list(stream(stream_id, n, first_id))
+        return Split(LoggedTraffic.concatenate([g[0] for g in got]),
+                     np.concatenate([g[1] for g in got]))
+
+    hold = whole(2, args.holdout, args.search)
+    truth = whole(3, args.truth, args.search + args.holdout)
+    print(f"  held-out {args.holdout:,} and truth {args.truth:,} requests "
+          f"({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    return search, hold, truth
+
+
+def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    n = args.search + args.holdout + args.truth
+    world = make_world(world_name, seed, n, args.heterogeneity)
+    search, hold_split, truth = (chunked if args.chunk else in_memory)(world, world_name,
+                                                                        seed, args)
+    tasks = world.tasks
     obj = OBJECTIVES[world_name]
     col = np.array([obj.get(t, 0.0) for t in tasks])
     control = np.asarray(world.config.logging_weights, dtype=float)  # type: ignore
     space = FusionSpace(tasks, pinned="click", low=0.0, high=4.0)
-    search, hold, truth = sp["search"].replay(), sp["holdout"].replay(), sp["truth"]
+    hold = hold_split.replay()
     feat = FEATURE[world_name]
-    x_s, x_h = (request_feature(sp[k].traffic, feat) for k in ("search", "holdout"))
+    x_s = search.x
+    x_h = request_feature(hold_split.traffic, feat)
     x_t = request_feature(truth.traffic, feat)
     out: dict[str, dict[str, float]] = {}
+    clock = time.time()
 
-    def est(rep: Replay):  # noqa: ANN202
-        return lambda W: rep.evaluate(W, obj).value[:, -1]
+    def say(what: str) -> None:
+        print(f"  seed {seed}: {what} ({time.time() - clock:.0f} s)", file=sys.stderr,
+              flush=True)
 
     def exact(k_rows: int, seg_t: np.ndarray):  # noqa: ANN202
         return lambda W: true_objective(world, truth, np.repeat(W[:, None], k_rows, 1), seg_t,
@@ -164,7 +313,8 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
 
     zero_t = np.zeros(len(x_t), dtype=np.int64)
     t_control = true_objective(world, truth, control[None, None], zero_t, col)[0]
-    w_global = cem(space, est(search), control, args.generations, args.population, seed)
+    w_global = cem(space, search.value, control, args.generations, args.population, seed)
+    say("global CEM")
     t_global = true_objective(world, truth, w_global[None, None], zero_t, col)[0]
     one_h = SegmentedReplay(hold, np.zeros(len(x_h), dtype=np.int64), 1)
     e_global = one_h.personalised([w_global[None]], obj).value[0, -1]
@@ -173,18 +323,29 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
     out["global"] = {"truth": t_global, "estimate": e_global}
     out["oracle K=1"] = {"truth": true_objective(world, truth, w_oracle[None, None], zero_t,
                                                  col)[0], "estimate": np.nan}
-    out["learned"] = learned(world_name, world, sp, w_global, t_global, col, seed, args)
+    if not args.no_learned:
+        out["learned"] = learned(world_name, world, search, hold_split, hold, truth,
+                                 w_global, t_global, col, seed, args)
+        say("learned model")
+    done: dict[tuple[float, ...], tuple[dict[str, float], dict[str, float]]] = {}
     for k in args.segments:
         seg0 = Segmentation.from_quantiles(feat, x_s, k)
 
         def events(seg: Segmentation) -> np.ndarray:
-            return SegmentedReplay(search, seg.assign(x_s), seg.n_segments).expected_events(
-                control, obj)
+            return search.events(seg.assign(x_s), seg.n_segments, control)
 
         seg, _ = merge_small(seg0, events, MIN_EVENTS)
-        sr = SegmentedReplay(search, seg.assign(x_s), seg.n_segments)
-        rows = np.stack([cem(space, est(sr.segment(s)), control, args.generations,
-                             args.population, seed) for s in range(seg.n_segments)])
+        key = tuple(seg.edges)
+        if key in done:  # the same buckets as a smaller K (a feature of few values)
+            out[f"K={k}"], out[f"oracle K={k}"] = done[key]
+            continue
+        if seg.n_segments == 1:  # the global search, trial for trial (tested)
+            rows = w_global[None]
+        else:
+            values = search.segments(seg.assign(x_s), seg.n_segments)
+            rows = np.stack([cem(space, v, control, args.generations, args.population, seed)
+                             for v in values])
+        say(f"per-segment CEM K={k} ({seg.n_segments} segments)")
         seg_t = seg.assign(x_t)
         t_pers = true_objective(world, truth, rows[None], seg_t, col)[0]
         pe = SegmentedReplay(hold, seg.assign(x_h), seg.n_segments).personalised(
@@ -192,8 +353,8 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
         decision = guard(pe)
         t_export = t_pers if decision.personalised else t_global
         # the oracle: each segment's best weights found on the truth of its own requests
-        orows = []
-        for s in range(seg.n_segments):
+        orows = [w_oracle] if seg.n_segments == 1 else []  # one segment: the K=1 oracle
+        for s in range(seg.n_segments if seg.n_segments > 1 else 0):
             mask = seg_t == s
             sub = Split(truth.traffic.take(np.flatnonzero(mask)), truth.scores[mask])
             orows.append(cem(space, lambda W, sub=sub: true_objective(
@@ -205,27 +366,29 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
                          "export truth": t_export, "lift low": decision.lift["low"],
                          "lift high": decision.lift["high"], "true lift": t_pers - t_global}
         out[f"oracle K={k}"] = {"truth": t_oracle, "estimate": np.nan}
+        done[key] = out[f"K={k}"], out[f"oracle K={k}"]
+        say(f"K={k} judged and its oracle")
     return out
 
 
-def learned(world_name: str, world: BaseWorld, sp: dict[str, Split], w_global: np.ndarray,
-            t_global: float, col: np.ndarray, seed: int,
-            args: argparse.Namespace) -> dict[str, float]:
+def learned(world_name: str, world: BaseWorld, search: InMemorySearch | StreamedSearch,
+            hold: Split, hold_replay: Replay, truth: Split, w_global: np.ndarray,
+            t_global: float,
+            col: np.ndarray, seed: int, args: argparse.Namespace) -> dict[str, float]:
     """The learned weight model from the global pick (``search personalise``'s steps):
     trained on the search split, its held-out estimate and guard, its truth."""
     feats = LEARNED_FEATURES[world_name]
     obj = OBJECTIVES[world_name]
-    tasks = sp["search"].traffic.tasks
-    search = sp["search"].replay()
-    cfg = WeightModelConfig(epochs=args.epochs, tau=args.tau, seed=seed)
-    model = train_weight_model(replay_arrays(search, sp["search"].traffic, obj, feats),
-                               w_global, feats, tasks, cfg, pinned=tasks.index("click"))
-    x_h = feature_matrix(sp["holdout"].traffic, feats)
+    tasks = world.tasks
+    cfg = WeightModelConfig(epochs=args.epochs, tau=args.tau, seed=seed,
+                            patience=args.patience, batch_requests=args.batch_requests)
+    model = train_weight_model(search.arrays(feats), w_global, feats, tasks, cfg,
+                               pinned=tasks.index("click"))
+    x_h = feature_matrix(hold.traffic, feats)
     r_h = len(x_h)
-    pe = per_request_estimate(sp["holdout"].replay(), np.stack(
+    pe = per_request_estimate(hold_replay, np.stack(
         [model.weights(x_h), np.tile(w_global, (r_h, 1))]), obj, np.array([[1.0, -1.0]]))
     decision = guard(pe)
-    truth = sp["truth"]
     t = true_per_request(world, truth, model.weights(feature_matrix(truth.traffic, feats))[None],
                          col)[0]
     return {"truth": t, "estimate": pe.value[0, -1], "segments": 0.0,
@@ -267,7 +430,7 @@ def report(world_name: str, results: list[dict[str, dict[str, float]]],
             cells += ["-", "-", "-"]
         print("| " + " | ".join(cells) + " |")
     for i, r in enumerate(results):
-        fit = r["learned"]
+        fit = r.get("learned", {"epochs": 0, "best epoch": 0})
         print(f"\nseed {args.first_seed + i}: learned model trained {int(fit['epochs'])} "
               f"epochs (kept {int(fit['best epoch'])}); segments after merging "
               + ", ".join(f"{k}: {int(v['segments'])}" for k, v in r.items()
@@ -291,6 +454,15 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=300, help="the learned model's most epochs")
     p.add_argument("--tau", type=float, default=WeightModelConfig().tau,
                    help="the learned model's soft-rank temperature")
+    p.add_argument("--patience", type=int, default=WeightModelConfig().patience,
+                   help="the learned model's epochs without a better validation surrogate")
+    p.add_argument("--batch-requests", type=int, default=None,
+                   help="the learned model's requests per Adam step (default: by size)")
+    p.add_argument("--no-learned", action="store_true", help="skip the learned model")
+    p.add_argument("--chunk", type=int, default=0,
+                   help="draw the splits in chunks of this many requests from independent "
+                        "streams and replay the search split chunk by chunk (a streamed "
+                        "replay: large logs); 0: one log split at random, held whole")
     p.add_argument("--first-seed", type=int, default=0)
     args = p.parse_args()
     args.segments = [int(k) for k in args.segments.split(",") if k]
