@@ -59,6 +59,9 @@ class PartChunks:
         label_kinds: the log's label kinds.
         files: indices of the log files to read (None: all).
         chunk_rows: log rows per chunk.
+        keep: of each chunk's requests, the ones to replay (``traffic -> [c]`` mask, e.g.
+            one segment's, see :mod:`tuner.segments`); the feature columns are then read.
+            Picklable when the reader goes to Dask. None: every request of the split.
     """
 
     settings: SearchSettings
@@ -68,21 +71,31 @@ class PartChunks:
     label_kinds: dict[str, str]
     files: tuple[int, ...] | None = None
     chunk_rows: int = CHUNK_ROWS
+    keep: Callable[[LoggedTraffic], np.ndarray] | None = None
 
     def __call__(self) -> Iterator[ReplayChunk]:
-        part_no = list(self.settings.splits).index(self.part)
         needs_model = make_estimator(self.settings.estimator,
                                      self.settings.estimator_params).needs_reward_model
+        for chunk in self.split_chunks(features=self.keep is not None):
+            sub, scores = chunk.traffic, chunk.scores
+            if self.keep is not None:
+                rows = np.flatnonzero(self.keep(sub))
+                if not rows.size:
+                    continue
+                sub, scores = sub.take(rows), scores[rows]
+            rm = (reward_model(self.settings, chunk.score_tasks, sub.tasks, scores)
+                  if needs_model else None)
+            yield ReplayChunk(sub.request_ids,
+                              SlateFeedback.from_traffic(sub, reward_model=rm), scores)
+
+    def split_chunks(self, features: bool = False) -> Iterator[LogChunk]:
+        """Each chunk of this split's requests (``features``: with the feature columns)."""
+        part_no = list(self.settings.splits).index(self.part)
 
         def in_part(ids: np.ndarray) -> np.ndarray:  # rows of this split's requests
             return split_parts(ids, self.settings.splits, self.settings.split_seed) == part_no
 
-        for chunk in self.log_chunks(in_part, features=False):
-            sub = chunk.traffic
-            rm = (reward_model(self.settings, chunk.score_tasks, sub.tasks, chunk.scores)
-                  if needs_model else None)
-            yield ReplayChunk(sub.request_ids,
-                              SlateFeedback.from_traffic(sub, reward_model=rm), chunk.scores)
+        return self.log_chunks(in_part, features=features)
 
     def log_chunks(self, select: Callable[[np.ndarray], np.ndarray] | None = None,
                    features: bool = True) -> Iterator[LogChunk]:
@@ -173,18 +186,21 @@ class StreamedWorkspace:
                              "empty")
         return counts
 
-    def chunks(self, part: str, files: tuple[int, ...] | None = None) -> PartChunks:
-        """The reader of split ``part`` (on ``files``, indices of the log's files)."""
+    def chunks(self, part: str, files: tuple[int, ...] | None = None,
+               keep: Callable[[LoggedTraffic], np.ndarray] | None = None) -> PartChunks:
+        """The reader of split ``part`` (on ``files``, indices of the log's files; only the
+        requests ``keep`` marks, see :class:`PartChunks`)."""
         if part not in self.settings.splits:
             raise KeyError(f"no split {part!r}; splits: {list(self.settings.splits)}")
         return PartChunks(self.settings, part, self.score_index, self.examination,
-                          self.label_kinds, files, self.chunk_rows)
+                          self.label_kinds, files, self.chunk_rows, keep)
 
-    def replay(self, part: str) -> StreamedReplay:
-        """The streamed replay of one split."""
+    def replay(self, part: str, keep: Callable[[LoggedTraffic], np.ndarray] | None = None
+               ) -> StreamedReplay:
+        """The streamed replay of one split (of its requests ``keep`` marks)."""
         s = self.settings
         k = len(self.examination)
-        return StreamedReplay(self.chunks(part), self.tasks, self.score_tasks,
+        return StreamedReplay(self.chunks(part, keep=keep), self.tasks, self.score_tasks,
                               make_fusion(s.formula), TopKPolicy(k),
                               make_estimator(s.estimator, s.estimator_params),
                               make_interval(s.interval, s.n_bootstrap, s.split_seed))

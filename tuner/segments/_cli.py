@@ -18,6 +18,7 @@ from simulator.logs import LoggedTraffic
 from simulator.replay import MIN_EVENTS
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace
+from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.picks.export import ExportedWeights
 from tuner.segments._export import GuardDecision, SegmentTable, guard, with_guardrails
 from tuner.segments._personalise import guardrail_breach
@@ -28,12 +29,13 @@ from tuner.segments._replay import (
 )
 from tuner.segments._search import run_segmented, segment_picks, stored_segmentation
 from tuner.segments._segmentation import Segmentation, merge_small, request_feature
+from tuner.segments._streamed import StreamedSegments, split_feature
 from tuner.study import SearchSpec
 
 __all__ = ["personalised_compare", "run_segments", "segment_export"]
 
 
-def _control(ws: Workspace) -> np.ndarray:
+def _control(ws: Workspace | StreamedWorkspace) -> np.ndarray:
     s = ws.settings
     return np.ones(len(ws.score_tasks)) if s.control is None else np.asarray(s.control, float)
 
@@ -43,46 +45,64 @@ def run_segments(url: str, study: optuna.Study, search: SearchSpec, segment_by: 
                  min_events: float | None = None) -> None:
     """Bring every segment study of ``study`` to ``target`` rounds (making the segmentation
     on a first run: ``k`` quantiles of ``segment_by`` on the search split, too-small segments
-    merged) and print each segment's pick.
+    merged) and print each segment's pick. A streamed log (a folder, or ``--stream``) is
+    streamed here too: each segment's pass reads its requests of each chunk.
 
     Raises:
         ValueError: ``segment_by`` differs from the feature the study stored.
     """
-    ws = Workspace(SearchSettings.from_dict(search.settings))
-    traffic = ws.parts[SEARCH]
+    settings = SearchSettings.from_dict(search.settings)
     stored = stored_segmentation(study)
-    replay = ws.replay(SEARCH)
-    objective = dict(ws.settings.objective)
-    if stored is None:
-        assert segment_by is not None
-        seg0 = Segmentation.from_quantiles(segment_by.removeprefix("feature_"),
-                                           _values(traffic, segment_by), k)
-        x = _values(traffic, seg0.feature)
+    if stored is not None and segment_by is not None and \
+            segment_by.removeprefix("feature_") != stored.feature:
+        raise ValueError(f"study {study.study_name!r} is segmented by {stored.feature!r}, "
+                         f"not {segment_by!r}")
+    feature = stored.feature if stored is not None else str(segment_by).removeprefix(
+        "feature_")
+    objective = dict(settings.objective)
+    ws: Workspace | StreamedWorkspace
+    if settings.streamed:
+        ws = StreamedWorkspace(settings)
+        x = split_feature(ws, SEARCH, feature)
+        streamed = ws
+
+        def cut(seg: Segmentation) -> SegmentedReplay | StreamedSegments:
+            return StreamedSegments(streamed, SEARCH, seg)
 
         def events(seg: Segmentation) -> np.ndarray:
-            sr = SegmentedReplay(replay, seg.assign(x), seg.n_segments)
-            return sr.expected_events(_control(ws), objective)
+            sizes = np.bincount(seg.assign(x), minlength=seg.n_segments)
+            return StreamedSegments(streamed, SEARCH, seg).expected_events(
+                _control(streamed), objective, sizes)
+    else:
+        whole = Workspace(settings)
+        ws, replay = whole, whole.replay(SEARCH)
+        x = _values(whole.parts[SEARCH], feature)
 
+        def cut(seg: Segmentation) -> SegmentedReplay | StreamedSegments:
+            return SegmentedReplay(replay, seg.assign(x), seg.n_segments)
+
+        def events(seg: Segmentation) -> np.ndarray:
+            return SegmentedReplay(replay, seg.assign(x), seg.n_segments).expected_events(
+                _control(whole), objective)
+    if stored is None:
+        seg0 = Segmentation.from_quantiles(feature, x, k)
         seg, notes = merge_small(seg0, events, MIN_EVENTS if min_events is None
                                  else min_events)
         for note in notes:
             echo(note)
     else:
-        if segment_by is not None and segment_by.removeprefix("feature_") != stored.feature:
-            raise ValueError(f"study {study.study_name!r} is segmented by {stored.feature!r}, "
-                             f"not {segment_by!r}")
         seg = stored
-    sr = SegmentedReplay(replay, seg.assign_log(traffic), seg.n_segments)
     base = FusionObjective.for_workspace(ws)
-    run_segmented(url, study.study_name, search, seg, sr,
+    run_segmented(url, study.study_name, search, seg, cut(seg),
                   lambda rep: dataclasses.replace(base, replay=rep), until=target,
                   progress=progress)
     rows = segment_picks(url, study.study_name, seg.n_segments)
+    sizes = np.bincount(seg.assign(x), minlength=seg.n_segments)
     echo(f"segments of {seg.feature!r} (edges {list(seg.edges)}), each searched in study "
          f"'{study.study_name}/segment-<i>':")
     for s, w in enumerate(rows):
         low, high = seg.bounds(s)
-        echo(f"  segment {s} [{low}, {high}): {sr.requests[s].size} requests, weights "
+        echo(f"  segment {s} [{low}, {high}): {sizes[s]} requests, weights "
              + ", ".join(f"{t}={v:.4g}" for t, v in zip(ws.score_tasks, w, strict=True)))
 
 

@@ -18,8 +18,10 @@ import numpy as np
 import optuna
 
 from simulator.replay import Replay
+from simulator.streaming import StreamedReplay
 from tuner.segments._replay import SegmentedReplay
 from tuner.segments._segmentation import Segmentation
+from tuner.segments._streamed import StreamedSegments
 from tuner.study import SearchSpec, create_or_load_study, read_spec, run_rounds
 from tuner.study._attrs import _check_same
 from tuner.study._history import RoundSummary, replayed_strategy
@@ -40,7 +42,7 @@ ATTR_SEGMENTS = "fusiontune:segments"
 ATTR_SEGMENT_OF = "fusiontune:segment_of"
 """User attr of a segment study: ``{"study": parent, "segment": i}``."""
 
-Objective = Callable[[Replay], Callable[[np.ndarray], Any]]
+Objective = Callable[[Replay | StreamedReplay], Callable[[np.ndarray], Any]]
 """Builds a segment's objective (``W [M, S] -> results``) from the segment's replay."""
 
 
@@ -74,7 +76,7 @@ def run_segmented(
     study_name: str,
     search: SearchSpec,
     segmentation: Segmentation,
-    replay: SegmentedReplay,
+    replay: SegmentedReplay | StreamedSegments,
     objective: Objective,
     until: int,
     progress: bool = False,
@@ -87,7 +89,7 @@ def run_segmented(
         study_name: the parent study.
         search: the parent's spec, which each segment study gets too.
         segmentation: the buckets (already merged, see :func:`merge_small`).
-        replay: the search split cut by ``segmentation``.
+        replay: the search split cut by ``segmentation`` (held whole, or streamed).
         objective: builds a segment's objective from its replay.
         until: complete generations each segment study should have.
         progress: a bar per segment.
