@@ -10,7 +10,8 @@ import numpy as np
 
 from tuner.cli._common import STORAGE, STUDY, dump, load_existing, storage_url, user_errors
 from tuner.evaluation.loss_study import is_loss_study
-from tuner.evaluation.search_data import SearchSettings, Workspace
+from tuner.evaluation.search_data import SearchSettings
+from tuner.evaluation.streamed import open_workspace
 from tuner.picks.picking import pick_weights
 from tuner.segments import WeightModelConfig, refuse_segment_study
 from tuner.segments._cli import compare_dict, compare_text
@@ -71,7 +72,7 @@ def search_personalise(storage: str, study_name: str, features_text: str | None,
         raise ValueError(f"study {study_name!r} is a Pareto study; personalise needs a single "
                          "objective")
     weights, _ = pick_weights(study, search, "strategy")
-    ws = Workspace(SearchSettings.from_dict(search.settings))
+    ws = open_workspace(SearchSettings.from_dict(search.settings))  # a folder: streamed
     features = None if features_text is None else [
         f.strip() for f in features_text.split(",") if f.strip()]
     overrides = {k: v for k, v in hyper.items() if v is not None}

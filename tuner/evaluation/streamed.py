@@ -74,9 +74,16 @@ class PartChunks:
     keep: Callable[[LoggedTraffic], np.ndarray] | None = None
 
     def __call__(self) -> Iterator[ReplayChunk]:
+        for chunk, _ in self.with_traffic(features=self.keep is not None):
+            yield chunk
+
+    def with_traffic(self, features: bool = True
+                     ) -> Iterator[tuple[ReplayChunk, LoggedTraffic]]:
+        """Each replay chunk with the requests it was built from (``features``: with their
+        feature columns, as a weight model reads them)."""
         needs_model = make_estimator(self.settings.estimator,
                                      self.settings.estimator_params).needs_reward_model
-        for chunk in self.split_chunks(features=self.keep is not None):
+        for chunk in self.split_chunks(features=features or self.keep is not None):
             sub, scores = chunk.traffic, chunk.scores
             if self.keep is not None:
                 rows = np.flatnonzero(self.keep(sub))
@@ -85,8 +92,8 @@ class PartChunks:
                 sub, scores = sub.take(rows), scores[rows]
             rm = (reward_model(self.settings, chunk.score_tasks, sub.tasks, scores)
                   if needs_model else None)
-            yield ReplayChunk(sub.request_ids,
-                              SlateFeedback.from_traffic(sub, reward_model=rm), scores)
+            yield ReplayChunk(sub.request_ids, SlateFeedback.from_traffic(sub, reward_model=rm),
+                              scores), sub
 
     def split_chunks(self, features: bool = False) -> Iterator[LogChunk]:
         """Each chunk of this split's requests (``features``: with the feature columns)."""

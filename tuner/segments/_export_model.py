@@ -22,6 +22,7 @@ import numpy as np
 from simulator.files import replace_folder
 from simulator.fusion import make_fusion
 from tuner.evaluation.search_data import Workspace
+from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.segments._learned import LearnedWeights, weights_from_json
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ _REPRODUCE_RTOL = 1e-5
 
 
 def write_export(out: Path, learned: LearnedWeights, evaluation: LearnedEvaluation,
-                 ws: Workspace, global_weights: np.ndarray, check_rows: np.ndarray,
+                 ws: Workspace | StreamedWorkspace, global_weights: np.ndarray,
+                 check_rows: np.ndarray,
                  overwrite: bool, about: Mapping[str, Any]) -> Path:
     """Write the export folder ``out`` atomically (a new folder beside it, renamed).
 

@@ -26,11 +26,13 @@ from typing import Any
 import numpy as np
 import optuna
 
-from simulator.estimators import RequestTerms
+from simulator.estimators import RequestTerms, SlateFeedback
 from simulator.logs import LoggedTraffic
+from simulator.population import metric_names
 from simulator.replay import Replay, objective_matrix
 from tuner.evaluation.guardrails import guardrail_reasons, parse_guardrails
-from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace, make_interval
+from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.segments._export import GuardDecision, guard, with_guardrails
 from tuner.segments._export_model import write_export
 from tuner.segments._learned import (
@@ -39,6 +41,11 @@ from tuner.segments._learned import (
     WeightModelConfig,
     train_weight_model,
     weights_from_json,
+)
+from tuner.segments._personalise_streamed import (
+    streamed_arrays,
+    streamed_estimate,
+    streamed_features,
 )
 from tuner.segments._replay import VERSUS_GLOBAL_AND_CONTROL, PersonalisedEstimate, terms_estimate
 from tuner.segments._segmentation import request_feature
@@ -49,6 +56,7 @@ __all__ = [
     "LearnedEvaluation",
     "PersonaliseOutcome",
     "StoredLearned",
+    "chunk_arrays",
     "evaluate_learned",
     "guardrail_breach",
     "feature_matrix",
@@ -85,9 +93,12 @@ def feature_matrix(traffic: LoggedTraffic, features: Sequence[str]) -> np.ndarra
     return x.astype(np.float32)
 
 
-def log_arrays(ws: Workspace, part: str, features: Sequence[str]) -> LogArrays:
-    """What the weight model's surrogate reads of a split of ``ws``
-    (:func:`replay_arrays` of its replay)."""
+def log_arrays(ws: Workspace | StreamedWorkspace, part: str, features: Sequence[str]
+               ) -> LogArrays:
+    """What the weight model's surrogate reads of a split of ``ws`` (:func:`replay_arrays`
+    of its replay; a streamed log's chunk by chunk)."""
+    if isinstance(ws, StreamedWorkspace):
+        return streamed_arrays(ws, part, features)
     return replay_arrays(ws.replay(part), ws.parts[part], ws.settings.objective, features)
 
 
@@ -100,7 +111,13 @@ def replay_arrays(replay: Replay, traffic: LoggedTraffic, objective: Mapping[str
         ValueError: a ragged log (the surrogate ranks full requests of every slot) or one
             without every slot's logging propensities.
     """
-    fb = replay.feedback
+    return chunk_arrays(replay.feedback, replay.fusion.prepare(replay.scores), traffic,
+                        objective, features)
+
+
+def chunk_arrays(fb: SlateFeedback, transformed: np.ndarray, traffic: LoggedTraffic,
+                 objective: Mapping[str, float], features: Sequence[str]) -> LogArrays:
+    """:func:`replay_arrays` from a log's feedback and its fusion-transformed scores."""
     if fb.valid is not None or fb.slot_shown is not None:
         raise ValueError("search personalise trains on logs whose requests all have the same "
                          "candidates and slots; this log is ragged (the replay values it, "
@@ -110,14 +127,14 @@ def replay_arrays(replay: Replay, traffic: LoggedTraffic, objective: Mapping[str
                          "(every candidate's logging propensity of every slot) for its "
                          "surrogate; this log has only the propensities of its shown rows")
     combine = objective_matrix(fb.tasks, objective)[:, -1]
-    return LogArrays(replay.fusion.prepare(replay.scores),
+    return LogArrays(transformed,
                      (fb.rewards @ combine.astype(np.float32)).astype(np.float32),
                      fb.shown.astype(np.float32), fb.logging_exposure, fb.slot_examination,
                      np.asarray(fb.examination, dtype=np.float32),
                      feature_matrix(traffic, features))
 
 
-def _control(ws: Workspace) -> np.ndarray:
+def _control(ws: Workspace | StreamedWorkspace) -> np.ndarray:
     c = ws.settings.control
     return np.ones(len(ws.score_tasks)) if c is None else np.asarray(c, dtype=np.float64)
 
@@ -138,14 +155,19 @@ class LearnedEvaluation:
     broken: str
 
 
-def evaluate_learned(ws: Workspace, weights_of: Callable[[np.ndarray], np.ndarray],
+def evaluate_learned(ws: Workspace | StreamedWorkspace,
+                     weights_of: Callable[[np.ndarray], np.ndarray],
                      features: Sequence[str], global_weights: np.ndarray,
                      split: str = HOLDOUT) -> LearnedEvaluation:
     """Value the policy ``x -> weights_of(x)`` ``[R, F] -> [R, S]`` on ``split``.
 
     One pass of the split's replay over the learned, global and control policies; the
-    guardrails are the study's (:func:`guardrail_breach`).
+    guardrails are the study's (:func:`guardrail_breach`). On a streamed log the pass
+    leaves sums and the intervals are their percentile bootstrap
+    (:func:`~tuner.segments._personalise_streamed.streamed_estimate`).
     """
+    if isinstance(ws, StreamedWorkspace):
+        return _streamed_evaluation(ws, weights_of, features, global_weights, split)
     replay = ws.replay(split)
     x = feature_matrix(ws.parts[split], features)
     r = len(x)
@@ -157,6 +179,22 @@ def evaluate_learned(ws: Workspace, weights_of: Callable[[np.ndarray], np.ndarra
     est = terms_estimate(terms, tasks, dict(ws.settings.objective), VERSUS_GLOBAL_AND_CONTROL)
     broken = guardrail_breach(ws, split, terms.take(np.array([2, 0])))
     return LearnedEvaluation(est, with_guardrails(guard(est, 0), broken), broken)
+
+
+def _streamed_evaluation(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray], np.ndarray],
+                         features: Sequence[str], global_weights: np.ndarray, split: str
+                         ) -> LearnedEvaluation:
+    """:func:`evaluate_learned` on a streamed log: one pass leaving sums."""
+    contrasts = VERSUS_GLOBAL_AND_CONTROL
+    sums, low, high, broken = streamed_estimate(ws, weights_of, features, global_weights,
+                                                _control(ws), contrasts, split)
+    s = ws.settings
+    combine = objective_matrix(ws.tasks, s.objective)
+    interval = make_interval(s.interval, s.n_bootstrap, s.split_seed)
+    est = sums.estimate(interval, metric_names(ws.tasks, s.objective), combine)
+    pe = PersonalisedEstimate(est.metrics, est.value, est.low, est.high,
+                              contrasts @ est.value, low, high, interval.level, int(est.n))
+    return LearnedEvaluation(pe, with_guardrails(guard(pe, 0), broken), broken)
 
 
 def guardrail_breach(ws: Workspace, split: str, terms: RequestTerms) -> str:
@@ -257,7 +295,18 @@ class PersonaliseOutcome:
     out: Path | None
 
 
-def personalise(storage: str, study_name: str, ws: Workspace, global_weights: np.ndarray,
+def _check_features(ws: Workspace | StreamedWorkspace, features: Sequence[str]) -> None:
+    """Refuse an unknown or item-level feature (on a streamed log: on its first chunk)."""
+    if isinstance(ws, StreamedWorkspace):
+        first = next(iter(ws.chunks(SEARCH).split_chunks(features=True)), None)
+        if first is not None:
+            feature_matrix(first.traffic, features)
+        return
+    feature_matrix(ws.parts[SEARCH], features)
+
+
+def personalise(storage: str, study_name: str, ws: Workspace | StreamedWorkspace,
+                global_weights: np.ndarray,
                 pinned: str | None, features: Sequence[str] | None,
                 overrides: Mapping[str, Any], retrain: bool, out: Path | None,
                 overwrite: bool, echo: Callable[[str], None],
@@ -297,7 +346,7 @@ def personalise(storage: str, study_name: str, ws: Workspace, global_weights: np
     if not features or len(set(features)) != len(features):
         raise ValueError(f"--features {','.join(features)!r}: give distinct feature names, "
                          "e.g. --features user_activity,user_segment")
-    feature_matrix(ws.parts[SEARCH], features)  # unknown features refused before training
+    _check_features(ws, features)  # unknown features refused before training
     base = stored.config if stored is not None else WeightModelConfig()
     config = dataclasses.replace(base, **dict(overrides))
     reuse = stored is not None and not retrain
@@ -329,7 +378,8 @@ def personalise(storage: str, study_name: str, ws: Workspace, global_weights: np
                                evaluation)
         best_epoch, epochs_run = learned.best_epoch, len(learned.history)
     if out is not None:
-        rows = feature_matrix(ws.parts[HOLDOUT], features)
+        rows = (streamed_features(ws, HOLDOUT, features) if isinstance(ws, StreamedWorkspace)
+                else feature_matrix(ws.parts[HOLDOUT], features))
         write_export(out, learned, evaluation, ws, global_weights, rows, overwrite,
                      {"study": study_name, "trial": number})
         study = optuna.load_study(study_name=learned_study_name(study_name), storage=storage)
@@ -339,8 +389,9 @@ def personalise(storage: str, study_name: str, ws: Workspace, global_weights: np
     return PersonaliseOutcome(number, reuse, evaluation, best_epoch, epochs_run, out)
 
 
-def learned_compare(ws: Workspace, storage: str, study_name: str, global_weights: np.ndarray,
-                    split: str = HOLDOUT) -> LearnedEvaluation | None:
+def learned_compare(ws: Workspace | StreamedWorkspace, storage: str, study_name: str,
+                    global_weights: np.ndarray, split: str = HOLDOUT
+                    ) -> LearnedEvaluation | None:
     """The stored weight model's policy vs the global pick vs the control on ``split``
     (None: the study has no learned model); the model's weights come from its stored JSON,
     so no torch is needed."""

@@ -1,0 +1,121 @@
+"""``search personalise`` on a streamed log (a folder of Parquet files, or ``--stream``).
+
+The weight model's arrays are built chunk by chunk of the search split (the log is never
+held whole: only the surrogate's own arrays are, as for a log held whole), and its policy
+is judged on the held-out split in one pass: each chunk's requests get their weights from
+the model, the global pick and the control, and leave only sums
+(:class:`~simulator.population.PopulationSums`, keyed by request id), as a streamed search
+does. The paired lifts come from those sums' bootstrap resamples, so a streamed study
+needs the percentile bootstrap (the default interval); the delta-method intervals of a
+log held whole need every request's terms at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from simulator.estimators import make_estimator
+from simulator.fusion import make_fusion
+from simulator.intervals import BootstrapInterval
+from simulator.policies import TopKPolicy
+from simulator.population import PopulationSums
+from simulator.replay import Replay, objective_matrix
+from tuner.evaluation.guardrails import parse_guardrails
+from tuner.evaluation.objective import streamed_guardrail_reasons
+from tuner.evaluation.search_data import make_interval
+from tuner.evaluation.streamed import StreamedWorkspace
+from tuner.segments._learned import LogArrays
+
+__all__ = ["concatenate_arrays", "streamed_arrays", "streamed_estimate", "streamed_features"]
+
+
+def concatenate_arrays(parts: Sequence[LogArrays]) -> LogArrays:
+    """The arrays of several parts of a split, their requests in order."""
+    def cat(field: str) -> np.ndarray:
+        return np.concatenate([getattr(p, field) for p in parts])
+
+    return LogArrays(transformed=cat("transformed"), reward=cat("reward"), shown=cat("shown"),
+                     logging_exposure=cat("logging_exposure"),
+                     slot_examination=cat("slot_examination"),
+                     examination=parts[0].examination, features=cat("features"))
+
+
+def streamed_arrays(ws: StreamedWorkspace, part: str, features: Sequence[str]) -> LogArrays:
+    """What the surrogate reads of split ``part``, built chunk by chunk.
+
+    Raises:
+        ValueError: a ragged log, one without every slot's propensities, an unknown
+            feature (see :func:`~tuner.segments._personalise.replay_arrays`), or an empty
+            split.
+    """
+    from tuner.segments._personalise import chunk_arrays
+
+    fusion = make_fusion(ws.settings.formula)
+    parts = [chunk_arrays(chunk.feedback, fusion.prepare(chunk.scores), traffic,
+                          ws.settings.objective, features)
+             for chunk, traffic in ws.chunks(part).with_traffic(features=True)]
+    if not parts:
+        raise ValueError(f"the {part} split of {ws.settings.logs} has no requests")
+    return concatenate_arrays(parts)
+
+
+def streamed_features(ws: StreamedWorkspace, part: str, features: Sequence[str]
+                      ) -> np.ndarray:
+    """``[R, F]`` the model's inputs of every request of split ``part`` (one pass)."""
+    from tuner.segments._personalise import feature_matrix
+
+    rows = [feature_matrix(c.traffic, features)
+            for c in ws.chunks(part).split_chunks(features=True)]
+    return np.concatenate(rows) if rows else np.zeros((0, len(features)), np.float32)
+
+
+def streamed_estimate(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray], np.ndarray],
+                      features: Sequence[str], global_weights: np.ndarray,
+                      control: np.ndarray, contrasts: np.ndarray, split: str
+                      ) -> tuple[PopulationSums, np.ndarray, np.ndarray, str]:
+    """The sums of (model, global, control) on ``split``, in one pass.
+
+    Returns:
+        The sums, the contrasts' bootstrap ``(low, high)`` ``[Q, M]`` each, and why the
+        model breaks a guardrail (``""``: none).
+
+    Raises:
+        ValueError: the study's interval is not the percentile bootstrap, or the split
+            has no requests.
+    """
+    from tuner.segments._personalise import feature_matrix
+
+    s = ws.settings
+    interval = make_interval(s.interval, s.n_bootstrap, s.split_seed)
+    if not isinstance(interval, BootstrapInterval):
+        raise ValueError(f"search personalise on a streamed log makes the model's paired lift "
+                         f"over the global pick from bootstrap resamples of sums; study "
+                         f"interval {s.interval!r} needs every request's terms at once. Use a "
+                         "study with --interval bootstrap, or a log held whole (one Parquet "
+                         "file without --stream)")
+    fusion, estimator = make_fusion(s.formula), make_estimator(s.estimator,
+                                                               s.estimator_params)
+    policy = TopKPolicy(len(ws.examination))
+    combine = objective_matrix(ws.tasks, s.objective)
+    total: PopulationSums | None = None
+    for chunk, traffic in ws.chunks(split).with_traffic(features=True):
+        x = feature_matrix(traffic, features)
+        r = len(x)
+        w = np.stack([np.asarray(weights_of(x), dtype=np.float64),
+                      np.tile(np.asarray(global_weights, dtype=np.float64), (r, 1)),
+                      np.tile(control, (r, 1))])  # [3, c, S]
+        replay = Replay(chunk.feedback, chunk.scores, ws.score_tasks, fusion, policy,
+                        estimator, interval, request_ids=chunk.request_ids)
+        part = PopulationSums.of(replay.request_terms(w), interval, combine,
+                                 chunk.request_ids)
+        total = part if total is None else total + part
+    if total is None:
+        raise ValueError(f"the {split} split of {s.logs} has no requests")
+    low, high = interval.bounds_from(total.terms, contrasts)
+    rails = parse_guardrails(s.guardrails, ws.tasks)
+    broken = (streamed_guardrail_reasons(total.take(np.array([2, 0])), ws.replay(split),
+                                         rails)[0] if rails else "")
+    return total, low, high, broken
+
