@@ -68,6 +68,7 @@ from tuner.segments._learned import (  # noqa: E402
     train_weight_model,
 )
 from tuner.segments._personalise import feature_matrix, replay_arrays  # noqa: E402
+from tuner.segments._personalise_streamed import concatenate_arrays  # noqa: E402
 from tuner.segments._replay import per_request_estimate  # noqa: E402
 from tuner.space import FusionSpace  # noqa: E402
 from tuner.strategies import CEM, CEMConfig  # noqa: E402
@@ -214,13 +215,7 @@ class StreamedSearch:
         return out
 
     def arrays(self, feats: tuple[str, ...]) -> LogArrays:
-        def cat(field: str) -> np.ndarray:
-            return np.concatenate([getattr(x, field) for x in self._arrays])
-
-        return LogArrays(transformed=cat("transformed"), reward=cat("reward"),
-                         shown=cat("shown"), logging_exposure=cat("logging_exposure"),
-                         slot_examination=cat("slot_examination"),
-                         examination=self._arrays[0].examination, features=cat("features"))
+        return concatenate_arrays(self._arrays)
 
 
 def _noisy(truth_p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
