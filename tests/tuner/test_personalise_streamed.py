@@ -87,9 +87,10 @@ def test_streamed_personalise_refuses_a_delta_method_study(tmp_path: Path) -> No
     _run(folder, folder_scores, db, "--interval", "normal")
     result = CliRunner().invoke(main, [
         "search", "personalise", "--storage", str(db), "--study", "s", "--features",
-        "user_activity", "--epochs", "2", "--no-progress"])
+        "user_activity", "--epochs", "2"])  # progress on: an epoch would be printed
     assert result.exit_code == 1
     assert "bootstrap" in result.output and "'normal'" in result.output
+    assert "epoch" not in result.output  # refused before any training
     names = optuna.get_all_study_names(f"sqlite:///{db}")
     assert "s/learned" not in names or not optuna.load_study(
         study_name="s/learned", storage=f"sqlite:///{db}").trials  # nothing half-written

@@ -43,6 +43,7 @@ from tuner.segments._learned import (
     weights_from_json,
 )
 from tuner.segments._personalise_streamed import (
+    check_bootstrap,
     streamed_arrays,
     streamed_estimate,
     streamed_features,
@@ -296,8 +297,10 @@ class PersonaliseOutcome:
 
 
 def _check_features(ws: Workspace | StreamedWorkspace, features: Sequence[str]) -> None:
-    """Refuse an unknown or item-level feature (on a streamed log: on its first chunk)."""
+    """Refuse an unknown or item-level feature (on a streamed log: on its first chunk),
+    and a streamed study whose interval cannot judge the model."""
     if isinstance(ws, StreamedWorkspace):
+        check_bootstrap(ws)
         first = next(iter(ws.chunks(SEARCH).split_chunks(features=True)), None)
         if first is not None:
             feature_matrix(first.traffic, features)

@@ -28,7 +28,8 @@ from tuner.evaluation.search_data import make_interval
 from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.segments._learned import LogArrays
 
-__all__ = ["concatenate_arrays", "streamed_arrays", "streamed_estimate", "streamed_features"]
+__all__ = ["check_bootstrap", "concatenate_arrays", "streamed_arrays", "streamed_estimate",
+           "streamed_features"]
 
 
 def concatenate_arrays(parts: Sequence[LogArrays]) -> LogArrays:
@@ -71,6 +72,23 @@ def streamed_features(ws: StreamedWorkspace, part: str, features: Sequence[str]
     return np.concatenate(rows) if rows else np.zeros((0, len(features)), np.float32)
 
 
+def check_bootstrap(ws: StreamedWorkspace) -> BootstrapInterval:
+    """The study's interval, which must be the percentile bootstrap on a streamed log.
+
+    Raises:
+        ValueError: another interval, naming what works.
+    """
+    s = ws.settings
+    interval = make_interval(s.interval, s.n_bootstrap, s.split_seed)
+    if not isinstance(interval, BootstrapInterval):
+        raise ValueError(f"search personalise on a streamed log makes the model's paired lift "
+                         f"over the global pick from bootstrap resamples of sums; study "
+                         f"interval {s.interval!r} needs every request's terms at once. Use a "
+                         "study with --interval bootstrap, or a log held whole (one Parquet "
+                         "file without --stream)")
+    return interval
+
+
 def streamed_estimate(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray], np.ndarray],
                       features: Sequence[str], global_weights: np.ndarray,
                       control: np.ndarray, contrasts: np.ndarray, split: str
@@ -88,13 +106,7 @@ def streamed_estimate(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray], 
     from tuner.segments._personalise import feature_matrix
 
     s = ws.settings
-    interval = make_interval(s.interval, s.n_bootstrap, s.split_seed)
-    if not isinstance(interval, BootstrapInterval):
-        raise ValueError(f"search personalise on a streamed log makes the model's paired lift "
-                         f"over the global pick from bootstrap resamples of sums; study "
-                         f"interval {s.interval!r} needs every request's terms at once. Use a "
-                         "study with --interval bootstrap, or a log held whole (one Parquet "
-                         "file without --stream)")
+    interval = check_bootstrap(ws)
     fusion, estimator = make_fusion(s.formula), make_estimator(s.estimator,
                                                                s.estimator_params)
     policy = TopKPolicy(len(ws.examination))
