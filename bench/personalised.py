@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -433,6 +434,15 @@ def report(world_name: str, results: list[dict[str, dict[str, float]]],
               + "; held-out lift of personalised over global "
               + ", ".join(f"{k}: [{v['lift low']:+.4f}, {v['lift high']:+.4f}] (true "
                           f"{v['true lift']:+.4f})" for k, v in r.items() if "segments" in v))
+        print(f"seed {args.first_seed + i}: true objective per request, "
+              + ", ".join(f"{k} {v['truth']:.5f}" for k, v in r.items()))
+        if "oracle K=8" in r and r["oracle K=8"]["truth"] > r["oracle K=1"]["truth"]:
+            # the share of the 8-segment oracle's gain over the global optimum
+            best, top = r["oracle K=1"]["truth"], r["oracle K=8"]["truth"]
+            print(f"seed {args.first_seed + i}: share of the K=8 oracle's gain over the K=1 "
+                  "oracle (global optimum) realised: " + ", ".join(
+                      f"{k} {(r[k]['truth'] - best) / (top - best):+.2f}"
+                      for k in r if "exported" in r[k]))
 
 
 def main() -> None:
@@ -459,16 +469,24 @@ def main() -> None:
                         "streams and replay the search split chunk by chunk (a streamed "
                         "replay: large logs); 0: one log split at random, held whole")
     p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None,
+                   help="also write every seed's results (true values, estimates, guard) here")
     args = p.parse_args()
     args.segments = [int(k) for k in args.segments.split(",") if k]
+    everything: dict[str, list[dict[str, dict[str, float]]]] = {}
     for world_name in args.worlds.split(","):
         t0 = time.time()
-        results = []
+        results = everything.setdefault(world_name, [])
         # the table so far after every seed: a cut run still tells
         for s in range(args.first_seed, args.first_seed + args.seeds):
             results.append(run(world_name, s, args))
             report(world_name, results, args)
             print(f"\n({time.time() - t0:.0f} s)", flush=True)
+            if args.json is not None:
+                args.json.write_text(json.dumps(
+                    {"args": {k: v for k, v in vars(args).items() if k != "json"},
+                     "first_seed": args.first_seed, "results": everything},
+                    indent=1, default=float) + "\n")
 
 
 if __name__ == "__main__":
