@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 import optuna
 
-from simulator.estimators import RequestTerms, SlateFeedback
+from simulator.estimators import RequestTerms
 from simulator.logs import LoggedTraffic
 from simulator.population import metric_names
 from simulator.replay import Replay, objective_matrix
 from tuner.evaluation.guardrails import guardrail_reasons, parse_guardrails
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace, make_interval
 from tuner.evaluation.streamed import StreamedWorkspace
+from tuner.segments._arrays import chunk_arrays, feature_matrix
 from tuner.segments._export import GuardDecision, guard, with_guardrails
 from tuner.segments._export_model import write_export
 from tuner.segments._learned import (
@@ -49,7 +50,6 @@ from tuner.segments._personalise_streamed import (
     streamed_features,
 )
 from tuner.segments._replay import VERSUS_GLOBAL_AND_CONTROL, PersonalisedEstimate, terms_estimate
-from tuner.segments._segmentation import request_feature
 from tuner.study import ATTR_LEARNED_OF, name_metrics
 
 __all__ = [
@@ -79,21 +79,6 @@ def learned_study_name(study_name: str) -> str:
     return f"{study_name}/learned"
 
 
-def feature_matrix(traffic: LoggedTraffic, features: Sequence[str]) -> np.ndarray:
-    """``[R, F]`` float32 request-level features of a log (the model's input).
-
-    Raises:
-        ValueError: an unknown or item-level feature (naming the log's features).
-    """
-    cols = [request_feature(traffic, f, "--features") for f in features]
-    x = np.stack(cols, axis=1)
-    if not np.isfinite(x).all():
-        bad = features[int(np.flatnonzero(~np.isfinite(x).all(axis=0))[0])]
-        raise ValueError(f"--features {bad!r} has non-finite values; the weight model needs "
-                         "numbers")
-    return x.astype(np.float32)
-
-
 def log_arrays(ws: Workspace | StreamedWorkspace, part: str, features: Sequence[str]
                ) -> LogArrays:
     """What the weight model's surrogate reads of a split of ``ws`` (:func:`replay_arrays`
@@ -114,25 +99,6 @@ def replay_arrays(replay: Replay, traffic: LoggedTraffic, objective: Mapping[str
     """
     return chunk_arrays(replay.feedback, replay.fusion.prepare(replay.scores), traffic,
                         objective, features)
-
-
-def chunk_arrays(fb: SlateFeedback, transformed: np.ndarray, traffic: LoggedTraffic,
-                 objective: Mapping[str, float], features: Sequence[str]) -> LogArrays:
-    """:func:`replay_arrays` from a log's feedback and its fusion-transformed scores."""
-    if fb.valid is not None or fb.slot_shown is not None:
-        raise ValueError("search personalise trains on logs whose requests all have the same "
-                         "candidates and slots; this log is ragged (the replay values it, "
-                         "the weight model's surrogate does not yet)")
-    if fb.logging_exposure is None:
-        raise ValueError("search personalise needs the log's pscore_0..pscore_<K-1> columns "
-                         "(every candidate's logging propensity of every slot) for its "
-                         "surrogate; this log has only the propensities of its shown rows")
-    combine = objective_matrix(fb.tasks, objective)[:, -1]
-    return LogArrays(transformed,
-                     (fb.rewards @ combine.astype(np.float32)).astype(np.float32),
-                     fb.shown.astype(np.float32), fb.logging_exposure, fb.slot_examination,
-                     np.asarray(fb.examination, dtype=np.float32),
-                     feature_matrix(traffic, features))
 
 
 def _control(ws: Workspace | StreamedWorkspace) -> np.ndarray:

@@ -26,6 +26,7 @@ from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.objective import streamed_guardrail_reasons
 from tuner.evaluation.search_data import make_interval
 from tuner.evaluation.streamed import StreamedWorkspace
+from tuner.segments._arrays import chunk_arrays, feature_matrix
 from tuner.segments._learned import LogArrays
 
 __all__ = ["check_bootstrap", "concatenate_arrays", "streamed_arrays", "streamed_estimate",
@@ -51,8 +52,6 @@ def streamed_arrays(ws: StreamedWorkspace, part: str, features: Sequence[str]) -
             feature (see :func:`~tuner.segments._personalise.replay_arrays`), or an empty
             split.
     """
-    from tuner.segments._personalise import chunk_arrays
-
     fusion = make_fusion(ws.settings.formula)
     parts = [chunk_arrays(chunk.feedback, fusion.prepare(chunk.scores), traffic,
                           ws.settings.objective, features)
@@ -65,8 +64,6 @@ def streamed_arrays(ws: StreamedWorkspace, part: str, features: Sequence[str]) -
 def streamed_features(ws: StreamedWorkspace, part: str, features: Sequence[str]
                       ) -> np.ndarray:
     """``[R, F]`` the model's inputs of every request of split ``part`` (one pass)."""
-    from tuner.segments._personalise import feature_matrix
-
     rows = [feature_matrix(c.traffic, features)
             for c in ws.chunks(part).split_chunks(features=True)]
     return np.concatenate(rows) if rows else np.zeros((0, len(features)), np.float32)
@@ -103,8 +100,6 @@ def streamed_estimate(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray], 
         ValueError: the study's interval is not the percentile bootstrap, or the split
             has no requests.
     """
-    from tuner.segments._personalise import feature_matrix
-
     s = ws.settings
     interval = check_bootstrap(ws)
     fusion, estimator = make_fusion(s.formula), make_estimator(s.estimator,
