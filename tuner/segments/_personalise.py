@@ -28,10 +28,9 @@ import optuna
 
 from simulator.estimators import RequestTerms
 from simulator.logs import LoggedTraffic
-from simulator.population import metric_names
-from simulator.replay import Replay, objective_matrix
+from simulator.replay import Replay
 from tuner.evaluation.guardrails import guardrail_reasons, parse_guardrails
-from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace, make_interval
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
 from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.segments._arrays import chunk_arrays, feature_matrix
 from tuner.segments._export import GuardDecision, guard, with_guardrails
@@ -47,7 +46,6 @@ from tuner.segments._personalise_streamed import (
     check_bootstrap,
     streamed_arrays,
     streamed_estimate,
-    streamed_features,
 )
 from tuner.segments._replay import VERSUS_GLOBAL_AND_CONTROL, PersonalisedEstimate, terms_estimate
 from tuner.study import ATTR_LEARNED_OF, name_metrics
@@ -115,11 +113,14 @@ class LearnedEvaluation:
             :data:`VERSUS_GLOBAL_AND_CONTROL`.
         decision: the guard's (lift over global significant, guardrails kept).
         broken: why the learned policy breaks a guardrail (``""``: none).
+        rows: ``[R, F]`` the split's model inputs the evaluation read (the export's
+            reproduction check uses them), or None.
     """
 
     estimate: PersonalisedEstimate
     decision: GuardDecision
     broken: str
+    rows: np.ndarray | None = None
 
 
 def evaluate_learned(ws: Workspace | StreamedWorkspace,
@@ -145,23 +146,16 @@ def evaluate_learned(ws: Workspace | StreamedWorkspace,
     tasks = replay.feedback.tasks
     est = terms_estimate(terms, tasks, dict(ws.settings.objective), VERSUS_GLOBAL_AND_CONTROL)
     broken = guardrail_breach(ws, split, terms.take(np.array([2, 0])))
-    return LearnedEvaluation(est, with_guardrails(guard(est, 0), broken), broken)
+    return LearnedEvaluation(est, with_guardrails(guard(est, 0), broken), broken, x)
 
 
 def _streamed_evaluation(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray], np.ndarray],
                          features: Sequence[str], global_weights: np.ndarray, split: str
                          ) -> LearnedEvaluation:
     """:func:`evaluate_learned` on a streamed log: one pass leaving sums."""
-    contrasts = VERSUS_GLOBAL_AND_CONTROL
-    sums, low, high, broken = streamed_estimate(ws, weights_of, features, global_weights,
-                                                _control(ws), contrasts, split)
-    s = ws.settings
-    combine = objective_matrix(ws.tasks, s.objective)
-    interval = make_interval(s.interval, s.n_bootstrap, s.split_seed)
-    est = sums.estimate(interval, metric_names(ws.tasks, s.objective), combine)
-    pe = PersonalisedEstimate(est.metrics, est.value, est.low, est.high,
-                              contrasts @ est.value, low, high, interval.level, int(est.n))
-    return LearnedEvaluation(pe, with_guardrails(guard(pe, 0), broken), broken)
+    est, broken, rows = streamed_estimate(ws, weights_of, features, global_weights,
+                                          _control(ws), VERSUS_GLOBAL_AND_CONTROL, split)
+    return LearnedEvaluation(est, with_guardrails(guard(est, 0), broken), broken, rows)
 
 
 def guardrail_breach(ws: Workspace, split: str, terms: RequestTerms) -> str:
@@ -347,9 +341,8 @@ def personalise(storage: str, study_name: str, ws: Workspace | StreamedWorkspace
                                evaluation)
         best_epoch, epochs_run = learned.best_epoch, len(learned.history)
     if out is not None:
-        rows = (streamed_features(ws, HOLDOUT, features) if isinstance(ws, StreamedWorkspace)
-                else feature_matrix(ws.parts[HOLDOUT], features))
-        write_export(out, learned, evaluation, ws, global_weights, rows, overwrite,
+        assert evaluation.rows is not None  # evaluate_learned read the held-out inputs
+        write_export(out, learned, evaluation, ws, global_weights, evaluation.rows, overwrite,
                      {"study": study_name, "trial": number})
         study = optuna.load_study(study_name=learned_study_name(study_name), storage=storage)
         study.set_user_attr(ATTR_LEARNED_EXPORT, {

@@ -20,7 +20,7 @@ from simulator.estimators import make_estimator
 from simulator.fusion import make_fusion
 from simulator.intervals import BootstrapInterval
 from simulator.policies import TopKPolicy
-from simulator.population import PopulationSums
+from simulator.population import PopulationSums, metric_names
 from simulator.replay import Replay, objective_matrix
 from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.objective import streamed_guardrail_reasons
@@ -28,9 +28,9 @@ from tuner.evaluation.search_data import make_interval
 from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.segments._arrays import chunk_arrays, feature_matrix
 from tuner.segments._learned import LogArrays
+from tuner.segments._replay import PersonalisedEstimate
 
-__all__ = ["check_bootstrap", "concatenate_arrays", "streamed_arrays", "streamed_estimate",
-           "streamed_features"]
+__all__ = ["check_bootstrap", "concatenate_arrays", "streamed_arrays", "streamed_estimate"]
 
 
 def concatenate_arrays(parts: Sequence[LogArrays]) -> LogArrays:
@@ -61,14 +61,6 @@ def streamed_arrays(ws: StreamedWorkspace, part: str, features: Sequence[str]) -
     return concatenate_arrays(parts)
 
 
-def streamed_features(ws: StreamedWorkspace, part: str, features: Sequence[str]
-                      ) -> np.ndarray:
-    """``[R, F]`` the model's inputs of every request of split ``part`` (one pass)."""
-    rows = [feature_matrix(c.traffic, features)
-            for c in ws.chunks(part).split_chunks(features=True)]
-    return np.concatenate(rows) if rows else np.zeros((0, len(features)), np.float32)
-
-
 def check_bootstrap(ws: StreamedWorkspace) -> BootstrapInterval:
     """The study's interval, which must be the percentile bootstrap on a streamed log.
 
@@ -89,12 +81,12 @@ def check_bootstrap(ws: StreamedWorkspace) -> BootstrapInterval:
 def streamed_estimate(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray], np.ndarray],
                       features: Sequence[str], global_weights: np.ndarray,
                       control: np.ndarray, contrasts: np.ndarray, split: str
-                      ) -> tuple[PopulationSums, np.ndarray, np.ndarray, str]:
-    """The sums of (model, global, control) on ``split``, in one pass.
+                      ) -> tuple[PersonalisedEstimate, str, np.ndarray]:
+    """(model, global, control) on ``split``, in one pass that leaves sums.
 
     Returns:
-        The sums, the contrasts' bootstrap ``(low, high)`` ``[Q, M]`` each, and why the
-        model breaks a guardrail (``""``: none).
+        The estimates with the ``contrasts``' bootstrap intervals, why the model breaks a
+        guardrail (``""``: none), and the split's model inputs ``[R, F]`` (read on the way).
 
     Raises:
         ValueError: the study's interval is not the percentile bootstrap, or the split
@@ -107,8 +99,10 @@ def streamed_estimate(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray], 
     policy = TopKPolicy(len(ws.examination))
     combine = objective_matrix(ws.tasks, s.objective)
     total: PopulationSums | None = None
+    rows = []
     for chunk, traffic in ws.chunks(split).with_traffic(features=True):
         x = feature_matrix(traffic, features)
+        rows.append(x)
         r = len(x)
         w = np.stack([np.asarray(weights_of(x), dtype=np.float64),
                       np.tile(np.asarray(global_weights, dtype=np.float64), (r, 1)),
@@ -120,9 +114,11 @@ def streamed_estimate(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray], 
         total = part if total is None else total + part
     if total is None:
         raise ValueError(f"the {split} split of {s.logs} has no requests")
+    est = total.estimate(interval, metric_names(ws.tasks, s.objective), combine)
     low, high = interval.bounds_from(total.terms, contrasts)
     rails = parse_guardrails(s.guardrails, ws.tasks)
     broken = (streamed_guardrail_reasons(total.take(np.array([2, 0])), ws.replay(split),
                                          rails)[0] if rails else "")
-    return total, low, high, broken
-
+    return (PersonalisedEstimate(est.metrics, est.value, est.low, est.high,
+                                 contrasts @ est.value, low, high, interval.level, int(est.n)),
+            broken, np.concatenate(rows))
