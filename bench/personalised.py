@@ -485,7 +485,7 @@ def main() -> None:
             if args.json is not None:
                 args.json.write_text(json.dumps(
                     {"args": {k: v for k, v in vars(args).items() if k != "json"},
-                     "first_seed": args.first_seed, "results": everything},
+                     "results": everything},
                     indent=1, default=float) + "\n")
 
 
