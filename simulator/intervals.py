@@ -390,6 +390,11 @@ class BootstrapInterval(BaseInterval):
         draws = sums.draws()  # [B, P, M]
         if contrast is not None:
             draws = np.einsum("qp,bpm->bqm", contrast, draws)
+        return self.percentile_bounds(draws)
+
+    def percentile_bounds(self, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` percentiles over the first axis of replicate estimates
+        ``draws [B, ...]`` (e.g. a stratified combination of several logs' draws)."""
         return _quantiles(draws, self.level)
 
 

@@ -13,6 +13,7 @@ from tuner.cli._format import table
 from tuner.cli._report_text import warn_few_events
 from tuner.evaluation.loss_study import is_loss_study
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace
+from tuner.evaluation.streamed import StreamedWorkspace, open_workspace
 from tuner.picks.compare import Comparison, compare_picks
 from tuner.picks.picking import pick_weights
 from tuner.segments import ATTR_SEGMENTS, refuse_segment_study
@@ -57,7 +58,7 @@ def search_compare(storage: str, study_name: str, top: int, split: str, metric: 
         raise ValueError(f"study {study_name!r} is a Pareto study: it has no single order to "
                          "compare; see its front with 'fusiontune search pareto --study "
                          f"{study_name} --rounds 0'")
-    ws = Workspace(SearchSettings.from_dict(raw))
+    ws = open_workspace(SearchSettings.from_dict(raw))  # a folder, or --stream: streamed
     comparison = compare_picks(ws, study, search, top, split, metric)
     warn_few_events({f"{p.label}: {metric}": p.estimate.events for p in comparison.picks},
                     "held-out" if split == HOLDOUT else split)
@@ -79,7 +80,8 @@ def search_compare(storage: str, study_name: str, top: int, split: str, metric: 
                                         "learned weight model"))
 
 
-def _personalised(ws: Workspace, study: Any, search: Any, url: str, split: str) -> Any:
+def _personalised(ws: Workspace | StreamedWorkspace, study: Any, search: Any, url: str,
+                  split: str) -> Any:
     """A segmented study's personalised vs global (the strategy's pick) vs control."""
     if ATTR_SEGMENTS not in study.user_attrs:
         return None

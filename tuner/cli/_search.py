@@ -334,7 +334,7 @@ def _report_run(study: Any, search: SearchSpec, summaries: list[Any], done: int,
     click.echo(f"{len(study.trials)} trials in study {study.study_name!r} ({url})")
 
 
-def _export_segments(ws: Workspace, study: Any, exported: Any, url: str, out: Path | None,
+def _export_segments(ws: Any, study: Any, exported: Any, url: str, out: Path | None,
                      force: bool, as_json: bool) -> None:
     """Write the segment table of a segmented study, its default row ``exported``."""
     data = segment_export(ws, study, exported, url, out, force,
@@ -530,6 +530,8 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
         out = Path("weights.json")
     if out is not None and out.exists() and not force:
         raise ValueError(f"--out {out} exists; give --force to overwrite it")
+    from tuner.evaluation.streamed import open_workspace  # a folder, or --stream: streamed
+
     url = storage_url(storage)
     study, search_ = load_existing(url, study_name)
     refuse_segment_study(study, "export")
@@ -543,12 +545,12 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
         if len(study.directions) > 1:
             raise ValueError(f"study {study_name!r} is a Pareto study; --validated needs a "
                              "single objective")
-        ws = Workspace(SearchSettings.from_dict(raw))
+        ws = open_workspace(SearchSettings.from_dict(raw))
         exported, report, search_values = validated_export(ws, study, search_, control_test)
         number = None
     else:
         weights, number = pick_weights(study, search_, pick, trial_number)
-        ws = Workspace(SearchSettings.from_dict(raw))
+        ws = open_workspace(SearchSettings.from_dict(raw))
         # a Pareto point is chosen on several metrics; one objective's lift does not judge it
         exported, report, search_values = export_pick(
             ws, study_name, weights, pick, number, search_.space.pinned,

@@ -8,6 +8,7 @@ dataset whole (:func:`read_whole`) without importing the streamed workspace.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Callable, Hashable, Iterator, Mapping
@@ -22,7 +23,8 @@ from simulator.logs import FEATURE_PREFIX, LoggedTraffic, read_log_metadata
 from tuner.evaluation.chunk_scores import ScoreCursors
 from tuner.evaluation.scores import ScoreTable
 
-__all__ = ["LogChunk", "dataset_meta", "dataset_tasks", "log_chunks", "read_whole"]
+__all__ = ["LogChunk", "dataset_fingerprint", "dataset_meta", "dataset_tasks", "log_chunks",
+           "read_whole"]
 
 _PASSED: set[tuple[Hashable, str, tuple[int, int]]] = set()
 """``(pass key, log file, its (size, mtime_ns))`` of the log files that a pass of
@@ -36,6 +38,32 @@ def dataset_tasks(logs: str, scores: str) -> tuple[tuple[str, ...], tuple[str, .
     score_names = ParquetDataset(scores).schema().names
     return (tuple(n[len("label_"):] for n in log_names if n.startswith("label_")),
             tuple(n[len("p_"):] for n in score_names if n.startswith("p_")))
+
+
+def dataset_fingerprint(dataset: ParquetDataset) -> str:
+    """``"files:"`` and the sha256 (first 16 hex digits) of every file's path under the
+    dataset's folder, size and Parquet footer (its schema, row groups, offsets and column
+    statistics), read without decoding any rows.
+
+    A streamed log is never hashed whole (that would be one more pass over it); the footers
+    change with what the files hold, so an export can tell the log it was tuned on from
+    another. It is not :meth:`LoggedTraffic.fingerprint`'s hash of the rows: the same rows
+    written into other files give another fingerprint.
+    """
+    h = hashlib.sha256()
+    root = Path(dataset.path)
+    for f in dataset.files:
+        size = f.stat().st_size
+        with f.open("rb") as fh:
+            fh.seek(max(size - 8, 0))
+            tail = fh.read(8)
+            footer = int.from_bytes(tail[:4], "little") if tail[4:] == b"PAR1" else 0
+            fh.seek(max(size - 8 - footer, 0))
+            meta = fh.read(footer)
+        name = f.name if f == root else str(f.relative_to(root))
+        h.update(f"{name}\0{size}\0".encode())
+        h.update(meta)
+    return "files:" + h.hexdigest()[:16]
 
 
 def dataset_meta(logs: ParquetDataset

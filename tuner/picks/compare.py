@@ -11,7 +11,10 @@ probability that the leader is truly better, and how many requests would
 separate the two at 95%.
 
 The probabilities and request counts come from the normal approximation of
-:mod:`simulator.ordering` and take the observed gaps at face value.
+:mod:`simulator.ordering` and take the observed gaps at face value. On a streamed log
+(a folder of files, or ``--stream``) the picks are evaluated in one pass that leaves sums
+(:class:`~simulator.report.Arms`), the differences' intervals come from the percentile
+bootstrap's resampled sums and their standard deviations from the resamples' spread.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ import numpy as np
 import optuna
 
 from simulator.estimators._estimate import Estimate
-from simulator.intervals import point_values
-from simulator.ordering import covariance, requests_to_separate
-from simulator.replay import OBJECTIVE, objective_matrix
+from simulator.ordering import requests_to_separate
+from simulator.replay import OBJECTIVE
+from simulator.report import Arms
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
+from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.picks.picking import pick_weights
 from tuner.study import SearchSpec, is_feasible_complete, jsonable
 
@@ -105,13 +109,13 @@ class Comparison:
                 "tasks": list(self.tasks), "picks": [p.to_dict(self.tasks) for p in self.picks]}
 
 
-def compare_picks(ws: Workspace, study: optuna.Study, search: SearchSpec,
+def compare_picks(ws: Workspace | StreamedWorkspace, study: optuna.Study, search: SearchSpec,
                   top: int = 5, split: str = HOLDOUT, metric: str = OBJECTIVE) -> Comparison:
     """Compare the strategy's pick, the ``top`` best feasible trials and the control on
     ``split``.
 
     Args:
-        ws: the study's workspace (its log, scores and settings).
+        ws: the study's workspace (its log, scores and settings), held whole or streamed.
         study: a single-objective fusion study with complete trials.
         search: what it searches and how (its strategy gives the first pick).
         top: how many of the best trials (by their search-split value) to include.
@@ -119,37 +123,37 @@ def compare_picks(ws: Workspace, study: optuna.Study, search: SearchSpec,
         metric: ``"objective"`` or one of the log's tasks.
 
     Raises:
-        ValueError: an unknown split or metric, ``top < 1``, or a study without
-            a complete feasible trial.
+        ValueError: an unknown split or metric, ``top < 1``, a study without a complete
+            feasible trial, or a streamed log whose interval is not the percentile
+            bootstrap (the differences' intervals are made from sums).
     """
     if top < 1:
         raise ValueError(f"top must be >= 1, got {top}")
     if split not in (SEARCH, HOLDOUT):
         raise ValueError(f"unknown split {split!r}; valid: {[HOLDOUT, SEARCH]}")
     settings = ws.settings
-    tasks = ws.replay(split).feedback.tasks
+    tasks = ws.tasks
     metrics = (*tasks, OBJECTIVE)
     if metric not in metrics:
         raise ValueError(f"unknown metric {metric!r}; valid: {list(metrics)}")
     labels, numbers, rows = _picks(study, search, top, settings.control,
                                    len(ws.score_tasks))
     weights = np.stack(rows)
-    combine = objective_matrix(tasks, settings.objective)
     m = metrics.index(metric)
 
     replay = ws.replay(split)
-    terms = replay.terms(weights)
-    value = point_values(terms, combine)[:, m]
-    low, high = replay.interval.bounds(terms, combine, keys=replay.request_ids)
+    arms = Arms.of(replay, weights, settings.objective)
+    est = arms.estimate
+    value, low, high = est.value[:, m], est.low, est.high
     search_value = (value if split == SEARCH else
                     ws.replay(SEARCH).evaluate(weights, settings.objective).value[:, m])
     order = np.argsort(-value, kind="stable")
     leader = int(order[0])
     contrast = np.eye(len(weights)) - np.eye(len(weights))[leader][None, :]
-    d_low, d_high = replay.interval.bounds(terms, combine, contrast, replay.request_ids)
-    cov = covariance(terms, combine)[m]
-    n, level, ess = replay.feedback.n_requests, replay.interval.level, terms.ess
-    events = terms.expected_events(combine)[:, m]
+    d_low, d_high = arms.bounds(contrast)
+    sd_of = arms.contrast_sd(contrast)[:, m]
+    n, level, ess = est.n, est.level, est.ess
+    events = est.events[:, m] if est.events is not None else np.full(len(weights), np.nan)
     picks = []
     for p in order:
         estimate = Estimate(float(value[p]), float(low[p, m]), float(high[p, m]),
@@ -160,12 +164,12 @@ def compare_picks(ws: Workspace, study: optuna.Study, search: SearchSpec,
             diff = Estimate(gap, float(d_low[p, m]), float(d_high[p, m]),
                             float(min(ess[p], ess[leader])), n, level,
                             events=float(min(events[p], events[leader])))
-            sd = math.sqrt(max(cov[p, p] + cov[leader, leader] - 2 * cov[p, leader], 0.0))
+            sd = float(sd_of[p])
             p_better = _phi(-gap / sd) if sd > 0 else float(gap < 0)
             need = requests_to_separate(gap, sd, n)
         picks.append(ComparedPick(labels[p], numbers[p], tuple(float(x) for x in weights[p]),
                                   float(search_value[p]), estimate, diff, p_better, need))
-    return Comparison(study.study_name, split, metric, n, replay.estimator.name,
+    return Comparison(study.study_name, split, metric, n, arms.estimator,
                       tuple(ws.score_tasks), tuple(picks))
 
 

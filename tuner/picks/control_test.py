@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from simulator.estimators import GatedDR, PooledDR
-from simulator.intervals import point_values
-from simulator.replay import OBJECTIVE, Replay, objective_matrix
+from simulator.replay import OBJECTIVE, Replay
+from simulator.report import Arms
+from simulator.streaming import StreamedReplay
 
 __all__ = [
     "CDR",
@@ -147,31 +148,31 @@ class ControlTest:
                 "verdict": self.verdict}
 
 
-def one_sided_test(replay: Replay, pick: np.ndarray, control: np.ndarray,
+def one_sided_test(replay: Replay | StreamedReplay, pick: np.ndarray, control: np.ndarray,
                    objective: Mapping[str, float], split: str = "holdout",
                    level: float = LEVEL) -> ControlTest:
     """The one-sided test of ``pick [T]`` against ``control [T]`` on ``replay``'s requests.
 
     The lower bound is the low end of the replay's interval method at the two-sided level
     ``2 level - 1`` (the one-sided ``level`` bound) around the paired lift, both arms on
-    the same resampled requests. Give it a replay whose estimator is :func:`cdr`.
+    the same resampled requests. Give it a replay whose estimator is :func:`cdr` where the
+    log is held whole; a streamed log (which cannot calibrate ``cdr``'s reward model on the
+    whole log) tests with its own estimator's percentile bootstrap.
 
     Raises:
-        ValueError: a level outside (0.5, 1).
+        ValueError: a level outside (0.5, 1), or a streamed replay whose interval cannot
+            pair the arms from sums.
     """
     if not 0.5 < level < 1.0:
         raise ValueError(f"level must be in (0.5, 1), got {level}")
     weights = np.stack([np.asarray(control, float), np.asarray(pick, float)])
-    terms = replay.terms(weights)
-    combine = objective_matrix(replay.feedback.tasks, objective)
-    m = (*replay.feedback.tasks, OBJECTIVE).index(OBJECTIVE)
-    value = point_values(terms, combine)  # [2, M]
-    base: Any = replay.interval  # every interval method is a frozen dataclass with a level
-    interval = dataclasses.replace(base, level=2.0 * level - 1.0)
-    low, _ = interval.bounds(terms, combine, np.array([[-1.0, 1.0]]), replay.request_ids)
+    arms = Arms.of(replay, weights, objective)
+    m = arms.estimate.metrics.index(OBJECTIVE)
+    value = arms.estimate.value  # [2, M]
+    low, _ = arms.bounds(np.array([[-1.0, 1.0]]), level=2.0 * level - 1.0)
     name = CDR if replay.estimator == cdr() else replay.estimator.name
     return ControlTest("one-sided", name, float(value[1, m] - value[0, m]), float(low[0, m]),
-                       level, replay.feedback.n_requests, split)
+                       level, arms.estimate.n, split)
 
 
 def two_sided_test(lift: Any, estimator: str, n_requests: int,

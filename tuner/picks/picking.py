@@ -18,8 +18,10 @@ import optuna
 
 from simulator.replay import OBJECTIVE
 from simulator.report import ABReport, ab_report
+from tuner.evaluation.dataset_io import dataset_fingerprint
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
+from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.picks.control_test import (
     CONTROL_TESTS,
     DEFAULT_CONTROL_TEST,
@@ -107,13 +109,14 @@ def pick_weights(study: optuna.Study, search: SearchSpec, pick: str,
     return space.to_weights(trial.params), trial.number
 
 
-def _control(ws: Workspace) -> np.ndarray:
+def _control(ws: Workspace | StreamedWorkspace) -> np.ndarray:
     settings = ws.settings
     return (np.asarray(settings.control, float) if settings.control is not None
             else np.ones(len(ws.score_tasks)))
 
 
-def validated_export(ws: Workspace, study: optuna.Study, search: SearchSpec,
+def validated_export(ws: Workspace | StreamedWorkspace, study: optuna.Study,
+                     search: SearchSpec,
                      control_test: str = DEFAULT_CONTROL_TEST,
                      ) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
     """The strategy's pick after one of the rounds :func:`candidate_rounds` names, as
@@ -128,9 +131,18 @@ def validated_export(ws: Workspace, study: optuna.Study, search: SearchSpec,
     (:func:`tuner.picks.validated.validated_pick`).
 
     Raises:
-        ValueError: a study without a completed round, or an unknown control test.
+        ValueError: a study without a completed round, an unknown control test, or a
+            streamed log (both choices need the log held whole: ``gated_dr`` pools the
+            candidates over the whole search split, the folds cut the held-out one).
     """
     _check_test(control_test)
+    if isinstance(ws, StreamedWorkspace):
+        raise ValueError(f"--validated needs the log held whole, and {ws.settings.logs} is "
+                         "streamed (a folder, or --stream): it orders the rounds' picks by "
+                         "gated_dr, which pools them over the whole search split (or, with "
+                         "--control-test two-sided, cuts the held-out split in folds). Export "
+                         "without --validated, or make the study on one Parquet file without "
+                         "--stream")
     picks = picks_by_round(study, search)
     if len(picks) == 0:
         raise ValueError(f"study {study.study_name!r} has no completed round yet; run "
@@ -158,7 +170,7 @@ def validated_export(ws: Workspace, study: optuna.Study, search: SearchSpec,
                        search.space.pinned, control_test=control_test, selection=selection)
 
 
-def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
+def export_pick(ws: Workspace | StreamedWorkspace, study_name: str, weights: np.ndarray, pick: str,
                 trial_number: int | None, pinned: str | None = None,
                 validated: tuple[ValidatedPick, list[int]] | None = None,
                 control_test: str | None = None,
@@ -174,6 +186,11 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
     (:data:`~tuner.picks.control_test.CONTROL_TESTS`; None: none is made, as for a Pareto
     point or a loss-weight pick), recorded in ``extra["control_test"]``; ``selection`` (how
     the pick was chosen) goes to ``extra["selection"]``.
+
+    A streamed ``ws`` (a folder of files, or ``--stream``) is read in passes that leave sums:
+    the report's paired lifts come from the percentile bootstrap, the one-sided test uses
+    the study's estimator (``cdr`` calibrates a reward model on the whole split), and the
+    data fingerprint is the files' (:func:`~tuner.evaluation.dataset_io.dataset_fingerprint`).
 
     Raises:
         ValueError: the pick breaks a guardrail on the held-out split, an unknown control
@@ -217,7 +234,7 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
         pick=pick,
         study_name=study_name,
         trial_number=trial_number,
-        data_fingerprint=settings.data_fingerprint or ws.traffic.fingerprint(),
+        data_fingerprint=settings.data_fingerprint or _fingerprint(ws),
         model_fingerprint=settings.model_fingerprint or "unknown",
         fusion={**ws.replay(HOLDOUT).fusion.describe(), "pinned": pinned},
         extra={
@@ -239,7 +256,13 @@ def export_pick(ws: Workspace, study_name: str, weights: np.ndarray, pick: str,
     return exported, report, search_values
 
 
-def _need_scores(ws: Workspace, what: str) -> None:
+def _fingerprint(ws: Workspace | StreamedWorkspace) -> str:
+    if isinstance(ws, StreamedWorkspace):
+        return dataset_fingerprint(ws.logs)
+    return ws.traffic.fingerprint()
+
+
+def _need_scores(ws: Workspace | StreamedWorkspace, what: str) -> None:
     """Refuse, naming the alternative, where the calibrated-DR family has no reward model."""
     missing = [t for t in ws.tasks if t not in ws.score_tasks]
     if missing:
@@ -254,11 +277,15 @@ def _check_test(control_test: str) -> None:
                          f"{list(CONTROL_TESTS)}")
 
 
-def _control_test(ws: Workspace, weights: np.ndarray, control: np.ndarray, rule: str,
-                  report: ABReport, report_half: bool) -> ControlTest:
+def _control_test(ws: Workspace | StreamedWorkspace, weights: np.ndarray,
+                  control: np.ndarray, rule: str, report: ABReport, report_half: bool
+                  ) -> ControlTest:
     """The test of the pick against control: one-sided by ``cdr`` on the whole held-out
-    split, or two-sided by the study's estimator on the requests ``report`` covers."""
-    if rule == "one-sided":
+    split (by the study's estimator on a streamed one), or two-sided by the study's
+    estimator on the requests ``report`` covers."""
+    if rule == "one-sided" and isinstance(ws, StreamedWorkspace):
+        return one_sided_test(ws.replay(HOLDOUT), weights, control, ws.settings.objective)
+    if rule == "one-sided" and isinstance(ws, Workspace):
         _need_scores(ws, "the one-sided control test estimates the lift by cdr")
         return one_sided_test(ws.replay_as(HOLDOUT, cdr()), weights, control,
                               ws.settings.objective)

@@ -22,6 +22,7 @@ from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.picks.export import ExportedWeights
 from tuner.segments._export import GuardDecision, SegmentTable, guard, with_guardrails
 from tuner.segments._personalise import guardrail_breach
+from tuner.segments._personalise_streamed import streamed_stratified
 from tuner.segments._replay import (
     VERSUS_GLOBAL_AND_CONTROL,
     PersonalisedEstimate,
@@ -110,19 +111,27 @@ def _values(traffic: LoggedTraffic, feature: str) -> np.ndarray:
     return request_feature(traffic, feature)
 
 
-def personalised_compare(ws: Workspace, study: optuna.Study, global_weights: np.ndarray,
-                         url: str, split: str = HOLDOUT
+def personalised_compare(ws: Workspace | StreamedWorkspace, study: optuna.Study,
+                         global_weights: np.ndarray, url: str, split: str = HOLDOUT
                          ) -> tuple[PersonalisedEstimate, GuardDecision, SegmentTable] | None:
     """Personalised vs global vs control on ``split``, with the paired contrasts
     personalised - global, personalised - control and global - control (None: the study
-    has no segments)."""
+    has no segments). A streamed log is judged in one pass that leaves each segment's sums
+    (:func:`~tuner.segments._personalise_streamed.streamed_stratified`: the same values,
+    percentile-bootstrap intervals)."""
     seg = stored_segmentation(study)
     if seg is None:
         return None
     rows = segment_picks(url, study.study_name, seg.n_segments)
-    sr = SegmentedReplay(ws.replay(split), seg.assign_log(ws.parts[split]), seg.n_segments)
     k = seg.n_segments
     policies = [rows, np.tile(global_weights, (k, 1)), np.tile(_control(ws), (k, 1))]
+    if isinstance(ws, StreamedWorkspace):
+        est, broken = streamed_stratified(ws, seg, np.stack(policies),
+                                          VERSUS_GLOBAL_AND_CONTROL, split)
+        decision = with_guardrails(guard(est, 0), broken)
+        return est, decision, SegmentTable(seg, ws.score_tasks, rows,
+                                           np.asarray(global_weights), decision)
+    sr = SegmentedReplay(ws.replay(split), seg.assign_log(ws.parts[split]), seg.n_segments)
     est = sr.personalised(policies, dict(ws.settings.objective), VERSUS_GLOBAL_AND_CONTROL)
     if ws.settings.guardrails:  # every request with its segment's row, against control
         per_request = np.stack([np.tile(_control(ws), (len(sr.segments), 1)),
@@ -175,9 +184,9 @@ def compare_dict(est: PersonalisedEstimate, decision: GuardDecision,
                 for m, metric in enumerate(est.metrics)}}
 
 
-def segment_export(ws: Workspace, study: optuna.Study, exported: ExportedWeights, url: str,
-                   path: Path | None, overwrite: bool, echo: Callable[[str], None]
-                   ) -> dict[str, Any] | None:
+def segment_export(ws: Workspace | StreamedWorkspace, study: optuna.Study,
+                   exported: ExportedWeights, url: str, path: Path | None, overwrite: bool,
+                   echo: Callable[[str], None]) -> dict[str, Any] | None:
     """The weights file with a segment table (written to ``path``), the global pick
     ``exported`` as its default row; None when the study has no segments."""
     got = personalised_compare(ws, study, np.asarray(exported.weights), url)

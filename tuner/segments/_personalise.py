@@ -153,9 +153,17 @@ def _streamed_evaluation(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray
                          features: Sequence[str], global_weights: np.ndarray, split: str
                          ) -> LearnedEvaluation:
     """:func:`evaluate_learned` on a streamed log: one pass leaving sums."""
-    est, broken, rows = streamed_estimate(ws, weights_of, features, global_weights,
-                                          _control(ws), VERSUS_GLOBAL_AND_CONTROL, split)
-    return LearnedEvaluation(est, with_guardrails(guard(est, 0), broken), broken, rows)
+    rows: list[np.ndarray] = []  # the split's model inputs, kept for the export's check
+
+    def of_chunk(traffic: LoggedTraffic) -> np.ndarray:
+        x = feature_matrix(traffic, features)
+        rows.append(x)
+        return weights_of(x)
+
+    est, broken = streamed_estimate(ws, of_chunk, global_weights, _control(ws),
+                                    VERSUS_GLOBAL_AND_CONTROL, split)
+    return LearnedEvaluation(est, with_guardrails(guard(est, 0), broken), broken,
+                             np.concatenate(rows))
 
 
 def guardrail_breach(ws: Workspace, split: str, terms: RequestTerms) -> str:

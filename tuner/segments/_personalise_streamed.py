@@ -19,6 +19,7 @@ import numpy as np
 from simulator.estimators import make_estimator
 from simulator.fusion import make_fusion
 from simulator.intervals import BootstrapInterval
+from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
 from simulator.population import PopulationSums, metric_names
 from simulator.replay import Replay, objective_matrix
@@ -26,11 +27,13 @@ from tuner.evaluation.guardrails import parse_guardrails
 from tuner.evaluation.objective import streamed_guardrail_reasons
 from tuner.evaluation.search_data import make_interval
 from tuner.evaluation.streamed import StreamedWorkspace
-from tuner.segments._arrays import chunk_arrays, feature_matrix
+from tuner.segments._arrays import chunk_arrays
 from tuner.segments._learned import LogArrays
 from tuner.segments._replay import PersonalisedEstimate
+from tuner.segments._segmentation import Segmentation
 
-__all__ = ["check_bootstrap", "concatenate_arrays", "streamed_arrays", "streamed_estimate"]
+__all__ = ["check_bootstrap", "concatenate_arrays", "streamed_arrays", "streamed_estimate",
+           "streamed_stratified"]
 
 
 def concatenate_arrays(parts: Sequence[LogArrays]) -> LogArrays:
@@ -78,15 +81,17 @@ def check_bootstrap(ws: StreamedWorkspace) -> BootstrapInterval:
     return interval
 
 
-def streamed_estimate(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray], np.ndarray],
-                      features: Sequence[str], global_weights: np.ndarray,
-                      control: np.ndarray, contrasts: np.ndarray, split: str
-                      ) -> tuple[PersonalisedEstimate, str, np.ndarray]:
-    """(model, global, control) on ``split``, in one pass that leaves sums.
+def streamed_estimate(ws: StreamedWorkspace,
+                      weights_of: Callable[[LoggedTraffic], np.ndarray],
+                      global_weights: np.ndarray, control: np.ndarray, contrasts: np.ndarray,
+                      split: str) -> tuple[PersonalisedEstimate, str]:
+    """(policy, global, control) on ``split``, in one pass that leaves sums; the policy
+    gives each chunk's requests their weights, ``weights_of(traffic) -> [c, S]`` (a weight
+    model on the chunk's features, a segment table's rows).
 
     Returns:
-        The estimates with the ``contrasts``' bootstrap intervals, why the model breaks a
-        guardrail (``""``: none), and the split's model inputs ``[R, F]`` (read on the way).
+        The estimates with the ``contrasts``' bootstrap intervals, and why the policy
+        breaks a guardrail (``""``: none).
 
     Raises:
         ValueError: the study's interval is not the percentile bootstrap, or the split
@@ -99,12 +104,9 @@ def streamed_estimate(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray], 
     policy = TopKPolicy(len(ws.examination))
     combine = objective_matrix(ws.tasks, s.objective)
     total: PopulationSums | None = None
-    rows = []
     for chunk, traffic in ws.chunks(split).with_traffic(features=True):
-        x = feature_matrix(traffic, features)
-        rows.append(x)
-        r = len(x)
-        w = np.stack([np.asarray(weights_of(x), dtype=np.float64),
+        r = traffic.n_requests
+        w = np.stack([np.asarray(weights_of(traffic), dtype=np.float64),
                       np.tile(np.asarray(global_weights, dtype=np.float64), (r, 1)),
                       np.tile(control, (r, 1))])  # [3, c, S]
         replay = Replay(chunk.feedback, chunk.scores, ws.score_tasks, fusion, policy,
@@ -121,4 +123,67 @@ def streamed_estimate(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray], 
                                          rails)[0] if rails else "")
     return (PersonalisedEstimate(est.metrics, est.value, est.low, est.high,
                                  contrasts @ est.value, low, high, interval.level, int(est.n)),
-            broken, np.concatenate(rows))
+            broken)
+
+
+def streamed_stratified(ws: StreamedWorkspace, segmentation: Segmentation,
+                        policies: np.ndarray, contrasts: np.ndarray, split: str
+                        ) -> tuple[PersonalisedEstimate, str]:
+    """:meth:`~tuner.segments._replay.SegmentedReplay.personalised` on a streamed split, in
+    one pass that leaves each segment's sums.
+
+    The values are those of the split held whole, ``V = sum_s f_s V_s`` with ``f_s`` the
+    segment's share of the split's requests. The intervals (of the values and of the paired
+    ``contrasts``) are the percentile bootstrap of the same combination of each segment's
+    resamples (keyed by request id), where the split held whole uses the delta method: the
+    per-request influence values of several policies at once are not kept by sums.
+
+    Args:
+        policies: ``[P, K, S]`` each policy's weights per segment; the guardrails are
+            judged on policy 0 against the last (the control), as the search judges them.
+
+    Returns:
+        The estimate, and why policy 0 breaks a guardrail (``""``: none).
+
+    Raises:
+        ValueError: the study's interval is not the percentile bootstrap, or the split
+            has no requests.
+    """
+    s = ws.settings
+    interval = check_bootstrap(ws)
+    fusion, estimator = make_fusion(s.formula), make_estimator(s.estimator,
+                                                               s.estimator_params)
+    policy = TopKPolicy(len(ws.examination))
+    combine = objective_matrix(ws.tasks, s.objective)
+    k = segmentation.n_segments
+    w = np.asarray(policies, dtype=np.float64)  # [P, K, S]
+    parts: list[PopulationSums | None] = [None] * k
+    for chunk, traffic in ws.chunks(split).with_traffic(features=True):
+        assign = segmentation.assign_log(traffic)
+        replay = Replay(chunk.feedback, chunk.scores, ws.score_tasks, fusion, policy,
+                        estimator, interval, request_ids=chunk.request_ids)
+        for g in np.unique(assign):
+            rows = np.flatnonzero(assign == g)
+            sub = replay.subset(rows)
+            part = PopulationSums.of(sub.terms(w[:, g]), interval, combine,
+                                     chunk.request_ids[rows])
+            prev = parts[g]
+            parts[g] = part if prev is None else prev + part
+    held = [(g, p) for g, p in enumerate(parts) if p is not None]
+    if not held:
+        raise ValueError(f"the {split} split of {s.logs} has no requests")
+    n = sum(p.terms.n for _, p in held)
+    value = sum(p.terms.n / n * p.terms.values() for _, p in held)
+    draws = sum(p.terms.n / n * p.terms.draws() for _, p in held)  # [B, P, M]
+    low, high = interval.percentile_bounds(np.asarray(draws))
+    c_low, c_high = interval.percentile_bounds(np.einsum("qp,bpm->bqm", contrasts, draws))
+    total = held[0][1]
+    for _, p in held[1:]:
+        total = total + p
+    rails = parse_guardrails(s.guardrails, ws.tasks)
+    broken = (streamed_guardrail_reasons(total.take(np.array([len(w) - 1, 0])),
+                                         ws.replay(split), rails)[0] if rails else "")
+    value = np.asarray(value)
+    return (PersonalisedEstimate(metric_names(ws.tasks, s.objective), value, low, high,
+                                 contrasts @ value, c_low, c_high, interval.level, int(n)),
+            broken)
