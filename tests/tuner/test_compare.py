@@ -42,7 +42,8 @@ def compare_json(db: Path, *extra: str) -> dict[str, Any]:
 
 
 def test_picks_are_ordered_and_their_differences_are_paired(study_db: Path) -> None:
-    data = compare_json(study_db, "--top", "3")
+    data = compare_json(study_db, "--top", "3", "--order", "estimate")
+    assert data["order"] == "snips" and data["order_note"] == ""
     picks = data["picks"]
     labels = [p["label"] for p in picks]
     assert len(picks) == 5 and "cem mean" in labels and "control" in labels
@@ -72,6 +73,29 @@ def test_picks_are_ordered_and_their_differences_are_paired(study_db: Path) -> N
     assert (lift.low, lift.high) == pytest.approx(
         (other["diff_vs_leader"]["low"], other["diff_vs_leader"]["high"]), rel=5e-3, abs=1e-3)
     assert data["split"] == "holdout" and data["n_requests"] == report.n_requests
+
+
+def test_the_default_ranks_by_gated_dr_and_reports_the_estimator(study_db: Path) -> None:
+    """``--order auto`` on a log held whole with every task scored ranks by gated_dr (an
+    ordering score); the figures stay the study estimator's, paired against that leader."""
+    data = compare_json(study_db, "--top", "3")
+    by_estimate = compare_json(study_db, "--top", "3", "--order", "estimate")
+    assert data["order"] == "gated_dr" and data["estimator"] == "snips"
+    scores = [p["order_score"] for p in data["picks"]]
+    assert scores == sorted(scores, reverse=True)
+    # the same picks, the same estimates: only the ranking (and so the leader) moved
+    estimates = {p["label"]: p["estimate"] for p in by_estimate["picks"]}
+    assert {p["label"]: p["estimate"] for p in data["picks"]} == estimates
+    leader = data["picks"][0]
+    for p in data["picks"][1:]:
+        assert p["diff_vs_leader"]["value"] == pytest.approx(
+            p["estimate"]["value"] - leader["estimate"]["value"])
+        # the estimate may rank a pick above the ordering's leader: P(leader better) < 0.5
+        assert (p["p_leader_better"] < 0.5) == (p["diff_vs_leader"]["value"] > 0)
+    # the ordering scores are gated_dr's values of these picks, not the estimates
+    assert any(abs(p["order_score"] - p["estimate"]["value"]) > 1e-9 for p in data["picks"])
+    text = invoke(["search", "compare", "--storage", str(study_db), "--study", "s"]).output
+    assert "gated_dr (rank)" in text and "an ordering score with no metric's units" in text
 
 
 def test_the_probability_falls_as_the_gap_closes(study_db: Path) -> None:

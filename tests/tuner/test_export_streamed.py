@@ -37,9 +37,9 @@ def _export(db: Path, out: Path, *extra: str) -> dict:
     return data
 
 
-def _compare(db: Path) -> dict:
+def _compare(db: Path, *extra: str) -> dict:
     data: dict = json.loads(_cli("search", "compare", "--storage", str(db), "--study", "s",
-                                 "--top", "3", "--json"))
+                                 "--top", "3", "--json", *extra))
     return data
 
 
@@ -111,9 +111,12 @@ def test_a_streamed_one_sided_test_uses_the_study_estimator_of_the_log_held_whol
 def test_a_streamed_compare_equals_the_compare_of_the_log_held_whole(
         studies: tuple[Path, Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     whole_db, stream_db, _, _ = studies
-    want = _compare(whole_db)
+    want = _compare(whole_db, "--order", "estimate")
     _never_whole(monkeypatch)
-    got = _compare(stream_db)
+    auto = _compare(stream_db)  # gated_dr cannot be made on a stream: ranked by the estimate
+    assert auto["order"] == "snips" and "streamed" in auto["order_note"]
+    got = _compare(stream_db, "--order", "estimate")
+    assert [p["label"] for p in auto["picks"]] == [p["label"] for p in got["picks"]]
     assert [p["label"] for p in got["picks"]] == [p["label"] for p in want["picks"]]
     assert got["n_requests"] == want["n_requests"] and got["estimator"] == "snips"
     for g, w in zip(got["picks"], want["picks"], strict=True):

@@ -14,7 +14,7 @@ from tuner.cli._report_text import warn_few_events
 from tuner.evaluation.loss_study import is_loss_study
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace
 from tuner.evaluation.streamed import StreamedWorkspace, open_workspace
-from tuner.picks.compare import Comparison, compare_picks
+from tuner.picks.compare import ORDERS, Comparison, compare_picks
 from tuner.picks.picking import pick_weights
 from tuner.segments import ATTR_SEGMENTS, refuse_segment_study
 from tuner.segments._cli import compare_dict, compare_text, personalised_compare
@@ -33,17 +33,23 @@ __all__ = ["search_compare"]
               "searched on, so its estimates carry no winner's curse.")
 @click.option("--metric", default="objective", show_default=True,
               help="'objective' or one of the log's tasks.")
+@click.option("--order", type=click.Choice(ORDERS), default="auto", show_default=True,
+              help="What ranks the picks and names the leader: gated_dr (an ordering score "
+              "with little label noise, no metric's units), the study's estimate, or auto "
+              "(gated_dr where the log is held whole and scored for every label task). "
+              "Every reported figure is the study's estimator's either way.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @user_errors
 def search_compare(storage: str, study_name: str, top: int, split: str, metric: str,
-                   as_json: bool) -> None:
+                   order: str, as_json: bool) -> None:
     """Compare the strategy's pick (CEM's mean), the best trials and the control on one
     split.
 
     Every pick is estimated on the same requests, so each one's difference to
     the leader gets a paired interval, the probability that the leader is truly
     better, and the requests that would separate the two at 95%. Picks whose
-    difference interval holds 0 are not told apart by this log.
+    difference interval holds 0 are not told apart by this log. The leader is the
+    first by --order; the estimates and intervals are the study's estimator's.
     """
     url = storage_url(storage)
     study, search = load_existing(url, study_name)
@@ -59,7 +65,9 @@ def search_compare(storage: str, study_name: str, top: int, split: str, metric: 
                          "compare; see its front with 'fusiontune search pareto --study "
                          f"{study_name} --rounds 0'")
     ws = open_workspace(SearchSettings.from_dict(raw))  # a folder, or --stream: streamed
-    comparison = compare_picks(ws, study, search, top, split, metric)
+    comparison = compare_picks(ws, study, search, top, split, metric, order)
+    if comparison.order_note:
+        click.echo(f"note: {comparison.order_note}", err=True)
     warn_few_events({f"{p.label}: {metric}": p.estimate.events for p in comparison.picks},
                     "held-out" if split == HOLDOUT else split)
     personal = _personalised(ws, study, search, url, split)
@@ -92,14 +100,16 @@ def _personalised(ws: Workspace | StreamedWorkspace, study: Any, search: Any, ur
 def comparison_text(c: Comparison) -> str:
     """The comparison as a table with a one-line verdict under it."""
     on_search = c.split == SEARCH  # the search-split column would repeat the estimate
+    ordered = c.order not in ("", c.estimator)  # a column for the ordering score
     header = ["pick", *([] if on_search else ["search est."]), f"{c.split} est.",
-              "95% interval", "vs leader", "95% interval", "P(leader better)",
-              "requests to separate"]
+              "95% interval", *([f"{c.order} (rank)"] if ordered else []), "vs leader",
+              "95% interval", "P(leader better)", "requests to separate"]
     rows = []
     for p in c.picks:
         e = p.estimate
         row: list[object] = [p.label, *([] if on_search else [p.search_value]), e.value,
-                             f"[{e.low:.4f}, {e.high:.4f}]"]
+                             f"[{e.low:.4f}, {e.high:.4f}]",
+                             *([p.order_score] if ordered else [])]
         if p.diff is None:
             row += ["leader", "", "", ""]
         else:
@@ -112,5 +122,8 @@ def comparison_text(c: Comparison) -> str:
     verdict = (f"{c.n_separated} of {others} picks differ from the leader "
                f"({c.picks[0].label}) at 95% on {c.n_requests:,} {c.split} requests "
                f"({c.estimator}); the rest are within this log's noise of it.")
+    if ordered:
+        verdict += (f"\nRanked by {c.order} on the same requests, an ordering score with no "
+                    "metric's units or interval; the estimates are the metric.")
     return (f"study {c.study_name!r}, metric {c.metric!r}\n" + table(header, rows)
             + "\n" + verdict)

@@ -10,6 +10,13 @@ each pick against the leader, the paired difference with its interval, the
 probability that the leader is truly better, and how many requests would
 separate the two at 95%.
 
+The picks are ranked, and the leader chosen, by the best ordering the log allows
+(:data:`ORDERS`): ``gated_dr`` on the compared split where the log is held whole and its
+score table covers every label task (measured to order weight vectors better than the
+replay on small logs, ``bench/ordering_quality.py``), else the study's estimator. Only the
+ranking uses it: every figure reported as a metric (each pick's estimate, its difference
+to the leader and their intervals) is the study's estimator's.
+
 The probabilities and request counts come from the normal approximation of
 :mod:`simulator.ordering` and take the observed gaps at face value. On a streamed log
 (a folder of files, or ``--stream``) the picks are evaluated in one pass that leaves sums
@@ -33,10 +40,16 @@ from simulator.replay import OBJECTIVE
 from simulator.report import Arms
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
 from tuner.evaluation.streamed import StreamedWorkspace
+from tuner.picks.control_test import gated_dr
 from tuner.picks.picking import pick_weights
 from tuner.study import SearchSpec, is_feasible_complete, jsonable
 
-__all__ = ["ComparedPick", "Comparison", "compare_picks"]
+__all__ = ["ORDERS", "ComparedPick", "Comparison", "compare_picks"]
+
+ORDERS = ("auto", "gated_dr", "estimate")
+"""How :func:`compare_picks` ranks the picks: ``"gated_dr"`` (an ordering score, not a
+metric), ``"estimate"`` (the study's estimator on the compared split) or ``"auto"`` (the
+first where it can be made: on a log held whole whose scores cover every label task)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,8 @@ class ComparedPick:
             (normal approximation; nan for the leader).
         requests_to_separate: requests of the compared split at which the
             observed gap would be significant at 95% (nan for the leader).
+        order_score: what ranked it (the ordering estimate, or the metric's estimate
+            again), in no metric's units when the order is ``gated_dr``.
     """
 
     label: str
@@ -65,6 +80,7 @@ class ComparedPick:
     diff: Estimate | None
     p_leader_better: float
     requests_to_separate: float
+    order_score: float = float("nan")
 
     @property
     def separated(self) -> bool:
@@ -83,12 +99,17 @@ class ComparedPick:
             "weights": dict(zip(tasks, self.weights, strict=True)),
             "search_value": self.search_value, "estimate": est(self.estimate),
             "diff_vs_leader": est(self.diff), "p_leader_better": self.p_leader_better,
-            "separated": self.separated, "requests_to_separate": self.requests_to_separate}))
+            "separated": self.separated, "requests_to_separate": self.requests_to_separate,
+            "order_score": self.order_score}))
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """Picks of one study compared on one split, the leader (highest estimate) first."""
+    """Picks of one study compared on one split, the leader (first by ``order``) first.
+
+    ``order`` is what ranked them (``"gated_dr"`` or the estimator's name), ``order_note``
+    why ``"auto"`` fell back to the estimator (``""``: it did not).
+    """
 
     study_name: str
     split: str
@@ -97,6 +118,8 @@ class Comparison:
     estimator: str
     tasks: tuple[str, ...]
     picks: tuple[ComparedPick, ...]
+    order: str = ""
+    order_note: str = ""
 
     @property
     def n_separated(self) -> int:
@@ -106,11 +129,13 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         return {"study": self.study_name, "split": self.split, "metric": self.metric,
                 "n_requests": self.n_requests, "estimator": self.estimator,
+                "order": self.order, "order_note": self.order_note,
                 "tasks": list(self.tasks), "picks": [p.to_dict(self.tasks) for p in self.picks]}
 
 
 def compare_picks(ws: Workspace | StreamedWorkspace, study: optuna.Study, search: SearchSpec,
-                  top: int = 5, split: str = HOLDOUT, metric: str = OBJECTIVE) -> Comparison:
+                  top: int = 5, split: str = HOLDOUT, metric: str = OBJECTIVE,
+                  order: str = "auto") -> Comparison:
     """Compare the strategy's pick, the ``top`` best feasible trials and the control on
     ``split``.
 
@@ -121,16 +146,20 @@ def compare_picks(ws: Workspace | StreamedWorkspace, study: optuna.Study, search
         top: how many of the best trials (by their search-split value) to include.
         split: ``"holdout"`` (default) or ``"search"``.
         metric: ``"objective"`` or one of the log's tasks.
+        order: how the picks are ranked (:data:`ORDERS`).
 
     Raises:
-        ValueError: an unknown split or metric, ``top < 1``, a study without a complete
-            feasible trial, or a streamed log whose interval is not the percentile
-            bootstrap (the differences' intervals are made from sums).
+        ValueError: an unknown split, metric or order, ``top < 1``, ``order="gated_dr"``
+            where it cannot be made (a streamed log, a task without scores), a study
+            without a complete feasible trial, or a streamed log whose interval is not the
+            percentile bootstrap (the differences' intervals are made from sums).
     """
     if top < 1:
         raise ValueError(f"top must be >= 1, got {top}")
     if split not in (SEARCH, HOLDOUT):
         raise ValueError(f"unknown split {split!r}; valid: {[HOLDOUT, SEARCH]}")
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; valid: {list(ORDERS)}")
     settings = ws.settings
     tasks = ws.tasks
     metrics = (*tasks, OBJECTIVE)
@@ -147,15 +176,16 @@ def compare_picks(ws: Workspace | StreamedWorkspace, study: optuna.Study, search
     value, low, high = est.value[:, m], est.low, est.high
     search_value = (value if split == SEARCH else
                     ws.replay(SEARCH).evaluate(weights, settings.objective).value[:, m])
-    order = np.argsort(-value, kind="stable")
-    leader = int(order[0])
+    by, note, score = _order_scores(ws, split, weights, m, order, value, arms.estimator)
+    ranked = np.argsort(-np.where(np.isfinite(score), score, -np.inf), kind="stable")
+    leader = int(ranked[0])
     contrast = np.eye(len(weights)) - np.eye(len(weights))[leader][None, :]
     d_low, d_high = arms.bounds(contrast)
     sd_of = arms.contrast_sd(contrast)[:, m]
     n, level, ess = est.n, est.level, est.ess
     events = est.events[:, m] if est.events is not None else np.full(len(weights), np.nan)
     picks = []
-    for p in order:
+    for p in ranked:
         estimate = Estimate(float(value[p]), float(low[p, m]), float(high[p, m]),
                             float(ess[p]), n, level, events=float(events[p]))
         diff, p_better, need = None, float("nan"), float("nan")
@@ -168,9 +198,36 @@ def compare_picks(ws: Workspace | StreamedWorkspace, study: optuna.Study, search
             p_better = _phi(-gap / sd) if sd > 0 else float(gap < 0)
             need = requests_to_separate(gap, sd, n)
         picks.append(ComparedPick(labels[p], numbers[p], tuple(float(x) for x in weights[p]),
-                                  float(search_value[p]), estimate, diff, p_better, need))
+                                  float(search_value[p]), estimate, diff, p_better, need,
+                                  float(score[p])))
     return Comparison(study.study_name, split, metric, n, arms.estimator,
-                      tuple(ws.score_tasks), tuple(picks))
+                      tuple(ws.score_tasks), tuple(picks), by, note)
+
+
+def _order_scores(ws: Workspace | StreamedWorkspace, split: str, weights: np.ndarray, m: int,
+                  order: str, value: np.ndarray, estimator: str
+                  ) -> tuple[str, str, np.ndarray]:
+    """``(what ranks, why auto fell back, [P] scores)``: ``gated_dr`` pooled over the
+    compared picks on ``split``, or the metric's estimate ``value``."""
+    if order == "estimate":
+        return estimator, "", value
+    why = ""
+    if isinstance(ws, StreamedWorkspace):
+        why = ("gated_dr needs the log held whole (it calibrates on the split and pools the "
+               "picks over it); this study's log is streamed")
+    elif len(weights) < 3:
+        why = "gated_dr pools at least 3 vectors"
+    else:
+        missing = [t for t in ws.tasks if t not in ws.score_tasks]
+        if missing:
+            why = f"gated_dr needs a score for every label task; the table lacks {missing}"
+    if why:
+        if order == "gated_dr":
+            raise ValueError(f"--order gated_dr: {why}; give --order estimate")
+        return estimator, f"ranked by {estimator}: {why}", value
+    assert isinstance(ws, Workspace)
+    est = ws.replay_as(split, gated_dr()).evaluate(weights, ws.settings.objective)
+    return "gated_dr", "", np.asarray(est.value[:, m], dtype=np.float64)
 
 
 def _phi(z: float) -> float:
