@@ -12,7 +12,7 @@ log held whole need every request's terms at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -99,20 +99,15 @@ def streamed_estimate(ws: StreamedWorkspace,
     """
     s = ws.settings
     interval = check_bootstrap(ws)
-    fusion, estimator = make_fusion(s.formula), make_estimator(s.estimator,
-                                                               s.estimator_params)
-    policy = TopKPolicy(len(ws.examination))
     combine = objective_matrix(ws.tasks, s.objective)
     total: PopulationSums | None = None
-    for chunk, traffic in ws.chunks(split).with_traffic(features=True):
+    for replay, traffic in _chunk_replays(ws, split, interval):
         r = traffic.n_requests
         w = np.stack([np.asarray(weights_of(traffic), dtype=np.float64),
                       np.tile(np.asarray(global_weights, dtype=np.float64), (r, 1)),
                       np.tile(control, (r, 1))])  # [3, c, S]
-        replay = Replay(chunk.feedback, chunk.scores, ws.score_tasks, fusion, policy,
-                        estimator, interval, request_ids=chunk.request_ids)
         part = PopulationSums.of(replay.request_terms(w), interval, combine,
-                                 chunk.request_ids)
+                                 replay.request_ids)
         total = part if total is None else total + part
     if total is None:
         raise ValueError(f"the {split} split of {s.logs} has no requests")
@@ -151,22 +146,14 @@ def streamed_stratified(ws: StreamedWorkspace, segmentation: Segmentation,
     """
     s = ws.settings
     interval = check_bootstrap(ws)
-    fusion, estimator = make_fusion(s.formula), make_estimator(s.estimator,
-                                                               s.estimator_params)
-    policy = TopKPolicy(len(ws.examination))
     combine = objective_matrix(ws.tasks, s.objective)
-    k = segmentation.n_segments
     w = np.asarray(policies, dtype=np.float64)  # [P, K, S]
-    parts: list[PopulationSums | None] = [None] * k
-    for chunk, traffic in ws.chunks(split).with_traffic(features=True):
+    parts: list[PopulationSums | None] = [None] * segmentation.n_segments
+    for replay, traffic in _chunk_replays(ws, split, interval):
         assign = segmentation.assign_log(traffic)
-        replay = Replay(chunk.feedback, chunk.scores, ws.score_tasks, fusion, policy,
-                        estimator, interval, request_ids=chunk.request_ids)
         for g in np.unique(assign):
-            rows = np.flatnonzero(assign == g)
-            sub = replay.subset(rows)
-            part = PopulationSums.of(sub.terms(w[:, g]), interval, combine,
-                                     chunk.request_ids[rows])
+            sub = replay.subset(np.flatnonzero(assign == g))
+            part = PopulationSums.of(sub.terms(w[:, g]), interval, combine, sub.request_ids)
             prev = parts[g]
             parts[g] = part if prev is None else prev + part
     held = [(g, p) for g, p in enumerate(parts) if p is not None]
@@ -187,3 +174,15 @@ def streamed_stratified(ws: StreamedWorkspace, segmentation: Segmentation,
     return (PersonalisedEstimate(metric_names(ws.tasks, s.objective), value, low, high,
                                  contrasts @ value, c_low, c_high, interval.level, int(n)),
             broken)
+
+
+def _chunk_replays(ws: StreamedWorkspace, split: str, interval: BootstrapInterval
+                   ) -> Iterator[tuple[Replay, LoggedTraffic]]:
+    """Each chunk of ``split`` (with its features) as a replay of the study's settings."""
+    s = ws.settings
+    fusion, estimator = make_fusion(s.formula), make_estimator(s.estimator,
+                                                               s.estimator_params)
+    policy = TopKPolicy(len(ws.examination))
+    for chunk, traffic in ws.chunks(split).with_traffic(features=True):
+        yield Replay(chunk.feedback, chunk.scores, ws.score_tasks, fusion, policy, estimator,
+                     interval, request_ids=chunk.request_ids), traffic
