@@ -39,7 +39,11 @@ def rounds_table(rounds: Sequence[RoundSummary], prefix: str = "w_") -> str:
         rows.append([r.round, r.n_trials, r.best_value,
                      f"[{r.best_low:.4f}, {r.best_high:.4f}]", r.best_trial,
                      *[f"{r.mean[t]:.3f}+-{r.sigma[t]:.3f}" for t in tasks]])
-    return table(header, rows)
+    if not rows:
+        return table(header, rows)
+    return (table(header, rows) + "\nbest: the round's highest search-split estimate, "
+            "optimistic (the winner's curse); 'search compare' and 'search export' "
+            "re-estimate picks on held-out requests")
 
 
 def loss_trial_columns(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
