@@ -449,7 +449,8 @@ def _no_contrast(interval: BaseInterval, contrast: np.ndarray | None) -> None:
         raise ValueError(
             f"{type(interval).__name__} makes a contrast's interval from the per-request "
             "values of both arms, which sums of a streamed log do not keep; use the "
-            "percentile bootstrap (interval 'bootstrap') for guardrails on a streamed log")
+            "percentile bootstrap (interval 'bootstrap') for a paired contrast (an A/B "
+            "lift, a guardrail, a comparison) on a streamed log")
 
 
 @dataclass(frozen=True)

@@ -196,3 +196,19 @@ def _close(got: object, want: object, where: str = "") -> None:
         assert got == pytest.approx(want, rel=1e-9, abs=1e-12), where
     else:
         assert got == want, where
+
+
+def test_a_streamed_study_with_a_delta_method_interval_is_refused_at_export(
+        tmp_path: Path) -> None:
+    """Its search needs no contrast; its A/B lift does, which sums cannot pair: the export
+    says so, names the fix, and writes nothing."""
+    folder, folder_scores = write_files(tmp_path / "parts", 3)
+    db = tmp_path / "normal.db"
+    _run(folder, folder_scores, db, "--interval", "normal")
+    out = tmp_path / "w.json"
+    result = CliRunner().invoke(main, ["search", "export", "--storage", str(db), "--study",
+                                       "s", "--out", str(out)])
+    assert result.exit_code != 0
+    assert "percentile bootstrap (interval 'bootstrap')" in result.output
+    assert "A/B lift" in result.output
+    assert not out.exists()
