@@ -31,9 +31,13 @@ class GatedDR(PooledDR):
     pulled towards the model's by ``(1 - lambda) (C_p - C_bar)``.
 
     Which number is which: the point value is an *ordering* estimate (consistent,
-    shrunk); its interval is DR's spread around it (conservative where ``lambda < 1``,
-    see ``bench/ordering_quality.py``). The unbiased metric with an interval from its
-    own influence is ``PooledDR(shrinkage=1.0)``, DR on the same calibrated model.
+    shrunk); its interval resamples the pooled per-request terms (``spread="pooled"``,
+    the default: the estimator's own variance, blind to the shrinkage's bias) or DR's
+    around the same point (``spread="dr"``: conservative where ``lambda < 1``). On 100
+    held-out KuaiRand logs a size (``bench/ordering_quality.py``, README) the pooled one
+    covered the true objective 93.3 / 93.7 / 92.6% at 5,000 / 20,000 / 80,000 requests,
+    DR's 96.0 / 97.0 / 95.7%. The unbiased metric with an interval from its own influence
+    is ``PooledDR(shrinkage=1.0)`` (``cdr``), DR on the same calibrated model.
 
     Args:
         gate: standard deviations of the noise's squared norm to clear (>= 0).
