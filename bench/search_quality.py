@@ -17,7 +17,9 @@ the demo does; model scores are the true probabilities times log-normal noise 0.
 ``--search-estimator snips,gated_dr`` also ``gated_dr`` (each generation pooled, as
 ``fusiontune search run --estimator gated_dr`` does), side by side on the same logs, seeds,
 budgets and optimum (methods tagged ``@gated_dr``; SNIPS's keep their old names, so older
-per-seed lines pool with new ones). Objective:
+per-seed lines pool with new ones); ``auc`` and ``gauc`` rank by the fused-score AUC proxy
+(``fusiontune search run --estimator auc|gauc``; their best trial's gap is no lift, so its
+winner's-curse cell is nan). Objective:
 KuaiRand ``click + 2 long_view + 20 like + 20 profile_enter``, marketplace ``click + 10
 conversion + 5 like``. Control: the world's logging weights (CEM's start).
 
@@ -53,6 +55,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,6 +69,7 @@ from simulator.logs import LoggedTraffic  # noqa: E402
 from simulator.policies import TopKPolicy  # noqa: E402
 from simulator.replay import OBJECTIVE, Replay  # noqa: E402
 from simulator.report import ab_report  # noqa: E402
+from tuner.evaluation.objective import FusionObjective  # noqa: E402
 from tuner.evaluation.search_data import HOLDOUT, SEARCH, split_log  # noqa: E402
 from tuner.picks.control_test import (  # noqa: E402
     cdr,
@@ -86,7 +90,7 @@ POPULATION = 32
 SCREEN_REQUESTS = 5_000
 REFINE_REQUESTS = 40_000
 LAST = 5  # candidates of the validated pick: the means after the last LAST rounds
-ESTIMATOR_TAG = {"snips": "", "gated_dr": "@gated_dr"}
+ESTIMATOR_TAG = {"snips": "", "gated_dr": "@gated_dr", "auc": "@auc", "gauc": "@gauc"}
 """``--search-estimator`` names and the tag each adds to a method's name (SNIPS adds none,
 so the per-seed lines of runs before the option pool with today's)."""
 
@@ -170,7 +174,7 @@ def optimum(log: Log, space: FusionSpace, truth: Truth, objective: dict[str, flo
     return float(truth(space.matrix_to_weights(np.vstack([starts, *best]))).max())
 
 
-def run_strategy(name: str, space: FusionSpace, search: Replay, holdout: Replay,
+def run_strategy(name: str, space: FusionSpace, search: Replay | Any, holdout: Replay,
                  objective: dict[str, float], control: np.ndarray, budgets: list[int],
                  search_seed: int, calibrated: tuple[Replay, Replay],
                  ) -> dict[int, dict[str, tuple[np.ndarray, float]]]:
@@ -232,10 +236,24 @@ def run_strategy(name: str, space: FusionSpace, search: Replay, holdout: Replay,
             "last rounds": (choice.weights, lift_v),
             "last rounds, export": (choice.weights, lift_v) if choice.beats_control
             else (control, 0.0),
+            # an ordering score's gap over control is in no metric's units: not a lift
             "best trial": (space.matrix_to_weights(best_x[None])[0],
-                           best_value - control_search),
+                           np.nan if isinstance(search, OrderingSearch)
+                           else best_value - control_search),
         }
     return out
+
+
+class OrderingSearch:
+    """A search split ranked by an ordering score (``fusiontune search run --estimator
+    auc|gauc``): ``evaluate`` gives the proxy where a replay gives its estimates."""
+
+    def __init__(self, objective: FusionObjective) -> None:
+        self.objective = objective
+
+    def evaluate(self, weights: np.ndarray, objective: dict[str, float]) -> Any:
+        assert dict(objective) == dict(self.objective.objective)
+        return self.objective.population(np.atleast_2d(weights))[0]
 
 
 def _say(text: str) -> None:
@@ -256,7 +274,10 @@ def one(world: str, size: int, seed: int, search_seeds: list[int], strategies: l
     control = np.asarray(log.logging_weights, dtype=float)
     calibrated = (_replay(_sub(log, parts[SEARCH]), gated_dr()),
                   _replay(_sub(log, parts[HOLDOUT]), cdr()))
-    searches = {"snips": search, "gated_dr": calibrated[0]}
+    searches: dict[str, Any] = {"snips": search, "gated_dr": calibrated[0]}
+    for kind in ("auc", "gauc"):  # the fused-score AUC proxies, as --estimator auc|gauc
+        if kind in search_estimators:
+            searches[kind] = OrderingSearch(FusionObjective(search, objective, ordering=kind))
     truth = Truth(log, objective)
     t_control = float(truth(control)[0])
     runs = []

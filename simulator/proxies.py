@@ -32,7 +32,12 @@ import numpy as np
 from simulator.estimators._base import SlateFeedback
 from simulator.fusion._base import BaseFusion
 
-__all__ = ["AUCProxy", "OrderingScores", "auc_reference", "gauc_reference"]
+__all__ = ["ORDERING_SCORES", "AUCProxy", "OrderingScores", "auc_reference",
+           "gauc_reference"]
+
+ORDERING_SCORES = ("auc", "gauc")
+"""The proxies a search can rank its trials by (``search run --estimator auc|gauc``): the
+combined global AUC and GAUC of :class:`OrderingScores`."""
 
 
 @dataclass(frozen=True)

@@ -30,20 +30,24 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def rounds_table(rounds: Sequence[RoundSummary], prefix: str = "w_") -> str:
-    """Round, best objective with interval, mean +- spread of each free weight."""
+    """Round, best objective with interval, mean +- spread of each free weight; a study
+    ranked by an ordering score (no interval) says so under the table."""
     tasks = list(rounds[0].mean) if rounds else []
     header = ["round", "trials", "best", "95% interval", "trial",
               *[f"{prefix}{t} mean+-sd" for t in tasks]]
     rows = []
     for r in rounds:
-        rows.append([r.round, r.n_trials, r.best_value,
-                     f"[{r.best_low:.4f}, {r.best_high:.4f}]", r.best_trial,
+        span = (f"[{r.best_low:.4f}, {r.best_high:.4f}]"
+                if math.isfinite(r.best_low) and math.isfinite(r.best_high) else "-")
+        rows.append([r.round, r.n_trials, r.best_value, span, r.best_trial,
                      *[f"{r.mean[t]:.3f}+-{r.sigma[t]:.3f}" for t in tasks]])
     if not rows:
         return table(header, rows)
-    return (table(header, rows) + "\nbest: the round's highest search-split estimate, "
-            "optimistic (the winner's curse); 'search compare' and 'search export' "
-            "re-estimate picks on held-out requests")
+    ordering = all(row[3] == "-" for row in rows)
+    what = ("an ordering score (no unit, no interval; not a metric)" if ordering
+            else "estimate, optimistic (the winner's curse)")
+    return (table(header, rows) + f"\nbest: the round's highest search-split {what}; "
+            "'search compare' and 'search export' re-estimate picks on held-out requests")
 
 
 def loss_trial_columns(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:

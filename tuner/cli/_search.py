@@ -15,6 +15,7 @@ from typing import Any
 import click
 import numpy as np
 
+from simulator.proxies import ORDERING_SCORES
 from tuner.cli._common import (
     STORAGE,
     STUDY,
@@ -169,6 +170,11 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         names = study_names(url)
         stored = load_search(url, study_name) if study_name in names else None
     raw = stored[1].settings if stored is not None else {}
+    if until == "converged" and (raw.get("estimator") if stored is not None
+                                 else options.estimator) in ORDERING_SCORES:
+        raise ValueError("--until converged stops on rounds that do not beat the best by "
+                         "more than its interval, and an ordering score (auc, gauc) has "
+                         "none; give --rounds N")
     ws: Workspace | None = None
     if config_path is not None or space_name is not None or is_loss_study(raw):
         if given:

@@ -16,6 +16,7 @@ import numpy as np
 from simulator.estimators import ESTIMATORS
 from simulator.fusion import FUSIONS, make_fusion
 from simulator.intervals import INTERVALS
+from simulator.proxies import ORDERING_SCORES
 from tuner.space import FusionSpace
 from tuner.weights_text import parse_task_numbers
 
@@ -71,8 +72,11 @@ _STUDY_DATA_OPTIONS = (
                  "CSV file, or a folder of Parquet files (hive partitions too), streamed."),
     click.option("--scores", type=click.Path(), help="Score table (new study): a Parquet "
                  "file or a folder of them."),
-    click.option("--estimator", type=click.Choice(sorted(ESTIMATORS)), default="snips",
-                 show_default=True),
+    click.option("--estimator", type=click.Choice([*sorted(ESTIMATORS), *ORDERING_SCORES]),
+                 default="snips", show_default=True,
+                 help="Off-policy estimator of every trial (new study); auc or gauc rank the "
+                 "trials by that fused-score AUC proxy on the search split instead, an "
+                 "ordering score with no unit or interval (held-out figures stay SNIPS's)."),
     click.option("--formula", type=click.Choice(sorted(FUSIONS)), default="multiplicative",
                  show_default=True),
     click.option("--pinned", help="Task whose weight is fixed at 1 (default: the first)."),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from simulator.proxies import ORDERING_SCORES, AUCProxy
 from simulator.replay import OBJECTIVE, PopulationEstimate, Replay, objective_matrix
 from simulator.streaming import PopulationSums, StreamedReplay, metric_names
 from tuner.evaluation.guardrails import (
@@ -73,6 +74,10 @@ class FusionObjective:
         objective: task -> weight of the business objective.
         guardrails: metric floors relative to control.
         control: ``[S]`` control weights (needed with guardrails).
+        ordering: ``"auc"`` or ``"gauc"`` (:data:`simulator.proxies.ORDERING_SCORES`):
+            each vector's value is that fused-score AUC proxy on the replay's log, combined
+            with the objective's weights, and each task's "metric" its AUC: an ordering
+            score with no unit and no interval (``low``/``high`` nan), not an estimate.
 
     Example:
         >>> obj = FusionObjective(replay, {"click": 1.0, "conversion": 10.0})  # doctest: +SKIP
@@ -83,10 +88,24 @@ class FusionObjective:
     objective: Mapping[str, float] = field(default_factory=dict)
     guardrails: tuple[Guardrail, ...] = ()
     control: np.ndarray | None = None
+    ordering: str | None = None
 
     def __post_init__(self) -> None:
         if self.guardrails and self.control is None:
             raise ValueError("guardrails are judged against control: give control weights")
+        if self.ordering is not None:
+            if self.ordering not in ORDERING_SCORES:
+                raise ValueError(f"unknown ordering score {self.ordering!r}; valid: "
+                                 f"{list(ORDERING_SCORES)}")
+            if self.guardrails:
+                raise ValueError(f"guardrails judge a metric's paired lift over control, and "
+                                 f"ordering score {self.ordering!r} has none; search with an "
+                                 "estimator (snips, dr, ...) or drop the guardrails")
+            if not isinstance(self.replay, Replay):
+                raise ValueError(f"ordering score {self.ordering!r} needs the log held whole")
+            object.__setattr__(self, "_proxy", AUCProxy(
+                self.replay.feedback, self.replay.scores, self.replay.score_tasks,
+                self.replay.fusion))
 
     @classmethod
     def for_workspace(cls, ws: Workspace | StreamedWorkspace, part: str = SEARCH,
@@ -109,7 +128,8 @@ class FusionObjective:
         else:
             raise ValueError(f"estimator {estimator.name!r} instead of the study's needs the "
                              "log held whole, not streamed")
-        return cls(replay, dict(s.objective), guardrails, control)
+        ordering = s.ordering_score if estimator is None else None
+        return cls(replay, dict(s.objective), guardrails, control, ordering)
 
     def __call__(self, weights: np.ndarray) -> Sequence[TrialResult]:
         result, reasons = self.population(weights)
@@ -130,6 +150,8 @@ class FusionObjective:
         """
         weights = np.atleast_2d(np.asarray(weights, dtype=float))
         tasks = self.replay.tasks
+        if self.ordering is not None:
+            return self._ordering_scores(weights), [""] * len(weights)
         if isinstance(self.replay, StreamedReplay):  # sums of chunks, no per-request terms
             return self._streamed(weights)
         if self.guardrails:
@@ -142,6 +164,20 @@ class FusionObjective:
             terms = self.replay.terms(weights)
             reasons = [""] * len(weights)
         return self.replay.estimates(terms, self.objective), reasons
+
+    def _ordering_scores(self, weights: np.ndarray) -> PopulationEstimate:
+        """The ordering score of every vector (each task's AUC, then the combined one) in
+        a :class:`PopulationEstimate` whose intervals, ESS and events are nan."""
+        proxy: AUCProxy = self.__dict__["_proxy"]
+        scores = proxy.evaluate(weights, self.objective)
+        per_task, combined = ((scores.auc, scores.auc_combined) if self.ordering == "auc"
+                              else (scores.gauc, scores.gauc_combined))
+        value = np.concatenate([per_task, combined[:, None]], axis=1)
+        nan = np.full_like(value, np.nan)
+        return PopulationEstimate(metric_names(self.replay.tasks, self.objective), value, nan,
+                                  nan.copy(), np.full(len(value), np.nan),
+                                  proxy.feedback.n_requests, self.replay.interval.level,
+                                  nan.copy())
 
     def _streamed(self, weights: np.ndarray) -> tuple[PopulationEstimate, list[str]]:
         """:meth:`population` of a streamed replay: one pass over the log, control first

@@ -28,6 +28,7 @@ from simulator.hashing import SPLIT_STREAM, uniform
 from simulator.intervals import INTERVALS, make_interval
 from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
+from simulator.proxies import ORDERING_SCORES
 from simulator.replay import Replay
 from tuner.evaluation.scores import ScoreTable, ScoreTableError
 from tuner.weights_text import Numbers, check_task_numbers, parse_task_numbers
@@ -71,6 +72,8 @@ def parse_estimator_params(spec: str | Sequence[str] | Mapping[str, Any], estima
     """
     if not spec:
         return {}
+    if estimator in ORDERING_SCORES:
+        raise ValueError(f"{what}: ordering score {estimator!r} has no parameters")
     valid = hyperparameters(estimator)
     if not valid:
         having = sorted(n for n in ESTIMATORS if hyperparameters(n))
@@ -99,7 +102,10 @@ class SearchSettings:
         logs: path of the logged traffic (Parquet or CSV).
         scores: path of the score table (Parquet).
         objective: task -> weight of the business objective (label tasks).
-        estimator: off-policy estimator name.
+        estimator: off-policy estimator name, or an ordering score of
+            :data:`simulator.proxies.ORDERING_SCORES` (``auc``, ``gauc``: the search ranks
+            its trials by it, and every metric, held-out figure and interval is SNIPS's,
+            :attr:`metric_estimator`).
         estimator_params: the estimator's hyperparameters (``{"clip": 50.0}``), fields of
             its class (:func:`simulator.estimators.hyperparameters`); empty: its defaults.
         formula: fusion formula name.
@@ -142,6 +148,21 @@ class SearchSettings:
     stream: bool = False
 
     @property
+    def ordering_score(self) -> str | None:
+        """``auc`` or ``gauc`` when the search ranks by a fused-score AUC proxy, else None."""
+        return self.estimator if self.estimator in ORDERING_SCORES else None
+
+    @property
+    def metric_estimator(self) -> str:
+        """The estimator of every metric: :attr:`estimator`, or SNIPS (the default) for a
+        study that ranks by an ordering score."""
+        return "snips" if self.ordering_score is not None else self.estimator
+
+    def make_estimator(self) -> BaseEstimator:
+        """The metric estimator (:attr:`metric_estimator`) with its hyperparameters."""
+        return make_estimator(self.metric_estimator, self.estimator_params)
+
+    @property
     def streamed(self) -> bool:
         """Whether the log is read chunk by chunk: ``stream``, or a folder of files."""
         return self.stream or Path(self.logs).is_dir()
@@ -149,12 +170,20 @@ class SearchSettings:
     def __post_init__(self) -> None:
         if self.interval not in INTERVALS:
             raise ValueError(f"unknown interval {self.interval!r}; valid: {list(INTERVALS)}")
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {self.estimator!r}; valid: {sorted(ESTIMATORS)}")
+        if self.estimator not in ESTIMATORS and self.estimator not in ORDERING_SCORES:
+            raise ValueError(f"unknown estimator {self.estimator!r}; valid: "
+                             f"{sorted(ESTIMATORS)}, or an ordering score {list(ORDERING_SCORES)}")
         # stored as JSON, where inf is the string "inf"
         params = {str(k): float(v) for k, v in self.estimator_params.items()}
         object.__setattr__(self, "estimator_params", params)
-        make_estimator(self.estimator, params)  # known parameters, valid values
+        if self.ordering_score is not None and params:
+            raise ValueError(f"ordering score {self.estimator!r} takes no --estimator-param; "
+                             f"got {sorted(params)}")
+        if self.ordering_score is not None and self.guardrails:
+            raise ValueError(f"guardrails judge a metric's paired lift over control, and "
+                             f"ordering score {self.estimator!r} has none; search with an "
+                             "estimator (snips, dr, ...) or drop the guardrails")
+        self.make_estimator()  # known parameters, valid values
         if self.formula not in FUSIONS:
             raise ValueError(f"unknown fusion formula {self.formula!r}; valid: {sorted(FUSIONS)}")
         missing = [s for s in (SEARCH, HOLDOUT) if s not in self.splits]
@@ -323,7 +352,7 @@ class Workspace:
     def _build(self, part: LoggedTraffic, estimator: BaseEstimator | None = None) -> Replay:
         scores = self.table.aligned(part, self.score_tasks)
         if estimator is None:
-            estimator = make_estimator(self.settings.estimator, self.settings.estimator_params)
+            estimator = self.settings.make_estimator()
         rm = (reward_model(self.settings, self.score_tasks, part.tasks, scores)
               if estimator.needs_reward_model else None)
         return Replay(

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from simulator.datasets import DatasetIndex, ParquetDataset
-from simulator.estimators import SlateFeedback, make_estimator
+from simulator.estimators import SlateFeedback
 from simulator.fusion import make_fusion
 from simulator.logs import LoggedTraffic
 from simulator.policies import TopKPolicy
@@ -81,8 +81,7 @@ class PartChunks:
                      ) -> Iterator[tuple[ReplayChunk, LoggedTraffic]]:
         """Each replay chunk with the requests it was built from (``features``: with their
         feature columns, as a weight model reads them)."""
-        needs_model = make_estimator(self.settings.estimator,
-                                     self.settings.estimator_params).needs_reward_model
+        needs_model = self.settings.make_estimator().needs_reward_model
         for chunk in self.split_chunks(features=features or self.keep is not None):
             sub, scores = chunk.traffic, chunk.scores
             if self.keep is not None:
@@ -138,7 +137,12 @@ class StreamedWorkspace:
         if unknown:
             raise ValueError(f"objective names unknown task(s) {unknown}; the log's tasks: "
                              f"{list(self.tasks)}")
-        check_streamable(make_estimator(settings.estimator, settings.estimator_params))
+        if settings.ordering_score is not None:
+            raise ValueError(f"ordering score {settings.estimator!r} ranks fused scores over "
+                             "every impression of the search split at once, so it cannot be "
+                             "streamed; read the log into memory (one Parquet file without "
+                             "--stream) or choose an estimator (snips, ips, dr, ...)")
+        check_streamable(settings.make_estimator())
         self._score_index: DatasetIndex | None = None
         self._log_index: DatasetIndex | None = None
 
@@ -209,7 +213,7 @@ class StreamedWorkspace:
         k = len(self.examination)
         return StreamedReplay(self.chunks(part, keep=keep), self.tasks, self.score_tasks,
                               make_fusion(s.formula), TopKPolicy(k),
-                              make_estimator(s.estimator, s.estimator_params),
+                              s.make_estimator(),
                               make_interval(s.interval, s.n_bootstrap, s.split_seed))
 
     def describe(self) -> dict[str, Any]:

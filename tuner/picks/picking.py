@@ -238,7 +238,9 @@ def export_pick(ws: Workspace | StreamedWorkspace, study_name: str, weights: np.
         model_fingerprint=settings.model_fingerprint or "unknown",
         fusion={**ws.replay(HOLDOUT).fusion.describe(), "pinned": pinned},
         extra={
-            "estimator": settings.estimator,
+            "estimator": settings.metric_estimator,
+            **({} if settings.ordering_score is None
+               else {"search_ranked_by": settings.ordering_score}),
             "objective_weights": dict(settings.objective),
             "search_split_value": search_values[OBJECTIVE],
             "control_weights": control.tolist(),
@@ -289,7 +291,7 @@ def _control_test(ws: Workspace | StreamedWorkspace, weights: np.ndarray,
         _need_scores(ws, "the one-sided control test estimates the lift by cdr")
         return one_sided_test(ws.replay_as(HOLDOUT, cdr()), weights, control,
                               ws.settings.objective)
-    return two_sided_test(report.row(OBJECTIVE).lift, ws.settings.estimator,
+    return two_sided_test(report.row(OBJECTIVE).lift, ws.settings.metric_estimator,
                           report.n_requests,
                           "holdout report half" if report_half else HOLDOUT)
 

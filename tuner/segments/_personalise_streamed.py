@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from simulator.estimators import make_estimator
 from simulator.fusion import make_fusion
 from simulator.intervals import BootstrapInterval
 from simulator.logs import LoggedTraffic
@@ -180,8 +179,7 @@ def _chunk_replays(ws: StreamedWorkspace, split: str, interval: BootstrapInterva
                    ) -> Iterator[tuple[Replay, LoggedTraffic]]:
     """Each chunk of ``split`` (with its features) as a replay of the study's settings."""
     s = ws.settings
-    fusion, estimator = make_fusion(s.formula), make_estimator(s.estimator,
-                                                               s.estimator_params)
+    fusion, estimator = make_fusion(s.formula), s.make_estimator()
     policy = TopKPolicy(len(ws.examination))
     for chunk, traffic in ws.chunks(split).with_traffic(features=True):
         yield Replay(chunk.feedback, chunk.scores, ws.score_tasks, fusion, policy, estimator,

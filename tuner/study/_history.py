@@ -149,8 +149,8 @@ def _summary(
         round=g,
         n_trials=len(done),
         best_value=float(best.value) if best is not None and best.value is not None else math.nan,
-        best_low=float(ua.get("ci_low", math.nan)),
-        best_high=float(ua.get("ci_high", math.nan)),
+        best_low=_float_or_nan(ua.get("ci_low")),  # None: an ordering score's, no interval
+        best_high=_float_or_nan(ua.get("ci_high")),
         best_trial=best.number if best is not None else -1,
         mean=dict(zip(space.free_tasks, map(float, strategy.pick()), strict=True)),
         sigma=dict(zip(space.free_tasks, map(float, strategy.spread()), strict=True)),

@@ -187,15 +187,20 @@ def _frozen(
     attrs: dict[str, Any] = {
         "round": g,
         "member": m,
-        "ci_low": float(result.low),
-        "ci_high": float(result.high),
-        "ess": float(result.ess),
         # None, not NaN: a stored NaN never equals itself, so resumed trials would differ
-        "events": float(result.events) if math.isfinite(result.events) else None,
+        # (an ordering score has no interval, ESS or events)
+        "ci_low": _finite_or_none(result.low),
+        "ci_high": _finite_or_none(result.high),
+        "ess": _finite_or_none(result.ess),
+        "events": _finite_or_none(result.events),
     }
     attrs.update({f"metric:{k}": float(v) for k, v in result.metrics.items()})
     attrs.update(result.attrs)
     return build_trial(space, x, [value], attrs, result.infeasible, start)
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
 
 
 def build_trial(
