@@ -140,12 +140,10 @@ def streamed_stratified(ws: StreamedWorkspace, segmentation: Segmentation,
         The estimate, and why policy 0 breaks a guardrail (``""``: none).
 
     Raises:
-        ValueError: the study's interval is not the percentile bootstrap, or the split
-            has no requests.
+        ValueError: as :func:`streamed_estimate`.
     """
     s = ws.settings
-    interval = check_bootstrap(ws)
-    combine = objective_matrix(ws.tasks, s.objective)
+    interval, combine = check_bootstrap(ws), objective_matrix(ws.tasks, s.objective)
     w = np.asarray(policies, dtype=np.float64)  # [P, K, S]
     parts: list[PopulationSums | None] = [None] * segmentation.n_segments
     for replay, traffic in _chunk_replays(ws, split, interval):
