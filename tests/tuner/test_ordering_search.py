@@ -104,6 +104,7 @@ def test_export_and_compare_report_snips_and_name_the_ordering(
     (("--guardrail", "click=0.05"), "ordering score 'auc' has none"),
     (("--until", "converged"), "an ordering score (auc, gauc) has none"),
     (("--estimator-param", "clip=5"), "ordering score 'auc' has no parameters"),
+    (("--objective", "click=1,like=-2"), "which must be >= 0"),
 ])
 def test_what_an_ordering_score_cannot_do_is_refused_before_the_study_exists(
         files: tuple[Path, Path], tmp_path: Path, extra: tuple[str, ...], message: str

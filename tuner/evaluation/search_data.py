@@ -179,6 +179,11 @@ class SearchSettings:
         if self.ordering_score is not None and params:
             raise ValueError(f"ordering score {self.estimator!r} takes no --estimator-param; "
                              f"got {sorted(params)}")
+        if self.ordering_score is not None and any(float(w) < 0
+                                                   for w in self.objective.values()):
+            raise ValueError(f"ordering score {self.estimator!r} combines the tasks' AUCs "
+                             "with the objective's weights, which must be >= 0; got "
+                             f"{dict(self.objective)}")
         if self.ordering_score is not None and self.guardrails:
             raise ValueError(f"guardrails judge a metric's paired lift over control, and "
                              f"ordering score {self.estimator!r} has none; search with an "
