@@ -29,7 +29,7 @@ from simulator.worlds import KuaiRandConfig, KuaiRandWorld, MarketplaceConfig, M
 from tuner.demo import DemoConfig, run_demo
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.scores import ScoreTable
-from tuner.evaluation.search_data import SearchSettings, Workspace
+from tuner.evaluation.search_data import SearchSettings, Workspace, control_weights
 from tuner.strategies import CEMConfig
 from tuner.study import create_or_load_study, read_spec, replayed_strategy
 from tuner.study._live import ask_round, live_rounds, tell_results
@@ -110,8 +110,7 @@ def run_online_demo(config: DemoConfig, live: OnlineDemoConfig,
     rows, cal = live_rounds(study)
     strategy, _ = replayed_strategy(study, search)
     pick = search.space.matrix_to_weights(strategy.pick()[None])[0]
-    control = np.asarray(settings.control if settings.control is not None
-                         else np.ones(len(ws.score_tasks)))
+    control = control_weights(ws)
     w_obj = np.array([objective.get(t, 0.0) for t in world.tasks])
     truth = true_values(world, pool, pool_scores, fusion, np.vstack([control, pick])) @ w_obj
     return {

@@ -151,7 +151,7 @@ def _offline_objective(search: SearchSpec, prescreen: int, screen_estimator: str
     table lacks a label task it needs), any other by the study's estimator."""
     from simulator.estimators import make_estimator
     from tuner.evaluation.objective import FusionObjective
-    from tuner.evaluation.search_data import SearchSettings, Workspace
+    from tuner.evaluation.search_data import SearchSettings, Workspace, unscored_tasks
 
     if not search.settings.get("logs"):
         return None, None
@@ -161,7 +161,7 @@ def _offline_objective(search: SearchSpec, prescreen: int, screen_estimator: str
     name = (screen_estimator or SCREEN_ESTIMATOR) if prescreen else own
     if name == own:
         return FusionObjective.for_workspace(ws), own
-    missing = [t for t in ws.tasks if t not in ws.score_tasks]
+    missing = unscored_tasks(ws)
     if missing and screen_estimator is None:
         click.echo(f"pre-screening with the study's estimator {own!r}: {SCREEN_ESTIMATOR} "
                    f"needs a score for every label task and the score table lacks {missing}",

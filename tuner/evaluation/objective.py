@@ -24,7 +24,7 @@ from tuner.evaluation.guardrails import (
     parse_guardrails,
     reasons_from,
 )
-from tuner.evaluation.search_data import SEARCH, Workspace
+from tuner.evaluation.search_data import SEARCH, Workspace, control_weights
 from tuner.study import TrialResult
 from tuner.weights_text import Numbers, parse_task_numbers
 
@@ -118,9 +118,7 @@ class FusionObjective:
         """
         s = ws.settings
         guardrails = parse_guardrails(s.guardrails, ws.tasks)
-        control = None if s.control is None else np.asarray(s.control, dtype=float)
-        if guardrails and control is None:
-            control = np.ones(len(ws.score_tasks))
+        control = control_weights(ws) if guardrails or s.control is not None else None
         if estimator is None:
             replay: Replay | StreamedReplay = ws.replay(part)
         elif isinstance(ws, Workspace):

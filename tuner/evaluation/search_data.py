@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,11 +37,13 @@ __all__ = [
     "INTERVALS",
     "SearchSettings",
     "Workspace",
+    "control_weights",
     "make_interval",
     "parse_estimator_params",
     "reward_model",
     "split_log",
     "split_parts",
+    "unscored_tasks",
 ]
 
 SEARCH, HOLDOUT = "search", "holdout"
@@ -272,6 +274,33 @@ def split_log(traffic: LoggedTraffic, splits: Mapping[str, float],
     return parts
 
 
+class _SearchLog(Protocol):
+    """What :func:`control_weights` and :func:`unscored_tasks` read of a workspace (held
+    whole, or :class:`~tuner.evaluation.streamed.StreamedWorkspace`)."""
+
+    @property
+    def settings(self) -> SearchSettings: ...
+
+    @property
+    def tasks(self) -> tuple[str, ...]: ...
+
+    @property
+    def score_tasks(self) -> tuple[str, ...]: ...
+
+
+def control_weights(ws: _SearchLog) -> np.ndarray:
+    """``[S]`` the study's control weights, or every score task weighted 1 when it has none
+    (the A/B baseline of exports, comparisons and guardrails)."""
+    c = ws.settings.control
+    return np.ones(len(ws.score_tasks)) if c is None else np.asarray(c, dtype=np.float64)
+
+
+def unscored_tasks(ws: _SearchLog) -> list[str]:
+    """The log's label tasks without a score column: what a reward model (the calibrated-DR
+    family, ``gated_dr``) would lack."""
+    return [t for t in ws.tasks if t not in ws.score_tasks]
+
+
 class Workspace:
     """The log, its score table and the replays of a search's splits.
 
@@ -349,9 +378,9 @@ class Workspace:
             except ValueError as err:
                 if "needs a score for every label task" not in str(err):
                     raise
-                missing = [t for t in self.tasks if t not in self.score_tasks]
                 raise ValueError(f"estimator {estimator.name!r} needs a score for every label "
-                                 f"task; the score table lacks {missing}") from None
+                                 f"task; the score table lacks {unscored_tasks(self)}"
+                                 ) from None
         return self._other[key]
 
     def _build(self, part: LoggedTraffic, estimator: BaseEstimator | None = None) -> Replay:

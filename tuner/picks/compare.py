@@ -38,7 +38,13 @@ from simulator.estimators._estimate import Estimate
 from simulator.ordering import requests_to_separate
 from simulator.replay import OBJECTIVE
 from simulator.report import Arms
-from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
+from tuner.evaluation.search_data import (
+    HOLDOUT,
+    SEARCH,
+    Workspace,
+    control_weights,
+    unscored_tasks,
+)
 from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.picks.control_test import gated_dr
 from tuner.picks.picking import pick_weights
@@ -165,8 +171,7 @@ def compare_picks(ws: Workspace | StreamedWorkspace, study: optuna.Study, search
     metrics = (*tasks, OBJECTIVE)
     if metric not in metrics:
         raise ValueError(f"unknown metric {metric!r}; valid: {list(metrics)}")
-    labels, numbers, rows = _picks(study, search, top, settings.control,
-                                   len(ws.score_tasks))
+    labels, numbers, rows = _picks(study, search, top, control_weights(ws))
     weights = np.stack(rows)
     m = metrics.index(metric)
 
@@ -218,7 +223,7 @@ def _order_scores(ws: Workspace | StreamedWorkspace, split: str, weights: np.nda
     elif len(weights) < 3:
         why = "gated_dr pools at least 3 vectors"
     else:
-        missing = [t for t in ws.tasks if t not in ws.score_tasks]
+        missing = unscored_tasks(ws)
         if missing:
             why = f"gated_dr needs a score for every label task; the table lacks {missing}"
     if why:
@@ -234,8 +239,7 @@ def _phi(z: float) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
-def _picks(study: optuna.Study, search: SearchSpec, top: int,
-           control: Sequence[float] | None, n_tasks: int
+def _picks(study: optuna.Study, search: SearchSpec, top: int, control: np.ndarray
            ) -> tuple[list[str], list[int | None], list[np.ndarray]]:
     """Labels, trial numbers and weights of the strategy's pick, the best trials and the
     control."""
@@ -255,5 +259,5 @@ def _picks(study: optuna.Study, search: SearchSpec, top: int,
         rows.append(search.space.to_weights(t.params))
     labels.append("control")
     numbers.append(None)
-    rows.append(np.asarray(control, float) if control is not None else np.ones(n_tasks))
+    rows.append(control)
     return labels, numbers, rows

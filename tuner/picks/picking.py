@@ -20,7 +20,13 @@ from simulator.replay import OBJECTIVE
 from simulator.report import ABReport, ab_report
 from tuner.evaluation.dataset_io import dataset_fingerprint
 from tuner.evaluation.objective import FusionObjective
-from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
+from tuner.evaluation.search_data import (
+    HOLDOUT,
+    SEARCH,
+    Workspace,
+    control_weights,
+    unscored_tasks,
+)
 from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.picks.control_test import (
     CONTROL_TESTS,
@@ -109,12 +115,6 @@ def pick_weights(study: optuna.Study, search: SearchSpec, pick: str,
     return space.to_weights(trial.params), trial.number
 
 
-def _control(ws: Workspace | StreamedWorkspace) -> np.ndarray:
-    settings = ws.settings
-    return (np.asarray(settings.control, float) if settings.control is not None
-            else np.ones(len(ws.score_tasks)))
-
-
 def validated_export(ws: Workspace | StreamedWorkspace, study: optuna.Study,
                      search: SearchSpec,
                      control_test: str = DEFAULT_CONTROL_TEST,
@@ -149,7 +149,7 @@ def validated_export(ws: Workspace | StreamedWorkspace, study: optuna.Study,
                          "'fusiontune search run' first")
     rounds = candidate_rounds(len(picks))
     weights = search.space.matrix_to_weights(picks[[r - 1 for r in rounds]])
-    control, objective = _control(ws), ws.settings.objective
+    control, objective = control_weights(ws), ws.settings.objective
     if control_test == "two-sided":
         choice = validated_pick(ws.replay(HOLDOUT), weights, control, objective)
         return export_pick(ws, study.study_name, choice.weights, "strategy", None,
@@ -202,7 +202,7 @@ def export_pick(ws: Workspace | StreamedWorkspace, study_name: str, weights: np.
         raise ValueError("a pick chosen on half the held-out split is tested two-sided on "
                          "the other half; give control_test='two-sided'")
     settings = ws.settings
-    control = _control(ws)
+    control = control_weights(ws)
     report = (validated[0].report if validated is not None
               else ab_report(ws.replay(HOLDOUT), control, weights, settings.objective))
     holdout = FusionObjective.for_workspace(ws, HOLDOUT)
@@ -266,7 +266,7 @@ def _fingerprint(ws: Workspace | StreamedWorkspace) -> str:
 
 def _need_scores(ws: Workspace | StreamedWorkspace, what: str) -> None:
     """Refuse, naming the alternative, where the calibrated-DR family has no reward model."""
-    missing = [t for t in ws.tasks if t not in ws.score_tasks]
+    missing = unscored_tasks(ws)
     if missing:
         raise ValueError(f"{what}, which needs a score for every label task; the score "
                          f"table lacks {missing}: give --control-test two-sided (the study "

@@ -17,7 +17,13 @@ from simulator.files import atomic_write
 from simulator.logs import LoggedTraffic
 from simulator.replay import MIN_EVENTS
 from tuner.evaluation.objective import FusionObjective
-from tuner.evaluation.search_data import HOLDOUT, SEARCH, SearchSettings, Workspace
+from tuner.evaluation.search_data import (
+    HOLDOUT,
+    SEARCH,
+    SearchSettings,
+    Workspace,
+    control_weights,
+)
 from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.picks.export import ExportedWeights
 from tuner.segments._export import GuardDecision, SegmentTable, guard, with_guardrails
@@ -34,11 +40,6 @@ from tuner.segments._streamed import StreamedSegments, split_feature
 from tuner.study import SearchSpec
 
 __all__ = ["personalised_compare", "run_segments", "segment_export"]
-
-
-def _control(ws: Workspace | StreamedWorkspace) -> np.ndarray:
-    s = ws.settings
-    return np.ones(len(ws.score_tasks)) if s.control is None else np.asarray(s.control, float)
 
 
 def run_segments(url: str, study: optuna.Study, search: SearchSpec, segment_by: str | None,
@@ -73,7 +74,7 @@ def run_segments(url: str, study: optuna.Study, search: SearchSpec, segment_by: 
         def events(seg: Segmentation) -> np.ndarray:
             sizes = np.bincount(seg.assign(x), minlength=seg.n_segments)
             return StreamedSegments(streamed, SEARCH, seg).expected_events(
-                _control(streamed), objective, sizes)
+                control_weights(streamed), objective, sizes)
     else:
         whole = Workspace(settings)
         ws, replay = whole, whole.replay(SEARCH)
@@ -84,7 +85,7 @@ def run_segments(url: str, study: optuna.Study, search: SearchSpec, segment_by: 
 
         def events(seg: Segmentation) -> np.ndarray:
             return SegmentedReplay(replay, seg.assign(x), seg.n_segments).expected_events(
-                _control(whole), objective)
+                control_weights(whole), objective)
     if stored is None:
         seg0 = Segmentation.from_quantiles(feature, x, k)
         seg, notes = merge_small(seg0, events, MIN_EVENTS if min_events is None
@@ -124,7 +125,7 @@ def personalised_compare(ws: Workspace | StreamedWorkspace, study: optuna.Study,
         return None
     rows = segment_picks(url, study.study_name, seg.n_segments)
     k = seg.n_segments
-    policies = [rows, np.tile(global_weights, (k, 1)), np.tile(_control(ws), (k, 1))]
+    policies = [rows, np.tile(global_weights, (k, 1)), np.tile(control_weights(ws), (k, 1))]
     if isinstance(ws, StreamedWorkspace):
         est, broken = streamed_stratified(ws, seg, np.stack(policies),
                                           VERSUS_GLOBAL_AND_CONTROL, split)
@@ -134,7 +135,7 @@ def personalised_compare(ws: Workspace | StreamedWorkspace, study: optuna.Study,
     sr = SegmentedReplay(ws.replay(split), seg.assign_log(ws.parts[split]), seg.n_segments)
     est = sr.personalised(policies, dict(ws.settings.objective), VERSUS_GLOBAL_AND_CONTROL)
     if ws.settings.guardrails:  # every request with its segment's row, against control
-        per_request = np.stack([np.tile(_control(ws), (len(sr.segments), 1)),
+        per_request = np.stack([np.tile(control_weights(ws), (len(sr.segments), 1)),
                                 rows[sr.segments]])
         broken = guardrail_breach(ws, split, ws.replay(split).request_terms(per_request))
     else:

@@ -30,7 +30,7 @@ from simulator.estimators import RequestTerms
 from simulator.logs import LoggedTraffic
 from simulator.replay import Replay
 from tuner.evaluation.guardrails import guardrail_reasons, parse_guardrails
-from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace
+from tuner.evaluation.search_data import HOLDOUT, SEARCH, Workspace, control_weights
 from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.segments._arrays import chunk_arrays, feature_matrix
 from tuner.segments._export import GuardDecision, guard, with_guardrails
@@ -99,11 +99,6 @@ def replay_arrays(replay: Replay, traffic: LoggedTraffic, objective: Mapping[str
                         objective, features)
 
 
-def _control(ws: Workspace | StreamedWorkspace) -> np.ndarray:
-    c = ws.settings.control
-    return np.ones(len(ws.score_tasks)) if c is None else np.asarray(c, dtype=np.float64)
-
-
 @dataclass(frozen=True)
 class LearnedEvaluation:
     """The learned policy against the global pick and the control on one split.
@@ -141,7 +136,7 @@ def evaluate_learned(ws: Workspace | StreamedWorkspace,
     r = len(x)
     policies = np.stack([np.asarray(weights_of(x), dtype=np.float64),
                          np.tile(np.asarray(global_weights, dtype=np.float64), (r, 1)),
-                         np.tile(_control(ws), (r, 1))])  # [3, R, S]
+                         np.tile(control_weights(ws), (r, 1))])  # [3, R, S]
     terms = replay.request_terms(policies)
     tasks = replay.feedback.tasks
     est = terms_estimate(terms, tasks, dict(ws.settings.objective), VERSUS_GLOBAL_AND_CONTROL)
@@ -160,7 +155,7 @@ def _streamed_evaluation(ws: StreamedWorkspace, weights_of: Callable[[np.ndarray
         rows.append(x)
         return weights_of(x)
 
-    est, broken = streamed_estimate(ws, of_chunk, global_weights, _control(ws),
+    est, broken = streamed_estimate(ws, of_chunk, global_weights, control_weights(ws),
                                     VERSUS_GLOBAL_AND_CONTROL, split)
     return LearnedEvaluation(est, with_guardrails(guard(est, 0), broken), broken,
                              np.concatenate(rows))
