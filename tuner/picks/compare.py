@@ -220,8 +220,8 @@ def _order_scores(ws: Workspace | StreamedWorkspace, split: str, weights: np.nda
     if isinstance(ws, StreamedWorkspace):
         why = ("gated_dr needs the log held whole (it calibrates on the split and pools the "
                "picks over it); this study's log is streamed")
-    elif len(weights) < 3:
-        why = "gated_dr pools at least 3 vectors"
+    elif len(weights) < gated_dr().min_population:
+        why = f"gated_dr pools at least {gated_dr().min_population} vectors"
     else:
         missing = unscored_tasks(ws)
         if missing:
