@@ -160,6 +160,21 @@ class SearchSettings:
         study that ranks by an ordering score."""
         return "snips" if self.ordering_score is not None else self.estimator
 
+    def _check_ordering(self, params: Mapping[str, float]) -> None:
+        """Refuse what an ordering score cannot do (it has no parameters, combines AUCs with
+        weights >= 0 and has no paired lift to guard)."""
+        if params:
+            raise ValueError(f"ordering score {self.estimator!r} takes no --estimator-param; "
+                             f"got {sorted(params)}")
+        if any(float(w) < 0 for w in self.objective.values()):
+            raise ValueError(f"ordering score {self.estimator!r} combines the tasks' AUCs "
+                             "with the objective's weights, which must be >= 0; got "
+                             f"{dict(self.objective)}")
+        if self.guardrails:
+            raise ValueError(f"guardrails judge a metric's paired lift over control, and "
+                             f"ordering score {self.estimator!r} has none; search with an "
+                             "estimator (snips, dr, ...) or drop the guardrails")
+
     def make_estimator(self) -> BaseEstimator:
         """The metric estimator (:attr:`metric_estimator`) with its hyperparameters."""
         return make_estimator(self.metric_estimator, self.estimator_params)
@@ -178,18 +193,8 @@ class SearchSettings:
         # stored as JSON, where inf is the string "inf"
         params = {str(k): float(v) for k, v in self.estimator_params.items()}
         object.__setattr__(self, "estimator_params", params)
-        if self.ordering_score is not None and params:
-            raise ValueError(f"ordering score {self.estimator!r} takes no --estimator-param; "
-                             f"got {sorted(params)}")
-        if self.ordering_score is not None and any(float(w) < 0
-                                                   for w in self.objective.values()):
-            raise ValueError(f"ordering score {self.estimator!r} combines the tasks' AUCs "
-                             "with the objective's weights, which must be >= 0; got "
-                             f"{dict(self.objective)}")
-        if self.ordering_score is not None and self.guardrails:
-            raise ValueError(f"guardrails judge a metric's paired lift over control, and "
-                             f"ordering score {self.estimator!r} has none; search with an "
-                             "estimator (snips, dr, ...) or drop the guardrails")
+        if self.ordering_score is not None:
+            self._check_ordering(params)
         self.make_estimator()  # known parameters, valid values
         if self.formula not in FUSIONS:
             raise ValueError(f"unknown fusion formula {self.formula!r}; valid: {sorted(FUSIONS)}")
