@@ -24,7 +24,7 @@ from simulator.population import PopulationEstimate, PopulationSums, metric_name
 from simulator.replay import Replay, objective_matrix
 from simulator.streaming import StreamedReplay
 
-__all__ = ["ABReport", "ABRow", "Arms", "ab_report"]
+__all__ = ["ABReport", "ABRow", "Arms", "ab_report", "report_of"]
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,16 @@ def ab_report(
         ValueError: a streamed replay whose interval cannot pair the arms from sums.
     """
     weights = np.stack([np.asarray(control, float), np.asarray(treatment, float)])
-    arms = Arms.of(replay, weights, objective)
+    return report_of(Arms.of(replay, weights, objective))
+
+
+def report_of(arms: Arms) -> ABReport:
+    """:func:`ab_report` of arms already evaluated: ``[control, treatment]`` (so a caller
+    that also tests them replays the log once).
+
+    Raises:
+        ValueError: a streamed replay's arms whose interval cannot pair them from sums.
+    """
     est = arms.estimate
     metrics, value, low, high = est.metrics, est.value, est.low, est.high  # each [2, M]
     d_low, d_high = arms.bounds(np.array([[-1.0, 1.0]]))

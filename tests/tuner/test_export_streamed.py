@@ -108,6 +108,27 @@ def test_a_streamed_one_sided_test_uses_the_study_estimator_of_the_log_held_whol
     assert got["lift"] == pytest.approx(want.lift, rel=1e-9)
 
 
+def test_a_streamed_export_reads_the_held_out_split_once(
+        studies: tuple[Path, Path, Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The A/B report and the one-sided control test share one pass over the held-out
+    files; the search split is read once for the search-split column."""
+    from tuner.evaluation.streamed import PartChunks
+
+    _, stream_db, _, _ = studies
+    passes: list[str] = []
+    real = PartChunks.__call__
+
+    def counted(self: PartChunks) -> object:
+        passes.append(self.part)
+        return real(self)
+
+    monkeypatch.setattr(PartChunks, "__call__", counted)
+    extra = _export(stream_db, tmp_path / "w.json", "--force-pick")["extra"]
+    assert extra["control_test"]["rule"] == "one-sided"
+    assert sorted(passes) == ["holdout", "search"]
+
+
 def test_a_streamed_compare_equals_the_compare_of_the_log_held_whole(
         studies: tuple[Path, Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     whole_db, stream_db, _, _ = studies

@@ -41,6 +41,7 @@ __all__ = [
     "cdr",
     "choose_on_search",
     "gated_dr",
+    "one_sided_of",
     "one_sided_test",
     "two_sided_test",
 ]
@@ -166,13 +167,21 @@ def one_sided_test(replay: Replay | StreamedReplay, pick: np.ndarray, control: n
     if not 0.5 < level < 1.0:
         raise ValueError(f"level must be in (0.5, 1), got {level}")
     weights = np.stack([np.asarray(control, float), np.asarray(pick, float)])
-    arms = Arms.of(replay, weights, objective)
+    name = CDR if replay.estimator == cdr() else replay.estimator.name
+    return one_sided_of(Arms.of(replay, weights, objective), name, split, level)
+
+
+def one_sided_of(arms: Arms, estimator: str, split: str = "holdout", level: float = LEVEL
+                 ) -> ControlTest:
+    """:func:`one_sided_test` of arms already evaluated, ``[control, pick]`` with the
+    objective among their metrics (``estimator``: the name the test records)."""
+    if not 0.5 < level < 1.0:
+        raise ValueError(f"level must be in (0.5, 1), got {level}")
     m = arms.estimate.metrics.index(OBJECTIVE)
     value = arms.estimate.value  # [2, M]
     low, _ = arms.bounds(np.array([[-1.0, 1.0]]), level=2.0 * level - 1.0)
-    name = CDR if replay.estimator == cdr() else replay.estimator.name
-    return ControlTest("one-sided", name, float(value[1, m] - value[0, m]), float(low[0, m]),
-                       level, arms.estimate.n, split)
+    return ControlTest("one-sided", estimator, float(value[1, m] - value[0, m]),
+                       float(low[0, m]), level, arms.estimate.n, split)
 
 
 def two_sided_test(lift: Any, estimator: str, n_requests: int,

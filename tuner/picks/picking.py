@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 
 from simulator.replay import OBJECTIVE
-from simulator.report import ABReport, ab_report
+from simulator.report import ABReport, Arms, report_of
 from tuner.evaluation.dataset_io import dataset_fingerprint
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import (
@@ -35,6 +35,7 @@ from tuner.picks.control_test import (
     cdr,
     choose_on_search,
     gated_dr,
+    one_sided_of,
     one_sided_test,
     two_sided_test,
 )
@@ -203,8 +204,14 @@ def export_pick(ws: Workspace | StreamedWorkspace, study_name: str, weights: np.
                          "the other half; give control_test='two-sided'")
     settings = ws.settings
     control = control_weights(ws)
-    report = (validated[0].report if validated is not None
-              else ab_report(ws.replay(HOLDOUT), control, weights, settings.objective))
+    # one held-out pass where the report and a streamed log's one-sided test share it
+    arms: Arms | None = None
+    if validated is not None:
+        report = validated[0].report
+    else:
+        arms = Arms.of(ws.replay(HOLDOUT), np.stack([control, np.asarray(weights, float)]),
+                       settings.objective)
+        report = report_of(arms)
     holdout = FusionObjective.for_workspace(ws, HOLDOUT)
     if holdout.guardrails:
         reason = holdout(weights[None])[0].infeasible
@@ -215,7 +222,7 @@ def export_pick(ws: Workspace | StreamedWorkspace, study_name: str, weights: np.
     search_values = {m: float(search.value[0, i]) for i, m in enumerate(search.metrics)}
     row = report.row(OBJECTIVE)
     test = (None if control_test is None else
-            _control_test(ws, weights, control, control_test, report, validated is not None))
+            _control_test(ws, weights, control, control_test, report, arms))
     if validated is not None:
         selection = {
             "rule": "the strategy's pick after the round with the best lift on the "
@@ -280,20 +287,23 @@ def _check_test(control_test: str) -> None:
 
 
 def _control_test(ws: Workspace | StreamedWorkspace, weights: np.ndarray,
-                  control: np.ndarray, rule: str, report: ABReport, report_half: bool
+                  control: np.ndarray, rule: str, report: ABReport, arms: Arms | None
                   ) -> ControlTest:
     """The test of the pick against control: one-sided by ``cdr`` on the whole held-out
-    split (by the study's estimator on a streamed one), or two-sided by the study's
-    estimator on the requests ``report`` covers."""
+    split (by the study's estimator on a streamed one, from the report's own ``arms``), or
+    two-sided by the study's estimator on the requests ``report`` covers (``arms`` None:
+    the report half of a split-sample pick)."""
     if rule == "one-sided" and isinstance(ws, StreamedWorkspace):
-        return one_sided_test(ws.replay(HOLDOUT), weights, control, ws.settings.objective)
+        if arms is None:
+            raise ValueError("a split-sample pick is tested two-sided on its report half")
+        return one_sided_of(arms, arms.estimator)
     if rule == "one-sided" and isinstance(ws, Workspace):
         _need_scores(ws, "the one-sided control test estimates the lift by cdr")
         return one_sided_test(ws.replay_as(HOLDOUT, cdr()), weights, control,
                               ws.settings.objective)
     return two_sided_test(report.row(OBJECTIVE).lift, ws.settings.metric_estimator,
                           report.n_requests,
-                          "holdout report half" if report_half else HOLDOUT)
+                          "holdout report half" if arms is None else HOLDOUT)
 
 
 def beats_control(exported: ExportedWeights) -> bool:
