@@ -135,3 +135,48 @@ def test_unknown_metric_is_refused(study_db: Path) -> None:
                      "--metric", "watch"])
     assert result.exit_code == 1
     assert "unknown metric 'watch'" in result.output and "'objective'" in result.output
+
+
+def export_best(db: Path, tmp_path: Path, *extra: str) -> dict[str, Any]:
+    result = invoke(["search", "export", "--storage", str(db), "--study", "s", "--json",
+                     "--force-pick", "--best", *extra])
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout))
+
+
+def test_export_best_ranks_the_best_trials_by_gated_dr(study_db: Path, tmp_path: Path) -> None:
+    """``search export --best`` (``--order auto`` on a log held whole, every task scored)
+    takes, of the 32 best trials by stored value, the one gated_dr on the search split
+    ranks first; ``--order estimate`` the best stored value, as before."""
+    from tuner.picks.control_test import gated_dr
+    from tuner.picks.picking import BEST_CANDIDATES
+
+    study, search = load_search(f"sqlite:///{study_db}", "s")
+    trials = sorted((t for t in study.trials if t.value is not None),
+                    key=lambda t: -float(t.value))  # type: ignore[arg-type]
+    top = trials[:BEST_CANDIDATES]
+    data = export_best(study_db, tmp_path)
+    sel = data["extra"]["selection"]
+    assert sel["ranked_by"] == "gated_dr" and sel["note"] == ""
+    assert sel["candidates"] == [t.number for t in top]
+    assert sel["stored_values"] == pytest.approx([t.value for t in top])
+    # the scores are gated_dr's, pooled over the candidates on the search split
+    ws = Workspace(SearchSettings.from_dict(search.settings))
+    weights = np.stack([search.space.to_weights(t.params) for t in top])
+    want = ws.replay_as("search", gated_dr()).evaluate(weights, ws.settings.objective)
+    assert sel["scores"] == pytest.approx(list(want.value[:, -1]), rel=1e-9)
+    chosen = sel["candidates"][int(np.argmax(sel["scores"]))]
+    assert data["trial_number"] == chosen and data["pick"] == "best_trial"
+    assert data["weights"] == pytest.approx(dict(zip(
+        data["tasks"], search.space.to_weights(study.trials[chosen].params), strict=True)))
+    # on this study gated_dr does not rank the stored best first: the two orders differ
+    assert chosen != top[0].number
+    by_value = export_best(study_db, tmp_path, "--order", "estimate")
+    assert by_value["trial_number"] == top[0].number
+    assert by_value["extra"]["selection"]["ranked_by"] == "snips"
+
+
+def test_export_order_without_best_is_refused(study_db: Path) -> None:
+    result = CliRunner().invoke(main, ["search", "export", "--storage", str(study_db),
+                                       "--study", "s", "--json", "--order", "gated_dr"])
+    assert result.exit_code != 0 and "--order ranks the trials of --best" in result.output

@@ -14,8 +14,10 @@ from typing import Any
 
 import click
 import numpy as np
+import optuna
 
 from simulator.proxies import ORDERING_SCORES
+from simulator.report import ABReport
 from tuner.cli._common import (
     STORAGE,
     STUDY,
@@ -38,8 +40,11 @@ from tuner.evaluation.loss_study import SPACES, is_loss_study
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import SearchSettings, Workspace
 from tuner.picks.control_test import CONTROL_TESTS, DEFAULT_CONTROL_TEST, ControlTest
+from tuner.picks.export import ExportedWeights
 from tuner.picks.picking import (
+    ORDERS,
     beats_control,
+    best_by_order,
     control_export,
     export_pick,
     pick_weights,
@@ -491,12 +496,46 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
                    f"chunks; study has {report.rounds_done} complete rounds")
 
 
+def _check_pick_options(best: bool, trial_number: int | None, validated: bool,
+                        order: str | None) -> None:
+    if best and trial_number is not None:
+        raise ValueError("give --best or --trial, not both")
+    if order is not None and not best:
+        raise ValueError("--order ranks the trials of --best; give --best with it")
+    if validated and (best or trial_number is not None):
+        raise ValueError("--validated chooses among the strategy's picks; it takes no "
+                         "--best or --trial")
+
+
+def _export_fusion_pick(ws: Any, study: optuna.Study, search: SearchSpec, pick: str,
+                        trial_number: int | None, control_test: str, order: str | None
+                        ) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
+    """``search export``'s pick of a fusion study (the strategy's, ``--trial N`` or
+    ``--best`` ranked by ``order``), judged on the held-out split."""
+    weights, number = pick_weights(study, search, pick, trial_number)
+    selection = None
+    if pick == "best_trial":
+        weights, number, selection = best_by_order(ws, study, search, order or "auto")
+        if selection["note"]:
+            click.echo(f"note: --best {selection['note']}", err=True)
+    # a Pareto point is chosen on several metrics; one objective's lift does not judge it
+    return export_pick(ws, study.study_name, weights, pick, number, search.space.pinned,
+                       control_test=control_test if len(study.directions) == 1 else None,
+                       selection=selection)
+
+
 @click.command("export")
 @STORAGE
 @STUDY
 @click.option("--trial", "trial_number", type=int, help="Export this trial number.")
 @click.option("--best", is_flag=True, help="Export the best single trial (prone to the "
-              "winner's curse) instead of the strategy's pick (CEM: its final mean).")
+              "winner's curse) instead of the strategy's pick (CEM: its final mean): of the "
+              "32 best by their stored value, the first by --order on the search split.")
+@click.option("--order", type=click.Choice(ORDERS), default=None,
+              help="What ranks the trials of --best: gated_dr (an ordering score, less "
+              "noisy than the replay on small logs), the stored value (estimate), or auto "
+              "(default): gated_dr where the log is held whole and every label task is "
+              "scored, else the stored value. Recorded in extra.selection.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="File to write  [default: weights.json; with --json: none]")
 @click.option("--validated", is_flag=True, help="Choose the strategy's pick among its picks "
@@ -519,7 +558,7 @@ def search_worker(storage: str, study_name: str, until: int | None, chunk: int,
 def search_export(storage: str, study_name: str, trial_number: int | None, best: bool,
                   out: Path | None, force: bool, force_pick: bool, as_json: bool,
                   mlflow_uri: str | None = None, validated: bool = False,
-                  control_test: str = DEFAULT_CONTROL_TEST) -> None:
+                  control_test: str = DEFAULT_CONTROL_TEST, order: str | None = None) -> None:
     """Export a weight vector, judged on the held-out split, as JSON for serving.
 
     Default: the strategy's pick (CEM: its final mean, denoised); --best: the
@@ -527,11 +566,7 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
     is not significantly above 0 (--control-test) is replaced by the control
     weights unless --force-pick; the test is recorded in extra.control_test.
     """
-    if best and trial_number is not None:
-        raise ValueError("give --best or --trial, not both")
-    if validated and (best or trial_number is not None):
-        raise ValueError("--validated chooses among the strategy's picks; it takes no "
-                         "--best or --trial")
+    _check_pick_options(best, trial_number, validated, order)
     if out is None and not as_json:
         out = Path("weights.json")
     if out is not None and out.exists() and not force:
@@ -543,6 +578,9 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
     refuse_segment_study(study, "export")
     raw = search_.settings
     pick = "trial" if trial_number is not None else "best_trial" if best else "strategy"
+    if is_loss_study(raw) and order is not None:
+        raise ValueError(f"study {study_name!r} searches loss weights: --best takes its best "
+                         "trial by stored value (a trial is a trained ranker); drop --order")
     if is_loss_study(raw):
         exported, report, search_values = export_loss_study(
             study, search_, pick, trial_number, lambda m: click.echo(m, err=True))
@@ -555,12 +593,10 @@ def search_export(storage: str, study_name: str, trial_number: int | None, best:
         exported, report, search_values = validated_export(ws, study, search_, control_test)
         number = None
     else:
-        weights, number = pick_weights(study, search_, pick, trial_number)
         ws = open_workspace(SearchSettings.from_dict(raw))
-        # a Pareto point is chosen on several metrics; one objective's lift does not judge it
-        exported, report, search_values = export_pick(
-            ws, study_name, weights, pick, number, search_.space.pinned,
-            control_test=control_test if len(study.directions) == 1 else None)
+        exported, report, search_values = _export_fusion_pick(
+            ws, study, search_, pick, trial_number, control_test, order)
+        number = exported.trial_number
     if "control_test" in exported.extra and not beats_control(exported):
         test = ControlTest.from_dict(exported.extra["control_test"])
         if force_pick:

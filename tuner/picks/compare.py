@@ -43,16 +43,13 @@ from tuner.evaluation.search_data import (
     SEARCH,
     Workspace,
     control_weights,
-    unscored_tasks,
 )
 from tuner.evaluation.streamed import StreamedWorkspace
-from tuner.picks.control_test import gated_dr
-from tuner.picks.picking import pick_weights
+from tuner.picks.picking import ORDERS, order_scores, pick_weights
 from tuner.study import SearchSpec, is_feasible_complete, jsonable
 
 __all__ = ["ORDERS", "ComparedPick", "Comparison", "compare_picks"]
 
-ORDERS = ("auto", "gated_dr", "estimate")
 """How :func:`compare_picks` ranks the picks: ``"gated_dr"`` (an ordering score, not a
 metric), ``"estimate"`` (the study's estimator on the compared split) or ``"auto"`` (the
 first where it can be made: on a log held whole whose scores cover every label task)."""
@@ -181,7 +178,7 @@ def compare_picks(ws: Workspace | StreamedWorkspace, study: optuna.Study, search
     value, low, high = est.value[:, m], est.low, est.high
     search_value = (value if split == SEARCH else
                     ws.replay(SEARCH).evaluate(weights, settings.objective).value[:, m])
-    by, note, score = _order_scores(ws, split, weights, m, order, value, arms.estimator)
+    by, note, score = order_scores(ws, split, weights, order, value, arms.estimator, m)
     ranked = np.argsort(-np.where(np.isfinite(score), score, -np.inf), kind="stable")
     leader = int(ranked[0])
     contrast = np.eye(len(weights)) - np.eye(len(weights))[leader][None, :]
@@ -207,32 +204,6 @@ def compare_picks(ws: Workspace | StreamedWorkspace, study: optuna.Study, search
                                   float(score[p])))
     return Comparison(study.study_name, split, metric, n, arms.estimator,
                       tuple(ws.score_tasks), tuple(picks), by, note)
-
-
-def _order_scores(ws: Workspace | StreamedWorkspace, split: str, weights: np.ndarray, m: int,
-                  order: str, value: np.ndarray, estimator: str
-                  ) -> tuple[str, str, np.ndarray]:
-    """``(what ranks, why auto fell back, [P] scores)``: ``gated_dr`` pooled over the
-    compared picks on ``split``, or the metric's estimate ``value``."""
-    if order == "estimate":
-        return estimator, "", value
-    why = ""
-    if isinstance(ws, StreamedWorkspace):
-        why = ("gated_dr needs the log held whole (it calibrates on the split and pools the "
-               "picks over it); this study's log is streamed")
-    elif len(weights) < gated_dr().min_population:
-        why = f"gated_dr pools at least {gated_dr().min_population} vectors"
-    else:
-        missing = unscored_tasks(ws)
-        if missing:
-            why = f"gated_dr needs a score for every label task; the table lacks {missing}"
-    if why:
-        if order == "gated_dr":
-            raise ValueError(f"--order gated_dr: {why}; give --order estimate")
-        return estimator, f"ranked by {estimator}: {why}", value
-    assert isinstance(ws, Workspace)
-    est = ws.replay_as(split, gated_dr()).evaluate(weights, ws.settings.objective)
-    return "gated_dr", "", np.asarray(est.value[:, m], dtype=np.float64)
 
 
 def _phi(z: float) -> float:

@@ -50,8 +50,20 @@ from tuner.study import (
     replayed_strategy,
 )
 
-__all__ = ["beats_control", "candidate_rounds", "control_export", "export_pick",
-           "pick_weights", "validated_export"]
+__all__ = ["BEST_CANDIDATES", "ORDERS", "beats_control", "best_by_order", "candidate_rounds",
+           "control_export", "export_pick", "order_scores", "pick_weights", "validated_export"]
+
+ORDERS = ("auto", "gated_dr", "estimate")
+"""How picks are ranked where a command ranks them (``search compare``'s leader, ``search
+export --best``): ``auto`` is ``gated_dr`` where the log is held whole and its score table
+covers every label task, else the estimate; ``gated_dr`` insists; ``estimate`` is the
+study estimator's (or a trial's stored) value. ``gated_dr`` orders weight vectors better
+than the replay on small logs (``bench/ordering_quality.py``) but is an ordering score, not
+a metric: what is reported stays the study estimator's."""
+
+BEST_CANDIDATES = 32
+"""``search export --best`` ranks this many of the best trials by their stored value
+(a CEM population) again by :data:`ORDERS`' ordering on the search split."""
 
 
 def candidate_rounds(completed: int) -> list[int]:
@@ -114,6 +126,71 @@ def pick_weights(study: optuna.Study, search: SearchSpec, pick: str,
             raise ValueError(f"trial {trial_number} breaks a guardrail "
                              f"({trial.user_attrs.get(INFEASIBLE)}); it cannot be exported")
     return space.to_weights(trial.params), trial.number
+
+
+def order_scores(ws: Workspace | StreamedWorkspace, split: str, weights: np.ndarray,
+                 order: str, value: np.ndarray, estimator: str, metric: int = -1
+                 ) -> tuple[str, str, np.ndarray]:
+    """``(what ranks, why auto fell back, [P] scores)`` of the vectors ``weights``:
+    ``gated_dr`` pooled over them on ``split`` (column ``metric`` of its estimate), or
+    ``value`` (their estimates by ``estimator``) where ``order`` says so or ``auto`` cannot
+    make ``gated_dr``.
+
+    Raises:
+        ValueError: an unknown order, or ``order="gated_dr"`` where it cannot be made (a
+            streamed log, too few vectors to pool, a label task without scores).
+    """
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; valid: {list(ORDERS)}")
+    if order == "estimate":
+        return estimator, "", value
+    why = ""
+    if isinstance(ws, StreamedWorkspace):
+        why = ("gated_dr needs the log held whole (it calibrates on the split and pools the "
+               "picks over it); this study's log is streamed")
+    elif len(weights) < gated_dr().min_population:
+        why = f"gated_dr pools at least {gated_dr().min_population} vectors"
+    else:
+        missing = unscored_tasks(ws)
+        if missing:
+            why = f"gated_dr needs a score for every label task; the table lacks {missing}"
+    if why or isinstance(ws, StreamedWorkspace):  # (the second: for the type checker)
+        if order == "gated_dr":
+            raise ValueError(f"--order gated_dr: {why}; give --order estimate")
+        return estimator, f"ranked by {estimator}: {why}", value
+    est = ws.replay_as(split, gated_dr()).evaluate(weights, ws.settings.objective)
+    return "gated_dr", "", np.asarray(est.value[:, metric], dtype=np.float64)
+
+
+def best_by_order(ws: Workspace | StreamedWorkspace, study: optuna.Study, search: SearchSpec,
+                  order: str = "auto") -> tuple[np.ndarray, int, dict[str, Any]]:
+    """``([T] weights, trial number, how it was chosen)`` of the best feasible trial:
+    the :data:`BEST_CANDIDATES` best by their stored search-split value, ranked again by
+    ``order`` (:func:`order_scores`) on the search split. The record (``extra.selection``
+    of the export) names what ranked, the candidates, their stored values and scores.
+
+    Raises:
+        ValueError: as :func:`pick_weights` for ``"best_trial"``, or :func:`order_scores`.
+    """
+    pick_weights(study, search, "best_trial")  # its refusals: no trial, Pareto, all infeasible
+    feasible = [t for t in study.get_trials(deepcopy=False,
+                                            states=(optuna.trial.TrialState.COMPLETE,))
+                if is_feasible_complete(t) and t.value is not None]
+    top = sorted(feasible, key=lambda t: -float(t.value))[:BEST_CANDIDATES]  # type: ignore
+    weights = np.stack([search.space.to_weights(t.params) for t in top])
+    stored = np.array([float(t.value) for t in top])  # type: ignore[arg-type]
+    by, note, score = order_scores(ws, SEARCH, weights, order, stored,
+                                   ws.settings.ordering_score or ws.settings.metric_estimator)
+    best = int(np.argmax(np.where(np.isfinite(score), score, -np.inf)))
+    selection = {
+        "rule": f"the best of the {len(top)} best trials by their stored value, ranked by "
+                f"{by} on the search split",
+        "ranked_by": by, "note": note,
+        "candidates": [t.number for t in top],
+        "stored_values": [jsonable(float(x)) for x in stored],
+        "scores": [jsonable(float(x)) for x in score],
+    }
+    return weights[best], top[best].number, selection
 
 
 def validated_export(ws: Workspace | StreamedWorkspace, study: optuna.Study,
