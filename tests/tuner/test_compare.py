@@ -180,3 +180,41 @@ def test_export_order_without_best_is_refused(study_db: Path) -> None:
     result = CliRunner().invoke(main, ["search", "export", "--storage", str(study_db),
                                        "--study", "s", "--json", "--order", "gated_dr"])
     assert result.exit_code != 0 and "--order ranks the trials of --best" in result.output
+
+
+def test_history_ranks_the_rounds_picks_by_gated_dr(demo_files: DemoFiles,
+                                                    tmp_path: Path) -> None:
+    """``search history --order gated_dr`` gives each completed round's pick its gated_dr
+    objective on the search split, pooled over those picks, and marks the first."""
+    from tuner.picks.control_test import gated_dr
+    from tuner.study import picks_by_round
+
+    study_db = tmp_path / "s.db"
+    two = invoke([*demo_files.new_study_args(study_db, rounds=2), "--control", CONTROL])
+    assert two.exit_code == 0, two.output
+    # two rounds are too few to pool: refused, naming why and the way out
+    few = CliRunner().invoke(main, ["search", "history", "--storage", str(study_db),
+                                    "--study", "s", "--order", "gated_dr"])
+    assert few.exit_code != 0 and "pools at least 3" in few.output
+    assert invoke([*demo_files.new_study_args(study_db, rounds=4),
+                   "--control", CONTROL]).exit_code == 0
+
+    result = invoke(["search", "history", "--storage", str(study_db), "--study", "s",
+                     "--json", "--order", "gated_dr"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    study, search = load_search(f"sqlite:///{study_db}", "s")
+    picks = search.space.matrix_to_weights(picks_by_round(study, search))
+    ws = Workspace(SearchSettings.from_dict(search.settings))
+    want = ws.replay_as("search", gated_dr()).evaluate(picks, ws.settings.objective)
+    got = [r["pick_gated_dr"] for r in rows[:len(picks)]]
+    assert len(picks) >= 3 and got == pytest.approx(list(want.value[:, -1]), rel=1e-9)
+    text = invoke(["search", "history", "--storage", str(study_db), "--study", "s",
+                   "--order", "gated_dr"]).output
+    first = int(np.argmax(got)) + 1
+    assert f"the pick after round {first} is first" in text
+    plain = invoke(["search", "history", "--storage", str(study_db), "--study", "s", "--json"])
+    assert "pick_gated_dr" not in plain.stdout
+    refused = CliRunner().invoke(main, ["search", "history", "--storage", str(study_db),
+                                        "--study", "s", "--trials", "--order", "gated_dr"])
+    assert refused.exit_code != 0 and "takes no --trials" in refused.output

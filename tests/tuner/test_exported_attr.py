@@ -40,4 +40,7 @@ def test_export_sets_the_study_user_attr(demo_files: DemoFiles, tmp_path: Path) 
         assert test == saved["extra"]["control_test"]
         assert test["rule"] == "one-sided" and test["estimator"] == "cdr"
         assert test["verdict"] in ("pick", "control") and test["level"] == 0.95
-    assert attr["trial"] == study.best_trial.number
+    # the last export (--best) is the study's: its trial is the one it chose
+    sel = saved["extra"]["selection"]
+    assert attr["trial"] == sel["candidates"][max(range(len(sel["scores"])),
+                                                  key=sel["scores"].__getitem__)]

@@ -15,12 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 import optuna
 
 from tuner.cli._common import STORAGE, STUDY, dump, load_existing, storage_url, user_errors
 from tuner.cli._format import loss_trial_columns, rounds_table, table
 from tuner.evaluation.loss_study import is_loss_study
-from tuner.study import ConvergenceRule, completed_rounds, history, trials_table
+from tuner.study import (
+    ConvergenceRule,
+    SearchSpec,
+    completed_rounds,
+    history,
+    jsonable,
+    trials_table,
+)
 
 __all__ = ["history_live", "live_text", "search_history"]
 
@@ -35,12 +43,20 @@ __all__ = ["history_live", "live_text", "search_history"]
 @click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True,
               help="Of the convergence rule whose stopping round is marked (see search run "
                    "--until converged).")
+@click.option("--order", type=click.Choice(("estimate", "gated_dr")), default="estimate",
+              show_default=True, help="gated_dr: also rank the strategy's pick after each "
+              "round by gated_dr pooled over those picks on the search split (an ordering "
+              "score that does not share the noise the search climbed; reads the log, so "
+              "not the default of a command that starts in well under a second).")
 @user_errors
 def search_history(storage: str, study_name: str, show_trials: bool, as_json: bool,
-                   plot_dir: Path | None, patience: int = 3) -> None:
+                   plot_dir: Path | None, patience: int = 3, order: str = "estimate") -> None:
     """Show the rounds (or trials) of a study; --plot draws them."""
     study, search_ = load_existing(storage_url(storage), study_name, read_only=True)
     space, raw = search_.space, search_.settings
+    if order == "gated_dr" and (show_trials or is_loss_study(raw)):
+        raise ValueError("--order gated_dr ranks the rounds' picks of a fusion study; it "
+                         "takes no --trials and no loss-weight study")
     if plot_dir is not None:
         from tuner.plots import pick_estimates, plot_history
 
@@ -69,14 +85,19 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
         return
     rounds = history(study, search_)
     live = history_live(study)  # a study with live rounds: their groups and calibration
+    ranked = _ranked_picks(study, search_) if order == "gated_dr" else None
     if as_json:
-        dump([r.to_dict() for r in rounds] if live is None
-             else {"rounds": [r.to_dict() for r in rounds], **live})
+        rows = [r.to_dict() for r in rounds]
+        for row, score in zip(rows, [] if ranked is None else ranked, strict=False):
+            row["pick_gated_dr"] = jsonable(float(score))
+        dump(rows if live is None else {"rounds": rows, **live})
         return
     if not rounds:
         click.echo(f"study {study_name!r} has no trials yet")
         return
     click.echo(rounds_table(rounds, space.prefix))
+    if ranked is not None:
+        click.echo(_ranked_text(ranked))
     if live is not None:
         click.echo(live_text(live))
     done = completed_rounds(study, search_.population)
@@ -84,6 +105,27 @@ def search_history(storage: str, study_name: str, show_trials: bool, as_json: bo
     click.echo(f"search run --until converged --patience {patience} would " + (
         f"stop after round {stop.round}: {stop.reason()}" if stop is not None
         else "not have stopped yet"))
+
+
+def _ranked_picks(study: optuna.Study, search: SearchSpec) -> np.ndarray:
+    """``[G]`` gated_dr of the pick after each completed round (the log is read here)."""
+    from tuner.evaluation.search_data import SearchSettings
+    from tuner.evaluation.streamed import open_workspace
+    from tuner.picks.picking import round_pick_scores
+
+    ws = open_workspace(SearchSettings.from_dict(search.settings))
+    return round_pick_scores(ws, study, search)
+
+
+def _ranked_text(scores: np.ndarray) -> str:
+    """The rounds' picks by gated_dr, the first marked, and what the numbers are."""
+    first = int(np.argmax(scores))
+    rows = [[g + 1, f"{s:.4f}", "*" if g == first else ""] for g, s in enumerate(scores)]
+    return (table(["after round", "pick's gated_dr (search split)", "first"], rows)
+            + f"\nRanked by gated_dr on the search split, the pick after round {first + 1} "
+              "is first: an ordering score pooled over these picks, without a metric's "
+              "units or interval ('search export --validated' chooses this way among the "
+              "picks after rounds 1, 2, 4, ... and the last).")
 
 
 def history_live(study: optuna.Study) -> dict[str, Any] | None:

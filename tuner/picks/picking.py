@@ -51,7 +51,8 @@ from tuner.study import (
 )
 
 __all__ = ["BEST_CANDIDATES", "ORDERS", "beats_control", "best_by_order", "candidate_rounds",
-           "control_export", "export_pick", "order_scores", "pick_weights", "validated_export"]
+           "control_export", "export_pick", "order_scores", "pick_weights", "round_pick_scores",
+           "validated_export"]
 
 ORDERS = ("auto", "gated_dr", "estimate")
 """How picks are ranked where a command ranks them (``search compare``'s leader, ``search
@@ -191,6 +192,22 @@ def best_by_order(ws: Workspace | StreamedWorkspace, study: optuna.Study, search
         "scores": [jsonable(float(x)) for x in score],
     }
     return weights[best], top[best].number, selection
+
+
+def round_pick_scores(ws: Workspace | StreamedWorkspace, study: optuna.Study,
+                      search: SearchSpec) -> np.ndarray:
+    """``[G]`` ``gated_dr``'s objective on the search split of the strategy's pick after
+    each of the study's ``G`` completed rounds, pooled over those picks (``search history
+    --order gated_dr``): an ordering score that does not share the noise the search climbed.
+
+    Raises:
+        ValueError: fewer completed rounds than ``gated_dr`` pools, or a log it cannot be
+            made on (:func:`order_scores`).
+    """
+    picks = search.space.matrix_to_weights(picks_by_round(study, search))
+    _, _, score = order_scores(ws, SEARCH, picks, "gated_dr", np.full(len(picks), np.nan),
+                               ws.settings.metric_estimator)
+    return score
 
 
 def validated_export(ws: Workspace | StreamedWorkspace, study: optuna.Study,
