@@ -391,7 +391,7 @@ def learned(world_name: str, world: BaseWorld, search: InMemorySearch | Streamed
             "exported": float(decision.personalised),
             "export truth": t if decision.personalised else t_global,
             "lift low": decision.lift["low"], "lift high": decision.lift["high"],
-            "true lift": t - t_global, "epochs": float(len(model.history)),
+            "true lift": t - t_global, "epochs": float(model.epochs_run),
             "best epoch": float(model.best_epoch)}
 
 

@@ -39,12 +39,17 @@ def test_starts_at_the_global_pick_learns_and_exports(tmp_path: Path) -> None:
     data = _arrays(make_log(0, 600))
     cfg = WeightModelConfig(epochs=8, patience=8)
     untrained = train_weight_model(data, BASE, ("a", "s"), TASKS,
-                                   WeightModelConfig(epochs=1, patience=1))
+                                   WeightModelConfig(epochs=0))
     np.testing.assert_allclose(untrained.weights(data.features), np.tile(BASE, (600, 1)),
                                rtol=1e-6)
     learned = train_weight_model(data, BASE, ("a", "s"), TASKS, cfg)
-    train_values = [h[1] for h in learned.history]
+    start, *trained = learned.history
+    assert start[0] == 0 and np.isnan(start[1])  # the start: validated, never trained
+    train_values = [h[1] for h in trained]
     assert max(train_values) > train_values[0]  # the surrogate rises from the start
+    # the kept model is a trained one, the epoch of the best validation surrogate
+    assert learned.best_epoch >= 1 and learned.epochs_run == len(trained)
+    assert learned.history[learned.best_epoch][2] == max(h[2] for h in trained)
     w = learned.weights(data.features)
     assert (w > 0).all() and np.allclose(w[:, 0], 1.0)  # positive, click pinned
     pt, js = learned.export(tmp_path)
@@ -61,7 +66,7 @@ def test_surrogate_tends_to_the_replay_estimate_as_tau_falls() -> None:
     log = make_log(2, 400)
     data = _arrays(log)
     untrained = train_weight_model(data, BASE, ("a", "s"), TASKS,
-                                   WeightModelConfig(epochs=1, patience=1))
+                                   WeightModelConfig(epochs=0))
     exact = log.replay(SNIPS()).evaluate(BASE[None], OBJECTIVE_WEIGHTS).value[0, -1]
     with torch.no_grad():
         smooth = float(surrogate(untrained.model, data, 1e-4))
@@ -71,7 +76,7 @@ def test_surrogate_tends_to_the_replay_estimate_as_tau_falls() -> None:
 def test_chunked_surrogate_is_the_whole_one() -> None:
     data = _arrays(make_log(3, 500))
     model = train_weight_model(data, BASE, ("a", "s"), TASKS,
-                               WeightModelConfig(epochs=1, patience=1)).model
+                               WeightModelConfig(epochs=0)).model
     with torch.no_grad():
         whole = float(surrogate(model, data, 0.1))
         for chunk in (1, 7, 128, 499, 500, 10_000):

@@ -228,7 +228,7 @@ def store_learned(storage: str, study_name: str, learned: LearnedWeights,
     attrs = {
         "features": list(learned.features), "config": dataclasses.asdict(config),
         "global_weights": [float(w) for w in global_weights], "model": learned.spec(),
-        "best_epoch": int(learned.best_epoch), "epochs_run": len(learned.history),
+        "best_epoch": int(learned.best_epoch), "epochs_run": learned.epochs_run,
         "ci_low": float(est.low[0, m]), "ci_high": float(est.high[0, m]),
         "n_requests": est.n, "guard": evaluation.decision.to_dict(),
         "infeasible": evaluation.broken,
@@ -342,7 +342,7 @@ def personalise(storage: str, study_name: str, ws: Workspace | StreamedWorkspace
         evaluation = evaluate_learned(ws, learned.weights, features, global_weights)
         number = store_learned(storage, study_name, learned, config, global_weights,
                                evaluation)
-        best_epoch, epochs_run = learned.best_epoch, len(learned.history)
+        best_epoch, epochs_run = learned.best_epoch, learned.epochs_run
     if out is not None:
         assert evaluation.rows is not None  # evaluate_learned read the held-out inputs
         write_export(out, learned, evaluation, ws, global_weights, evaluation.rows, overwrite,
