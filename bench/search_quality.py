@@ -77,7 +77,7 @@ from tuner.picks.control_test import (  # noqa: E402
     gated_dr,
     one_sided_test,
 )
-from tuner.picks.picking import candidate_rounds  # noqa: E402
+from tuner.picks.picking import BEST_CANDIDATES, candidate_rounds  # noqa: E402
 from tuner.picks.validated import validated_pick  # noqa: E402
 from tuner.space import FusionSpace  # noqa: E402
 from tuner.strategies import STRATEGIES, BaseStrategy  # noqa: E402
@@ -97,7 +97,8 @@ so the per-seed lines of runs before the option pool with today's)."""
 
 PICKS = ("mean", "mean, export", "mean, one-sided export", "last rounds",
          "last rounds, export", "validated", "validated, export", "validated on search",
-         "validated on search, one-sided export")
+         "validated on search, one-sided export", "best by stored value", "best by gated_dr",
+         "best by gated_dr, one-sided export")
 """What is scored per search run: the strategy's mean (``search export --force-pick``),
 today's export of it (control unless its held-out lift clears 0), the split-sample
 choice among the last ``LAST`` means (forced), and its export (control unless its
@@ -108,7 +109,12 @@ The one-sided rule (:mod:`tuner.picks.control_test`, ``search export``'s default
 one-sided export" is the mean unless the one-sided 95% lower bound of its ``cdr`` paired
 lift over control on the whole held-out split is above 0; "validated on search" is the
 mean after one of the same rounds chosen by ``gated_dr`` on the search split (what
-``search export --validated`` now does), and its one-sided export tests it as the mean."""
+``search export --validated`` now does), and its one-sided export tests it as the mean.
+"best by stored value" is ``search export --best --order estimate --force-pick`` (the best
+trial by its search-split value, reported on the held-out split); "best by gated_dr" is
+``search export --best`` (``--order auto``): of the
+``BEST_CANDIDATES`` best trials so far by their search-split value, the first by
+``gated_dr`` pooled over them on the search split; its one-sided export tests it so."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,8 @@ def run_strategy(name: str, space: FusionSpace, search: Replay | Any, holdout: R
     control_search = float(first.value[0, m])
     means: list[np.ndarray] = []
     best_x, best_value = space.from_weights(control), -np.inf
+    tried: list[np.ndarray] = []  # every trial's point and value, for --best's ranking
+    tried_values: list[np.ndarray] = []
     out: dict[int, dict[str, tuple[np.ndarray, float]]] = {}
     for g in range(max(budgets) // POPULATION):
         X = strategy.ask(g)
@@ -206,6 +214,8 @@ def run_strategy(name: str, space: FusionSpace, search: Replay | Any, holdout: R
         i = int(np.nanargmax(values))
         if values[i] > best_value:
             best_x, best_value = X[i].copy(), float(values[i])
+        tried.append(np.array(X, dtype=float))
+        tried_values.append(np.asarray(values, dtype=float))
         budget = (g + 1) * POPULATION
         if budget not in budgets:
             continue
@@ -222,6 +232,16 @@ def run_strategy(name: str, space: FusionSpace, search: Replay | Any, holdout: R
                                      control, objective).weights
         search_test = one_sided_test(holdout_cdr, on_search, control, objective)
         lift_s = ab_report(holdout, control, on_search, objective).row(OBJECTIVE).lift.value
+        every, every_v = np.vstack(tried), np.concatenate(tried_values)
+        top = np.argsort(-np.where(np.isfinite(every_v), every_v, -np.inf),
+                         kind="stable")[:BEST_CANDIDATES]
+        top_w = space.matrix_to_weights(every[top])
+        ranked = search_gated.evaluate(top_w, objective).value[:, m]
+        by_gated = top_w[int(np.argmax(ranked))]
+        best_test = one_sided_test(holdout_cdr, by_gated, control, objective)
+        lift_b = ab_report(holdout, control, by_gated, objective).row(OBJECTIVE).lift.value
+        best_w = space.matrix_to_weights(best_x[None])[0]
+        lift_t = ab_report(holdout, control, best_w, objective).row(OBJECTIVE).lift.value
         out[budget] = {
             "mean, one-sided export": (means[-1], row.lift.value) if mean_test.passed
             else (control, 0.0),
@@ -235,6 +255,10 @@ def run_strategy(name: str, space: FusionSpace, search: Replay | Any, holdout: R
             "mean, export": (means[-1], row.lift.value) if beats else (control, 0.0),
             "last rounds": (choice.weights, lift_v),
             "last rounds, export": (choice.weights, lift_v) if choice.beats_control
+            else (control, 0.0),
+            "best by stored value": (best_w, lift_t),
+            "best by gated_dr": (by_gated, lift_b),
+            "best by gated_dr, one-sided export": (by_gated, lift_b) if best_test.passed
             else (control, 0.0),
             # an ordering score's gap over control is in no metric's units: not a lift
             "best trial": (space.matrix_to_weights(best_x[None])[0],
