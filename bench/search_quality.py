@@ -261,7 +261,7 @@ def run_strategy(name: str, space: FusionSpace, search: Replay | Any, holdout: R
             "best by gated_dr, one-sided export": (by_gated, lift_b) if best_test.passed
             else (control, 0.0),
             # an ordering score's gap over control is in no metric's units: not a lift
-            "best trial": (space.matrix_to_weights(best_x[None])[0],
+            "best trial": (best_w,
                            np.nan if isinstance(search, OrderingSearch)
                            else best_value - control_search),
         }

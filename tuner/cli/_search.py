@@ -42,6 +42,7 @@ from tuner.evaluation.search_data import SearchSettings, Workspace
 from tuner.picks.control_test import CONTROL_TESTS, DEFAULT_CONTROL_TEST, ControlTest
 from tuner.picks.export import ExportedWeights
 from tuner.picks.picking import (
+    BEST_CANDIDATES,
     ORDERS,
     beats_control,
     best_by_order,
@@ -512,12 +513,14 @@ def _export_fusion_pick(ws: Any, study: optuna.Study, search: SearchSpec, pick: 
                         ) -> tuple[ExportedWeights, ABReport, dict[str, float]]:
     """``search export``'s pick of a fusion study (the strategy's, ``--trial N`` or
     ``--best`` ranked by ``order``), judged on the held-out split."""
-    weights, number = pick_weights(study, search, pick, trial_number)
     selection = None
+    number: int | None
     if pick == "best_trial":
         weights, number, selection = best_by_order(ws, study, search, order or "auto")
         if selection["note"]:
             click.echo(f"note: --best {selection['note']}", err=True)
+    else:
+        weights, number = pick_weights(study, search, pick, trial_number)
     # a Pareto point is chosen on several metrics; one objective's lift does not judge it
     return export_pick(ws, study.study_name, weights, pick, number, search.space.pinned,
                        control_test=control_test if len(study.directions) == 1 else None,
@@ -530,7 +533,8 @@ def _export_fusion_pick(ws: Any, study: optuna.Study, search: SearchSpec, pick: 
 @click.option("--trial", "trial_number", type=int, help="Export this trial number.")
 @click.option("--best", is_flag=True, help="Export the best single trial (prone to the "
               "winner's curse) instead of the strategy's pick (CEM: its final mean): of the "
-              "32 best by their stored value, the first by --order on the search split.")
+              f"{BEST_CANDIDATES} best by their stored value, the first by --order on the "
+              "search split.")
 @click.option("--order", type=click.Choice(ORDERS), default=None,
               help="What ranks the trials of --best: gated_dr (an ordering score, less "
               "noisy than the replay on small logs), the stored value (estimate), or auto "

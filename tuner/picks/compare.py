@@ -50,10 +50,6 @@ from tuner.study import SearchSpec, is_feasible_complete, jsonable
 
 __all__ = ["ORDERS", "ComparedPick", "Comparison", "compare_picks"]
 
-"""How :func:`compare_picks` ranks the picks: ``"gated_dr"`` (an ordering score, not a
-metric), ``"estimate"`` (the study's estimator on the compared split) or ``"auto"`` (the
-first where it can be made: on a log held whole whose scores cover every label task)."""
-
 
 @dataclass(frozen=True)
 class ComparedPick:
