@@ -235,7 +235,8 @@ def in_memory(world: BaseWorld, world_name: str, seed: int, args: argparse.Names
     parts = split_log(traffic, {"search": args.search / n, "holdout": args.holdout / n,
                                 "truth": args.truth / n}, seed)
     sp = {k: Split(v, scores[v.request_ids]) for k, v in parts.items()}
-    return (InMemorySearch(sp["search"], OBJECTIVES[world_name], FEATURE[world_name]),
+    return (InMemorySearch(sp["search"], OBJECTIVES[world_name],
+                           args.feature or FEATURE[world_name]),
             sp["holdout"], sp["truth"])
 
 
@@ -243,7 +244,7 @@ def chunked(world: BaseWorld, world_name: str, seed: int, args: argparse.Namespa
             ) -> tuple[StreamedSearch, Split, Split]:
     """Three independent streams of chunks (``world.generate_chunk``): the search split
     kept as replay chunks (float32 scores), the held-out and truth splits whole."""
-    obj, feats = OBJECTIVES[world_name], LEARNED_FEATURES[world_name]
+    obj, feats = OBJECTIVES[world_name], learned_features(world_name, args)
 
     def stream(stream_id: int, n: int, first_id: int) -> Iterator[tuple[LoggedTraffic,
                                                                          np.ndarray]]:
@@ -261,7 +262,7 @@ def chunked(world: BaseWorld, world_name: str, seed: int, args: argparse.Namespa
         # SNIPS reads neither every slot's propensities nor the prefix ones: not kept
         slim = dataclasses.replace(rep.feedback, pscores=None, prefix_pscore=None)
         chunks.append(ReplayChunk(part.request_ids, slim, scores))
-        xs.append(request_feature(part, FEATURE[world_name]))
+        xs.append(request_feature(part, args.feature or FEATURE[world_name]))
         arrays.append(replay_arrays(rep, part, obj, feats))
         print(f"  search split: {sum(len(c.request_ids) for c in chunks):,} of "
               f"{args.search:,} requests ({time.time() - t0:.0f} s)", file=sys.stderr,
@@ -292,7 +293,7 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
     control = np.asarray(world.config.logging_weights, dtype=float)  # type: ignore
     space = FusionSpace(tasks, pinned="click", low=0.0, high=4.0)
     hold = hold_split.replay()
-    feat = FEATURE[world_name]
+    feat = args.feature or FEATURE[world_name]
     x_s = search.x
     x_h = request_feature(hold_split.traffic, feat)
     x_t = request_feature(truth.traffic, feat)
@@ -373,7 +374,7 @@ def learned(world_name: str, world: BaseWorld, search: InMemorySearch | Streamed
             col: np.ndarray, seed: int, args: argparse.Namespace) -> dict[str, float]:
     """The learned weight model from the global pick (``search personalise``'s steps):
     trained on the search split, its held-out estimate and guard, its truth."""
-    feats = LEARNED_FEATURES[world_name]
+    feats = learned_features(world_name, args)
     obj = OBJECTIVES[world_name]
     tasks = world.tasks
     cfg = WeightModelConfig(epochs=args.epochs, tau=args.tau, seed=seed,
@@ -395,6 +396,13 @@ def learned(world_name: str, world: BaseWorld, search: InMemorySearch | Streamed
             "best epoch": float(model.best_epoch)}
 
 
+def learned_features(world_name: str, args: argparse.Namespace) -> tuple[str, ...]:
+    """The learned model's inputs: ``--learned-features``, else the world's default."""
+    if args.learned_features:
+        return tuple(f.strip() for f in args.learned_features.split(",") if f.strip())
+    return LEARNED_FEATURES[world_name]
+
+
 def _fmt(xs: list[float], scale: float = 100.0) -> str:
     a = np.asarray(xs) * scale
     return f"{a.mean():+.2f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.2f}"
@@ -403,7 +411,9 @@ def _fmt(xs: list[float], scale: float = 100.0) -> str:
 def report(world_name: str, results: list[dict[str, dict[str, float]]],
            args: argparse.Namespace) -> None:
     print(f"\n### {world_name}, taste_heterogeneity {args.heterogeneity}, search "
-          f"{args.search:,}, {len(results)} seeds\n")
+          f"{args.search:,}, {len(results)} seeds; segments of "
+          f"{args.feature or FEATURE[world_name]}, learned model on "
+          f"{','.join(learned_features(world_name, args))}\n")
     print("| policy | true lift vs control % | vs global % | held-out est. - truth % "
           "| exported (seeds) | exported vs global % | covers true lift |")
     print("|---|---|---|---|---|---|---|")
@@ -468,6 +478,12 @@ def main() -> None:
                    help="draw the splits in chunks of this many requests from independent "
                         "streams and replay the search split chunk by chunk (a streamed "
                         "replay: large logs); 0: one log split at random, held whole")
+    p.add_argument("--feature", default=None,
+                   help="the request-level log feature the segments are quantiles of "
+                        f"(default per world: {FEATURE})")
+    p.add_argument("--learned-features", default=None,
+                   help="comma-separated inputs of the learned model "
+                        f"(default per world: {LEARNED_FEATURES})")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None,
                    help="also write every seed's results (true values, estimates, guard) here")

@@ -30,6 +30,20 @@ Labels: ``click = e Bern(r_c)``, ``long_view = click Bern(r_lv)``,
 ``like = e Bern(r_like)``, ``profile_enter = e Bern(r_pe)``, with
 ``e ~ Bern(examination[slot])``, independent across tasks given the model.
 
+User history rates (an assumption)
+----------------------------------
+Each log carries, per request, the user's rate of every task over a history of
+``history_length`` impressions (default 50, about the real logs' 52 impressions a
+user over the 14 days): ``user_<task>_rate = Binomial(L, p_u,t) / L``, with
+``p_u,t`` the user's true probability of the task (``long_view`` unconditional:
+click times long view given click) averaged over the videos the user really saw,
+each on its own page, drawn once per world seed from a stream of its own (so the
+traffic's draws are unchanged). The fit's own train days hold ~8 deduplicated
+impressions a user, too few for such a feature, hence the simulated history: it
+is the kind of user-level feature ("the user's like rate last month") production
+rankers and personalised fusion read, and it is what lets a segment or a learned
+weight model see users whose best weights differ.
+
 Ragged requests (``candidates="10:40"``, ``shown_slots="2:5"``): each request
 draws its number of candidates ``N_r`` uniformly from the range (the visit's
 real videos first, then popular ones, as above, up to ``N_r``) and its user
@@ -83,6 +97,8 @@ class KuaiRandConfig:
             standardized activity-degree code (the ``user_active_degree`` log feature),
             the like logit gains ``h * z`` and the long_view one loses it. 0 (the
             default) leaves the fitted world unchanged.
+        history_length: ``L >= 1``, the impressions behind the ``user_<task>_rate``
+            log features (see the module docstring).
 
     Example:
         >>> KuaiRandConfig(n_requests=1000).slate_size
@@ -100,6 +116,7 @@ class KuaiRandConfig:
     candidates: tuple[int, int] | str | None = None
     shown_slots: tuple[int, int] | str | None = None
     taste_heterogeneity: float = 0.0
+    history_length: int = 50
 
     def __post_init__(self) -> None:
         def fail(name: str, valid: str) -> ValueError:
@@ -112,7 +129,7 @@ class KuaiRandConfig:
         if self.candidates is not None:
             object.__setattr__(self, "n_candidates", int(self.candidates[1]))
 
-        for name in ("n_requests", "n_candidates", "seed"):
+        for name in ("n_requests", "n_candidates", "seed", "history_length"):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or \
                     value < (0 if name == "seed" else 1):
@@ -155,6 +172,7 @@ class KuaiRandWorld(BaseWorld):
         k = np.arange(config.slate_size, dtype=np.float64)
         self._examination = 1.0 / (1.0 + k) ** config.examination_eta
         self._policy = EpsilonGreedyTopK(config.slate_size, config.epsilon)
+        self._history: np.ndarray | None = None
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -174,8 +192,9 @@ class KuaiRandWorld(BaseWorld):
         Returns:
             ``R`` requests of ``N`` candidates (ragged when the config says so), slate
             ``K``, labels of ``tasks``, ``prefix_pscores``, and features ``tab``,
-            ``user_active_degree``, ``video_log_duration``, ``video_log_popularity``
-            and ``real_impression`` (1 where the user really saw the video that day).
+            ``user_active_degree``, ``user_<task>_rate`` (:meth:`user_history_rates`),
+            ``video_log_duration``, ``video_log_popularity`` and ``real_impression``
+            (1 where the user really saw the video that day).
         """
         rng = np.random.default_rng([self.config.seed, 20220425])
         return self._draw(rng, self.config.n_requests, 0)
@@ -235,6 +254,10 @@ class KuaiRandWorld(BaseWorld):
         def per_candidate(values: np.ndarray) -> np.ndarray:
             return values if valid is None else np.where(valid, values, 0)
 
+        history = self.user_history_rates()[users]  # [R, T]
+        rates = {f"user_{task}_rate": np.broadcast_to(history[:, t, None], (r, n)).copy()
+                 for t, task in enumerate(KUAIRAND_TASKS)}
+
         return LoggedTraffic(
             request_ids=np.arange(start, start + r, dtype=np.int64),
             user_ids=users.astype(np.int64),
@@ -246,6 +269,7 @@ class KuaiRandWorld(BaseWorld):
                 "tab": tab_rn.astype(np.int64),
                 "user_active_degree": np.broadcast_to(
                     fit.user_active[users][:, None], (r, n)).astype(np.int64),
+                **rates,
                 "video_log_duration": per_candidate(fit.video_log_duration[items]),
                 "video_log_popularity": per_candidate(np.log1p(fit.popularity[items])),
                 "real_impression": real.astype(np.int64),
@@ -254,6 +278,26 @@ class KuaiRandWorld(BaseWorld):
             prefix_pscores=self._policy.prefix_probabilities(score, positions),
             valid=valid,
         )
+
+    def user_history_rates(self) -> np.ndarray:
+        """``[n_users, T]`` each user's task rates over a seeded history (module docstring).
+
+        Computed once per world; users the corpus never shows get the mean rates.
+        """
+        if self._history is None:
+            fit, cfg = self.fit, self.config
+            sizes = np.diff(fit.group_offsets)
+            users = np.repeat(fit.group_user, sizes)
+            p = _sigmoid(self._logits(users, fit.group_videos, np.repeat(fit.group_tab, sizes)))
+            p[:, 1] *= p[:, 0]  # long_view unconditional
+            seen = np.bincount(users, minlength=fit.n_users).astype(np.float64)
+            mean = np.stack([np.bincount(users, weights=p[:, t], minlength=fit.n_users)
+                             for t in range(p.shape[1])], axis=1)
+            mean = np.where(seen[:, None] > 0, mean / np.maximum(seen, 1.0)[:, None],
+                            p.mean(axis=0))
+            rng = np.random.default_rng([cfg.seed, 20220425, 2])
+            self._history = rng.binomial(cfg.history_length, mean) / cfg.history_length
+        return self._history
 
     def true_probabilities(self, traffic: LoggedTraffic) -> np.ndarray:
         """``[R, N, 4]`` what a perfect ranker predicts; long_view is given click.

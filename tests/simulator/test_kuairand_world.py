@@ -8,6 +8,7 @@ only the first run pays for the fit (~45 s on 2 cores).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def test_missing_folder_is_named(tmp_path: Path) -> None:
     ({"epsilon": 0.0}, "epsilon"),
     ({"logging_weights": (1.0, 2.0)}, "logging_weights"),
     ({"production_noise": float("nan")}, "production_noise"),
+    ({"history_length": 0}, "history_length"),
 ])
 def test_config_refuses_bad_settings(kwargs: dict[str, object], pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
@@ -132,6 +134,43 @@ def test_same_seed_same_traffic(fit: KuaiRandFit) -> None:
 
     assert log(1) == log(1)
     assert log(1) != log(2)
+
+
+def test_user_history_rates_estimate_each_user_s_true_rates(fit: KuaiRandFit) -> None:
+    """The ``user_<task>_rate`` features: one value per user (every request, every chunk),
+    Binomial(L, p) / L of the user's true mean rate over the videos they really saw, and
+    drawn from a stream of their own: the traffic's draws are those of a world without."""
+    cfg = KuaiRandConfig(n_requests=4000, seed=5, history_length=40)
+    world = KuaiRandWorld(cfg, fit=fit)
+    a, b = world.generate(), world.generate_chunk(3000, 4000, seed=1)
+    rates = world.user_history_rates()
+    for t, task in enumerate(world.tasks):
+        for log in (a, b):
+            f = log.features[f"user_{task}_rate"]
+            assert (f == f[:, :1]).all()  # request-level
+            np.testing.assert_array_equal(f[:, 0], rates[log.user_ids, t])
+    assert np.allclose(rates * 40, np.round(rates * 40))  # counts of 40 impressions
+    # against the users' true mean rates: unbiased, with the binomial spread
+    sizes = np.diff(fit.group_offsets)
+    users = np.repeat(fit.group_user, sizes)
+    p = 1 / (1 + np.exp(-fit.logits(users, fit.group_videos, np.repeat(fit.group_tab, sizes))))
+    p[:, 1] *= p[:, 0]
+    seen = np.bincount(users, minlength=fit.n_users)
+    shown = seen > 0
+    mean = np.stack([np.bincount(users, weights=p[:, t], minlength=fit.n_users)
+                     for t in range(4)], axis=1)[shown] / seen[shown, None]
+    err = rates[shown] - mean
+    sd = np.sqrt(mean * (1 - mean) / 40)
+    assert np.abs(err.mean(axis=0)).max() < 4 * np.sqrt((sd ** 2).mean(axis=0) / shown.sum()).max()
+    np.testing.assert_allclose(err.std(axis=0), np.sqrt((sd ** 2).mean(axis=0)), rtol=0.05)
+    # another seed: another history, and the same traffic as before the feature existed
+    assert not np.array_equal(KuaiRandWorld(KuaiRandConfig(seed=6), fit=fit)
+                              .user_history_rates(), rates)
+    other = KuaiRandWorld(dataclasses.replace(cfg, history_length=7), fit=fit).generate()
+    np.testing.assert_array_equal(other.item_ids, a.item_ids)
+    np.testing.assert_array_equal(other.positions, a.positions)
+    for task in world.tasks:
+        np.testing.assert_array_equal(other.labels[task], a.labels[task])
 
 
 @pytest.mark.slow
