@@ -241,7 +241,7 @@ def in_memory(world: BaseWorld, world_name: str, seed: int, args: argparse.Names
 
 
 def chunked(world: BaseWorld, world_name: str, seed: int, args: argparse.Namespace
-            ) -> tuple[StreamedSearch, Split, Split]:
+            ) -> tuple[StreamedSearch | None, Split | None, Split]:
     """Three independent streams of chunks (``world.generate_chunk``): the search split
     kept as replay chunks (float32 scores), the held-out and truth splits whole."""
     obj, feats = OBJECTIVES[world_name], learned_features(world_name, args)
@@ -254,6 +254,13 @@ def chunked(world: BaseWorld, world_name: str, seed: int, args: argparse.Namespa
             rng = np.random.default_rng([seed, 7, stream_id, a])
             yield part, _noisy(truth_p, rng).astype(np.float32)
 
+    def whole(stream_id: int, n: int, first_id: int) -> Split:
+        got = list(stream(stream_id, n, first_id))
+        return Split(LoggedTraffic.concatenate([g[0] for g in got]),
+                     np.concatenate([g[1] for g in got]))
+
+    if args.oracles_only:  # the same truth requests as a full run's
+        return None, None, whole(3, args.truth, args.search + args.holdout)
     t0 = time.time()
     chunks, xs, arrays = [], [], []
     for part, scores in stream(1, args.search, 0):
@@ -269,11 +276,6 @@ def chunked(world: BaseWorld, world_name: str, seed: int, args: argparse.Namespa
               flush=True)
     search = StreamedSearch(chunks, np.concatenate(xs), arrays, world.tasks,
                             chunks[0].feedback.examination.shape[0], obj)
-
-    def whole(stream_id: int, n: int, first_id: int) -> Split:
-        got = list(stream(stream_id, n, first_id))
-        return Split(LoggedTraffic.concatenate([g[0] for g in got]),
-                     np.concatenate([g[1] for g in got]))
 
     hold = whole(2, args.holdout, args.search)
     truth = whole(3, args.truth, args.search + args.holdout)
@@ -292,12 +294,8 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
     col = np.array([obj.get(t, 0.0) for t in tasks])
     control = np.asarray(world.config.logging_weights, dtype=float)  # type: ignore
     space = FusionSpace(tasks, pinned="click", low=0.0, high=4.0)
-    hold = hold_split.replay()
     feat = args.feature or FEATURE[world_name]
-    x_s = search.x
-    x_h = request_feature(hold_split.traffic, feat)
     x_t = request_feature(truth.traffic, feat)
-    out: dict[str, dict[str, float]] = {}
     clock = time.time()
 
     def say(what: str) -> None:
@@ -310,16 +308,46 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
 
     zero_t = np.zeros(len(x_t), dtype=np.int64)
     t_control = true_objective(world, truth, control[None, None], zero_t, col)[0]
+    w_oracle = cem(space, exact(1, zero_t), control, args.generations, args.population, seed)
+
+    def oracle(seg_t: np.ndarray, k: int) -> float:
+        """The true objective of each segment's best weights, found on the truth of its
+        own requests (one segment: the K=1 oracle)."""
+        orows = [w_oracle] if k == 1 else []
+        for s in range(k if k > 1 else 0):
+            mask = seg_t == s
+            sub = Split(truth.traffic.take(np.flatnonzero(mask)), truth.scores[mask])
+            orows.append(cem(space, lambda W, sub=sub: true_objective(
+                world, sub, W[:, None], np.zeros(sub.traffic.n_requests, dtype=np.int64), col),
+                control, args.generations, args.population, seed))
+        return float(true_objective(world, truth, np.stack(orows)[None], seg_t, col)[0])
+
+    out: dict[str, dict[str, float]] = {"control": {"truth": t_control, "estimate": np.nan},
+                                        "oracle K=1": {"truth": true_objective(
+                                            world, truth, w_oracle[None, None], zero_t,
+                                            col)[0], "estimate": np.nan}}
+    for k in args.kmeans if hasattr(world, "user_history_rates") else []:
+        # users clustered by their task rates (the issue's k-means segments): on the log's
+        # history-rate features, which a server could read, and on the true rates
+        for source, rates in [("history", world.user_history_rates()),  # type: ignore
+                              ("true", world.user_true_rates())]:  # type: ignore
+            seg_t = kmeans_segments(rates[truth.traffic.user_ids], k, seed)
+            out[f"oracle k-means {k}, {source} rates"] = {"truth": oracle(seg_t,
+                                                                          int(seg_t.max()) + 1),
+                                                          "estimate": np.nan}
+        say(f"k-means oracles, {k} segments")
+    if args.oracles_only:
+        return out
+    assert search is not None and hold_split is not None
+    hold = hold_split.replay()
+    x_s = search.x
+    x_h = request_feature(hold_split.traffic, feat)
     w_global = cem(space, search.value, control, args.generations, args.population, seed)
     say("global CEM")
     t_global = true_objective(world, truth, w_global[None, None], zero_t, col)[0]
     one_h = SegmentedReplay(hold, np.zeros(len(x_h), dtype=np.int64), 1)
     e_global = one_h.personalised([w_global[None]], obj).value[0, -1]
-    w_oracle = cem(space, exact(1, zero_t), control, args.generations, args.population, seed)
-    out["control"] = {"truth": t_control, "estimate": np.nan}
     out["global"] = {"truth": t_global, "estimate": e_global}
-    out["oracle K=1"] = {"truth": true_objective(world, truth, w_oracle[None, None], zero_t,
-                                                 col)[0], "estimate": np.nan}
     if not args.no_learned:
         out["learned"] = learned(world_name, world, search, hold_split, hold, truth,
                                  w_global, t_global, col, seed, args)
@@ -349,15 +377,7 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
             [rows, np.tile(w_global, (seg.n_segments, 1))], obj, np.array([[1.0, -1.0]]))
         decision = guard(pe)
         t_export = t_pers if decision.personalised else t_global
-        # the oracle: each segment's best weights found on the truth of its own requests
-        orows = [w_oracle] if seg.n_segments == 1 else []  # one segment: the K=1 oracle
-        for s in range(seg.n_segments if seg.n_segments > 1 else 0):
-            mask = seg_t == s
-            sub = Split(truth.traffic.take(np.flatnonzero(mask)), truth.scores[mask])
-            orows.append(cem(space, lambda W, sub=sub: true_objective(
-                world, sub, W[:, None], np.zeros(sub.traffic.n_requests, dtype=np.int64), col),
-                control, args.generations, args.population, seed))
-        t_oracle = true_objective(world, truth, np.stack(orows)[None], seg_t, col)[0]
+        t_oracle = oracle(seg_t, seg.n_segments)
         out[f"K={k}"] = {"truth": t_pers, "estimate": pe.value[0, -1],
                          "segments": seg.n_segments, "exported": float(decision.personalised),
                          "export truth": t_export, "lift low": decision.lift["low"],
@@ -396,6 +416,17 @@ def learned(world_name: str, world: BaseWorld, search: InMemorySearch | Streamed
             "best epoch": float(model.best_epoch)}
 
 
+def kmeans_segments(rates: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """``[R]`` the k-means cluster (``0..k-1``) of each request's user-rate vector
+    ``rates [R, T]``, each task standardized; clusters left empty are dropped, so the
+    labels are ``0..k'-1``."""
+    from scipy.cluster.vq import kmeans2
+
+    z = (rates - rates.mean(axis=0)) / np.maximum(rates.std(axis=0), 1e-12)
+    _, labels = kmeans2(z, k, seed=seed, minit="++")
+    return np.unique(labels, return_inverse=True)[1]
+
+
 def learned_features(world_name: str, args: argparse.Namespace) -> tuple[str, ...]:
     """The learned model's inputs: ``--learned-features``, else the world's default."""
     if args.learned_features:
@@ -414,12 +445,13 @@ def report(world_name: str, results: list[dict[str, dict[str, float]]],
           f"{args.search:,}, {len(results)} seeds; segments of "
           f"{args.feature or FEATURE[world_name]}, learned model on "
           f"{','.join(learned_features(world_name, args))}\n")
-    print("| policy | true lift vs control % | vs global % | held-out est. - truth % "
+    base = "global" if "global" in results[0] else "oracle K=1"  # --oracles-only
+    print(f"| policy | true lift vs control % | vs {base} % | held-out est. - truth % "
           "| exported (seeds) | exported vs global % | covers true lift |")
     print("|---|---|---|---|---|---|---|")
     for name in results[0]:
         ctrl = [r["control"]["truth"] for r in results]
-        glob = [r["global"]["truth"] for r in results]
+        glob = [r[base]["truth"] for r in results]
         tv = [r[name]["truth"] for r in results]
         lift = [t / c - 1 for t, c in zip(tv, ctrl, strict=True)]
         vs_g = [t / g - 1 for t, g in zip(tv, glob, strict=True)]
@@ -446,13 +478,15 @@ def report(world_name: str, results: list[dict[str, dict[str, float]]],
                           f"{v['true lift']:+.4f})" for k, v in r.items() if "segments" in v))
         print(f"seed {args.first_seed + i}: true objective per request, "
               + ", ".join(f"{k} {v['truth']:.5f}" for k, v in r.items()))
-        if "oracle K=8" in r and r["oracle K=8"]["truth"] > r["oracle K=1"]["truth"]:
-            # the share of the 8-segment oracle's gain over the global optimum
-            best, top = r["oracle K=1"]["truth"], r["oracle K=8"]["truth"]
-            print(f"seed {args.first_seed + i}: share of the K=8 oracle's gain over the K=1 "
-                  "oracle (global optimum) realised: " + ", ".join(
-                      f"{k} {(r[k]['truth'] - best) / (top - best):+.2f}"
-                      for k in r if "exported" in r[k]))
+        best = r["oracle K=1"]["truth"]
+        for o in [k for k in r if k == "oracle K=8" or k.startswith("oracle k-means")]:
+            # the share of an 8-segment (or k-means) oracle's gain over the global optimum
+            top = r[o]["truth"]
+            if top > best and any("exported" in v for v in r.values()):
+                print(f"seed {args.first_seed + i}: share of the {o} gain over the K=1 "
+                      "oracle (global optimum) realised: " + ", ".join(
+                          f"{k} {(r[k]['truth'] - best) / (top - best):+.2f}"
+                          for k in r if "exported" in r[k]))
 
 
 def main() -> None:
@@ -484,11 +518,19 @@ def main() -> None:
     p.add_argument("--learned-features", default=None,
                    help="comma-separated inputs of the learned model "
                         f"(default per world: {LEARNED_FEATURES})")
+    p.add_argument("--kmeans", default="",
+                   help="comma-separated K: oracles on K k-means clusters of the users' "
+                        "task rates, on the log's history-rate features and on the true "
+                        "rates (worlds with user rates: KuaiRand)")
+    p.add_argument("--oracles-only", action="store_true",
+                   help="only the control and the oracles, on the truth split a full run "
+                        "with the same --search/--holdout/--truth/--chunk uses")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None,
                    help="also write every seed's results (true values, estimates, guard) here")
     args = p.parse_args()
     args.segments = [int(k) for k in args.segments.split(",") if k]
+    args.kmeans = [int(k) for k in args.kmeans.split(",") if k]
     everything: dict[str, list[dict[str, dict[str, float]]]] = {}
     for world_name in args.worlds.split(","):
         t0 = time.time()

@@ -173,6 +173,7 @@ class KuaiRandWorld(BaseWorld):
         self._examination = 1.0 / (1.0 + k) ** config.examination_eta
         self._policy = EpsilonGreedyTopK(config.slate_size, config.epsilon)
         self._history: np.ndarray | None = None
+        self._true_rates: np.ndarray | None = None
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -279,13 +280,12 @@ class KuaiRandWorld(BaseWorld):
             valid=valid,
         )
 
-    def user_history_rates(self) -> np.ndarray:
-        """``[n_users, T]`` each user's task rates over a seeded history (module docstring).
-
-        Computed once per world; users the corpus never shows get the mean rates.
-        """
-        if self._history is None:
-            fit, cfg = self.fit, self.config
+    def user_true_rates(self) -> np.ndarray:
+        """``[n_users, T]`` each user's true task rates: the mean, over the videos the user
+        really saw (each on its page), of ``(r_c, r_c r_lv, r_like, r_pe)``; users the
+        corpus never shows get the mean over every real impression."""
+        if self._true_rates is None:
+            fit = self.fit
             sizes = np.diff(fit.group_offsets)
             users = np.repeat(fit.group_user, sizes)
             p = _sigmoid(self._logits(users, fit.group_videos, np.repeat(fit.group_tab, sizes)))
@@ -293,10 +293,19 @@ class KuaiRandWorld(BaseWorld):
             seen = np.bincount(users, minlength=fit.n_users).astype(np.float64)
             mean = np.stack([np.bincount(users, weights=p[:, t], minlength=fit.n_users)
                              for t in range(p.shape[1])], axis=1)
-            mean = np.where(seen[:, None] > 0, mean / np.maximum(seen, 1.0)[:, None],
-                            p.mean(axis=0))
+            self._true_rates = np.where(seen[:, None] > 0,
+                                        mean / np.maximum(seen, 1.0)[:, None], p.mean(axis=0))
+        return self._true_rates
+
+    def user_history_rates(self) -> np.ndarray:
+        """``[n_users, T]`` each user's task rates over a seeded history of
+        ``history_length`` impressions: ``Binomial(L, user_true_rates()) / L`` (module
+        docstring); computed once per world."""
+        if self._history is None:
+            cfg = self.config
             rng = np.random.default_rng([cfg.seed, 20220425, 2])
-            self._history = rng.binomial(cfg.history_length, mean) / cfg.history_length
+            self._history = rng.binomial(cfg.history_length,
+                                         self.user_true_rates()) / cfg.history_length
         return self._history
 
     def true_probabilities(self, traffic: LoggedTraffic) -> np.ndarray:

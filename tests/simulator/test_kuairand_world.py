@@ -159,6 +159,7 @@ def test_user_history_rates_estimate_each_user_s_true_rates(fit: KuaiRandFit) ->
     shown = seen > 0
     mean = np.stack([np.bincount(users, weights=p[:, t], minlength=fit.n_users)
                      for t in range(4)], axis=1)[shown] / seen[shown, None]
+    np.testing.assert_allclose(world.user_true_rates()[shown], mean, rtol=1e-12)
     err = rates[shown] - mean
     sd = np.sqrt(mean * (1 - mean) / 40)
     assert np.abs(err.mean(axis=0)).max() < 4 * np.sqrt((sd ** 2).mean(axis=0) / shown.sum()).max()
