@@ -469,13 +469,16 @@ def report(world_name: str, results: list[dict[str, dict[str, float]]],
         print("| " + " | ".join(cells) + " |")
     for i, r in enumerate(results):
         fit = r.get("learned", {"epochs": 0, "best epoch": 0})
-        print(f"\nseed {args.first_seed + i}: learned model trained {int(fit['epochs'])} "
-              f"epochs (kept {int(fit['best epoch'])}); segments after merging "
-              + ", ".join(f"{k}: {int(v['segments'])}" for k, v in r.items()
-                          if "segments" in v and k != "learned")
-              + "; held-out lift of personalised over global "
-              + ", ".join(f"{k}: [{v['lift low']:+.4f}, {v['lift high']:+.4f}] (true "
-                          f"{v['true lift']:+.4f})" for k, v in r.items() if "segments" in v))
+        print()
+        if any("segments" in v for v in r.values()):  # not with --oracles-only
+            print(f"seed {args.first_seed + i}: learned model trained {int(fit['epochs'])} "
+                  f"epochs (kept {int(fit['best epoch'])}); segments after merging "
+                  + ", ".join(f"{k}: {int(v['segments'])}" for k, v in r.items()
+                              if "segments" in v and k != "learned")
+                  + "; held-out lift of personalised over global "
+                  + ", ".join(f"{k}: [{v['lift low']:+.4f}, {v['lift high']:+.4f}] (true "
+                              f"{v['true lift']:+.4f})" for k, v in r.items()
+                              if "segments" in v))
         print(f"seed {args.first_seed + i}: true objective per request, "
               + ", ".join(f"{k} {v['truth']:.5f}" for k, v in r.items()))
         best = r["oracle K=1"]["truth"]
