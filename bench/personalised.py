@@ -23,7 +23,12 @@ the segments; its truth is exact on the truth split with its weights per request
 Run: ``nice python bench/personalised.py [--worlds marketplace,kuairand] [--seeds 5]
 [--first-seed 0] [--search 20000] [--holdout 20000] [--truth 40000] [--segments 2,4,8]
 (``""``: none) [--heterogeneity 0] [--generations 10] [--population 32] [--epochs 300]
-[--tau 0.1]``; prints markdown tables.
+[--tau 0.1] [--feature F] [--learned-features F1,F2] [--kmeans 8] [--oracles-only]``;
+prints markdown tables. ``--feature`` / ``--learned-features`` replace the world's default
+inputs (KuaiRand: its ``user_<task>_rate`` history features); ``--kmeans K`` adds the
+oracles on K k-means clusters of the users' task rates (history and true; KuaiRand), the
+segments the issue's headroom was measured on; ``--oracles-only`` computes only the
+control and the oracles, on the truth split a full run of the same sizes uses.
 """
 
 from __future__ import annotations
