@@ -163,6 +163,7 @@ class InMemorySearch:
         self.split, self.obj = split, obj
         self.replay = split.replay()
         self.x = request_feature(split.traffic, feature)
+        self.users = split.traffic.user_ids
 
     def value(self, W: np.ndarray) -> np.ndarray:
         return self.replay.evaluate(W, self.obj).value[:, -1]
@@ -189,6 +190,7 @@ class StreamedSearch:
         self.chunks, self.x, self._arrays, self.obj = chunks, x, arrays, obj
         self.tasks, self.slate = tasks, slate
         self.bounds = np.cumsum([0] + [len(c.request_ids) for c in chunks])
+        self.users = np.zeros(0, dtype=np.int64)  # set by ``chunked``
 
     def _replay(self, chunks: Callable[[], Iterator[ReplayChunk]]) -> StreamedReplay:
         return StreamedReplay(chunks, self.tasks, self.tasks, FUSION, TopKPolicy(self.slate),
@@ -267,7 +269,7 @@ def chunked(world: BaseWorld, world_name: str, seed: int, args: argparse.Namespa
     if args.oracles_only:  # the same truth requests as a full run's
         return None, None, whole(3, args.truth, args.search + args.holdout)
     t0 = time.time()
-    chunks, xs, arrays = [], [], []
+    chunks, xs, arrays, users = [], [], [], []
     for part, scores in stream(1, args.search, 0):
         split = Split(part, scores)
         rep = split.replay()
@@ -275,12 +277,14 @@ def chunked(world: BaseWorld, world_name: str, seed: int, args: argparse.Namespa
         slim = dataclasses.replace(rep.feedback, pscores=None, prefix_pscore=None)
         chunks.append(ReplayChunk(part.request_ids, slim, scores))
         xs.append(request_feature(part, args.feature or FEATURE[world_name]))
+        users.append(part.user_ids)
         arrays.append(replay_arrays(rep, part, obj, feats))
         print(f"  search split: {sum(len(c.request_ids) for c in chunks):,} of "
               f"{args.search:,} requests ({time.time() - t0:.0f} s)", file=sys.stderr,
               flush=True)
     search = StreamedSearch(chunks, np.concatenate(xs), arrays, world.tasks,
                             chunks[0].feedback.examination.shape[0], obj)
+    search.users = np.concatenate(users)
 
     hold = whole(2, args.holdout, args.search)
     truth = whole(3, args.truth, args.search + args.holdout)
@@ -357,6 +361,10 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
         out["learned"] = learned(world_name, world, search, hold_split, hold, truth,
                                  w_global, t_global, col, seed, args)
         say("learned model")
+    for k in args.kmeans_segments:
+        out[f"k-means {k}, history rates"] = kmeans_policy(
+            world, search, hold_split, hold, truth, w_global, t_global, col, k, seed, args)
+        say(f"per-segment CEM on k-means {k} clusters of the history rates")
     done: dict[tuple[float, ...], tuple[dict[str, float], dict[str, float]]] = {}
     for k in args.segments:
         seg0 = Segmentation.from_quantiles(feat, x_s, k)
@@ -421,6 +429,19 @@ def learned(world_name: str, world: BaseWorld, search: InMemorySearch | Streamed
             "best epoch": float(model.best_epoch)}
 
 
+def kmeans_fit(rates: np.ndarray, k: int, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    """k-means of the search split's per-request user-rate vectors ``[R, T]`` (each task
+    standardized by the search split): the map ``rates [R', T] -> [R']`` to the nearest
+    centroid, numbered ``0..k'-1`` over the centroids that kept a member."""
+    from scipy.cluster.vq import kmeans2, vq
+
+    mu, sd = rates.mean(axis=0), np.maximum(rates.std(axis=0), 1e-12)
+    centroids, labels = kmeans2((rates - mu) / sd, k, seed=seed, minit="++")
+    kept = np.unique(labels)
+    centroids = centroids[kept]
+    return lambda x: vq((x - mu) / sd, centroids)[0].astype(np.int64)
+
+
 def kmeans_segments(rates: np.ndarray, k: int, seed: int) -> np.ndarray:
     """``[R]`` the k-means cluster (``0..k-1``) of each request's user-rate vector
     ``rates [R, T]``, each task standardized; clusters left empty are dropped, so the
@@ -430,6 +451,34 @@ def kmeans_segments(rates: np.ndarray, k: int, seed: int) -> np.ndarray:
     z = (rates - rates.mean(axis=0)) / np.maximum(rates.std(axis=0), 1e-12)
     _, labels = kmeans2(z, k, seed=seed, minit="++")
     return np.unique(labels, return_inverse=True)[1]
+
+
+def kmeans_policy(world: BaseWorld, search: InMemorySearch | StreamedSearch, hold_split: Split,
+                  hold: Replay, truth: Split, w_global: np.ndarray, t_global: float,
+                  col: np.ndarray, k: int, seed: int, args: argparse.Namespace
+                  ) -> dict[str, float]:
+    """Per-segment CEM on ``k`` k-means clusters of the users' history rates, fitted on the
+    search split (the segmentation of the k-means oracle; not in the CLI): its truth,
+    held-out estimate and guard, as a quantile segmentation's row."""
+    obj = OBJECTIVES["kuairand"]
+    space = FusionSpace(world.tasks, pinned="click", low=0.0, high=4.0)
+    control = np.asarray(world.config.logging_weights, dtype=float)  # type: ignore
+    rates = world.user_history_rates()  # type: ignore[attr-defined]
+    assign = kmeans_fit(rates[search.users], k, seed)
+    a_s, a_h, a_t = (assign(rates[u]) for u in (search.users, hold_split.traffic.user_ids,
+                                                truth.traffic.user_ids))
+    m = int(a_s.max()) + 1
+    rows = np.stack([cem(space, v, control, args.generations, args.population, seed)
+                     for v in search.segments(a_s, m)])
+    t_pers = true_objective(world, truth, rows[None], a_t, col)[0]
+    pe = SegmentedReplay(hold, a_h, m).personalised(
+        [rows, np.tile(w_global, (m, 1))], obj, np.array([[1.0, -1.0]]))
+    decision = guard(pe)
+    return {"truth": t_pers, "estimate": pe.value[0, -1], "segments": float(m),
+            "exported": float(decision.personalised),
+            "export truth": t_pers if decision.personalised else t_global,
+            "lift low": decision.lift["low"], "lift high": decision.lift["high"],
+            "true lift": t_pers - t_global}
 
 
 def learned_features(world_name: str, args: argparse.Namespace) -> tuple[str, ...]:
@@ -530,6 +579,9 @@ def main() -> None:
                    help="comma-separated K: oracles on K k-means clusters of the users' "
                         "task rates, on the log's history-rate features and on the true "
                         "rates (worlds with user rates: KuaiRand)")
+    p.add_argument("--kmeans-segments", default="",
+                   help="comma-separated K: per-segment CEM on K k-means clusters of the "
+                        "users' history rates, fitted on the search split (KuaiRand)")
     p.add_argument("--oracles-only", action="store_true",
                    help="only the control and the oracles, on the truth split a full run "
                         "with the same --search/--holdout/--truth/--chunk uses")
@@ -539,6 +591,7 @@ def main() -> None:
     args = p.parse_args()
     args.segments = [int(k) for k in args.segments.split(",") if k]
     args.kmeans = [int(k) for k in args.kmeans.split(",") if k]
+    args.kmeans_segments = [int(k) for k in args.kmeans_segments.split(",") if k]
     everything: dict[str, list[dict[str, dict[str, float]]]] = {}
     for world_name in args.worlds.split(","):
         t0 = time.time()
