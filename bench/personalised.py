@@ -111,6 +111,13 @@ def make_world(name: str, seed: int, n: int, h: float) -> BaseWorld:
     return KuaiRandWorld(KuaiRandConfig(n_requests=n, seed=seed, taste_heterogeneity=h))
 
 
+def search_space(world: BaseWorld) -> tuple[FusionSpace, np.ndarray]:
+    """The box every CEM of the bench searches (click pinned) and its start, the control
+    (logging) weights."""
+    return (FusionSpace(world.tasks, pinned="click", low=0.0, high=4.0),
+            np.asarray(world.config.logging_weights, dtype=float))  # type: ignore
+
+
 def true_objective(world: BaseWorld, split: Split, rows: np.ndarray, segments: np.ndarray,
                    objective: np.ndarray) -> np.ndarray:
     """``[P]`` exact objective of ``P`` personalised policies ``rows [P, K, S]`` on a split
@@ -185,12 +192,12 @@ class StreamedSearch:
     chunk's, as a streamed study's; a segment's pass reads its own requests of each chunk.
     The weight model's float32 arrays (:class:`LogArrays`) are kept beside the chunks."""
 
-    def __init__(self, chunks: list[ReplayChunk], x: np.ndarray, arrays: list[LogArrays],
-                 tasks: tuple[str, ...], slate: int, obj: dict[str, float]) -> None:
-        self.chunks, self.x, self._arrays, self.obj = chunks, x, arrays, obj
+    def __init__(self, chunks: list[ReplayChunk], x: np.ndarray, users: np.ndarray,
+                 arrays: list[LogArrays], tasks: tuple[str, ...], slate: int,
+                 obj: dict[str, float]) -> None:
+        self.chunks, self.x, self.users, self._arrays, self.obj = chunks, x, users, arrays, obj
         self.tasks, self.slate = tasks, slate
         self.bounds = np.cumsum([0] + [len(c.request_ids) for c in chunks])
-        self.users = np.zeros(0, dtype=np.int64)  # set by ``chunked``
 
     def _replay(self, chunks: Callable[[], Iterator[ReplayChunk]]) -> StreamedReplay:
         return StreamedReplay(chunks, self.tasks, self.tasks, FUSION, TopKPolicy(self.slate),
@@ -282,9 +289,8 @@ def chunked(world: BaseWorld, world_name: str, seed: int, args: argparse.Namespa
         print(f"  search split: {sum(len(c.request_ids) for c in chunks):,} of "
               f"{args.search:,} requests ({time.time() - t0:.0f} s)", file=sys.stderr,
               flush=True)
-    search = StreamedSearch(chunks, np.concatenate(xs), arrays, world.tasks,
-                            chunks[0].feedback.examination.shape[0], obj)
-    search.users = np.concatenate(users)
+    search = StreamedSearch(chunks, np.concatenate(xs), np.concatenate(users), arrays,
+                            world.tasks, chunks[0].feedback.examination.shape[0], obj)
 
     hold = whole(2, args.holdout, args.search)
     truth = whole(3, args.truth, args.search + args.holdout)
@@ -301,8 +307,7 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
     tasks = world.tasks
     obj = OBJECTIVES[world_name]
     col = np.array([obj.get(t, 0.0) for t in tasks])
-    control = np.asarray(world.config.logging_weights, dtype=float)  # type: ignore
-    space = FusionSpace(tasks, pinned="click", low=0.0, high=4.0)
+    space, control = search_space(world)
     feat = args.feature or FEATURE[world_name]
     x_t = request_feature(truth.traffic, feat)
     clock = time.time()
@@ -361,9 +366,9 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
         out["learned"] = learned(world_name, world, search, hold_split, hold, truth,
                                  w_global, t_global, col, seed, args)
         say("learned model")
-    for k in args.kmeans_segments:
+    for k in args.kmeans_segments if hasattr(world, "user_history_rates") else []:
         out[f"k-means {k}, history rates"] = kmeans_policy(
-            world, search, hold_split, hold, truth, w_global, t_global, col, k, seed, args)
+            world, search, hold_split, hold, truth, w_global, t_global, obj, k, seed, args)
         say(f"per-segment CEM on k-means {k} clusters of the history rates")
     done: dict[tuple[float, ...], tuple[dict[str, float], dict[str, float]]] = {}
     for k in args.segments:
@@ -429,40 +434,47 @@ def learned(world_name: str, world: BaseWorld, search: InMemorySearch | Streamed
             "best epoch": float(model.best_epoch)}
 
 
-def kmeans_fit(rates: np.ndarray, k: int, seed: int) -> Callable[[np.ndarray], np.ndarray]:
-    """k-means of the search split's per-request user-rate vectors ``[R, T]`` (each task
-    standardized by the search split): the map ``rates [R', T] -> [R']`` to the nearest
-    centroid, numbered ``0..k'-1`` over the centroids that kept a member."""
-    from scipy.cluster.vq import kmeans2, vq
+def _kmeans(rates: np.ndarray, k: int, seed: int
+            ) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray, np.ndarray]:
+    """k-means of user-rate vectors ``rates [R, T]``, each task standardized by them:
+    ``(standardize, centroids, labels)``."""
+    from scipy.cluster.vq import kmeans2
 
     mu, sd = rates.mean(axis=0), np.maximum(rates.std(axis=0), 1e-12)
-    centroids, labels = kmeans2((rates - mu) / sd, k, seed=seed, minit="++")
-    kept = np.unique(labels)
-    centroids = centroids[kept]
-    return lambda x: vq((x - mu) / sd, centroids)[0].astype(np.int64)
+
+    def standardize(x: np.ndarray) -> np.ndarray:
+        return (x - mu) / sd
+
+    centroids, labels = kmeans2(standardize(rates), k, seed=seed, minit="++")
+    return standardize, centroids, labels
+
+
+def kmeans_fit(rates: np.ndarray, k: int, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    """k-means of the search split's per-request user-rate vectors ``[R, T]``: the map
+    ``rates [R', T] -> [R']`` to the nearest centroid, numbered ``0..k'-1`` over the
+    centroids that kept a member."""
+    from scipy.cluster.vq import vq
+
+    standardize, centroids, labels = _kmeans(rates, k, seed)
+    kept = centroids[np.unique(labels)]
+    return lambda x: vq(standardize(x), kept)[0].astype(np.int64)
 
 
 def kmeans_segments(rates: np.ndarray, k: int, seed: int) -> np.ndarray:
     """``[R]`` the k-means cluster (``0..k-1``) of each request's user-rate vector
-    ``rates [R, T]``, each task standardized; clusters left empty are dropped, so the
-    labels are ``0..k'-1``."""
-    from scipy.cluster.vq import kmeans2
-
-    z = (rates - rates.mean(axis=0)) / np.maximum(rates.std(axis=0), 1e-12)
-    _, labels = kmeans2(z, k, seed=seed, minit="++")
-    return np.unique(labels, return_inverse=True)[1]
+    ``rates [R, T]``; clusters left empty are dropped, so the labels are ``0..k'-1``."""
+    return np.unique(_kmeans(rates, k, seed)[2], return_inverse=True)[1]
 
 
 def kmeans_policy(world: BaseWorld, search: InMemorySearch | StreamedSearch, hold_split: Split,
                   hold: Replay, truth: Split, w_global: np.ndarray, t_global: float,
-                  col: np.ndarray, k: int, seed: int, args: argparse.Namespace
+                  obj: dict[str, float], k: int, seed: int, args: argparse.Namespace
                   ) -> dict[str, float]:
     """Per-segment CEM on ``k`` k-means clusters of the users' history rates, fitted on the
     search split (the segmentation of the k-means oracle; not in the CLI): its truth,
     held-out estimate and guard, as a quantile segmentation's row."""
-    obj = OBJECTIVES["kuairand"]
-    space = FusionSpace(world.tasks, pinned="click", low=0.0, high=4.0)
-    control = np.asarray(world.config.logging_weights, dtype=float)  # type: ignore
+    space, control = search_space(world)
+    col = np.array([obj.get(t, 0.0) for t in world.tasks])
     rates = world.user_history_rates()  # type: ignore[attr-defined]
     assign = kmeans_fit(rates[search.users], k, seed)
     a_s, a_h, a_t = (assign(rates[u]) for u in (search.users, hold_split.traffic.user_ids,
@@ -581,7 +593,8 @@ def main() -> None:
                         "rates (worlds with user rates: KuaiRand)")
     p.add_argument("--kmeans-segments", default="",
                    help="comma-separated K: per-segment CEM on K k-means clusters of the "
-                        "users' history rates, fitted on the search split (KuaiRand)")
+                        "users' history rates, fitted on the search split (worlds with user "
+                        "rates: KuaiRand)")
     p.add_argument("--oracles-only", action="store_true",
                    help="only the control and the oracles, on the truth split a full run "
                         "with the same --search/--holdout/--truth/--chunk uses")
