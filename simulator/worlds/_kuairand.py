@@ -33,13 +33,13 @@ Labels: ``click = e Bern(r_c)``, ``long_view = click Bern(r_lv)``,
 User history rates (an assumption)
 ----------------------------------
 Each log carries, per request, the user's rate of every task over a history of
-``history_length`` impressions (default 50, about the real logs' 52 impressions a
-user over the 14 days): ``user_<task>_rate = Binomial(L, p_u,t) / L``, with
+``history_length`` impressions (default 50: an assumption, a production system's
+longer history): ``user_<task>_rate = Binomial(L, p_u,t) / L``, with
 ``p_u,t`` the user's true probability of the task (``long_view`` unconditional:
 click times long view given click) averaged over the videos the user really saw,
 each on its own page, drawn once per world seed from a stream of its own (so the
-traffic's draws are unchanged). The fit's own train days hold ~8 deduplicated
-impressions a user, too few for such a feature, hence the simulated history: it
+traffic's draws are unchanged). The real logs hold about 9 impressions a user over
+their 14 days, too few for such a feature, hence the simulated history: it
 is the kind of user-level feature ("the user's like rate last month") production
 rankers and personalised fusion read, and it is what lets a segment or a learned
 weight model see users whose best weights differ.
