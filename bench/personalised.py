@@ -62,6 +62,7 @@ from simulator.worlds import (  # noqa: E402
 )
 from tuner.evaluation.search_data import split_log  # noqa: E402
 from tuner.segments import (  # noqa: E402
+    Clusters,
     Segmentation,
     SegmentedReplay,
     guard,
@@ -345,7 +346,8 @@ def run(world_name: str, seed: int, args: argparse.Namespace) -> dict[str, dict[
         # history-rate features, which a server could read, and on the true rates
         for source, rates in [("history", world.user_history_rates()),  # type: ignore
                               ("true", world.user_true_rates())]:  # type: ignore
-            seg_t = kmeans_segments(rates[truth.traffic.user_ids], k, seed)
+            seg_t = kmeans_segments(rate_features(world), rates[truth.traffic.user_ids], k,
+                                    seed)
             out[f"oracle k-means {k}, {source} rates"] = {"truth": oracle(seg_t,
                                                                           int(seg_t.max()) + 1),
                                                           "estimate": np.nan}
@@ -434,36 +436,16 @@ def learned(world_name: str, world: BaseWorld, search: InMemorySearch | Streamed
             "best epoch": float(model.best_epoch)}
 
 
-def _kmeans(rates: np.ndarray, k: int, seed: int
-            ) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray, np.ndarray]:
-    """k-means of user-rate vectors ``rates [R, T]``, each task standardized by them:
-    ``(standardize, centroids, labels)``."""
-    from scipy.cluster.vq import kmeans2
-
-    mu, sd = rates.mean(axis=0), np.maximum(rates.std(axis=0), 1e-12)
-
-    def standardize(x: np.ndarray) -> np.ndarray:
-        return (x - mu) / sd
-
-    centroids, labels = kmeans2(standardize(rates), k, seed=seed, minit="++")
-    return standardize, centroids, labels
+def rate_features(world: BaseWorld) -> tuple[str, ...]:
+    """The log's history-rate features, one per task (``user_<task>_rate``)."""
+    return tuple(f"user_{t}_rate" for t in world.tasks)
 
 
-def kmeans_fit(rates: np.ndarray, k: int, seed: int) -> Callable[[np.ndarray], np.ndarray]:
-    """k-means of the search split's per-request user-rate vectors ``[R, T]``: the map
-    ``rates [R', T] -> [R']`` to the nearest centroid, numbered ``0..k'-1`` over the
-    centroids that kept a member."""
-    from scipy.cluster.vq import vq
-
-    standardize, centroids, labels = _kmeans(rates, k, seed)
-    kept = centroids[np.unique(labels)]
-    return lambda x: vq(standardize(x), kept)[0].astype(np.int64)
-
-
-def kmeans_segments(rates: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """``[R]`` the k-means cluster (``0..k-1``) of each request's user-rate vector
-    ``rates [R, T]``; clusters left empty are dropped, so the labels are ``0..k'-1``."""
-    return np.unique(_kmeans(rates, k, seed)[2], return_inverse=True)[1]
+def kmeans_segments(names: tuple[str, ...], rates: np.ndarray, k: int, seed: int
+                    ) -> np.ndarray:
+    """``[R]`` the k-means segment (``tuner.segments.Clusters``, the CLI's) of each request's
+    user-rate vector ``rates [R, T]``, fitted on those rows."""
+    return Clusters.from_kmeans(names, rates, k, seed)[0].assign(rates)
 
 
 def kmeans_policy(world: BaseWorld, search: InMemorySearch | StreamedSearch, hold_split: Split,
@@ -471,17 +453,22 @@ def kmeans_policy(world: BaseWorld, search: InMemorySearch | StreamedSearch, hol
                   obj: dict[str, float], k: int, seed: int, args: argparse.Namespace
                   ) -> dict[str, float]:
     """Per-segment CEM on ``k`` k-means clusters of the users' history rates, fitted on the
-    search split (the segmentation of the k-means oracle; not in the CLI): its truth,
-    held-out estimate and guard, as a quantile segmentation's row."""
+    search split as ``search run --segment-by <the rates> --segments k`` fits them
+    (:class:`~tuner.segments.Clusters`, small clusters merged): its truth, held-out
+    estimate and guard, as a quantile segmentation's row."""
     space, control = search_space(world)
-    col = np.array([obj.get(t, 0.0) for t in world.tasks])
+    names = rate_features(world)
     rates = world.user_history_rates()  # type: ignore[attr-defined]
-    assign = kmeans_fit(rates[search.users], k, seed)
-    a_s, a_h, a_t = (assign(rates[u]) for u in (search.users, hold_split.traffic.user_ids,
-                                                truth.traffic.user_ids))
-    m = int(a_s.max()) + 1
+    x_s = rates[search.users]  # the log's features of the search split's requests
+    seg0, _ = Clusters.from_kmeans(names, x_s, k, seed)
+    seg, _ = merge_small(seg0, lambda c: search.events(c.assign(x_s), c.n_segments, control),
+                         MIN_EVENTS)
+    a_s, a_h, a_t = (seg.assign(rates[u]) for u in (search.users, hold_split.traffic.user_ids,
+                                                    truth.traffic.user_ids))
+    m = seg.n_segments
     rows = np.stack([cem(space, v, control, args.generations, args.population, seed)
                      for v in search.segments(a_s, m)])
+    col = np.array([obj.get(t, 0.0) for t in world.tasks])
     t_pers = true_objective(world, truth, rows[None], a_t, col)[0]
     pe = SegmentedReplay(hold, a_h, m).personalised(
         [rows, np.tile(w_global, (m, 1))], obj, np.array([[1.0, -1.0]]))

@@ -52,7 +52,7 @@ from tuner.picks.picking import (
     validated_export,
 )
 from tuner.segments import ATTR_SEGMENTS, refuse_segment_study
-from tuner.segments._cli import run_segments, segment_export
+from tuner.segments._cli import run_segments, segment_export, segment_features
 from tuner.storage import ProjectStore
 from tuner.strategies import STRATEGIES
 from tuner.study import (
@@ -121,12 +121,18 @@ from tuner.study import (
                    "PostgreSQL); default: this process alone.")
 @click.option("--chunk", type=click.IntRange(min=1), default=None,
               help="Members a worker claims at a time (default population / workers).")
-@click.option("--segment-by", default=None, metavar="FEATURE",
-              help="Also search one weight vector per segment of this request-level log "
-              "feature (e.g. feature_user_activity), each in study <study>/segment-<i>.")
+@click.option("--segment-by", default=None, metavar="FEATURE[,FEATURE...]",
+              help="Also search one weight vector per segment of these request-level log "
+              "features (e.g. feature_user_activity), each in study <study>/segment-<i>: "
+              "quantile buckets of one feature, k-means clusters of several.")
 @click.option("--segments", "n_segments", type=click.IntRange(min=1), default=4,
-              show_default=True, help="With --segment-by: quantile buckets of the search "
-              "split (fewer when segments with too few expected events are merged).")
+              show_default=True, help="With --segment-by: quantile buckets or k-means "
+              "clusters of the search split (fewer when segments with too few expected "
+              "events are merged).")
+@click.option("--segment-kind", type=click.Choice(["quantiles", "kmeans"]), default=None,
+              help="With --segment-by: quantiles (one feature) or kmeans (k-means clusters "
+              "of the standardized features, seeded by --seed)  [default: quantiles for "
+              "one feature, kmeans for several]")
 @click.option("--segment-min-events", type=click.FloatRange(min=0), default=None,
               help="With --segment-by: fewest expected objective events a segment may rest "
               "on before it is merged with a neighbour  [default: 100, MIN_EVENTS]")
@@ -155,7 +161,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
                chunk: int | None, as_json: bool, as_jsonl: bool, no_progress: bool,
                mlflow_uri: str | None, until: str, patience: int, engine: str,
                dask_workers: int, scheduler: str | None, segment_by: str | None,
-               n_segments: int, segment_min_events: float | None, **study: Any) -> None:
+               n_segments: int, segment_min_events: float | None, segment_kind: str | None,
+               **study: Any) -> None:
     """Run a study to --rounds generations; a new study needs --config, or --logs, --scores
     and --objective.
 
@@ -168,6 +175,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
     if as_json and as_jsonl:
         raise ValueError("give one of --json (all rounds at the end) and --jsonl (a line "
                          "per round as it completes)")
+    if segment_by is not None:  # a malformed list fails before any trial is written
+        segment_features(segment_by)
     clock = RunClock()
     url = storage_url(storage)
     given = given_options(ctx)
@@ -249,8 +258,8 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
     _report_run(study_, search_, summaries, done, target, url, as_json, as_jsonl, clock,
                 not no_progress)
     if segment_by is not None or ATTR_SEGMENTS in study_.user_attrs:
-        _run_segments(url, study_, search_, (segment_by, n_segments, segment_min_events),
-                      target, workers, not no_progress)
+        _run_segments(url, study_, search_, (segment_by, n_segments, segment_min_events,
+                                             segment_kind), target, workers, not no_progress)
     log_search(mlflow_uri, "search run", url, study_, search_,
                extra={"target_rounds": target, "workers": workers})
 
@@ -272,15 +281,16 @@ def _rounds_here(study: Any, search: SearchSpec, objective: Callable[[np.ndarray
 
 
 def _run_segments(url: str, study: Any, search: SearchSpec,
-                  segments: tuple[str | None, int, float | None], target: int,
+                  segments: tuple[str | None, int, float | None, str | None], target: int,
                   workers: int | None, progress: bool) -> None:
     """The per-segment studies of a segmented search (``tuner.segments``), to ``target``;
-    ``segments``: ``--segment-by``, ``--segments``, ``--segment-min-events``."""
+    ``segments``: ``--segment-by``, ``--segments``, ``--segment-min-events``,
+    ``--segment-kind``."""
     if workers is not None:
         raise ValueError("--segment-by runs its segments in this process; drop --workers")
-    segment_by, k, min_events = segments
+    segment_by, k, min_events, kind = segments
     run_segments(url, study, search, segment_by, k, target, progress,
-                 lambda m: click.echo(m, err=True), min_events)
+                 lambda m: click.echo(m, err=True), min_events, kind)
 
 
 def _objective(ws: Workspace | Any | None, search: SearchSpec, study_name: str, engine: str,

@@ -1,6 +1,7 @@
 """Personalised fusion weights: one weight vector per segment of requests.
 
-A :class:`Segmentation` buckets a request-level log feature; :class:`SegmentedReplay`
+A :class:`Segmentation` buckets a request-level log feature, :class:`Clusters` are k-means
+clusters of several; :class:`SegmentedReplay`
 values per-segment populations and personalised policies on a split; :func:`run_segmented`
 searches each segment in its own study; :func:`guard` exports personalisation only when
 its paired held-out lift over the global pick is significant; :class:`SegmentTable` is
@@ -10,7 +11,9 @@ the export a server reads without Python. :func:`personalise` trains a learned w
 
 from __future__ import annotations
 
+from tuner.segments._clusters import KMEANS, AnySegmentation, Clusters
 from tuner.segments._export import (
+    CLUSTERS_SCHEMA_VERSION,
     SEGMENTS_SCHEMA_VERSION,
     GuardDecision,
     SegmentTable,
@@ -43,15 +46,22 @@ from tuner.segments._search import (
 )
 from tuner.segments._segmentation import (
     FEATURE_PREFIX,
+    QUANTILES,
     Segmentation,
     merge_small,
     request_feature,
+    request_features,
 )
 
 __all__ = [
     "ATTR_SEGMENTS",
     "ATTR_SEGMENT_OF",
+    "CLUSTERS_SCHEMA_VERSION",
     "FEATURE_PREFIX",
+    "KMEANS",
+    "QUANTILES",
+    "AnySegmentation",
+    "Clusters",
     "SEGMENTS_SCHEMA_VERSION",
     "GuardDecision",
     "LearnedEvaluation",
@@ -69,6 +79,7 @@ __all__ = [
     "personalise",
     "refuse_segment_study",
     "request_feature",
+    "request_features",
     "run_segmented",
     "segment_picks",
     "segment_study_name",

@@ -11,7 +11,7 @@ from simulator.estimators import SlateFeedback
 from simulator.logs import LoggedTraffic
 from simulator.replay import objective_matrix
 from tuner.segments._learned import LogArrays
-from tuner.segments._segmentation import request_feature
+from tuner.segments._segmentation import request_features
 
 __all__ = ["chunk_arrays", "feature_matrix"]
 
@@ -22,13 +22,7 @@ def feature_matrix(traffic: LoggedTraffic, features: Sequence[str]) -> np.ndarra
     Raises:
         ValueError: an unknown or item-level feature (naming the log's features).
     """
-    cols = [request_feature(traffic, f, "--features") for f in features]
-    x = np.stack(cols, axis=1)
-    if not np.isfinite(x).all():
-        bad = features[int(np.flatnonzero(~np.isfinite(x).all(axis=0))[0])]
-        raise ValueError(f"--features {bad!r} has non-finite values; the weight model needs "
-                         "numbers")
-    return x.astype(np.float32)
+    return request_features(traffic, features, "--features").astype(np.float32)
 
 
 def chunk_arrays(fb: SlateFeedback, transformed: np.ndarray, traffic: LoggedTraffic,

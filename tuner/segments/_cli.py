@@ -14,7 +14,6 @@ import numpy as np
 import optuna
 
 from simulator.files import atomic_write
-from simulator.logs import LoggedTraffic
 from simulator.replay import MIN_EVENTS
 from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import (
@@ -26,6 +25,7 @@ from tuner.evaluation.search_data import (
 )
 from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.picks.export import ExportedWeights
+from tuner.segments._clusters import KMEANS, AnySegmentation, Clusters
 from tuner.segments._export import GuardDecision, SegmentTable, guard, with_guardrails
 from tuner.segments._personalise import guardrail_breach
 from tuner.segments._personalise_streamed import streamed_stratified
@@ -35,62 +35,106 @@ from tuner.segments._replay import (
     SegmentedReplay,
 )
 from tuner.segments._search import run_segmented, segment_picks, stored_segmentation
-from tuner.segments._segmentation import Segmentation, merge_small, request_feature
-from tuner.segments._streamed import StreamedSegments, split_feature
+from tuner.segments._segmentation import (
+    FEATURE_PREFIX,
+    QUANTILES,
+    Segmentation,
+    merge_small,
+    request_features,
+)
+from tuner.segments._streamed import StreamedSegments, split_features
 from tuner.study import SearchSpec
 
 __all__ = ["personalised_compare", "run_segments", "segment_export"]
 
 
-def run_segments(url: str, study: optuna.Study, search: SearchSpec, segment_by: str | None,
-                 k: int, target: int, progress: bool, echo: Callable[[str], None],
-                 min_events: float | None = None) -> None:
-    """Bring every segment study of ``study`` to ``target`` rounds (making the segmentation
-    on a first run: ``k`` quantiles of ``segment_by`` on the search split, too-small segments
-    merged) and print each segment's pick. A streamed log (a folder, or ``--stream``) is
-    streamed here too: each segment's pass reads its requests of each chunk.
+def segment_features(segment_by: str) -> tuple[str, ...]:
+    """The features of ``--segment-by f1,f2,...`` (without the ``feature_`` prefix).
 
     Raises:
-        ValueError: ``segment_by`` differs from the feature the study stored.
+        ValueError: none named, or one named twice.
+    """
+    names = tuple(f.strip().removeprefix(FEATURE_PREFIX) for f in segment_by.split(","))
+    if not all(names):
+        raise ValueError(f"--segment-by {segment_by!r}: name request-level log features, "
+                         "separated by commas (e.g. user_like_rate,user_click_rate)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--segment-by {segment_by!r} names a feature twice")
+    return names
+
+
+def make_segmentation(features: tuple[str, ...], values: np.ndarray, k: int,
+                      kind: str | None, seed: int) -> tuple[AnySegmentation, list[str]]:
+    """The segmentation of a first run: ``k`` quantile buckets of one feature, or ``k``
+    k-means clusters (``kind`` ``"kmeans"``, the default for several features) of the
+    rows ``values [R, F]``, with notes for people.
+
+    Raises:
+        ValueError: quantiles of several features, or an unknown ``kind``.
+    """
+    kind = kind or (QUANTILES if len(features) == 1 else KMEANS)
+    if kind == QUANTILES:
+        if len(features) != 1:
+            raise ValueError(f"--segment-kind quantiles buckets one feature; --segment-by "
+                             f"names {len(features)}: use --segment-kind kmeans")
+        return Segmentation.from_quantiles(features[0], values[:, 0], k), []
+    if kind == KMEANS:
+        return Clusters.from_kmeans(features, values, k, seed)
+    raise ValueError(f"--segment-kind {kind!r}: use {QUANTILES!r} or {KMEANS!r}")
+
+
+def run_segments(url: str, study: optuna.Study, search: SearchSpec, segment_by: str | None,
+                 k: int, target: int, progress: bool, echo: Callable[[str], None],
+                 min_events: float | None = None, kind: str | None = None) -> None:
+    """Bring every segment study of ``study`` to ``target`` rounds (making the segmentation
+    on a first run: ``k`` quantiles of one feature or ``k`` k-means clusters of several
+    (:func:`make_segmentation`) on the search split, too-small segments merged) and print
+    each segment's pick. A streamed log (a folder, or ``--stream``) is streamed here too:
+    each segment's pass reads its requests of each chunk.
+
+    Raises:
+        ValueError: ``segment_by`` or ``kind`` differs from what the study stored.
     """
     settings = SearchSettings.from_dict(search.settings)
     stored = stored_segmentation(study)
-    if stored is not None and segment_by is not None and \
-            segment_by.removeprefix("feature_") != stored.feature:
-        raise ValueError(f"study {study.study_name!r} is segmented by {stored.feature!r}, "
-                         f"not {segment_by!r}")
-    feature = stored.feature if stored is not None else str(segment_by).removeprefix(
-        "feature_")
+    if stored is not None:
+        if segment_by is not None and segment_features(segment_by) != stored.features:
+            raise ValueError(f"study {study.study_name!r} is segmented by "
+                             f"{','.join(stored.features)!r}, not {segment_by!r}")
+        if kind is not None and kind != stored.kind:
+            raise ValueError(f"study {study.study_name!r} has {stored.kind} segments, not "
+                             f"{kind}")
+    features = stored.features if stored is not None else segment_features(str(segment_by))
     objective = dict(settings.objective)
     ws: Workspace | StreamedWorkspace
     if settings.streamed:
         ws = StreamedWorkspace(settings)
-        x = split_feature(ws, SEARCH, feature)
+        x = split_features(ws, SEARCH, features)
         streamed = ws
 
-        def cut(seg: Segmentation) -> SegmentedReplay | StreamedSegments:
+        def cut(seg: AnySegmentation) -> SegmentedReplay | StreamedSegments:
             return StreamedSegments(streamed, SEARCH, seg)
 
-        def events(seg: Segmentation) -> np.ndarray:
-            sizes = np.bincount(seg.assign(x), minlength=seg.n_segments)
+        def events(seg: AnySegmentation) -> np.ndarray:
+            sizes = np.bincount(seg.assign(_of(seg, x)), minlength=seg.n_segments)
             return StreamedSegments(streamed, SEARCH, seg).expected_events(
                 control_weights(streamed), objective, sizes)
     else:
         whole = Workspace(settings)
         ws, replay = whole, whole.replay(SEARCH)
-        x = _values(whole.parts[SEARCH], feature)
+        x = request_features(whole.parts[SEARCH], features)
 
-        def cut(seg: Segmentation) -> SegmentedReplay | StreamedSegments:
-            return SegmentedReplay(replay, seg.assign(x), seg.n_segments)
+        def cut(seg: AnySegmentation) -> SegmentedReplay | StreamedSegments:
+            return SegmentedReplay(replay, seg.assign(_of(seg, x)), seg.n_segments)
 
-        def events(seg: Segmentation) -> np.ndarray:
-            return SegmentedReplay(replay, seg.assign(x), seg.n_segments).expected_events(
-                control_weights(whole), objective)
+        def events(seg: AnySegmentation) -> np.ndarray:
+            return SegmentedReplay(replay, seg.assign(_of(seg, x)), seg.n_segments
+                                   ).expected_events(control_weights(whole), objective)
     if stored is None:
-        seg0 = Segmentation.from_quantiles(feature, x, k)
-        seg, notes = merge_small(seg0, events, MIN_EVENTS if min_events is None
-                                 else min_events)
-        for note in notes:
+        seg0, notes = make_segmentation(features, x, k, kind, search.seed)
+        seg, merges = merge_small(seg0, events, MIN_EVENTS if min_events is None
+                                  else min_events)
+        for note in notes + merges:
             echo(note)
     else:
         seg = stored
@@ -99,17 +143,20 @@ def run_segments(url: str, study: optuna.Study, search: SearchSpec, segment_by: 
                   lambda rep: dataclasses.replace(base, replay=rep), until=target,
                   progress=progress)
     rows = segment_picks(url, study.study_name, seg.n_segments)
-    sizes = np.bincount(seg.assign(x), minlength=seg.n_segments)
-    echo(f"segments of {seg.feature!r} (edges {list(seg.edges)}), each searched in study "
+    sizes = np.bincount(seg.assign(_of(seg, x)), minlength=seg.n_segments)
+    what = (f"k-means clusters of {', '.join(map(repr, seg.features))}"
+            if isinstance(seg, Clusters) else f"{seg.feature!r} (edges {list(seg.edges)})")
+    echo(f"{seg.n_segments} segments, {what}, each searched in study "
          f"'{study.study_name}/segment-<i>':")
     for s, w in enumerate(rows):
-        low, high = seg.bounds(s)
-        echo(f"  segment {s} [{low}, {high}): {sizes[s]} requests, weights "
+        echo(f"  segment {s} {seg.describe(s)}: {sizes[s]} requests, weights "
              + ", ".join(f"{t}={v:.4g}" for t, v in zip(ws.score_tasks, w, strict=True)))
 
 
-def _values(traffic: LoggedTraffic, feature: str) -> np.ndarray:
-    return request_feature(traffic, feature)
+def _of(seg: AnySegmentation, x: np.ndarray) -> np.ndarray:
+    """What ``seg.assign`` takes of the features ``x [R, F]``: the column of a one-feature
+    bucket segmentation, all of them for clusters."""
+    return x if isinstance(seg, Clusters) else x[:, 0]
 
 
 def personalised_compare(ws: Workspace | StreamedWorkspace, study: optuna.Study,

@@ -6,6 +6,11 @@ serves; ``segments`` adds the feature, the bucket edges and one weight row per s
 A server reads the request's feature ``x``, takes the row ``i`` with
 ``edges[i - 1] <= x < edges[i]`` (no Python needed) and falls back to ``weights`` when the
 feature is missing or ``segments.personalised`` is false.
+
+Schema 1.2 adds k-means segments (``segments.kind == "kmeans"``): the table holds the
+features, their ``center`` and ``scale`` and the ``centroids``; a server standardizes the
+request's features, ``z = (x - center) / scale``, and serves the row of the nearest
+centroid. Files of one-feature buckets stay 1.1.
 """
 
 from __future__ import annotations
@@ -20,14 +25,18 @@ import numpy as np
 
 from simulator.replay import OBJECTIVE
 from tuner.picks.export import ExportedWeights
+from tuner.segments._clusters import KMEANS, AnySegmentation, Clusters
 from tuner.segments._replay import PersonalisedEstimate
 from tuner.segments._segmentation import Segmentation
 
-__all__ = ["SEGMENTS_SCHEMA_VERSION", "GuardDecision", "SegmentTable", "guard",
-           "with_guardrails"]
+__all__ = ["CLUSTERS_SCHEMA_VERSION", "SEGMENTS_SCHEMA_VERSION", "GuardDecision",
+           "SegmentTable", "guard", "with_guardrails"]
 
 SEGMENTS_SCHEMA_VERSION = "1.1"
 """The weights-file version that added ``segments`` (a minor: 1.0 readers ignore it)."""
+CLUSTERS_SCHEMA_VERSION = "1.2"
+"""The weights-file version that added k-means ``segments`` (a 1.1 reader would look for
+``edges``; a 1.0 reader still serves the default row)."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,7 @@ class SegmentTable:
     """Segment -> weights, with the default row and the bucket edges.
 
     Args:
-        segmentation: feature and edges.
+        segmentation: feature and edges, or k-means clusters.
         tasks: the weight order.
         rows: ``[K, S]`` weights of each segment.
         default: ``[S]`` the global pick, served when not personalised.
@@ -101,7 +110,7 @@ class SegmentTable:
         [[1.0, 0.5], [1.0, 2.0]]
     """
 
-    segmentation: Segmentation
+    segmentation: AnySegmentation
     tasks: tuple[str, ...]
     rows: np.ndarray
     default: np.ndarray
@@ -121,29 +130,39 @@ class SegmentTable:
         return self.decision is None or self.decision.personalised
 
     def weights_for(self, values: np.ndarray) -> np.ndarray:
-        """``[R, S]`` the weights a server uses for requests with feature ``values`` ``[R]``."""
+        """``[R, S]`` the weights a server uses for requests with feature ``values`` (``[R]``
+        for one-feature buckets, ``[R, F]`` for k-means clusters)."""
         if not self.personalised:
             return np.broadcast_to(np.asarray(self.default), (len(values), len(self.tasks)))
         return np.asarray(self.rows)[self.segmentation.assign(values)]
 
     def segments_block(self) -> dict[str, Any]:
         """The ``segments`` object of the weights file."""
+        guard_ = None if self.decision is None else self.decision.to_dict()
+        seg = self.segmentation
+        if isinstance(seg, Clusters):
+            rows = [{"segment": i, "centroid": seg.raw_centroid(i),
+                     "weights": dict(zip(self.tasks, map(float, w), strict=True))}
+                    for i, w in enumerate(np.asarray(self.rows))] if self.personalised else []
+            return {**seg.to_dict(), "personalised": self.personalised, "rows": rows,
+                    "guard": guard_}
         rows = []
         if self.personalised:
             for i, w in enumerate(np.asarray(self.rows)):
-                low, high = self.segmentation.bounds(i)
+                low, high = seg.bounds(i)
                 rows.append({"segment": i, "low": low, "high": high,
                              "weights": dict(zip(self.tasks, map(float, w), strict=True))})
-        return {"feature": self.segmentation.feature, "edges": list(self.segmentation.edges),
+        return {"feature": seg.feature, "edges": list(seg.edges),
                 "rule": "segment i holds requests with edges[i-1] <= feature < edges[i]",
-                "personalised": self.personalised, "rows": rows,
-                "guard": None if self.decision is None else self.decision.to_dict()}
+                "personalised": self.personalised, "rows": rows, "guard": guard_}
 
     def to_dict(self, base: ExportedWeights) -> dict[str, Any]:
         """The weights file: ``base`` (whose weights must be the default row) + segments."""
         if not np.allclose(base.weights, self.default):
             raise ValueError("the file's weights must be the default (global) row")
-        return {**base.to_dict(), "schema_version": SEGMENTS_SCHEMA_VERSION,
+        version = (CLUSTERS_SCHEMA_VERSION if isinstance(self.segmentation, Clusters)
+                   else SEGMENTS_SCHEMA_VERSION)
+        return {**base.to_dict(), "schema_version": version,
                 "segments": self.segments_block()}
 
     @classmethod
@@ -157,7 +176,9 @@ class SegmentTable:
         if not isinstance(block, Mapping):
             raise ValueError("the weights file has no 'segments' table")
         tasks = tuple(data["tasks"])
-        seg = Segmentation(str(block["feature"]), tuple(float(e) for e in block["edges"]))
+        seg: AnySegmentation = (
+            Clusters.from_dict(block) if block.get("kind") == KMEANS else
+            Segmentation(str(block["feature"]), tuple(float(e) for e in block["edges"])))
         default = np.array([float(data["weights"][t]) for t in tasks])
         rows_in: Sequence[Mapping[str, Any]] = block["rows"]
         if block["personalised"]:

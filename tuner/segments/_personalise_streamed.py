@@ -27,9 +27,9 @@ from tuner.evaluation.objective import streamed_guardrail_reasons
 from tuner.evaluation.search_data import make_interval
 from tuner.evaluation.streamed import StreamedWorkspace
 from tuner.segments._arrays import chunk_arrays
+from tuner.segments._clusters import AnySegmentation
 from tuner.segments._learned import LogArrays
 from tuner.segments._replay import PersonalisedEstimate
-from tuner.segments._segmentation import Segmentation
 
 __all__ = ["check_bootstrap", "concatenate_arrays", "streamed_arrays", "streamed_estimate",
            "streamed_stratified"]
@@ -120,7 +120,7 @@ def streamed_estimate(ws: StreamedWorkspace,
             broken)
 
 
-def streamed_stratified(ws: StreamedWorkspace, segmentation: Segmentation,
+def streamed_stratified(ws: StreamedWorkspace, segmentation: AnySegmentation,
                         policies: np.ndarray, contrasts: np.ndarray, split: str
                         ) -> tuple[PersonalisedEstimate, str]:
     """:meth:`~tuner.segments._replay.SegmentedReplay.personalised` on a streamed split, in

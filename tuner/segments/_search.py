@@ -6,7 +6,8 @@ and the segment), so Optuna's
 dashboard opens it, ``search history`` reads it and the loop resumes it like any other.
 Its objective is the segment's own replay (with the guardrails judged on the segment's
 requests), so every generation of every segment together is one pass over the log.
-The parent study stores the :class:`~tuner.segments.Segmentation` (``fusiontune:segments``).
+The parent study stores the :class:`~tuner.segments.Segmentation` or
+:class:`~tuner.segments.Clusters` (``fusiontune:segments``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import optuna
 
 from simulator.replay import Replay
 from simulator.streaming import StreamedReplay
+from tuner.segments._clusters import AnySegmentation, segmentation_from_dict
 from tuner.segments._replay import SegmentedReplay
-from tuner.segments._segmentation import Segmentation
 from tuner.segments._streamed import StreamedSegments
 from tuner.study import SearchSpec, create_or_load_study, read_spec, run_rounds
 from tuner.study._attrs import _check_same
@@ -38,7 +39,8 @@ __all__ = [
 ]
 
 ATTR_SEGMENTS = "fusiontune:segments"
-"""User attr of the parent study: the segmentation (feature, edges) its segments use."""
+"""User attr of the parent study: the segmentation its segments use (feature and edges,
+or k-means features, scaling and centroids)."""
 ATTR_SEGMENT_OF = "fusiontune:segment_of"
 """User attr of a segment study: ``{"study": parent, "segment": i}``."""
 
@@ -51,7 +53,7 @@ def segment_study_name(study_name: str, segment: int) -> str:
     return f"{study_name}/segment-{segment}"
 
 
-def store_segmentation(study: optuna.Study, segmentation: Segmentation) -> None:
+def store_segmentation(study: optuna.Study, segmentation: AnySegmentation) -> None:
     """Store the segmentation in the parent study, or check it is the stored one.
 
     Raises:
@@ -65,17 +67,17 @@ def store_segmentation(study: optuna.Study, segmentation: Segmentation) -> None:
         _check_same(study.study_name, "segments", stored, given)
 
 
-def stored_segmentation(study: optuna.Study) -> Segmentation | None:
+def stored_segmentation(study: optuna.Study) -> AnySegmentation | None:
     """The segmentation a parent study stored, or None (a global search)."""
     data = study.user_attrs.get(ATTR_SEGMENTS)
-    return None if data is None else Segmentation.from_dict(data)
+    return None if data is None else segmentation_from_dict(data)
 
 
 def run_segmented(
     storage: str,
     study_name: str,
     search: SearchSpec,
-    segmentation: Segmentation,
+    segmentation: AnySegmentation,
     replay: SegmentedReplay | StreamedSegments,
     objective: Objective,
     until: int,

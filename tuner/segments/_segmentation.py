@@ -11,16 +11,31 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from simulator.logs import LoggedTraffic
 
-__all__ = ["FEATURE_PREFIX", "Segmentation", "merge_small", "request_feature"]
+__all__ = ["FEATURE_PREFIX", "QUANTILES", "Segmentation", "merge_small", "request_feature",
+           "request_features"]
 
 FEATURE_PREFIX = "feature_"
 """Log columns of features carry this prefix; ``--segment-by`` takes either spelling."""
+QUANTILES = "quantiles"
+"""The ``kind`` of a one-feature bucket segmentation."""
+
+
+class _Mergeable(Protocol):
+    @property
+    def n_segments(self) -> int: ...
+
+    def describe(self, segment: int) -> str: ...
+
+    def merged(self, segment: int, counts: np.ndarray) -> Any: ...
+
+
+S = TypeVar("S", bound=_Mergeable)
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,14 @@ class Segmentation:
     def n_segments(self) -> int:
         return len(self.edges) + 1
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        return (self.feature,)
+
+    @property
+    def kind(self) -> str:
+        return QUANTILES
+
     @classmethod
     def from_quantiles(cls, feature: str, values: np.ndarray, k: int) -> Segmentation:
         """``k`` buckets at the quantiles ``i / k`` of ``values`` ``[R]``; fewer when the
@@ -78,9 +101,13 @@ class Segmentation:
         x = np.asarray(values, dtype=np.float64)
         return np.searchsorted(np.asarray(self.edges), x, side="right").astype(np.int64)
 
+    def values(self, traffic: LoggedTraffic) -> np.ndarray:
+        """``[R]`` this segmentation's feature of each request of a log."""
+        return request_feature(traffic, self.feature)
+
     def assign_log(self, traffic: LoggedTraffic) -> np.ndarray:
         """``[R]`` segment of each request of a log (reads its feature)."""
-        return self.assign(request_feature(traffic, self.feature))
+        return self.assign(self.values(traffic))
 
     def bounds(self, segment: int) -> tuple[float | None, float | None]:
         """``(low, high)`` of a segment: ``low <= x < high``; None where open-ended."""
@@ -91,6 +118,21 @@ class Segmentation:
     def without_edge(self, i: int) -> Segmentation:
         """Segments ``i`` and ``i + 1`` merged."""
         return Segmentation(self.feature, self.edges[:i] + self.edges[i + 1:])
+
+    def describe(self, segment: int) -> str:
+        """A segment for people: its bucket."""
+        return _span(*self.bounds(segment))
+
+    def merged(self, segment: int, counts: np.ndarray) -> Segmentation:
+        """``segment`` merged with the neighbour with fewer events ``counts [K]``."""
+        if self.n_segments == 1:
+            raise ValueError("one segment cannot be merged")
+        if segment == 0:
+            return self.without_edge(0)
+        if segment == self.n_segments - 1:
+            return self.without_edge(segment - 1)
+        lower = counts[segment - 1] <= counts[segment + 1]
+        return self.without_edge(segment - 1 if lower else segment)
 
     def to_dict(self) -> dict[str, Any]:
         return {"feature": self.feature, "edges": list(self.edges),
@@ -130,14 +172,31 @@ def request_feature(traffic: LoggedTraffic, feature: str, what: str = "--segment
         raise ValueError(f"{what} {feature!r}: the feature is not numeric") from None
 
 
-def merge_small(segmentation: Segmentation,
-                events: Callable[[Segmentation], Sequence[float] | np.ndarray],
-                min_events: float) -> tuple[Segmentation, list[str]]:
+def request_features(traffic: LoggedTraffic, features: Sequence[str],
+                     what: str = "--segment-by") -> np.ndarray:
+    """``[R, F]`` float64 request-level features of a log, in the order given.
+
+    Raises:
+        ValueError: an unknown, item-level, non-numeric or non-finite feature (see
+            :func:`request_feature`).
+    """
+    cols = [request_feature(traffic, f, what) for f in features]
+    x = np.stack(cols, axis=1) if cols else np.zeros((traffic.n_requests, 0))
+    if not np.isfinite(x).all():
+        bad = features[int(np.flatnonzero(~np.isfinite(x).all(axis=0))[0])]
+        raise ValueError(f"{what} {bad!r} has non-finite values; it needs numbers")
+    return x
+
+
+def merge_small(segmentation: S,
+                events: Callable[[S], Sequence[float] | np.ndarray],
+                min_events: float) -> tuple[S, list[str]]:
     """Merge segments with too few expected events into a neighbour until none is left.
 
-    The segment with the fewest events is merged with the smaller of its neighbours, its
-    events recounted, and so on: a segment's estimate never rests on fewer than
-    ``min_events`` (see :data:`simulator.replay.MIN_EVENTS`).
+    The segment with the fewest events is merged into its neighbours (a bucket with the
+    smaller of the two next to it, a k-means cluster into the nearest other centroids of
+    its requests), the events recounted, and so on: a segment's estimate never rests on
+    fewer than ``min_events`` (see :data:`simulator.replay.MIN_EVENTS`).
 
     Args:
         segmentation: the buckets to check.
@@ -166,16 +225,9 @@ def merge_small(segmentation: Segmentation,
             raise ValueError(f"the search split has only {counts[0]:.0f} expected events "
                              f"(need {min_events:g}): too little traffic to personalise")
         i = int(small[np.argmin(counts[small])])
-        if i == 0:
-            j = 0
-        elif i == seg.n_segments - 1:
-            j = i - 1
-        else:  # the edge to the smaller neighbour
-            j = i - 1 if counts[i - 1] <= counts[i + 1] else i
-        low, high = seg.bounds(i)
-        notes.append(f"segment {_span(low, high)} has {counts[i]:.0f} expected events "
-                     f"(< {min_events:g}): merged with its neighbour")
-        seg = seg.without_edge(j)
+        notes.append(f"segment {i} ({seg.describe(i)}) has {counts[i]:.0f} expected events "
+                     f"(< {min_events:g}): merged into its neighbours")
+        seg = seg.merged(i, counts)
 
 
 def _span(low: float | None, high: float | None) -> str:

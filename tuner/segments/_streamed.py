@@ -8,7 +8,7 @@ study on the log held whole (tested), as the global streamed search's do.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,31 +16,33 @@ import numpy as np
 from simulator.logs import LoggedTraffic
 from simulator.streaming import StreamedReplay
 from tuner.evaluation.streamed import StreamedWorkspace
-from tuner.segments._segmentation import Segmentation, request_feature
+from tuner.segments._clusters import AnySegmentation
+from tuner.segments._segmentation import request_features
 
-__all__ = ["InSegment", "StreamedSegments", "split_feature"]
+__all__ = ["InSegment", "StreamedSegments", "split_features"]
 
 
 @dataclass(frozen=True)
 class InSegment:
     """``traffic -> [c]`` mask of the requests in one segment (a chunk reader's ``keep``)."""
 
-    segmentation: Segmentation
+    segmentation: AnySegmentation
     segment: int
 
     def __call__(self, traffic: LoggedTraffic) -> np.ndarray:
         return self.segmentation.assign_log(traffic) == self.segment
 
 
-def split_feature(ws: StreamedWorkspace, part: str, feature: str) -> np.ndarray:
-    """``[R]`` a request-level feature of every request of a split (one pass).
+def split_features(ws: StreamedWorkspace, part: str, features: Sequence[str]) -> np.ndarray:
+    """``[R, F]`` request-level features of every request of a split (one pass).
 
     Raises:
-        ValueError: an unknown or item-level feature (see :func:`request_feature`).
+        ValueError: an unknown, item-level or non-finite feature (see
+            :func:`~tuner.segments.request_features`).
     """
-    got = [request_feature(c.traffic, feature)
+    got = [request_features(c.traffic, features)
            for c in ws.chunks(part).split_chunks(features=True)]
-    return np.concatenate(got) if got else np.zeros(0)
+    return np.concatenate(got) if got else np.zeros((0, len(features)))
 
 
 class StreamedSegments:
@@ -53,7 +55,8 @@ class StreamedSegments:
         segmentation: the buckets.
     """
 
-    def __init__(self, ws: StreamedWorkspace, part: str, segmentation: Segmentation) -> None:
+    def __init__(self, ws: StreamedWorkspace, part: str, segmentation: AnySegmentation
+                 ) -> None:
         self.ws, self.part, self.segmentation = ws, part, segmentation
         self.n_segments = segmentation.n_segments
 
