@@ -52,7 +52,7 @@ from tuner.picks.picking import (
     validated_export,
 )
 from tuner.segments import ATTR_SEGMENTS, refuse_segment_study
-from tuner.segments._cli import run_segments, segment_export, segment_features
+from tuner.segments._cli import check_segment_options, run_segments, segment_export
 from tuner.storage import ProjectStore
 from tuner.strategies import STRATEGIES
 from tuner.study import (
@@ -176,7 +176,7 @@ def search_run(ctx: click.Context, storage: str, study_name: str, config_path: s
         raise ValueError("give one of --json (all rounds at the end) and --jsonl (a line "
                          "per round as it completes)")
     if segment_by is not None:  # a malformed list fails before any trial is written
-        segment_features(segment_by)
+        check_segment_options(segment_by, segment_kind)
     clock = RunClock()
     url = storage_url(storage)
     given = given_options(ctx)

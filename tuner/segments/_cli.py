@@ -63,6 +63,21 @@ def segment_features(segment_by: str) -> tuple[str, ...]:
     return names
 
 
+def check_segment_options(segment_by: str, kind: str | None) -> tuple[str, ...]:
+    """``--segment-by``'s features, checked with ``--segment-kind`` before any trial is run.
+
+    Raises:
+        ValueError: a malformed list, or quantiles of several features.
+    """
+    features = segment_features(segment_by)
+    if kind == QUANTILES and len(features) != 1:
+        raise ValueError(f"--segment-kind quantiles buckets one feature; --segment-by names "
+                         f"{len(features)}: use --segment-kind kmeans")
+    if kind not in (None, QUANTILES, KMEANS):
+        raise ValueError(f"--segment-kind {kind!r}: use {QUANTILES!r} or {KMEANS!r}")
+    return features
+
+
 def make_segmentation(features: tuple[str, ...], values: np.ndarray, k: int,
                       kind: str | None, seed: int) -> tuple[AnySegmentation, list[str]]:
     """The segmentation of a first run: ``k`` quantile buckets of one feature, or ``k``
@@ -72,15 +87,10 @@ def make_segmentation(features: tuple[str, ...], values: np.ndarray, k: int,
     Raises:
         ValueError: quantiles of several features, or an unknown ``kind``.
     """
-    kind = kind or (QUANTILES if len(features) == 1 else KMEANS)
-    if kind == QUANTILES:
-        if len(features) != 1:
-            raise ValueError(f"--segment-kind quantiles buckets one feature; --segment-by "
-                             f"names {len(features)}: use --segment-kind kmeans")
+    check_segment_options(",".join(features), kind)
+    if (kind or (QUANTILES if len(features) == 1 else KMEANS)) == QUANTILES:
         return Segmentation.from_quantiles(features[0], values[:, 0], k), []
-    if kind == KMEANS:
-        return Clusters.from_kmeans(features, values, k, seed)
-    raise ValueError(f"--segment-kind {kind!r}: use {QUANTILES!r} or {KMEANS!r}")
+    return Clusters.from_kmeans(features, values, k, seed)
 
 
 def run_segments(url: str, study: optuna.Study, search: SearchSpec, segment_by: str | None,

@@ -81,6 +81,7 @@ class Clusters:
                     ) -> tuple[Clusters, list[str]]:
         """``k`` k-means clusters (k-means++ start, Lloyd's iterations, ``seed``) of the rows
         ``values [R, F]``, each feature standardized by its mean and standard deviation.
+        The same rows in any order give the same clusters.
 
         Returns:
             The clusters, numbered by their centres in lexicographic order, and one line
@@ -106,6 +107,10 @@ class Clusters:
         if len(x) < k:
             raise ValueError(f"{len(x)} requests cannot make {k} k-means segments")
         notes = []
+        # rows in a canonical order: the fit depends on the rows, not on the order a log
+        # held whole or read chunk by chunk gives them (k-means++ draws row indices, and
+        # the sums of the mean and sd are taken in that order too)
+        x = x[np.lexsort(x.T[::-1])]
         center, sd = x.mean(axis=0), x.std(axis=0)
         for name in (n for n, v in zip(names, sd, strict=True) if not v > 0):
             notes.append(f"feature {name!r} is constant on the search split: it cannot "
