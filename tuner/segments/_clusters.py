@@ -117,7 +117,12 @@ class Clusters:
                          "separate segments")
         scale = np.where(sd > 0, sd, 1.0)
         z = (x - center) / scale
-        if k == 1:
+        distinct = 1 + int((np.diff(x, axis=0) != 0).any(axis=1).sum())  # rows are sorted
+        if distinct < k:
+            notes.append(f"the search split has {distinct} distinct feature rows: "
+                         f"{distinct} k-means segments, not {k}")
+            cents = z[np.r_[True, (np.diff(x, axis=0) != 0).any(axis=1)]]
+        elif k == 1:
             cents = np.zeros((1, len(names)))
         else:
             with warnings.catch_warnings():  # empty clusters are dropped and reported below
@@ -127,7 +132,7 @@ class Clusters:
                   tuple(tuple(map(float, c)) for c in cents))
         labels = got.assign(x)
         kept = np.unique(labels)
-        if kept.size < k:
+        if kept.size < min(k, distinct):
             notes.append(f"{k - kept.size} of {k} k-means clusters were left empty: "
                          f"{kept.size} segments")
         order = sorted(kept.tolist(), key=lambda i: tuple(cents[i]))
