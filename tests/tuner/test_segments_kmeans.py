@@ -218,6 +218,7 @@ def test_kmeans_segments_through_the_cli(demo_files: DemoFiles, tmp_path: Path) 
     exp = CliRunner().invoke(main, ["search", "export", "--storage", str(db), "--study", "s",
                                     "--out", str(out)], catch_exceptions=False)
     assert exp.exit_code == 0, exp.output
+    assert f"schema {CLUSTERS_SCHEMA_VERSION})" in exp.output
     data = json.loads(out.read_text())
     assert data["schema_version"] == CLUSTERS_SCHEMA_VERSION
     table = SegmentTable.from_dict(data)

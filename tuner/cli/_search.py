@@ -363,8 +363,8 @@ def _export_segments(ws: Any, study: Any, exported: Any, url: str, out: Path | N
                           lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps(data, indent=2))
-    if out is not None:
-        click.echo(f"wrote {out} (segment table, schema 1.1)")
+    if out is not None and data is not None:
+        click.echo(f"wrote {out} (segment table, schema {data['schema_version']})")
 
 
 def _fusion_estimator(settings: dict[str, Any]) -> str | None:

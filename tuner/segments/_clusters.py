@@ -158,8 +158,9 @@ class Clusters:
 
     def raw_centroid(self, segment: int) -> dict[str, float]:
         """A segment's centre in the features' own units."""
-        c = np.asarray(self.centroids[segment]) * np.asarray(self.scale) + \
-            np.asarray(self.center)
+        scale = np.asarray(self.scale)
+        c = np.asarray(self.centroids[segment]) * scale + np.asarray(self.center)
+        c = np.where(np.abs(c) < 1e-9 * scale, 0.0, c)  # a rounding error of a 0, not 6e-15
         return dict(zip(self.features, map(float, c), strict=True))
 
     def describe(self, segment: int) -> str:
