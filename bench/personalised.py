@@ -27,8 +27,11 @@ Run: ``nice python bench/personalised.py [--worlds marketplace,kuairand] [--seed
 prints markdown tables. ``--feature`` / ``--learned-features`` replace the world's default
 inputs (KuaiRand: its ``user_<task>_rate`` history features); ``--kmeans K`` adds the
 oracles on K k-means clusters of the users' task rates (history and true; KuaiRand), the
-segments the issue's headroom was measured on; ``--oracles-only`` computes only the
-control and the oracles, on the truth split a full run of the same sizes uses.
+segments the issue's headroom was measured on; ``--kmeans-segments K`` adds per-segment
+CEM on K k-means clusters of the search split's history-rate features, fitted, merged and
+assigned by ``tuner.segments.Clusters`` as ``search run --segment-by <the rates>
+--segments K`` does; ``--oracles-only`` computes only the control and the oracles, on the
+truth split a full run of the same sizes uses.
 """
 
 from __future__ import annotations
@@ -580,8 +583,8 @@ def main() -> None:
                         "rates (worlds with user rates: KuaiRand)")
     p.add_argument("--kmeans-segments", default="",
                    help="comma-separated K: per-segment CEM on K k-means clusters of the "
-                        "users' history rates, fitted on the search split (worlds with user "
-                        "rates: KuaiRand)")
+                        "users' history rates, fitted on the search split as 'search run "
+                        "--segment-by' fits them (worlds with user rates: KuaiRand)")
     p.add_argument("--oracles-only", action="store_true",
                    help="only the control and the oracles, on the truth split a full run "
                         "with the same --search/--holdout/--truth/--chunk uses")
