@@ -16,15 +16,17 @@ from tuner.evaluation.objective import FusionObjective
 from tuner.evaluation.search_data import split_log
 from tuner.picks.export import ExportedWeights
 from tuner.segments import (
-    ATTR_SEGMENTS,
+    Clusters,
     Segmentation,
     SegmentedReplay,
     SegmentTable,
     guard,
     merge_small,
     request_feature,
+    request_features,
     run_segmented,
     segment_picks,
+    stored_segmentation,
 )
 from tuner.strategies import CEM, CEMConfig
 from tuner.study import SearchSpec, create_or_load_study, run_rounds
@@ -115,7 +117,8 @@ def test_small_segments_merge_on_a_real_log() -> None:
 
 
 # ------------------------------------------------------------ search in studies
-def test_one_segment_search_equals_the_global_search(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["quantiles", "kmeans"])
+def test_one_segment_search_equals_the_global_search(tmp_path: Path, kind: str) -> None:
     log = make_log(3, 1200)
     replay = log.replay(SNIPS())
     config = CEMConfig(population=8)
@@ -123,14 +126,17 @@ def test_one_segment_search_equals_the_global_search(tmp_path: Path) -> None:
     spec = SearchSpec.new(SPACE, config, 4, CONTROL)
     glob = create_or_load_study(url, "g", SPACE, config, 4, init_mean=CONTROL)
     run_rounds(glob, spec, FusionObjective(replay, OBJECTIVE_WEIGHTS), until=2, progress=False)
-    one = Segmentation("user_activity", ())
-    sr = SegmentedReplay(replay, np.zeros(1200, dtype=np.int64), 1)
+    one: Segmentation | Clusters = Segmentation("user_activity", ())
+    if kind == "kmeans":
+        names = ("user_activity", "user_segment")
+        one = Clusters.from_kmeans(names, request_features(log.traffic, names), 1, 0)[0]
+    sr = SegmentedReplay(replay, one.assign_log(log.traffic), 1)
     make = lambda rep: FusionObjective(rep, OBJECTIVE_WEIGHTS)  # noqa: E731
     (child,) = run_segmented(url, "p", spec, one, sr, make, until=2)
     assert [t.value for t in child.trials] == [t.value for t in glob.trials]
     assert [t.params for t in child.trials] == [t.params for t in glob.trials]
     parent = create_or_load_study(url, "p", create=False)
-    assert parent.user_attrs[ATTR_SEGMENTS]["edges"] == []
+    assert stored_segmentation(parent) == one
     # resumable: asking again for the same number of rounds writes nothing new
     run_segmented(url, "p", spec, one, sr, make, until=2)
     assert len(create_or_load_study(url, "p/segment-0", create=False).trials) == 16

@@ -11,28 +11,22 @@ import optuna
 import pytest
 from click.testing import CliRunner
 
-from simulator.estimators import SNIPS
 from simulator.logs import LoggedTraffic
 from tests.tuner.conftest import DemoFiles
-from tests.worldkit import OBJECTIVE_WEIGHTS, SPACE, make_log
+from tests.worldkit import make_log
 from tuner.cli import main
-from tuner.evaluation.objective import FusionObjective
 from tuner.picks.export import ExportedWeights
 from tuner.segments import (
     ATTR_SEGMENTS,
     CLUSTERS_SCHEMA_VERSION,
     Clusters,
-    SegmentedReplay,
     SegmentTable,
     merge_small,
     request_features,
-    run_segmented,
     segment_picks,
     segment_study_name,
     stored_segmentation,
 )
-from tuner.strategies import CEMConfig
-from tuner.study import SearchSpec, create_or_load_study, run_rounds
 
 CONTROL = np.array([1.0, 0.5, 0.5])
 TASKS = ("click", "conversion", "like")
@@ -131,23 +125,6 @@ def test_a_small_cluster_is_merged_into_its_nearest_neighbours() -> None:
         assert np.unique(got[blob == b]).size == 1
     with pytest.raises(ValueError, match="too little traffic"):
         merge_small(clusters, lambda c: np.full(c.n_segments, 1.0), 10)
-
-
-def test_one_cluster_search_equals_the_global_search(tmp_path: Path) -> None:
-    log = make_log(5, 1200)
-    replay = log.replay(SNIPS())
-    config = CEMConfig(population=8)
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    spec = SearchSpec.new(SPACE, config, 4, CONTROL)
-    glob = create_or_load_study(url, "g", SPACE, config, 4, init_mean=CONTROL)
-    run_rounds(glob, spec, FusionObjective(replay, OBJECTIVE_WEIGHTS), until=2, progress=False)
-    x = request_features(log.traffic, ("user_activity", "user_segment"))
-    one, _ = Clusters.from_kmeans(("user_activity", "user_segment"), x, 1, 0)
-    sr = SegmentedReplay(replay, one.assign(x), 1)
-    (child,) = run_segmented(url, "p", spec, one, sr,
-                             lambda rep: FusionObjective(rep, OBJECTIVE_WEIGHTS), until=2)
-    assert [t.value for t in child.trials] == [t.value for t in glob.trials]
-    assert stored_segmentation(create_or_load_study(url, "p", create=False)) == one
 
 
 def _base() -> ExportedWeights:
