@@ -466,8 +466,9 @@ def kmeans_policy(world: BaseWorld, search: InMemorySearch | StreamedSearch, hol
     seg0, _ = Clusters.from_kmeans(names, x_s, k, seed)
     seg, _ = merge_small(seg0, lambda c: search.events(c.assign(x_s), c.n_segments, control),
                          MIN_EVENTS)
-    a_s, a_h, a_t = (seg.assign(rates[u]) for u in (search.users, hold_split.traffic.user_ids,
-                                                    truth.traffic.user_ids))
+    a_s = seg.assign(x_s)
+    a_h, a_t = (seg.assign(rates[u]) for u in (hold_split.traffic.user_ids,
+                                               truth.traffic.user_ids))
     m = seg.n_segments
     rows = np.stack([cem(space, v, control, args.generations, args.population, seed)
                      for v in search.segments(a_s, m)])

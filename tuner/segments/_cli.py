@@ -63,6 +63,21 @@ def segment_features(segment_by: str) -> tuple[str, ...]:
     return names
 
 
+def _kind(features: tuple[str, ...], kind: str | None) -> str:
+    """``--segment-kind`` for ``features``: as given, else quantiles of one feature and
+    k-means of several.
+
+    Raises:
+        ValueError: quantiles of several features, or an unknown kind.
+    """
+    if kind not in (None, QUANTILES, KMEANS):
+        raise ValueError(f"--segment-kind {kind!r}: use {QUANTILES!r} or {KMEANS!r}")
+    if kind == QUANTILES and len(features) != 1:
+        raise ValueError(f"--segment-kind quantiles buckets one feature; --segment-by names "
+                         f"{len(features)}: use --segment-kind kmeans")
+    return kind or (QUANTILES if len(features) == 1 else KMEANS)
+
+
 def check_segment_options(segment_by: str, kind: str | None) -> tuple[str, ...]:
     """``--segment-by``'s features, checked with ``--segment-kind`` before any trial is run.
 
@@ -70,11 +85,7 @@ def check_segment_options(segment_by: str, kind: str | None) -> tuple[str, ...]:
         ValueError: a malformed list, or quantiles of several features.
     """
     features = segment_features(segment_by)
-    if kind == QUANTILES and len(features) != 1:
-        raise ValueError(f"--segment-kind quantiles buckets one feature; --segment-by names "
-                         f"{len(features)}: use --segment-kind kmeans")
-    if kind not in (None, QUANTILES, KMEANS):
-        raise ValueError(f"--segment-kind {kind!r}: use {QUANTILES!r} or {KMEANS!r}")
+    _kind(features, kind)
     return features
 
 
@@ -87,8 +98,7 @@ def make_segmentation(features: tuple[str, ...], values: np.ndarray, k: int,
     Raises:
         ValueError: quantiles of several features, or an unknown ``kind``.
     """
-    check_segment_options(",".join(features), kind)
-    if (kind or (QUANTILES if len(features) == 1 else KMEANS)) == QUANTILES:
+    if _kind(features, kind) == QUANTILES:
         return Segmentation.from_quantiles(features[0], values[:, 0], k), []
     return Clusters.from_kmeans(features, values, k, seed)
 
@@ -134,12 +144,14 @@ def run_segments(url: str, study: optuna.Study, search: SearchSpec, segment_by: 
         ws, replay = whole, whole.replay(SEARCH)
         x = request_features(whole.parts[SEARCH], features)
 
-        def cut(seg: AnySegmentation) -> SegmentedReplay | StreamedSegments:
+        def held(seg: AnySegmentation) -> SegmentedReplay:
             return SegmentedReplay(replay, seg.assign(_of(seg, x)), seg.n_segments)
 
+        def cut(seg: AnySegmentation) -> SegmentedReplay | StreamedSegments:
+            return held(seg)
+
         def events(seg: AnySegmentation) -> np.ndarray:
-            return SegmentedReplay(replay, seg.assign(_of(seg, x)), seg.n_segments
-                                   ).expected_events(control_weights(whole), objective)
+            return held(seg).expected_events(control_weights(whole), objective)
     if stored is None:
         seg0, notes = make_segmentation(features, x, k, kind, search.seed)
         seg, merges = merge_small(seg0, events, MIN_EVENTS if min_events is None

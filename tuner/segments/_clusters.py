@@ -117,11 +117,12 @@ class Clusters:
                          "separate segments")
         scale = np.where(sd > 0, sd, 1.0)
         z = (x - center) / scale
-        distinct = 1 + int((np.diff(x, axis=0) != 0).any(axis=1).sum())  # rows are sorted
+        first = np.r_[True, (np.diff(x, axis=0) != 0).any(axis=1)]  # of equal sorted rows
+        distinct = int(first.sum())
         if distinct < k:
             notes.append(f"the search split has {distinct} distinct feature rows: "
                          f"{distinct} k-means segments, not {k}")
-            cents = z[np.r_[True, (np.diff(x, axis=0) != 0).any(axis=1)]]
+            cents = z[first]
         elif k == 1:
             cents = np.zeros((1, len(names)))
         else:
